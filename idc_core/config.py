@@ -1,0 +1,110 @@
+"""Hyperparameters and model metadata as frozen dataclasses with a JSON round-trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from idc_core import CLASS_NAMES, PATCH_SIZE
+
+T = TypeVar("T")
+
+SPLIT_MODES = ("patient", "published", "patch")
+IMBALANCE_MODES = ("class_weight", "oversample", "none")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a dataclass from a dict, ignoring unknown keys and restoring tuples."""
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for name, value in data.items():
+        if name not in known:
+            continue
+        if isinstance(value, list) and "tuple" in str(known[name].type):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run; saved inside config.json."""
+
+    arch: str = "cnn"
+    data: str = ""
+    out: str = ""
+    split: str = "patient"
+    fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    splits_dir: str | None = None
+    seed: int = 42
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    patience: int = 6
+    imbalance: str = "class_weight"
+    augment: bool = True
+    weights: str | None = None
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    cache_dir: str | None = ".cache/idc"
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLIT_MODES:
+            raise ValueError(f"split must be one of {SPLIT_MODES}, got {self.split!r}")
+        if self.imbalance not in IMBALANCE_MODES:
+            raise ValueError(
+                f"imbalance must be one of {IMBALANCE_MODES}, got {self.imbalance!r}"
+            )
+        if len(self.fractions) != 3 or abs(sum(self.fractions) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must be 3 numbers summing to 1, got {self.fractions}")
+        if self.split == "published" and not self.splits_dir:
+            raise ValueError("split='published' needs splits_dir (the folder of cases_*.txt)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a saved model needs to be used: written as models/<name>/config.json."""
+
+    name: str
+    arch: str
+    input_shape: tuple[int, int, int] = (PATCH_SIZE, PATCH_SIZE, 3)
+    class_names: tuple[str, str] = CLASS_NAMES
+    threshold: float = 0.5
+    threshold_rule: str = "maximises balanced accuracy on the validation split"
+    preprocessing: str = (
+        "raw RGB uint8 values 0-255; all scaling is inside the model; patches smaller "
+        "than 50x50 are padded at the bottom/right with white (255)"
+    )
+    command: str = ""
+    train: dict[str, Any] = field(default_factory=dict)
+    data_summary: dict[str, Any] = field(default_factory=dict)
+    split_patients: dict[str, list[str]] = field(default_factory=dict)
+    keras_version: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

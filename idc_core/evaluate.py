@@ -1,0 +1,132 @@
+"""Evaluate a saved model on any labelled data in the dataset layout (folder or zip).
+
+    python -m idc_core.evaluate --model models/cnn --data PATH [--split test] [--out report.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from idc_core.dataset import PatchSource, load_patches, scan_dataset
+from idc_core.errors import DatasetError, IDCError
+from idc_core.metrics import compute_metrics
+from idc_core.model_io import LoadedModel, default_model_dir, load_model_dir
+from idc_core.predict import predict_patches
+
+Progress = Callable[[int, int], None]
+HEADLINE = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "loss")
+
+
+def evaluate_model(
+    loaded: LoadedModel,
+    data: str | Path,
+    *,
+    split: str | None = None,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Metrics of a loaded model on labelled data, at its saved threshold unless told otherwise.
+
+    ``split`` keeps only the patients that the model's config lists for that
+    split (e.g. "test"). The report counts how many patients the model was
+    trained on, so a reader can see whether the numbers are held out.
+    """
+    scan = scan_dataset(data)
+    records = [r for r in scan.records if r.label is not None]
+    if split is not None:
+        wanted = set(loaded.config.split_patients.get(split, []))
+        if not wanted:
+            raise DatasetError(f"the model's config lists no patients for split {split!r}")
+        records = [r for r in records if r.patient in wanted]
+    if not records:
+        raise DatasetError(f"no labelled patches to evaluate in {data}" + (f" for split {split!r}" if split else ""))
+    with PatchSource.open(data) as source:
+        total = 2 * len(records)
+        patches = load_patches(source, records, progress=_offset(progress, 0, total))
+    prob = predict_patches(loaded.model, patches, batch_size=batch_size, progress=_offset(progress, len(records), total))
+    labels = np.array([r.label for r in records])
+    used = threshold if threshold is not None else loaded.config.threshold
+    report = compute_metrics(labels, prob, used, patients=[r.patient for r in records])
+    seen = set(loaded.config.split_patients.get("train", [])) | set(loaded.config.split_patients.get("val", []))
+    patients = sorted({r.patient for r in records})
+    report["data"] = {
+        "source": str(data),
+        "split": split,
+        "patients": len(patients),
+        "patients_seen_in_training_or_validation": sorted(seen.intersection(patients)),
+        "rejected_files": len(scan.rejected),
+    }
+    report["model"] = {"path": str(loaded.path), "arch": loaded.config.arch, "threshold_source": (
+        "given" if threshold is not None else "model config (chosen on validation)")}
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A readable text version of an evaluation report."""
+    d = report["data"]
+    lines = [
+        f"model {report['model']['path']} ({report['model']['arch']}), threshold {report['threshold']:.3f}"
+        f" ({report['model']['threshold_source']})",
+        f"data {d['source']}" + (f", split {d['split']}" if d["split"] else "")
+        + f": {report['n_patches']} patches ({report['n_idc']} IDC) of {d['patients']} patients",
+    ]
+    if d["patients_seen_in_training_or_validation"]:
+        lines.append(
+            f"WARNING: {len(d['patients_seen_in_training_or_validation'])} of these patients were used in "
+            "training or validation: these numbers are not held-out results"
+        )
+    for key in HEADLINE:
+        value = report[key]
+        lines.append(f"  {key:<18} {value:.4f}" if value is not None else f"  {key:<18} n/a (one class only)")
+    (tn, fp), (fn, tp) = report["confusion_matrix"]
+    lines.append(f"  confusion matrix   TN {tn}  FP {fp}  FN {fn}  TP {tp}")
+    return "\n".join(lines)
+
+
+def _offset(progress: Progress | None, start: int, total: int) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda done, _n: progress(start + done, total)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m idc_core.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="model folder (default: the one named in models/DEFAULT)")
+    p.add_argument("--data", required=True, help="labelled data: folder or .zip in the dataset layout")
+    p.add_argument("--split", default=None, help="keep only the patients of this split of the model's config")
+    p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--out", default=None, help="write the full report as JSON here")
+    a = p.parse_args(argv)
+    try:
+        loaded = load_model_dir(a.model or default_model_dir("models"))
+        with tqdm(desc="evaluating", unit="step", file=sys.stderr) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
+                                    batch_size=a.batch_size, progress=progress)
+    except IDCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    if a.out:
+        Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"full report written to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Evaluation metrics of P(IDC) against labels, computed with scikit-learn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from idc_core import CLASS_NAMES
+
+MAX_CURVE_POINTS = 200
+
+
+def choose_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
+    """The threshold that maximises balanced accuracy (Youden's J) on these labels."""
+    y, p = _as_arrays(y_true, prob)
+    if len(np.unique(y)) < 2:
+        raise ValueError("choose_threshold needs both classes in y_true")
+    fpr, tpr, thresholds = skm.roc_curve(y, p)
+    best = int(np.argmax(tpr - fpr))
+    return float(np.clip(thresholds[best], 0.0, 1.0))
+
+
+def threshold_metrics(y_true: Sequence[int], prob: Sequence[float], threshold: float) -> dict[str, Any]:
+    """The metrics that depend on the decision threshold (cheap: for live sliders)."""
+    y, p = _as_arrays(y_true, prob)
+    pred = (p >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    with warnings.catch_warnings():  # one class only (a single patient's data): still defined
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = float(skm.balanced_accuracy_score(y, pred))
+    return {
+        "threshold": float(threshold),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "balanced_accuracy": balanced,
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "specificity": float(skm.recall_score(y, pred, pos_label=0, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
+    }
+
+
+def compute_metrics(
+    y_true: Sequence[int],
+    prob: Sequence[float],
+    threshold: float,
+    *,
+    patients: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Every metric of the evaluation report; curves are thinned to at most 200 points."""
+    y, p = _as_arrays(y_true, prob)
+    both = len(np.unique(y)) == 2
+    pred = (p >= threshold).astype(int)
+    out: dict[str, Any] = {"n_patches": int(len(y)), "n_idc": int(y.sum())}
+    out["loss"] = float(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]))
+    out.update(threshold_metrics(y, p, threshold))
+    out["roc_auc"] = float(skm.roc_auc_score(y, p)) if both else None
+    out["pr_auc"] = float(skm.average_precision_score(y, p)) if both else None
+    out["classification_report"] = skm.classification_report(
+        y, pred, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True, zero_division=0
+    )
+    if both:
+        fpr, tpr, roc_t = skm.roc_curve(y, p)
+        prec, rec, pr_t = skm.precision_recall_curve(y, p)
+        out["roc_curve"] = _thin({"fpr": fpr, "tpr": tpr, "thresholds": roc_t})
+        out["pr_curve"] = _thin({"precision": prec[:-1], "recall": rec[:-1], "thresholds": pr_t})
+    else:
+        out["roc_curve"] = out["pr_curve"] = None
+    if patients is not None:
+        out["per_patient"] = per_patient_table(y, p, threshold, patients)
+    return out
+
+
+def per_patient_table(
+    y_true: Sequence[int], prob: Sequence[float], threshold: float, patients: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One row per patient: patches, true and predicted IDC fraction, accuracy."""
+    y, p = _as_arrays(y_true, prob)
+    ids = np.asarray(patients)
+    if len(ids) != len(y):
+        raise ValueError(f"patients has {len(ids)} entries for {len(y)} labels")
+    rows = []
+    for patient in sorted(set(ids.tolist())):
+        sel = ids == patient
+        pred = p[sel] >= threshold
+        rows.append(
+            {
+                "patient": str(patient),
+                "patches": int(sel.sum()),
+                "idc_fraction_true": float(y[sel].mean()),
+                "idc_fraction_pred": float(pred.mean()),
+                "accuracy": float((pred == y[sel].astype(bool)).mean()),
+            }
+        )
+    return rows
+
+
+def _as_arrays(y_true: Sequence[int], prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).astype(int).ravel()
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    if len(y) != len(p) or len(y) == 0:
+        raise ValueError(f"need as many labels as probabilities (> 0), got {len(y)} and {len(p)}")
+    if not set(np.unique(y).tolist()) <= {0, 1}:
+        raise ValueError(f"labels must be 0 or 1, got {sorted(set(np.unique(y).tolist()))}")
+    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
+        raise ValueError("probabilities must be finite and within [0, 1]")
+    return y, p
+
+
+def _thin(curve: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    n = len(next(iter(curve.values())))
+    keep = np.unique(np.linspace(0, n - 1, min(n, MAX_CURVE_POINTS)).round().astype(int))
+    return {k: [float(x) for x in np.clip(v[keep], -1e9, 1e9)] for k, v in curve.items()}

@@ -1,0 +1,135 @@
+"""The tf.data input pipeline: decoded-patch cache, shuffling, balancing, augmentation."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from idc_core import PATCH_SIZE
+from idc_core.dataset import PatchRecord, PatchSource, load_patches
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def cached_patches(
+    source: PatchSource,
+    records: Sequence[PatchRecord],
+    cache_dir: str | Path | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Decode the records' patches once and keep them as a .npy file for later runs.
+
+    The cache key is the source and the exact list of files, so a different
+    dataset or subset never reuses another's cache.
+    """
+    if cache_dir is None:
+        return load_patches(source, records, progress=progress)
+    key = hashlib.sha1(f"{source.kind}:{Path(source.root).resolve()}:{PATCH_SIZE}".encode())
+    for record in records:
+        key.update(record.path.encode() + b"\n")
+    path = Path(cache_dir) / f"patches-{key.hexdigest()[:16]}.npy"
+    if path.exists():
+        patches = np.load(path, allow_pickle=False, mmap_mode="r")
+        if patches.shape == (len(records), PATCH_SIZE, PATCH_SIZE, 3):
+            return np.asarray(patches)
+    patches = load_patches(source, records, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, patches, allow_pickle=False)
+    tmp.replace(path)
+    return patches
+
+
+def augment_batch(images: tf.Tensor) -> tf.Tensor:
+    """Random per-patch dihedral symmetry, small zoom, and H&E colour jitter.
+
+    Input and output: float32 batches with values 0-255. The 8 flips/90-degree
+    rotations are label-preserving for tissue; zoom is at most 10%; brightness,
+    contrast, hue and saturation jitter imitate stain and scanner variation.
+    Randomness follows the global seed (``keras.utils.set_random_seed``).
+    """
+    x = tf.cast(images, tf.float32)
+    n = tf.shape(x)[0]
+
+    def uniform(low: float = 0.0, high: float = 1.0) -> tf.Tensor:
+        return tf.random.uniform([n], low, high)
+
+    def coin() -> tf.Tensor:
+        return tf.reshape(uniform() < 0.5, [-1, 1, 1, 1])
+
+    x = tf.where(coin(), tf.transpose(x, [0, 2, 1, 3]), x)
+    x = tf.where(coin(), tf.reverse(x, axis=[2]), x)
+    x = tf.where(coin(), tf.reverse(x, axis=[1]), x)
+
+    scale = uniform(0.9, 1.0)
+    y0 = uniform() * (1.0 - scale)
+    x0 = uniform() * (1.0 - scale)
+    boxes = tf.stack([y0, x0, y0 + scale, x0 + scale], axis=1)
+    x = tf.image.crop_and_resize(x, boxes, tf.range(n), [PATCH_SIZE, PATCH_SIZE])
+
+    hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 255.0) / 255.0)
+    hue = tf.math.floormod(hsv[..., 0] + tf.reshape(uniform(-0.04, 0.04), [-1, 1, 1]), 1.0)
+    sat = tf.clip_by_value(hsv[..., 1] * tf.reshape(uniform(0.85, 1.15), [-1, 1, 1]), 0.0, 1.0)
+    x = tf.image.hsv_to_rgb(tf.stack([hue, sat, hsv[..., 2]], axis=-1)) * 255.0
+
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    contrast = tf.reshape(uniform(0.85, 1.15), [-1, 1, 1, 1])
+    brightness = tf.reshape(uniform(-20.0, 20.0), [-1, 1, 1, 1])
+    return tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 255.0)
+
+
+def make_dataset(
+    patches: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    training: bool,
+    augment: bool = False,
+    oversample: bool = False,
+    seed: int = 42,
+) -> tuple[tf.data.Dataset, int]:
+    """A batched, prefetched dataset of (float32 patches 0-255, float32 labels) and its steps.
+
+    Training sets are reshuffled every epoch; ``oversample`` draws both classes
+    with equal probability (balanced sampling) instead of the natural mix.
+    Augmentation is applied to training batches only.
+    """
+    if len(patches) != len(labels):
+        raise ValueError(f"{len(patches)} patches for {len(labels)} labels")
+    labels = np.asarray(labels, dtype=np.float32)
+    steps = math.ceil(len(labels) / batch_size)
+    if training and oversample:
+        parts = []
+        for cls in (0.0, 1.0):
+            idx = np.flatnonzero(labels == cls)
+            if len(idx) == 0:
+                raise ValueError(f"oversample needs both classes; class {int(cls)} has no patches")
+            part = tf.data.Dataset.from_tensor_slices((patches[idx], labels[idx]))
+            parts.append(part.shuffle(len(idx), seed=seed + int(cls)).repeat())
+        ds = tf.data.Dataset.sample_from_datasets(parts, weights=[0.5, 0.5], seed=seed).take(
+            steps * batch_size
+        )
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((patches, labels))
+        if training:
+            ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if training and augment:
+        ds = ds.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE), steps
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights n / (2 n_c), so both classes weigh the same in the loss."""
+    labels = np.asarray(labels).astype(int)
+    counts = np.bincount(labels, minlength=2)
+    if (counts == 0).any():
+        raise ValueError(f"class weights need both classes, got counts {counts.tolist()}")
+    return {c: float(len(labels) / (2 * counts[c])) for c in (0, 1)}

@@ -1,0 +1,306 @@
+"""Batched inference: patches -> P(IDC), slides -> per-tile P(IDC), and the predict CLI.
+
+    python -m idc_core.predict [--model DIR] [--csv OUT] [--threshold T] PATH...
+
+PATHs are images, folders (recursive) or zips. A patch-sized image (<= 100x100) is
+padded/resized to 50x50 and classified. A larger image is analysed as a slide
+(tiled, background tiles skipped) and summarised in one row: prob_idc is its most
+suspicious tile's probability, label is 1 when any tissue tile reaches the
+threshold, and the note gives the IDC tile count and fraction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from idc_core import PATCH_SIZE
+from idc_core.dataset import iter_image_inputs
+from idc_core.errors import IDCError, ImageError
+from idc_core.image_io import decode_image, fit_patch
+from idc_core.model_io import default_model_dir, load_model_dir
+from idc_core.tiling import iter_patch_batches, tile_coordinates
+from idc_core.tissue import tile_tissue_fraction, tissue_mask
+
+Progress = Callable[[int, int], None]
+CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
+# XLA (jit_compile=True) on CPU measured no faster than the plain graph for these
+# models (see the owner's report), and costs seconds of compilation per batch shape.
+JIT_COMPILE = False
+
+_FUNCTIONS: dict[int, Callable[[tf.Tensor], tf.Tensor]] = {}
+_FUNCTIONS_LOCK = threading.Lock()
+
+
+def _compiled(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """One tf.function per live model (keyed by id; dropped when the model is collected)."""
+    key = id(model)
+    with _FUNCTIONS_LOCK:
+        fn = _FUNCTIONS.get(key)
+        if fn is None:
+            ref = weakref.ref(model)
+
+            @tf.function(jit_compile=JIT_COMPILE)
+            def fn(patches: tf.Tensor) -> tf.Tensor:
+                return tf.reshape(ref()(tf.cast(patches, tf.float32), training=False), [-1])
+
+            _FUNCTIONS[key] = fn
+            weakref.finalize(model, _FUNCTIONS.pop, key, None)
+        return fn
+
+
+def _batch_shape(n: int, batch_size: int) -> int:
+    """Rows per model call: batch_size, or the next power of two >= n for a small input.
+
+    Every call of one model therefore uses one of at most log2(batch_size) + 1 shapes,
+    so the tf.function is traced a bounded number of times and never per input size.
+    """
+    return batch_size if n >= batch_size else min(batch_size, 1 << max(0, n - 1).bit_length())
+
+
+def predict_patches(
+    model: keras.Model,
+    patches: np.ndarray,
+    *,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """P(IDC) as float32 (N,) for uint8 patches (N, 50, 50, 3); progress(done, N) after each batch.
+
+    Batches are padded to a fixed shape and the padding cut off, so the compiled
+    function is not retraced; the model itself is never modified.
+    """
+    if not isinstance(patches, np.ndarray) or patches.ndim != 4 or patches.shape[1:] != (
+        PATCH_SIZE,
+        PATCH_SIZE,
+        3,
+    ):
+        shape = getattr(patches, "shape", type(patches).__name__)
+        raise ValueError(f"patches must be an array (N, {PATCH_SIZE}, {PATCH_SIZE}, 3), got {shape}")
+    if patches.dtype != np.uint8:
+        raise ValueError(f"patches must be uint8 (raw RGB 0-255), got {patches.dtype}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n = len(patches)
+    probs = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return probs
+    fn = _compiled(model)
+    rows = _batch_shape(n, batch_size)
+    for start in range(0, n, rows):
+        batch = patches[start : start + rows]
+        real = len(batch)
+        if real < rows:
+            batch = np.concatenate([batch, np.zeros((rows - real, *batch.shape[1:]), np.uint8)])
+        probs[start : start + real] = fn(tf.constant(batch)).numpy()[:real]
+        if progress is not None:
+            progress(start + real, n)
+    return probs
+
+
+@dataclass
+class SlideResult:
+    """Per-tile results of one slide; probs is NaN for tiles that are not tissue."""
+
+    coords: np.ndarray
+    tissue: np.ndarray
+    probs: np.ndarray
+    image_shape: tuple[int, int]
+    size: int
+    stride: int
+    tissue_threshold: float
+    threshold: float
+
+    @property
+    def n_tissue(self) -> int:
+        return int(self.tissue.sum())
+
+    @property
+    def n_idc(self) -> int:
+        return int((self.probs[self.tissue] >= self.threshold).sum())
+
+    @property
+    def idc_fraction(self) -> float:
+        """IDC tiles / tissue tiles (0.0 when there is no tissue: check n_tissue first)."""
+        return self.n_idc / self.n_tissue if self.n_tissue else 0.0
+
+    def to_rows(self) -> list[dict]:
+        """One dict per tile: y, x, tissue, prob_idc and label (None for background tiles)."""
+        rows = []
+        for (y, x), is_tissue, prob in zip(self.coords.tolist(), self.tissue.tolist(), self.probs.tolist()):
+            rows.append(
+                {
+                    "y": y,
+                    "x": x,
+                    "tissue": is_tissue,
+                    "prob_idc": prob if is_tissue else None,
+                    "label": int(prob >= self.threshold) if is_tissue else None,
+                }
+            )
+        return rows
+
+
+def predict_slide(
+    model: keras.Model,
+    image: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    stride: int = PATCH_SIZE,
+    tissue_threshold: float | None = None,
+    min_tissue: float = 0.5,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+) -> SlideResult:
+    """Tile an RGB uint8 slide, skip tiles with less than `min_tissue` tissue, classify the rest.
+
+    Patches are cut batch by batch, so only one batch is in memory at a time.
+    progress(done, n_tissue_tiles) after each batch. No tissue -> n_tissue == 0.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if not 0.0 <= min_tissue <= 1.0:
+        raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
+    height, width = image.shape[:2]
+    coords = tile_coordinates(height, width, PATCH_SIZE, stride)
+    mask, used_threshold = tissue_mask(image, tissue_threshold)
+    tissue = tile_tissue_fraction(mask, coords, PATCH_SIZE) >= min_tissue
+    del mask
+    probs = np.full(len(coords), np.nan, dtype=np.float32)
+    index = np.flatnonzero(tissue)
+    for part, patches in iter_patch_batches(image, coords[index], batch_size, PATCH_SIZE):
+        probs[index[part]] = predict_patches(model, patches, batch_size=batch_size)
+        if progress is not None:
+            progress(part.stop, len(index))
+    return SlideResult(
+        coords=coords,
+        tissue=tissue,
+        probs=probs,
+        image_shape=(height, width),
+        size=PATCH_SIZE,
+        stride=stride,
+        tissue_threshold=used_threshold,
+        threshold=threshold,
+    )
+
+
+def _slide_row(name: str, result: SlideResult) -> dict:
+    height, width = result.image_shape
+    if result.n_tissue == 0:
+        return {"file": name, "note": f"slide {width}x{height}: no tissue found", "error": ""}
+    top = float(np.nanmax(result.probs))
+    note = (
+        f"slide {width}x{height}: {result.n_idc} of {result.n_tissue} tissue tiles IDC "
+        f"({result.idc_fraction:.1%}); prob_idc = most suspicious tile"
+    )
+    return {"file": name, "prob_idc": f"{top:.6f}", "label": int(top >= result.threshold), "note": note}
+
+
+def _threshold_arg(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"threshold must be in [0, 1], got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m idc_core.predict",
+        description="Classify 50x50 H&E patches (IDC vs no IDC); larger images are tiled as slides.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or zips")
+    parser.add_argument("--model", type=Path, help="model folder (default: the one named in models/DEFAULT)")
+    parser.add_argument("--csv", type=Path, help="output CSV (default: standard output)")
+    parser.add_argument("--threshold", type=_threshold_arg, help="IDC threshold (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=256, help="patches per model call (default 256)")
+    return parser
+
+
+class _Runner:
+    """Collects patches across files so the model sees full batches; keeps rows in input order."""
+
+    def __init__(self, model: keras.Model, threshold: float, batch_size: int) -> None:
+        self.model, self.threshold, self.batch_size = model, threshold, batch_size
+        self.rows: list[dict] = []
+        self.pending: list[tuple[int, np.ndarray]] = []
+
+    def add(self, name: str, data: bytes) -> None:
+        image = decode_image(data, name=name)
+        try:
+            patch, note = fit_patch(image, PATCH_SIZE)
+        except ImageError:  # larger than a patch: analyse it as a slide
+            self.flush()
+            result = predict_slide(self.model, image, threshold=self.threshold, batch_size=self.batch_size)
+            self.rows.append(_slide_row(name, result))
+            return
+        self.rows.append({"file": name, "note": note})
+        self.pending.append((len(self.rows) - 1, patch))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        patches = np.stack([patch for _, patch in self.pending])
+        probs = predict_patches(self.model, patches, batch_size=self.batch_size)
+        for (row, _), prob in zip(self.pending, probs.tolist()):
+            self.rows[row].update(prob_idc=f"{prob:.6f}", label=int(prob >= self.threshold))
+        self.pending = []
+
+
+def _write_csv(rows: list[dict], out: Path | None) -> None:
+    stream = open(out, "w", newline="") if out else sys.stdout
+    try:
+        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if out:
+            stream.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: 0 when every input was classified, 1 if any failed, 2 if the model fails."""
+    args = _parser().parse_args(argv)
+    if args.batch_size < 1:
+        _parser().error(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        loaded = load_model_dir(args.model if args.model else default_model_dir("models"))
+    except IDCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    threshold = loaded.config.threshold if args.threshold is None else args.threshold
+    runner = _Runner(loaded.model, threshold, args.batch_size)
+    failed = 0
+    with tqdm(iter_image_inputs(args.paths), unit="image", file=sys.stderr, desc="predict") as bar:
+        for name, data in bar:
+            try:
+                if isinstance(data, IDCError):
+                    raise data
+                runner.add(name, data)
+            except IDCError as exc:
+                failed += 1
+                runner.rows.append({"file": name, "error": str(exc)})
+                bar.write(f"{name}: {exc}", file=sys.stderr)
+    runner.flush()
+    _write_csv(runner.rows, args.csv)
+    print(
+        f"{len(runner.rows) - failed} classified, {failed} failed (threshold {threshold:g}, "
+        f"model {loaded.path})",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Train a model by name on data in the dataset layout and write models/<name>/.
+
+    python -m idc_core.train --data PATH --arch cnn --out models/cnn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from idc_core import CLASS_NAMES, PATCH_SIZE
+from idc_core.config import IMBALANCE_MODES, SPLIT_MODES, ModelConfig, TrainConfig
+from idc_core.dataset import PatchSource, ScanResult, scan_dataset
+from idc_core.errors import IDCError
+from idc_core.metrics import choose_threshold, compute_metrics
+from idc_core.model_io import save_model_dir
+from idc_core.models import ARCHITECTURES, TRANSFER_ARCHS, build_model, freeze_base
+from idc_core.pipeline import cached_patches, class_weights, make_dataset
+from idc_core.predict import predict_patches
+from idc_core.split import Split, split_by_patch, split_by_patient, split_published
+
+FINE_TUNE_BLOCKS = 1
+
+
+def make_split(config: TrainConfig, scan: ScanResult) -> Split:
+    """The split that the config names (by patient unless told otherwise)."""
+    if config.split == "patient":
+        return split_by_patient(scan.records, config.fractions, config.seed)
+    if config.split == "published":
+        return split_published(scan.records, config.splits_dir)
+    return split_by_patch(scan.records, config.fractions, config.seed)
+
+
+def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
+    """Run one training as the config says; returns the model folder it wrote."""
+    keras.utils.set_random_seed(config.seed)
+    out = Path(config.out or f"models/{config.arch}")
+    scan = scan_dataset(config.data)
+    _log(f"data: {json.dumps(scan.summary())}")
+    split = make_split(config, scan)
+    _log(f"split: {json.dumps(split.describe())}")
+
+    labels = np.array([r.label for r in scan.records], dtype=np.int64)
+    with PatchSource.open(config.data) as source:
+        with tqdm(total=len(scan.records), desc="decoding patches", unit="patch", file=sys.stderr) as bar:
+            patches = cached_patches(source, scan.records, config.cache_dir, _tqdm_progress(bar))
+    parts = {name: (patches[idx], labels[idx]) for name, idx in split.indices.items()}
+    train_x, train_y = parts["train"]
+    val_x, val_y = parts["val"]
+
+    model = build_model(config.arch, weights=config.weights, seed=config.seed)
+    train_ds, steps = make_dataset(
+        train_x,
+        train_y,
+        batch_size=config.batch_size,
+        training=True,
+        augment=config.augment,
+        oversample=config.imbalance == "oversample",
+        seed=config.seed,
+    )
+    val_ds, _ = make_dataset(val_x, val_y, batch_size=config.batch_size, training=False)
+    weights = class_weights(train_y) if config.imbalance == "class_weight" else None
+
+    started = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    if config.arch in TRANSFER_ARCHS:
+        freeze_base(model, config.arch, trainable_top_blocks=0)
+    history = _fit(model, config, train_ds, val_ds, steps, weights, config.epochs, config.learning_rate, out, verbose)
+    if config.arch in TRANSFER_ARCHS and config.fine_tune_epochs > 0:
+        freeze_base(model, config.arch, trainable_top_blocks=FINE_TUNE_BLOCKS)
+        more = _fit(
+            model, config, train_ds, val_ds, steps, weights,
+            config.fine_tune_epochs, config.fine_tune_learning_rate, out, verbose,
+        )
+        history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
+    train_seconds = time.time() - started
+
+    val_prob = predict_patches(model, val_x)
+    threshold, rule = _threshold(val_y, val_prob)
+    metrics = _held_out_metrics(model, parts, split, scan, threshold)
+    metrics["validation"] = compute_metrics(val_y, val_prob, threshold)
+    metrics["train_seconds"] = round(train_seconds, 1)
+
+    model_config = ModelConfig(
+        name=out.name,
+        arch=config.arch,
+        input_shape=(PATCH_SIZE, PATCH_SIZE, 3),
+        class_names=CLASS_NAMES,
+        threshold=threshold,
+        threshold_rule=rule,
+        command=command,
+        train=config.to_dict(),
+        data_summary=scan.summary(),
+        split_patients=split.patients,
+        keras_version=keras.__version__,
+    )
+    save_model_dir(out, model, model_config, history=history, metrics=metrics)
+    _print_summary(out, metrics, threshold, train_seconds)
+    return out
+
+
+def _threshold(val_y: np.ndarray, val_prob: np.ndarray) -> tuple[float, str]:
+    """The validation threshold that maximises balanced accuracy, or 0.5 if it cannot be chosen."""
+    if len(np.unique(val_y)) < 2:
+        return 0.5, "0.5: the validation split holds one class only, so none could be chosen"
+    return choose_threshold(val_y, val_prob), "maximises balanced accuracy on the validation split"
+
+
+def _fit(
+    model: keras.Model,
+    config: TrainConfig,
+    train_ds: Any,
+    val_ds: Any,
+    steps: int,
+    weights: dict[int, float] | None,
+    epochs: int,
+    learning_rate: float,
+    out: Path,
+    verbose: int,
+) -> dict[str, list[float]]:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
+    callbacks = [
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-6, verbose=1),
+        keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True, verbose=1
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(out / "checkpoint.keras"), monitor="val_auc", mode="max", save_best_only=True
+        ),
+    ]
+    fit = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        class_weight=weights,
+        shuffle=False,  # the tf.data pipeline shuffles
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    (out / "checkpoint.keras").unlink(missing_ok=True)
+    return {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+
+
+def _held_out_metrics(
+    model: keras.Model,
+    parts: dict[str, tuple[np.ndarray, np.ndarray]],
+    split: Split,
+    scan: ScanResult,
+    threshold: float,
+) -> dict[str, Any]:
+    test_x, test_y = parts["test"]
+    patients = [scan.records[i].patient for i in split.indices["test"]]
+    prob = predict_patches(model, test_x)
+    metrics = compute_metrics(test_y, prob, threshold, patients=patients)
+    metrics["evaluated_on"] = (
+        f"test split ({split.mode} split): {len(split.patients['test'])} patients, "
+        f"{len(test_y)} patches, none used for training or for choosing the threshold"
+    )
+    metrics["split"] = split.describe()
+    return metrics
+
+
+def _print_summary(out: Path, metrics: dict[str, Any], threshold: float, seconds: float) -> None:
+    keys = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
+    _log(f"\nwrote {out}/ in {seconds / 60:.1f} min of training; threshold {threshold:.3f} (validation)")
+    _log(metrics["evaluated_on"])
+    for key in keys:
+        _log(f"  {key:<18} {metrics[key]:.4f}" if metrics[key] is not None else f"  {key:<18} n/a")
+
+
+def _tqdm_progress(bar: tqdm):
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    p = argparse.ArgumentParser(prog="python -m idc_core.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = TrainConfig()
+    p.add_argument("--data", required=True, help="dataset folder or .zip in the dataset layout")
+    p.add_argument("--arch", default=d.arch, choices=ARCHITECTURES)
+    p.add_argument("--out", default="", help="model folder to write (default models/<arch>)")
+    p.add_argument("--split", default=d.split, choices=SPLIT_MODES,
+                   help="patient (default), published (cases_*.txt lists), patch (inflated; for comparison only)")
+    p.add_argument("--splits-dir", default=None, help="folder of cases_train/val/test.txt for --split published")
+    p.add_argument("--fractions", type=float, nargs=3, default=d.fractions, metavar=("TRAIN", "VAL", "TEST"))
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    p.add_argument("--imbalance", default=d.imbalance, choices=IMBALANCE_MODES)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--weights", default=None,
+                   help="transfer models: imagenet (download), a local weights file, or none (default)")
+    p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs)
+    p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate)
+    p.add_argument("--cache-dir", default=d.cache_dir, help="where decoded patches are cached ('' for none)")
+    a = p.parse_args(argv)
+    weights = None if a.weights in (None, "none") else a.weights
+    return TrainConfig(
+        arch=a.arch, data=a.data, out=a.out or f"models/{a.arch}", split=a.split,
+        fractions=tuple(a.fractions), splits_dir=a.splits_dir, seed=a.seed, epochs=a.epochs,
+        batch_size=a.batch_size, learning_rate=a.lr, patience=a.patience, imbalance=a.imbalance,
+        augment=not a.no_augment, weights=weights, fine_tune_epochs=a.fine_tune_epochs,
+        fine_tune_learning_rate=a.fine_tune_lr, cache_dir=a.cache_dir or None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        config = parse_args(args)
+        train(config, command="python -m idc_core.train " + shlex.join(args))
+    except (IDCError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The tf.data pipeline: shapes, dtypes, balancing, augmentation and the decode cache."""
+
+import numpy as np
+import pytest
+
+from idc_core.dataset import PatchSource, scan_dataset
+from idc_core.pipeline import augment_batch, cached_patches, class_weights, make_dataset
+
+
+def _toy(n0: int = 30, n1: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n0 + n1, 50, 50, 3), dtype=np.uint8)
+    y = np.array([0] * n0 + [1] * n1)
+    return x, y
+
+
+def test_batches_have_model_input_shape_and_dtype():
+    x, y = _toy()
+    ds, steps = make_dataset(x, y, batch_size=16, training=False)
+    batches = list(ds)
+    assert steps == 3 and len(batches) == 3
+    images, labels = batches[0]
+    assert images.shape == (16, 50, 50, 3) and images.dtype.name == "float32"
+    assert labels.dtype.name == "float32"
+    assert np.array_equal(np.concatenate([b[1].numpy() for b in batches]), y)
+
+
+def test_evaluation_batches_are_not_augmented():
+    x, y = _toy()
+    ds, _ = make_dataset(x, y, batch_size=40, training=False, augment=True)
+    images, _ = next(iter(ds))
+    assert np.array_equal(images.numpy(), x.astype(np.float32))
+
+
+def test_oversampling_draws_both_classes_about_equally():
+    x, y = _toy(n0=300, n1=20)
+    ds, steps = make_dataset(x, y, batch_size=32, training=True, oversample=True)
+    drawn = np.concatenate([b[1].numpy() for b in ds.take(steps)])
+    assert len(drawn) == steps * 32
+    assert 0.35 < drawn.mean() < 0.65  # natural mix would be 20/320 = 0.06
+
+
+def test_training_order_is_shuffled_but_complete():
+    x, y = _toy()
+    ds, _ = make_dataset(x, y, batch_size=8, training=True)
+    drawn = np.concatenate([b[1].numpy() for b in ds])
+    assert sorted(drawn.tolist()) == sorted(y.tolist())
+
+
+def test_augmentation_keeps_shape_range_and_changes_pixels():
+    x, _ = _toy()
+    out = augment_batch(x.astype(np.float32)).numpy()
+    assert out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 255
+    assert not np.allclose(out, x)
+
+
+def test_augmentation_keeps_tissue_colour_plausible():
+    # a uniform pink patch stays close to pink: jitter is small
+    pink = np.full((4, 50, 50, 3), (200, 100, 180), np.float32)
+    out = augment_batch(pink).numpy()
+    assert np.abs(out.mean(axis=(1, 2)) - pink.mean(axis=(1, 2))).max() < 60
+
+
+def test_class_weights_balance_the_classes():
+    w = class_weights(np.array([0, 0, 0, 1]))
+    assert w[0] * 3 == pytest.approx(w[1] * 1)
+    with pytest.raises(ValueError, match="both classes"):
+        class_weights(np.array([0, 0]))
+
+
+def test_decode_cache_is_reused(small_data, tmp_path):
+    scan = scan_dataset(small_data)
+    with PatchSource.open(small_data) as source:
+        first = cached_patches(source, scan.records, tmp_path)
+        files = list(tmp_path.glob("patches-*.npy"))
+        assert len(files) == 1
+        np.save(files[0], np.zeros_like(first))  # a second run must read the cache, not decode
+        second = cached_patches(source, scan.records, tmp_path)
+    assert first.shape == (len(scan.records), 50, 50, 3) and first.dtype == np.uint8
+    assert not second.any()

@@ -1,0 +1,94 @@
+"""A tiny real training run: one epoch on real patches, saved, reloaded and evaluated."""
+
+import json
+
+import pytest
+
+from idc_core.config import TrainConfig
+from idc_core.evaluate import evaluate_model, format_report
+from idc_core.evaluate import main as evaluate_main
+from idc_core.model_io import load_model_dir
+from idc_core.train import main as train_main
+from idc_core.train import parse_args, train
+
+
+@pytest.fixture(scope="module")
+def trained(small_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    config = TrainConfig(
+        arch="cnn", data=str(small_data), out=str(out), fractions=(0.5, 0.25, 0.25),
+        epochs=1, batch_size=16, cache_dir=None, seed=1,
+    )
+    return train(config, command="test", verbose=0)
+
+
+def test_training_writes_a_complete_model_folder(trained):
+    for name in ("model.keras", "config.json", "metrics.json", "history.json"):
+        assert (trained / name).is_file(), name
+    assert not (trained / "checkpoint.keras").exists()
+    history = json.loads((trained / "history.json").read_text())
+    assert {"loss", "val_loss", "auc", "val_auc", "accuracy"} <= set(history)
+    assert len(history["loss"]) == 1
+
+
+def test_config_records_a_patient_split_without_overlap(trained):
+    config = json.loads((trained / "config.json").read_text())
+    parts = config["split_patients"]
+    assert all(parts[k] for k in ("train", "val", "test"))
+    assert not set(parts["train"]) & set(parts["test"])
+    assert not set(parts["train"]) & set(parts["val"])
+    assert config["data_summary"]["patches"] == 61
+    assert config["train"]["split"] == "patient"
+    assert 0.0 <= config["threshold"] <= 1.0
+
+
+def test_metrics_come_from_test_patients_only(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    config = json.loads((trained / "config.json").read_text())
+    test_patients = set(config["split_patients"]["test"])
+    assert {row["patient"] for row in metrics["per_patient"]} == test_patients
+    assert metrics["n_patches"] == sum(row["patches"] for row in metrics["per_patient"])
+    assert "none used for training" in metrics["evaluated_on"]
+
+
+def test_reloaded_model_evaluates_on_any_folder(trained, small_data):
+    loaded = load_model_dir(trained)
+    report = evaluate_model(loaded, small_data)
+    assert report["n_patches"] == 61
+    seen = report["data"]["patients_seen_in_training_or_validation"]
+    assert len(seen) >= 2  # the whole folder includes the training patients, and the report says so
+    assert "WARNING" in format_report(report)
+    held_out = evaluate_model(loaded, small_data, split="test")
+    assert held_out["data"]["patients_seen_in_training_or_validation"] == []
+    stored = json.loads((trained / "metrics.json").read_text())
+    assert held_out["n_patches"] == stored["n_patches"]
+    assert held_out["accuracy"] == pytest.approx(stored["accuracy"], abs=1e-6)
+
+
+def test_evaluate_cli_writes_a_report(trained, small_data, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = evaluate_main(["--model", str(trained), "--data", str(small_data), "--out", str(out)])
+    assert code == 0
+    assert "balanced_accuracy" in capsys.readouterr().out
+    assert json.loads(out.read_text())["n_patches"] == 61
+
+
+def test_evaluate_cli_reports_a_missing_model_in_one_line(tmp_path, small_data, capsys):
+    code = evaluate_main(["--model", str(tmp_path / "nope"), "--data", str(small_data)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_train_cli_refuses_bad_data_with_a_message(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert train_main(["--data", str(tmp_path / "empty"), "--epochs", "1"]) == 1
+    assert "error:" in capsys.readouterr().err
+
+
+def test_parse_args_maps_options_onto_the_config():
+    config = parse_args(["--data", "d", "--arch", "resnet50", "--weights", "none", "--split", "patch",
+                         "--imbalance", "oversample", "--no-augment"])
+    assert config.weights is None and config.split == "patch" and config.imbalance == "oversample"
+    assert config.augment is False and config.out == "models/resnet50"
+
