@@ -25,6 +25,7 @@ from idc_core.image_io import decode_image, pad_patch
 
 EXPECTED_LAYOUT = "<root>/<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<0|1>.png"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_EXTENSION_LIST = "/".join(ext[1:] for ext in IMAGE_EXTENSIONS)
 _PATCH_NAME = re.compile(r"^(?P<patient>[^_/\\]+)_idx5_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>[01])\.png$")
 _CHUNK = 256  # patches per thread-pool task in load_patches
 
@@ -194,10 +195,12 @@ def scan_dataset(root: str | Path | bytes | BinaryIO, *, limits: ZipLimits = Zip
 
 
 def load_patches(source: PatchSource, records: Sequence[PatchRecord], *, size: int = 50, workers: int = 4,
-                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                 progress: Callable[[int, int], None] | None = None,
+                 errors: list[tuple[int, str]] | None = None) -> np.ndarray:
     """Decode records to (N, size, size, 3) uint8 in a thread pool; border crops padded with white.
 
-    A file that cannot be read or decoded -> DatasetError naming it.
+    A file that cannot be read or decoded -> DatasetError naming it; when an ``errors`` list is given
+    instead, (index, message) is appended to it and that patch is left white.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -207,12 +210,12 @@ def load_patches(source: PatchSource, records: Sequence[PatchRecord], *, size: i
         chunk = records[start:start + _CHUNK]
         for offset, record in enumerate(chunk):
             try:
-                image = decode_image(source.read_bytes(record.path), name=record.path)
-                out[start + offset] = pad_patch(image, size) if image.shape != out.shape[1:] else image
-            except (ImageError, ArchiveError) as exc:
-                raise DatasetError(f"{record.path}: unusable training patch: {exc}") from exc
-            except ValueError as exc:  # pad_patch: larger than size
-                raise DatasetError(f"{record.path}: {exc}") from exc
+                out[start + offset] = _load_patch(source, record, size)
+            except DatasetError as exc:
+                if errors is None:
+                    raise
+                errors.append((start + offset, str(exc)))
+                out[start + offset] = 255
         return len(chunk)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -231,18 +234,31 @@ def load_patches(source: PatchSource, records: Sequence[PatchRecord], *, size: i
     return out
 
 
+def _load_patch(source: PatchSource, record: PatchRecord, size: int) -> np.ndarray:
+    """One record as a (size, size, 3) patch; unreadable, undecodable or too large -> DatasetError."""
+    try:
+        image = decode_image(source.read_bytes(record.path), name=record.path)
+        return pad_patch(image, size) if image.shape != (size, size, 3) else image
+    except (ImageError, ArchiveError) as exc:
+        raise DatasetError(f"{record.path}: unusable training patch: {exc}") from exc
+    except ValueError as exc:  # pad_patch: larger than size
+        raise DatasetError(f"{record.path}: {exc}") from exc
+
+
 def iter_image_inputs(inputs: Sequence[str | Path], *,
                       limits: ZipLimits = ZipLimits()) -> Iterator[tuple[str, bytes | IDCError]]:
     """Yield (name, bytes) for each image in files, folders (recursive) and zips (members ``zip/name``).
 
     A failing item yields (name, error) and the iteration goes on. Folders and zips give only files with
-    an image extension; a file named explicitly is read whatever its extension. Files over
-    ``limits.max_member_bytes`` are refused like oversized zip members.
+    an image extension (one with none yields an error); a file named explicitly is read whatever its
+    extension. Files over ``limits.max_member_bytes`` are refused like oversized zip members.
     """
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                yield str(path), ImageError(f"{path}: folder holds no image files ({_EXTENSION_LIST})")
             for file in files:
                 yield str(file), _read_file(file, limits)
         elif path.suffix.lower() == ".zip" and path.is_file():
@@ -252,13 +268,18 @@ def iter_image_inputs(inputs: Sequence[str | Path], *,
 
 
 def _read_file(path: Path, limits: ZipLimits) -> bytes | IDCError:
+    """The file's bytes, never reading more than the limit (a device or a growing file cannot hang it)."""
     try:
         if path.stat().st_size > limits.max_member_bytes:
             return ImageError(f"{path}: {path.stat().st_size:,} bytes, over the limit of "
                               f"{limits.max_member_bytes:,} bytes")
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(limits.max_member_bytes + 1)
     except OSError as exc:
         return ImageError(f"{path}: cannot read file ({exc.strerror or exc})")
+    if len(data) > limits.max_member_bytes:
+        return ImageError(f"{path}: more than the limit of {limits.max_member_bytes:,} bytes")
+    return data
 
 
 def _iter_zip(path: Path, limits: ZipLimits) -> Iterator[tuple[str, bytes | IDCError]]:
@@ -275,9 +296,11 @@ def _iter_zip(path: Path, limits: ZipLimits) -> Iterator[tuple[str, bytes | IDCE
             return
         for name, reason in rejected:
             yield f"{path}/{name}", ArchiveError(f"{path}/{name}: refused zip member ({reason})")
-        for member in members:
-            if member.name.lower().endswith(IMAGE_EXTENSIONS):
-                yield f"{path}/{member.name}", _read_zip_member(zf, member, limits)
+        images = [member for member in members if member.name.lower().endswith(IMAGE_EXTENSIONS)]
+        if not images and not rejected:
+            yield str(path), ArchiveError(f"{path}: zip holds no image files ({_EXTENSION_LIST})")
+        for member in images:
+            yield f"{path}/{member.name}", _read_zip_member(zf, member, limits)
 
 
 def _read_zip_member(zf: zipfile.ZipFile, member: ZipMember, limits: ZipLimits) -> bytes | IDCError:

@@ -36,6 +36,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Metrics of a loaded model on labelled data, at its saved threshold unless told otherwise.
 
+    Files outside the layout (report["data"]["rejected"]) and patches that cannot be decoded
+    (report["data"]["unreadable"]) are left out and listed; none readable -> DatasetError.
+
     ``split`` keeps only the patients that the model's config lists for that
     split (e.g. "test"). The report counts how many patients the model was
     trained on, so a reader can see whether the numbers are held out.
@@ -49,9 +52,18 @@ def evaluate_model(
         records = [r for r in records if r.patient in wanted]
     if not records:
         raise DatasetError(f"no labelled patches to evaluate in {data}" + (f" for split {split!r}" if split else ""))
+    unreadable: list[tuple[int, str]] = []
     with PatchSource.open(data) as source:
         total = 2 * len(records)
-        patches = load_patches(source, records, progress=_offset(progress, 0, total))
+        patches = load_patches(source, records, progress=_offset(progress, 0, total), errors=unreadable)
+    if unreadable:
+        if len(unreadable) == len(records):
+            raise DatasetError(
+                f"none of the {len(records)} patches in {data} could be read, e.g. {unreadable[0][1]}"
+            )
+        keep = np.ones(len(records), dtype=bool)
+        keep[[index for index, _ in unreadable]] = False
+        patches, records = patches[keep], [r for r, k in zip(records, keep) if k]
     prob = predict_patches(loaded.model, patches, batch_size=batch_size, progress=_offset(progress, len(records), total))
     labels = np.array([r.label for r in records])
     used = threshold if threshold is not None else loaded.config.threshold
@@ -64,6 +76,8 @@ def evaluate_model(
         "patients": len(patients),
         "patients_seen_in_training_or_validation": sorted(seen.intersection(patients)),
         "rejected_files": len(scan.rejected),
+        "rejected": [f"{name}: {reason}" for name, reason in scan.rejected],
+        "unreadable": [message for _, message in sorted(unreadable)],
     }
     report["model"] = {"path": str(loaded.path), "arch": loaded.config.arch, "threshold_source": (
         "given" if threshold is not None else "model config (chosen on validation)")}
@@ -89,6 +103,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  {key:<18} {value:.4f}" if value is not None else f"  {key:<18} n/a (one class only)")
     (tn, fp), (fn, tp) = report["confusion_matrix"]
     lines.append(f"  confusion matrix   TN {tn}  FP {fp}  FN {fn}  TP {tp}")
+    left_out = len(d.get("rejected", [])) + len(d.get("unreadable", []))
+    if left_out:
+        lines.append(f"{left_out} file(s) left out: not in the dataset layout, or unreadable (see the report)")
     return "\n".join(lines)
 
 
@@ -98,14 +115,34 @@ def _offset(progress: Progress | None, start: int, total: int) -> Progress | Non
     return lambda done, _n: progress(start + done, total)
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: 0 when every file was evaluated, 1 if any was left out or nothing could be evaluated."""
     p = argparse.ArgumentParser(prog="python -m idc_core.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model folder (default: the one named in models/DEFAULT)")
     p.add_argument("--data", required=True, help="labelled data: folder or .zip in the dataset layout")
     p.add_argument("--split", default=None, help="keep only the patients of this split of the model's config")
-    p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threshold", type=_probability, default=None,
+                   help="decision threshold in [0, 1] (default: the model's)")
+    p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
     try:
@@ -119,13 +156,20 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
                                     batch_size=a.batch_size, progress=progress)
     except IDCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    left_out = report["data"]["rejected"] + report["data"]["unreadable"]
+    for message in left_out:
+        print(f"left out: {_one_line(message)}", file=sys.stderr)
     print(format_report(report))
     if a.out:
-        Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            print(f"error: cannot write the report to {a.out} ({exc.strerror or exc})", file=sys.stderr)
+            return 1
         print(f"full report written to {a.out}")
-    return 0
+    return 1 if left_out else 0
 
 
 if __name__ == "__main__":

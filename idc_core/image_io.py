@@ -17,7 +17,7 @@ from os import PathLike
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from idc_core.errors import ImageError, ImageTooLargeError
 
@@ -41,6 +41,10 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_
         image = Image.open(io.BytesIO(data), formats=_FORMATS)
     except _PILLOW_BOMB as exc:
         raise _too_large(name, exc, max_pixels) from exc
+    except UnidentifiedImageError as exc:  # its text names a BytesIO object: say what it means instead
+        raise ImageError(
+            f"{name}: not a readable image (PNG, JPEG, TIFF, BMP, GIF, WebP): unknown file format"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parser failure is bad input
         raise ImageError(f"{name}: not a readable image (PNG, JPEG, TIFF, BMP, GIF, WebP): {exc}") from exc
     with image:

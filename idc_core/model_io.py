@@ -82,9 +82,16 @@ def _read_config(folder: Path) -> ModelConfig:
         raise ModelError(f"model folder {str(folder)!r} does not exist")
     data = _read_json(folder / CONFIG_FILE, required=True)
     try:
-        return ModelConfig.from_dict(data)
+        config = ModelConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{str(folder / CONFIG_FILE)!r} is not a valid model config: {exc}") from exc
+    splits = config.split_patients
+    if not isinstance(splits, dict) or not all(isinstance(ids, list) for ids in splits.values()):
+        raise ModelError(
+            f"{str(folder / CONFIG_FILE)!r} is not a valid model config: "
+            f"split_patients must map split names to lists of patient ids"
+        )
+    return config
 
 
 def read_model_card(path: str | Path) -> dict:
@@ -154,7 +161,10 @@ def default_model_dir(root: str | Path = "models") -> Path:
             f"no default model: {str(marker)!r} is missing (train one with python -m idc_core.train, "
             f"or pass --model DIR)"
         )
-    name = marker.read_text().strip()
+    try:
+        name = marker.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{str(marker)!r} cannot be read as text ({exc})") from exc
     if not name:
         raise ModelError(f"{str(marker)!r} is empty: write the name of a folder inside {str(root)!r}")
     folder = root / name

@@ -34,8 +34,12 @@ def cached_patches(
         key.update(record.path.encode() + b"\n")
     path = Path(cache_dir) / f"patches-{key.hexdigest()[:16]}.npy"
     if path.exists():
-        patches = np.load(path, allow_pickle=False, mmap_mode="r")
-        if patches.shape == (len(records), PATCH_SIZE, PATCH_SIZE, 3):
+        try:
+            patches = np.load(path, allow_pickle=False, mmap_mode="r")
+        except (OSError, ValueError, EOFError):  # a damaged cache is rebuilt, never trusted
+            patches = None
+        if (patches is not None and patches.dtype == np.uint8
+                and patches.shape == (len(records), PATCH_SIZE, PATCH_SIZE, 3)):
             return np.asarray(patches)
     patches = load_patches(source, records, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,12 +6,15 @@ PATHs are images, folders (recursive) or zips. A patch-sized image (<= 100x100) 
 padded/resized to 50x50 and classified. A larger image is analysed as a slide
 (tiled, background tiles skipped) and summarised in one row: prob_idc is its most
 suspicious tile's probability, label is 1 when any tissue tile reaches the
-threshold, and the note gives the IDC tile count and fraction.
+threshold, and the note gives the IDC tile count and fraction; a slide with no tissue
+is reported as not classified. Each input that fails gets a CSV row with its error and
+one line on stderr, and the others go on; the exit status is 1 when any input failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 import threading
@@ -197,7 +200,7 @@ def predict_slide(
 def _slide_row(name: str, result: SlideResult) -> dict:
     height, width = result.image_shape
     if result.n_tissue == 0:
-        return {"file": name, "note": f"slide {width}x{height}: no tissue found", "error": ""}
+        raise ImageError(f"{name}: slide {width}x{height}: no tissue found (all background), nothing to classify")
     top = float(np.nanmax(result.probs))
     note = (
         f"slide {width}x{height}: {result.n_idc} of {result.n_tissue} tissue tiles IDC "
@@ -258,15 +261,12 @@ class _Runner:
         self.pending = []
 
 
-def _write_csv(rows: list[dict], out: Path | None) -> None:
-    stream = open(out, "w", newline="") if out else sys.stdout
-    try:
-        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    finally:
-        if out:
-            stream.close()
+def _message(name: str, exc: Exception) -> str:
+    """One line naming the input once: the error's text, prefixed with `name` unless it starts with it."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, IDCError):
+        text = f"unexpected {type(exc).__name__}: {text}"
+    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,9 +277,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loaded = load_model_dir(args.model if args.model else default_model_dir("models"))
     except IDCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     threshold = loaded.config.threshold if args.threshold is None else args.threshold
+    try:  # opened before the work, so an unwritable path fails at once
+        stream = open(args.csv, "w", newline="") if args.csv else sys.stdout
+    except OSError as exc:
+        print(f"error: cannot write {args.csv} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     runner = _Runner(loaded.model, threshold, args.batch_size)
     failed = 0
     with tqdm(iter_image_inputs(args.paths), unit="image", file=sys.stderr, desc="predict") as bar:
@@ -288,12 +293,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if isinstance(data, IDCError):
                     raise data
                 runner.add(name, data)
-            except IDCError as exc:
+            except Exception as exc:  # noqa: BLE001 - one input, even one that hits a bug, never loses the batch
                 failed += 1
-                runner.rows.append({"file": name, "error": str(exc)})
-                bar.write(f"{name}: {exc}", file=sys.stderr)
+                message = _message(name, exc)
+                runner.rows.append({"file": name, "error": message})
+                bar.write(message, file=sys.stderr)
     runner.flush()
-    _write_csv(runner.rows, args.csv)
+    with stream if args.csv else contextlib.nullcontext(stream):
+        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(runner.rows)
     print(
         f"{len(runner.rows) - failed} classified, {failed} failed (threshold {threshold:g}, "
         f"model {loaded.path})",

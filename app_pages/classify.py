@@ -1,0 +1,152 @@
+"""Classify patches: upload images or a zip (or use the samples), get P(IDC) per patch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from idc_core.classify import ClassifyResult, classify_images, expand_uploads
+from idc_core.gradcam import compute_heatmaps
+from idc_core.image_io import encode_png
+from idc_core.overlay import blend
+from ui import DISCLAIMER, SAMPLE_PATCHES
+from ui.figures import confusion_figure, thumbnails_figure
+from ui.models import require_model
+from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, uploads_to_items, user_errors
+
+THUMBS_PER_PAGE = 120
+S = "classify_"  # session-state prefix of this page
+
+
+def sample_items() -> list[tuple[str, bytes]]:
+    """The bundled sample patches as (name, bytes)."""
+    return [(p.name, p.read_bytes()) for p in sorted(SAMPLE_PATCHES.glob("*.png"))]
+
+
+def run_classification(items: list[tuple[str, bytes]], signature: tuple) -> None:
+    """Classify `items` once and keep the result (and slide-sized inputs) in the session."""
+    expanded = list(expand_uploads(items))
+    with user_errors("Classifying"):
+        with progress_bar(f"Classifying {len(expanded):,} images") as progress:
+            result = classify_images(model.model, expanded, threshold=model.config.threshold, progress=progress)
+        by_name = dict((name, data) for name, data in expanded if isinstance(data, bytes))
+        st.session_state[S + "result"] = result
+        st.session_state[S + "slides"] = {item.name: by_name[item.name] for item in result.slides}
+        st.session_state[S + "signature"] = signature
+        st.session_state[S + "selected"] = next((i for i, it in enumerate(result.items) if it.patch_index is not None), None)
+        st.session_state[S + "cams"] = {}
+
+
+def select_from_table() -> None:
+    rows = st.session_state[S + "table"].selection.rows
+    if rows:
+        st.session_state[S + "selected"] = rows[0]
+
+
+def select_from_thumbnails() -> None:
+    points = [p for p in st.session_state[S + "thumbs"].selection.points if p.get("curve_number") == 1]
+    if points:
+        st.session_state[S + "selected"] = st.session_state[S + "thumb_items"][points[0]["point_index"]]
+
+
+st.title("Classify patches")
+st.caption(DISCLAIMER)
+model = require_model()
+
+files = st.file_uploader(
+    "Drop 50x50 patches (PNG, JPEG, TIFF) or a .zip in the dataset layout",
+    type=IMAGE_TYPES + ["zip"], accept_multiple_files=True, key=S + "files",
+    help="True labels are read from names like 10253_idx5_x1001_y1001_class1.png or from 0/1 folders.",
+)
+if st.button("Try the sample patches", icon=":material/science:"):
+    samples = sample_items()
+    if samples:
+        run_classification(samples, ("samples", str(model.path)))
+    else:
+        st.warning(f"No sample patches found in {SAMPLE_PATCHES}.")
+elif files:
+    signature = (tuple((f.file_id, f.name, f.size) for f in files), str(model.path))
+    if st.session_state.get(S + "signature") != signature:
+        run_classification(uploads_to_items(files), signature)
+
+result: ClassifyResult | None = st.session_state.get(S + "result")
+if result is None:
+    st.info("Upload patches or press **Try the sample patches** to see predictions.")
+    st.stop()
+
+threshold = st.slider("Decision threshold on P(IDC)", 0.0, 1.0, float(model.config.threshold), 0.01, key=S + "threshold",
+                      help=f"The model's own threshold is {model.config.threshold:.3f} ({model.config.threshold_rule}).")
+predicted = result.predicted
+n_idc = sum(item.label(threshold) for item in predicted)
+cols = st.columns(4)
+cols[0].metric("Patches classified", f"{len(predicted):,}")
+cols[1].metric("Predicted IDC", f"{n_idc:,}", help="P(IDC) at or above the threshold")
+cols[2].metric("Not usable", f"{len(result.failed):,}")
+cols[3].metric("Slide-sized images", f"{len(result.slides):,}")
+
+if result.failed:
+    with st.expander(f"{len(result.failed)} file(s) could not be used", expanded=len(result.failed) <= 5):
+        for item in result.failed[:200]:
+            st.warning(item.error, icon=":material/error:")
+for item in result.slides[:5]:
+    c1, c2 = st.columns([4, 1])
+    c1.info(f"**{item.name}** is {item.note}; it was not squashed into 50x50.")
+    if c2.button("Analyse as slide", key=S + "to_slide_" + item.name):
+        st.session_state["slide_handoff"] = (item.name, st.session_state[S + "slides"][item.name])
+        st.session_state["slide_handoff_new"] = True
+        st.switch_page("app_pages/slide.py")
+
+batch = result.batch_metrics(threshold)
+if batch is not None:
+    st.subheader("Against the labels in the file names")
+    left, right = st.columns([2, 3])
+    with left:
+        st.metric("Accuracy on this batch", percent(batch["accuracy"]), help=f"{batch['n_labelled']} labelled patches")
+        st.markdown(f"Balanced accuracy {percent(batch['balanced_accuracy'])} · recall {percent(batch['recall'])} · "
+                    f"precision {percent(batch['precision'])} · F1 {percent(batch['f1'])}")
+    right.plotly_chart(confusion_figure(batch["confusion_matrix"], "Confusion matrix of this batch"), key=S + "cm")
+
+st.subheader("Predictions")
+table = pd.DataFrame(result.rows(threshold))
+st.dataframe(
+    table, key=S + "table", on_select=select_from_table, selection_mode="single-row", hide_index=True,
+    column_config={"p_idc": st.column_config.ProgressColumn("P(IDC)", min_value=0.0, max_value=1.0, format="%.3f")},
+)
+csv_download(result.rows(threshold), "idc_predictions.csv", "Download results (CSV)", key=S + "csv")
+
+if predicted:
+    st.subheader("Thumbnails")
+    st.caption("Border: vermillion = predicted IDC, blue = not IDC. Click a patch (or a table row) to inspect it.")
+    pages = -(-len(predicted) // THUMBS_PER_PAGE)
+    page = st.number_input("Thumbnail page", 1, pages, 1, key=S + "thumb_page") if pages > 1 else 1
+    shown = [i for i, it in enumerate(result.items) if it.patch_index is not None][
+        (page - 1) * THUMBS_PER_PAGE: page * THUMBS_PER_PAGE]
+    st.session_state[S + "thumb_items"] = shown
+    items = [result.items[i] for i in shown]
+    fig = thumbnails_figure(result.patches[[it.patch_index for it in items]], [it.prob_idc for it in items],
+                            threshold, [it.name for it in items])
+    st.plotly_chart(fig, key=S + "thumbs", on_select=select_from_thumbnails, selection_mode="points",
+                    config={"displayModeBar": False})
+
+selected = st.session_state.get(S + "selected")
+if selected is not None and selected < len(result.items) and result.items[selected].patch_index is not None:
+    item = result.items[selected]
+    patch = result.patches[item.patch_index]
+    cams = st.session_state.setdefault(S + "cams", {})
+    if item.patch_index not in cams:
+        with user_errors("Grad-CAM"), st.spinner("Computing Grad-CAM…"):
+            cams[item.patch_index] = compute_heatmaps(model.model, patch[np.newaxis], method="gradcam")[0]
+    st.subheader(f"Selected: {item.name}")
+    label = "IDC" if item.label(threshold) else "not IDC"
+    c1, c2, c3 = st.columns([1, 1, 2])
+    c1.image(enlarge(patch, 250), caption="patch (50x50, enlarged)")
+    if item.patch_index in cams:
+        c2.image(enlarge(blend(patch, cams[item.patch_index], alpha=0.45), 250), caption="Grad-CAM overlay")
+    c3.metric("P(IDC)", f"{item.prob_idc:.3f}", help="A model score, not a diagnosis")
+    c3.markdown(f"Predicted **{label}** at threshold {threshold:.2f}"
+                + (f" · true label **{'IDC' if item.true_label else 'not IDC'}**" if item.true_label is not None else "")
+                + (f"  \n_{item.note}_" if item.note else ""))
+    if c3.button("Explain this patch (Grad-CAM++, layers)", icon=":material/visibility:", key=S + "to_explain"):
+        st.session_state["explain_handoff"] = (item.name, encode_png(patch))
+        st.switch_page("app_pages/explain.py")

@@ -1,0 +1,103 @@
+"""Evaluation: the selected model's held-out results, and the same dashboard on your labelled data."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from idc_core.curves import operating_point
+from idc_core.evaluate import evaluate_model
+from ui import DISCLAIMER
+from ui.figures import confusion_figure, history_figure, pr_figure, report_table, roc_figure
+from ui.models import require_model
+from ui.widgets import csv_download, percent, progress_bar, user_errors
+
+S = "evaluation_"
+
+
+def dashboard(report: dict[str, Any], key: str) -> None:
+    """Headline metrics, live threshold, confusion matrix, ROC/PR curves, report and per-patient table."""
+    st.markdown(f"**{report['n_patches']:,} patches** ({report['n_idc']:,} IDC)"
+                + (f" · {report['evaluated_on']}" if report.get("evaluated_on") else ""))
+    k = st.columns(5)
+    k[0].metric("Balanced accuracy", percent(report["balanced_accuracy"]))
+    k[1].metric("ROC AUC", f"{report['roc_auc']:.3f}" if report.get("roc_auc") is not None else "n/a")
+    k[2].metric("PR AUC (AP)", f"{report['pr_auc']:.3f}" if report.get("pr_auc") is not None else "n/a")
+    k[3].metric("F1 (IDC)", percent(report["f1"]))
+    k[4].metric("Accuracy", percent(report["accuracy"]))
+    st.caption(f"At the model's threshold {report['threshold']:.3f}. Accuracy alone flatters a model on this "
+               "imbalanced data: read balanced accuracy, recall and precision.")
+
+    if report.get("roc_curve") is None:
+        st.info("These data hold one class only: no ROC or precision-recall curve, and no threshold to move.")
+        point = operating_point(report, report["threshold"])
+    else:
+        threshold = st.slider("Threshold", 0.0, 1.0, float(report["threshold"]), 0.01, key=key + "threshold",
+                              help="Moves the operating point: the confusion matrix and the metrics follow.")
+        point = operating_point(report, threshold)
+    left, right = st.columns([2, 3])
+    left.plotly_chart(confusion_figure(point["confusion_matrix"], f"Confusion matrix at {point['threshold']:.2f}"),
+                      key=key + "cm")
+    with right:
+        m = st.columns(4)
+        m[0].metric("Precision", percent(point["precision"]))
+        m[1].metric("Recall (sensitivity)", percent(point["recall"]))
+        m[2].metric("Specificity", percent(point["specificity"]))
+        m[3].metric("F1", percent(point["f1"]))
+        if not point["exact"]:
+            st.caption("Read off the stored ROC curve (≤ 200 points): exact at the curve's thresholds, a step "
+                       "approximation between them.")
+    if report.get("roc_curve") is not None:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"])), key=key + "roc")
+        c2.plotly_chart(pr_figure(report["pr_curve"], report["pr_auc"], (point["recall"], point["precision"]),
+                                  report["n_idc"] / report["n_patches"]), key=key + "pr")
+    st.markdown("**Classification report** (at the model's threshold)")
+    st.dataframe(pd.DataFrame(report_table(report["classification_report"])), hide_index=True, key=key + "report")
+    if report.get("per_patient"):
+        st.markdown("**Per patient**")
+        st.dataframe(pd.DataFrame(report["per_patient"]), hide_index=True, key=key + "patients",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("idc_fraction_true", "idc_fraction_pred", "accuracy")})
+        csv_download(report["per_patient"], "per_patient.csv", "Download per-patient table (CSV)", key=key + "csv")
+
+
+st.title("Evaluation")
+st.caption(DISCLAIMER)
+model = require_model()
+held_out, yours = st.tabs(["Held-out test split", "Evaluate on your labelled data"])
+
+with held_out:
+    if model.metrics is None:
+        st.info(f"{model.path} has no metrics.json: evaluate it on labelled data in the next tab.")
+    else:
+        dashboard(model.metrics, S + "model_")
+    if model.history:
+        st.subheader("Training curves")
+        st.plotly_chart(history_figure(model.history), key=S + "history")
+
+with yours:
+    st.markdown("Upload a **.zip in the dataset layout** (`<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<C>.png`). "
+                "Patients the model saw in training or validation are flagged.")
+    upload = st.file_uploader("Labelled data (.zip)", type=["zip"], key=S + "upload")
+    if upload is not None and st.button("Evaluate", type="primary", key=S + "run"):
+        with user_errors(f"Evaluating on {upload.name}"):
+            data = io.BytesIO(upload.getvalue())
+            data.name = upload.name
+            with progress_bar("Reading and classifying patches") as progress:
+                report = evaluate_model(model, data, progress=progress)
+            st.session_state[S + "report"] = (upload.name, str(model.path), report)
+    stored = st.session_state.get(S + "report")
+    if stored is not None and upload is not None and stored[:2] == (upload.name, str(model.path)):
+        name, _, report = stored
+        seen = report["data"]["patients_seen_in_training_or_validation"]
+        st.success(f"{name}: {report['data']['patients']} patients, {report['n_patches']:,} patches"
+                   + (f", {report['data']['rejected_files']} file(s) not in the layout were ignored"
+                      if report["data"]["rejected_files"] else ""))
+        if seen:
+            st.warning(f"{len(seen)} of these patients were used to train or validate this model "
+                       f"({', '.join(seen[:10])}{'…' if len(seen) > 10 else ''}): these numbers are not held-out results.")
+        dashboard(report, S + "upload_")

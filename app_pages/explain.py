@@ -1,0 +1,94 @@
+"""Explain (Grad-CAM): where in a patch the model finds evidence for IDC, method by method."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from idc_core.classify import classify_images
+from idc_core.gradcam import METHODS, compute_heatmaps
+from idc_core.models import conv_layer_names, last_conv_layer
+from idc_core.overlay import COLORMAPS, blend, colorize
+from ui import DISCLAIMER, SAMPLE_PATCHES
+from ui.models import require_model
+from ui.widgets import IMAGE_TYPES, enlarge, uploads_to_items, user_errors
+
+S = "explain_"
+LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM (Faster, 32 channels)"}
+SAMPLE, UPLOAD, HANDOFF = "Sample patch", "Upload", "From Classify patches"
+
+st.title("Explain a prediction (Grad-CAM)")
+st.caption(DISCLAIMER)
+model = require_model()
+
+sources = [SAMPLE, UPLOAD] + ([HANDOFF] if "explain_handoff" in st.session_state else [])
+if st.session_state.pop("explain_handoff_new", False):
+    st.session_state[S + "source"] = HANDOFF
+source = st.radio("Patch", sources, horizontal=True, key=S + "source")
+item: tuple[str, bytes] | None = None
+if source == SAMPLE:
+    samples = sorted(SAMPLE_PATCHES.glob("*.png"))
+    if not samples:
+        st.warning(f"No sample patches in {SAMPLE_PATCHES}: upload a patch instead.")
+        st.stop()
+    chosen = st.selectbox("Sample patch", samples, format_func=lambda p: p.name, key=S + "sample")
+    item = (chosen.name, chosen.read_bytes())
+elif source == UPLOAD:
+    upload = st.file_uploader("A 50x50 patch (PNG, JPEG, TIFF)", type=IMAGE_TYPES, key=S + "upload")
+    items = uploads_to_items(upload)
+    item = items[0] if items else None
+else:
+    item = st.session_state["explain_handoff"]
+if item is None:
+    st.info("Upload a patch to explain.")
+    st.stop()
+
+layers = conv_layer_names(model.model)
+default_layer = last_conv_layer(model.model)
+c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+methods = c1.multiselect("Methods", METHODS, default=["gradcam", "gradcam++"], format_func=LABELS.get, key=S + "methods",
+                         help="Score-CAM runs one forward pass per channel: slower, but needs no gradients.")
+layer = c2.selectbox("Layer to explain", layers, index=layers.index(default_layer), key=S + "layer",
+                     help="The last convolutional layer (default) gives the most class-specific map; "
+                          "earlier layers show finer, less specific detail.")
+alpha = c3.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key=S + "alpha")
+cmap = c4.selectbox("Colour map", COLORMAPS, key=S + "cmap")
+
+key = (str(model.path), item[0], hash(item[1]))
+if st.session_state.get(S + "key") != key:
+    with user_errors(f"Reading {item[0]}"):
+        st.session_state[S + "prediction"] = classify_images(model.model, [item], threshold=model.config.threshold)
+        st.session_state[S + "key"] = key
+        st.session_state[S + "cams"] = {}
+prediction = st.session_state.get(S + "prediction")
+if prediction is None or st.session_state.get(S + "key") != key:
+    st.stop()
+row = prediction.items[0]
+if row.error:
+    st.error(row.error)
+    st.stop()
+if row.is_slide:
+    st.warning(f"{row.name} is {row.note}.")
+    st.page_link("app_pages/slide.py", label="Open the slide page", icon=":material/biotech:")
+    st.stop()
+
+patch = prediction.patches[row.patch_index]
+label = "IDC" if row.label(model.config.threshold) else "not IDC"
+st.markdown(f"**{row.name}** · P(IDC) **{row.prob_idc:.3f}** → predicted **{label}** at the model's threshold "
+            f"{model.config.threshold:.3f}" + (f" · _{row.note}_" if row.note else "")
+            + (f" · true label **{'IDC' if row.true_label else 'not IDC'}**" if row.true_label is not None else ""))
+
+cams = st.session_state.setdefault(S + "cams", {})
+columns = st.columns(1 + max(1, len(methods)))
+columns[0].image(enlarge(patch, 240), caption="original (50x50, enlarged)")
+for column, method in zip(columns[1:], methods):
+    if (method, layer) not in cams:
+        with user_errors(LABELS[method]), st.spinner(f"Computing {LABELS[method]}…"):
+            cams[(method, layer)] = compute_heatmaps(model.model, patch[None], method=method, layer=layer)[0]
+    if (method, layer) in cams:
+        cam = cams[(method, layer)]
+        column.image(enlarge(blend(patch, cam, alpha=alpha, cmap=cmap), 240), caption=f"{LABELS[method]} · {layer}")
+        column.image(enlarge(colorize(cam, cmap), 120), caption="heatmap alone")
+if not methods:
+    columns[1].info("Choose at least one method.")
+st.caption("Red/bright = regions that raise P(IDC) most for this layer. A heatmap shows what the model used, "
+           "not whether it is right.")

@@ -1,0 +1,192 @@
+"""Analyse a slide: tile an image of a slide region (or a patient zip), heatmap of P(IDC), Grad-CAM per tile."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from idc_core.gradcam import compute_heatmaps
+from idc_core.image_io import encode_png
+from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, tile_map
+from idc_core.predict import SlideResult, predict_slide
+from idc_core.slides import SlideInput, compare_to_truth, load_slide_input
+from idc_core.tiling import extract_patches
+from idc_core.tissue import tissue_mask
+from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES
+from ui.figures import slide_figure
+from ui.models import require_model
+from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, user_errors
+
+S = "slide_"
+SAMPLE, PATIENT, UPLOAD, HANDOFF = "Sample slide", "Sample patient (zip, with ground truth)", "Upload", "From Classify patches"
+
+
+def chosen_input(source: str) -> tuple[str, bytes, bytes | None] | None:
+    """(name, bytes, truth CSV bytes) of the chosen input, or None when nothing is uploaded yet."""
+    if source == SAMPLE:
+        truth = SAMPLE_SLIDE_TILES.read_bytes() if SAMPLE_SLIDE_TILES.is_file() else None
+        return (SAMPLE_SLIDE.name, SAMPLE_SLIDE.read_bytes(), truth) if SAMPLE_SLIDE.is_file() else None
+    if source == PATIENT:
+        zips = sorted(ASSETS.glob(SAMPLE_PATIENT_GLOB))
+        return (zips[0].name, zips[0].read_bytes(), None) if zips else None
+    if source == HANDOFF:
+        name, data = st.session_state["slide_handoff"]
+        return name, data, None
+    upload = st.session_state.get(S + "upload")
+    return (upload.name, upload.getvalue(), None) if upload is not None else None
+
+
+def select_tile() -> None:
+    points = [p for p in st.session_state[S + "chart"].selection.points if p.get("curve_number") == 1]
+    if points:
+        x, y, _ = points[0]["customdata"]
+        st.session_state[S + "x"], st.session_state[S + "y"] = int(x) + 25, int(y) + 25
+
+
+st.title("Analyse a slide")
+st.caption(DISCLAIMER)
+model = require_model()
+
+sources = [SAMPLE, PATIENT, UPLOAD] + ([HANDOFF] if "slide_handoff" in st.session_state else [])
+if st.session_state.pop("slide_handoff_new", False):
+    st.session_state[S + "source"] = HANDOFF
+source = st.radio("Slide", sources, horizontal=True, key=S + "source")
+if source == UPLOAD:
+    st.file_uploader("An image of a slide region at the dataset's scale (PNG, JPEG, TIFF), or a .zip of one "
+                     "patient's folder in the dataset layout", type=IMAGE_TYPES + ["zip"], key=S + "upload")
+
+with st.expander("Tiling and tissue detection", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    stride = c1.select_slider("Stride (px)", [50, 40, 25], value=50, key=S + "stride",
+                              help="50 = the dataset's grid; smaller strides overlap tiles (more work, smoother map).")
+    auto = c2.toggle("Automatic tissue threshold (Otsu)", value=True, key=S + "auto")
+    manual = c2.slider("Saturation threshold", 0, 255, 30, key=S + "tissue_thr", disabled=auto)
+    min_tissue = c3.slider("Min. tissue per tile", 0.05, 1.0, 0.3, 0.05, key=S + "min_tissue",
+                           help="Tiles with less tissue than this are background and are not classified.")
+    show_mask = c3.checkbox("Show the tissue mask", key=S + "show_mask")
+tissue_threshold = None if auto else float(manual)
+
+chosen = chosen_input(source)
+if chosen is None:
+    st.info("Upload an image or a patient zip." if source == UPLOAD else "The bundled sample is missing from assets/.")
+    st.stop()
+name, data, truth_csv = chosen
+settings = (name, len(data), hash(data[:4096]), stride, tissue_threshold, min_tissue, str(model.path))
+if st.session_state.get(S + "settings") != settings:
+    st.session_state.pop(S + "result", None)
+    with user_errors(f"Reading {name}"):
+        if st.session_state.get(S + "input_key") != settings[:3]:
+            with progress_bar(f"Reading {name}") as progress:
+                st.session_state[S + "input"] = load_slide_input(name, data, truth_csv=truth_csv, progress=progress)
+            st.session_state[S + "input_key"] = settings[:3]
+        slide: SlideInput = st.session_state[S + "input"]
+        with progress_bar("Classifying tissue tiles") as progress:
+            st.session_state[S + "result"] = predict_slide(
+                model.model, slide.image, threshold=model.config.threshold, stride=stride,
+                tissue_threshold=tissue_threshold, min_tissue=min_tissue, progress=progress)
+        st.session_state[S + "settings"] = settings
+        st.session_state[S + "cams"] = {}
+        result = st.session_state[S + "result"]
+        if result.n_tissue:  # start the tile inspector on the most suspicious tile
+            top = int(np.nanargmax(result.probs))
+            st.session_state[S + "y"], st.session_state[S + "x"] = (int(v) + result.size // 2 for v in result.coords[top])
+result: SlideResult | None = st.session_state.get(S + "result")
+if result is None:
+    st.stop()
+slide = st.session_state[S + "input"]
+image = slide.image
+if slide.skipped:
+    with st.expander(f"{len(slide.skipped)} file(s) of the zip were left out"):
+        for line in slide.skipped[:200]:
+            st.warning(line)
+
+if show_mask:
+    mask, used = tissue_mask(image, tissue_threshold)
+    c1, c2 = st.columns(2)
+    c1.image(image, caption=f"{name} ({image.shape[1]}x{image.shape[0]} px)")
+    c2.image(mask.astype(np.uint8) * 255, caption=f"tissue mask (saturation > {used:.0f}): white = tissue")
+
+if result.n_tissue == 0:
+    st.warning(f"No tissue found in {name} at saturation threshold {result.tissue_threshold:.0f}: lower the "
+               "threshold or the minimum tissue per tile under **Tiling and tissue detection**.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+threshold = c1.slider("Decision threshold", 0.0, 1.0, float(model.config.threshold), 0.01, key=S + "threshold")
+alpha = c2.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=S + "alpha")
+cmap = c3.selectbox("Colour map", COLORMAPS, key=S + "cmap")
+only_idc = c4.toggle("Colour only tiles ≥ threshold", key=S + "only_idc")
+
+tissue_probs = result.probs[result.tissue]
+n_idc = int((tissue_probs >= threshold).sum())
+m = st.columns(5)
+m[0].metric("Tiles", f"{len(result.coords):,}", help=f"{stride}-px stride over {image.shape[1]}x{image.shape[0]} px")
+m[1].metric("Tissue tiles", f"{result.n_tissue:,}", help=f"saturation threshold {result.tissue_threshold:.0f}")
+m[2].metric("IDC tiles", f"{n_idc:,}")
+m[3].metric("IDC area (of tissue)", percent(n_idc / result.n_tissue))
+m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
+
+shown = np.where(result.probs >= threshold, result.probs, np.nan) if only_idc else result.probs
+heat = tile_map(result.coords, shown, image.shape, result.size, result.stride)
+overlay = blend(image, heat, alpha=alpha, cmap=cmap)
+coords = result.coords[result.tissue]
+st.plotly_chart(slide_figure(overlay, coords, tissue_probs, result.size), key=S + "chart", on_select=select_tile,
+                selection_mode="points", config={"scrollZoom": True})
+st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it.")
+
+if slide.truth is not None:
+    comparison = compare_to_truth(result, slide.truth, threshold)
+    st.subheader("Against the ground truth" + (f" of patient {slide.patient}" if slide.patient else ""))
+    t1, t2, t3 = st.columns(3)
+    t1.image(blend(image, comparison.truth_map, 0.6, "jet"), caption="true IDC (red) / not IDC (blue)")
+    t2.image(blend(image, comparison.pred_map, 0.6, "jet"), caption=f"predicted at threshold {threshold:.2f}")
+    t3.image(comparison.outcome, caption="agreement and errors (legend below)")
+    st.markdown(" ".join(
+        f"<span style='color:rgb{OUTCOME_COLORS[k]}'>■</span> {label}" for k, label in
+        (("TP", "IDC found"), ("FN", "IDC missed"), ("FP", "false alarm"), ("TN", "correctly not IDC"))),
+        unsafe_allow_html=True)
+    met = comparison.metrics
+    if met is not None:
+        k = st.columns(6)
+        k[0].metric("Balanced accuracy", percent(met["balanced_accuracy"]), help=f"accuracy {percent(met['accuracy'])}")
+        k[1].metric("Recall (sensitivity)", percent(met["recall"]))
+        k[2].metric("Specificity", percent(met["specificity"]))
+        k[3].metric("ROC AUC", f"{met['roc_auc']:.3f}" if met["roc_auc"] is not None else "n/a")
+        k[4].metric("True IDC share", percent(met["idc_fraction_true"]), help="of the analysed ground-truth patches")
+        k[5].metric("Predicted IDC share", percent(met["idc_fraction_pred"]))
+    if comparison.n_not_analysed:
+        st.caption(f"{comparison.n_not_analysed} of {len(slide.truth)} ground-truth patches were skipped as background "
+                   "and are not counted.")
+
+st.subheader("Inspect a tile")
+c1, c2 = st.columns(2)
+x = c1.number_input("x (px)", 0, image.shape[1] - 1, key=S + "x")
+y = c2.number_input("y (px)", 0, image.shape[0] - 1, key=S + "y")
+inside = (coords[:, 0] <= y) & (y < coords[:, 0] + result.size) & (coords[:, 1] <= x) & (x < coords[:, 1] + result.size)
+if not inside.any():
+    st.info("No tissue tile there: click a tile on the heatmap or type the coordinates of one.")
+else:
+    centres = coords + result.size / 2
+    candidates = np.flatnonzero(inside)
+    tile = int(candidates[np.argmin(((centres[candidates] - [y, x]) ** 2).sum(1))])
+    patch = extract_patches(image, coords[[tile]])[0]
+    cams = st.session_state.setdefault(S + "cams", {})
+    if tile not in cams:
+        with user_errors("Grad-CAM"), st.spinner("Computing Grad-CAM…"):
+            cams[tile] = compute_heatmaps(model.model, patch[np.newaxis], method="gradcam")[0]
+    p1, p2, p3 = st.columns([1, 1, 2])
+    p1.image(enlarge(patch, 250), caption=f"tile at x={coords[tile, 1]}, y={coords[tile, 0]}")
+    if tile in cams:
+        p2.image(enlarge(blend(patch, cams[tile], alpha=0.45, cmap=cmap), 250), caption="Grad-CAM overlay")
+    p3.metric("P(IDC)", f"{tissue_probs[tile]:.3f}", help="A model score, not a diagnosis")
+    p3.markdown(f"Predicted **{'IDC' if tissue_probs[tile] >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
+
+d1, d2 = st.columns(2)
+d1.download_button("Download heatmap overlay (PNG)", encode_png(overlay), file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png",
+                   mime="image/png", icon=":material/download:")
+with d2:
+    rows = result.to_rows()
+    for row in rows:  # labels at the threshold chosen above, not the model's default
+        row["label"] = None if row["prob_idc"] is None else int(row["prob_idc"] >= threshold)
+    csv_download(rows, f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)",
+                 key=S + "csv")

@@ -1,0 +1,44 @@
+"""Helpers shared by the app tests: a tiny untrained model folder and dataset zips built in tmp dirs."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_tiny_models_root(root: Path, name: str = "tiny") -> Path:
+    """`root/<name>/` with a random-weight cnn, config, metrics.json, history.json; `root/DEFAULT` names it."""
+    from idc_core.config import ModelConfig
+    from idc_core.metrics import compute_metrics
+    from idc_core.model_io import save_model_dir
+    from idc_core.models import build_model
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    prob = np.clip(0.35 * y + 0.65 * rng.random(200), 0, 1)
+    patients = [f"p{i % 5}" for i in range(200)]
+    metrics = compute_metrics(y, prob, 0.5, patients=patients)
+    metrics["evaluated_on"] = "test split (patient split): 5 patients, 200 patches (synthetic, for tests)"
+    history = {"loss": [0.7, 0.5, 0.4], "val_loss": [0.72, 0.6, 0.55],
+               "accuracy": [0.6, 0.7, 0.8], "val_accuracy": [0.55, 0.65, 0.7]}
+    config = ModelConfig(name=name, arch="cnn", threshold=0.5,
+                         data_summary={"patients": 7, "patches": 61, "class_counts": {"0": 40, "1": 21}},
+                         split_patients={"train": ["10253", "10254"], "val": ["10256"], "test": ["10257"]})
+    save_model_dir(root / name, build_model("cnn", weights=None, seed=0), config, history=history, metrics=metrics)
+    (root / "DEFAULT").write_text(name + "\n")
+    return root
+
+
+def zip_folder(folder: Path, prefix: str = "") -> bytes:
+    """The files under `folder` as zip bytes, member names relative to folder's parent (plus prefix)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, prefix + path.relative_to(folder.parent).as_posix())
+    return buffer.getvalue()

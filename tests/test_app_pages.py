@@ -1,0 +1,239 @@
+"""Every page of the Streamlit app through AppTest: uploads, what the user sees, errors as messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app_support import REPO, make_tiny_models_root, zip_folder
+from idc_core.classify import classify_images
+from idc_core.image_io import encode_png
+from idc_core.model_io import load_model_dir
+from idc_core.tiling import assemble_slide
+from ui import SAMPLE_PATCHES, SAMPLE_SLIDE
+
+APP = str(REPO / "app.py")
+TIMEOUT = 90
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory) -> Path:
+    return make_tiny_models_root(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(autouse=True)
+def _models_env(monkeypatch, models_root):
+    monkeypatch.setenv("IDC_MODELS_DIR", str(models_root))
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def uploads(paths: list[Path]) -> list[tuple[str, bytes, str]]:
+    return [(p.name, p.read_bytes(), "image/png") for p in paths]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for image in at.get("image") for c in image.captions]
+
+
+def no_traceback(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_home_shows_the_disclaimer_and_the_model_card(models_root):
+    at = open_page()
+    assert at.title[0].value.startswith("Invasive ductal carcinoma")
+    assert "not a medical device" in at.warning[0].value and "not a diagnosis" in at.warning[0].value
+    assert at.sidebar.selectbox[0].value == "tiny"
+    card = " ".join(m.value for m in at.sidebar.markdown)
+    assert "`cnn`" in card and "Threshold** 0.500" in card and "7 patients" in card and "Held-out metrics" in card
+
+
+def test_classify_upload_shows_each_prediction_errors_and_the_batch_confusion(small_data, models_root):
+    files = sorted(small_data.rglob("*.png"))[:6]
+    at = open_page("classify")
+    at.file_uploader[0].set_value(uploads(files) + [("bad.png", b"not an image", "image/png"),
+                                                    ("empty.png", b"", "image/png")]).run()
+    no_traceback(at)
+    table = at.dataframe[0].value
+    assert table["file"].tolist() == [p.name for p in files] + ["bad.png", "empty.png"]
+    expected = classify_images(load_model_dir(models_root / "tiny").model, [(p.name, p.read_bytes()) for p in files],
+                               threshold=0.5)
+    np.testing.assert_allclose(table["p_idc"][:6].astype(float), [r.prob_idc for r in expected.items], rtol=1e-5)
+    assert table["true"][:6].tolist() == ["IDC" if "class1" in p.name else "no IDC" for p in files]
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("bad.png: not a readable image") for w in warnings)
+    assert "empty.png: empty file (0 bytes)" in warnings
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Patches classified"] == "6" and metrics["Not usable"] == "2"
+    n_right = sum(r.label(0.5) == r.true_label for r in expected.items)
+    assert metrics["Accuracy on this batch"] == f"{100 * n_right / 6:.1f}%"
+    assert at.get("download_button")
+    assert "patch (50x50, enlarged)" in captions(at) and "Grad-CAM overlay" in captions(at)
+
+
+def test_classify_selection_and_threshold_do_not_recompute(small_data):
+    files = sorted(small_data.rglob("*.png"))[:4]
+    at = open_page("classify")
+    at.file_uploader[0].set_value(uploads(files)).run()
+    result = at.session_state["classify_result"]
+    at.session_state["classify_selected"] = 2
+    at.slider(key="classify_threshold").set_value(0.0).run()
+    no_traceback(at)
+    assert at.session_state["classify_result"] is result
+    assert at.main.subheader[-1].value == f"Selected: {files[2].name}"
+    assert set(at.dataframe[0].value["predicted"]) == {"IDC"}
+
+
+def test_classify_zip_and_slide_sized_image(small_data):
+    at = open_page("classify")
+    region = encode_png(np.full((300, 400, 3), 180, np.uint8))
+    at.file_uploader[0].set_value([("set.zip", zip_folder(small_data / "10254"), "application/zip"),
+                                   ("region.png", region, "image/png")]).run()
+    no_traceback(at)
+    table = at.dataframe[0].value
+    n = len(list((small_data / "10254").rglob("*.png")))
+    assert table["file"].str.startswith("set.zip/10254/").sum() == n
+    assert table.iloc[-1]["note"] == "400x300, larger than a patch: analyse it on the slide page"
+    assert any("region.png" in i.value and "not squashed" in i.value for i in at.info)
+    at.button(key="classify_to_slide_region.png").click().run()
+    no_traceback(at)
+    assert at.title[0].value == "Analyse a slide"
+    assert at.radio(key="slide_source").value == "From Classify patches"
+
+
+def test_classify_hostile_zip_is_reported_not_raised():
+    at = open_page("classify")
+    at.file_uploader[0].set_value([("evil.zip", b"PK\x03\x04 not really", "application/zip")]).run()
+    no_traceback(at)
+    assert any(w.value.startswith("evil.zip: ") and "not a readable zip" in w.value for w in at.warning)
+
+
+def _slide_png(small_data: Path) -> bytes:
+    from idc_core.dataset import parse_patch_name
+    from idc_core.image_io import read_image
+
+    files = sorted((small_data / "10253").rglob("*.png"))
+    parsed = [parse_patch_name(p.name) for p in files]
+    xs = np.array([p[1] for p in parsed]) - min(p[1] for p in parsed)
+    ys = np.array([p[2] for p in parsed]) - min(p[2] for p in parsed)
+    return encode_png(assemble_slide(xs, ys, [read_image(p) for p in files]))
+
+
+def test_slide_upload_shows_the_heatmap_counts_and_a_tile_with_gradcam(small_data):
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("region.png", _slide_png(small_data), "image/png")).run()
+    no_traceback(at)
+    assert not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Tissue tiles"]) > 0 and "%" in metrics["IDC area (of tissue)"]
+    assert any(e.type == "plotly_chart" for e in at.main.children.values())
+    assert "Grad-CAM overlay" in captions(at)
+    assert at.session_state["slide_result"].n_tissue == int(metrics["Tissue tiles"])
+    assert len(at.get("download_button")) == 2
+
+
+def test_slide_patient_zip_compares_with_the_truth(small_data):
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("10253.zip", zip_folder(small_data / "10253"),
+                                                    "application/zip")).run()
+    no_traceback(at)
+    assert any(s.value == "Against the ground truth of patient 10253" for s in at.main.subheader)
+    assert {"true IDC (red) / not IDC (blue)", "agreement and errors (legend below)"} <= set(captions(at))
+    assert "Balanced accuracy" in {m.label for m in at.metric}
+
+
+def test_slide_blank_image_says_no_tissue_and_corrupt_image_says_why():
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("white.png", encode_png(np.full((120, 160, 3), 255, np.uint8)),
+                                                    "image/png")).run()
+    no_traceback(at)
+    assert any(w.value.startswith("No tissue found in white.png") for w in at.warning)
+    at.file_uploader(key="slide_upload").set_value(("scan.tif", b"II*\x00garbage", "image/tiff")).run()
+    no_traceback(at)
+    assert at.error and at.error[0].value.startswith("Reading scan.tif: scan.tif:")
+
+
+def test_explain_shows_gradcam_and_gradcam_plus_plus_and_changes_layer(small_data):
+    patch = sorted(small_data.rglob("*.png"))[0]
+    at = open_page("explain")
+    at.radio(key="explain_source").set_value("Upload").run()
+    at.file_uploader(key="explain_upload").set_value((patch.name, patch.read_bytes(), "image/png")).run()
+    no_traceback(at)
+    assert "Grad-CAM · block3_act" in captions(at) and "Grad-CAM++ · block3_act" in captions(at)
+    assert "P(IDC)" in at.markdown[0].value or any("P(IDC)" in m.value for m in at.markdown)
+    at.selectbox(key="explain_layer").set_value("block1_act").run()
+    no_traceback(at)
+    assert "Grad-CAM · block1_act" in captions(at)
+
+
+def test_explain_refuses_a_slide_sized_image_with_a_pointer_to_the_slide_page():
+    at = open_page("explain")
+    at.radio(key="explain_source").set_value("Upload").run()
+    at.file_uploader(key="explain_upload").set_value(("big.png", encode_png(np.zeros((300, 300, 3), np.uint8)),
+                                                      "image/png")).run()
+    no_traceback(at)
+    assert at.warning[0].value == "big.png is 300x300, larger than a patch: analyse it on the slide page."
+
+
+def test_evaluation_dashboard_follows_the_threshold(models_root):
+    at = open_page("evaluation")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["ROC AUC"] != "n/a" and metrics["Balanced accuracy"].endswith("%")
+    before = metrics["Recall (sensitivity)"]
+    at.slider(key="evaluation_model_threshold").set_value(0.05).run()
+    no_traceback(at)
+    after = {m.label: m.value for m in at.metric}["Recall (sensitivity)"]
+    assert before != after and after == "100.0%"
+    assert len(at.dataframe) >= 2  # classification report and per-patient table
+
+
+def test_evaluation_on_uploaded_labelled_zip_and_on_a_bad_one(small_data):
+    at = open_page("evaluation")
+    at.file_uploader(key="evaluation_upload").set_value(("mine.zip", zip_folder(small_data), "application/zip")).run()
+    at.button(key="evaluation_run").click().run()
+    no_traceback(at)
+    assert any(s.value.startswith("mine.zip: 7 patients, 61 patches") for s in at.success)
+    assert any("used to train or validate this model" in w.value for w in at.warning)
+    at.file_uploader(key="evaluation_upload").set_value(("bad.zip", b"nope", "application/zip")).run()
+    at.button(key="evaluation_run").click().run()
+    no_traceback(at)
+    assert at.error[0].value.startswith("Evaluating on bad.zip:") and "not a readable zip" in at.error[0].value
+
+
+def test_a_broken_model_is_an_error_message_on_every_page(tmp_path, monkeypatch):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"name": "broken", "arch": "cnn"}')
+    (broken / "model.keras").write_bytes(b"not a keras file")
+    (tmp_path / "DEFAULT").write_text("broken")
+    monkeypatch.setenv("IDC_MODELS_DIR", str(tmp_path))
+    for page in ("classify", "slide", "explain", "evaluation"):
+        at = open_page(page)
+        assert at.error and "could not be loaded" in at.error[0].value, page
+
+
+@pytest.mark.skipif(not SAMPLE_PATCHES.is_dir() or not SAMPLE_SLIDE.is_file(), reason="bundled assets/ not present")
+def test_bundled_samples_work_on_every_page():
+    at = open_page("classify")
+    at.button[0].click().run()
+    no_traceback(at)
+    assert len(at.dataframe[0].value) == len(list(SAMPLE_PATCHES.glob("*.png")))
+    at.switch_page("app_pages/slide.py").run()
+    no_traceback(at)
+    assert int({m.label: m.value for m in at.metric}["Tissue tiles"]) > 0
+    at.switch_page("app_pages/explain.py").run()
+    no_traceback(at)
+    assert "Grad-CAM · block3_act" in captions(at)

@@ -1,0 +1,163 @@
+"""The real app in a real browser: `streamlit run app.py`, driven by Playwright with Debian's Chromium.
+
+Screenshots of every page go to assets/screenshots/ when IDC_SCREENSHOTS=1, else to the test's tmp dir.
+Uses the shipped models/ when it has a default model, else a tiny untrained model built in tmp.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app_support import REPO, make_tiny_models_root
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+playwright = pytest.importorskip("playwright.sync_api", reason="the python playwright package is not installed")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file() and not shutil.which("chromium"),
+                                reason=f"no Chromium at {CHROMIUM}: install Debian's chromium package")
+WAIT_MS = 120_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    shipped = REPO / "models"
+    root = shipped if (shipped / "DEFAULT").is_file() else make_tiny_models_root(tmp_path_factory.mktemp("models"))
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, "IDC_MODELS_DIR": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 2400})
+        tab.set_default_timeout(WAIT_MS)
+        yield tab
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    if os.environ.get("IDC_SCREENSHOTS") == "1":
+        folder = REPO / "assets" / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _shoot(tab, path: Path) -> None:
+    """Screenshot of the page down to the end of its content."""
+    height = tab.locator("[data-testid='stMainBlockContainer']").bounding_box()["height"]
+    tab.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1400, "height": min(2400, height + 80)})
+
+
+def _settle(tab) -> None:
+    """Wait until the script run finished (no running indicator) and the page has drawn."""
+    tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
+    tab.wait_for_timeout(800)
+
+
+def test_home_page(page, app_url, shots):
+    page.goto(app_url)
+    page.get_by_text("not a medical device").first.wait_for()
+    _settle(page)
+    _shoot(page, shots / "home.png")
+
+
+def test_upload_a_patch_and_see_its_prediction_and_gradcam(page, app_url, shots, small_data):
+    patch = sorted((small_data / "10253" / "1").glob("*.png"))[0]
+    page.goto(f"{app_url}/classify")
+    page.get_by_text("Drop 50x50 patches").first.wait_for()
+    page.locator("input[type=file]").first.set_input_files(str(patch))
+    page.get_by_text("Grad-CAM overlay").first.wait_for()
+    _settle(page)
+    metric = page.locator("[data-testid='stMetric']", has_text="P(IDC)").first
+    value = float(metric.locator("[data-testid='stMetricValue']").inner_text())
+    assert 0.0 <= value <= 1.0
+    assert page.get_by_text(f"Selected: {patch.name}").is_visible()
+    images = page.locator("[data-testid='stImage'] img")
+    assert images.count() >= 2 and all(images.nth(i).evaluate("e => e.naturalWidth") > 0 for i in range(2))
+    _shoot(page, shots / "classify.png")
+
+
+def test_slide_page_shows_the_heatmap(page, app_url, shots, small_data):
+    from ui import SAMPLE_SLIDE
+
+    page.goto(f"{app_url}/slide")
+    page.get_by_text("Analyse a slide").first.wait_for()
+    if not SAMPLE_SLIDE.is_file():  # before the bundled assets exist: a slide rebuilt from a patient zip
+        from app_support import zip_folder
+
+        archive = REPO / ".pytest_cache" / "browser_patient_10253.zip"
+        archive.write_bytes(zip_folder(small_data / "10253"))
+        page.get_by_text("Upload", exact=True).click()
+        page.locator("input[type=file]").first.set_input_files(str(archive))
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    page.get_by_text("Tissue tiles").first.wait_for()
+    _settle(page)
+    tissue = page.locator("[data-testid='stMetric']", has_text="Tissue tiles").locator("[data-testid='stMetricValue']")
+    assert int(tissue.first.inner_text().replace(",", "")) > 0
+    assert page.locator("[data-testid='stPlotlyChart'] image").count() >= 1  # the slide with its heatmap
+    _shoot(page, shots / "slide.png")
+
+
+def test_explain_and_evaluation_pages(page, app_url, shots, small_data):
+    page.goto(f"{app_url}/explain")
+    page.get_by_text("Explain a prediction").first.wait_for()
+    from ui import SAMPLE_PATCHES
+
+    if not any(SAMPLE_PATCHES.glob("*.png")):
+        page.get_by_text("Upload", exact=True).click()
+        patch = sorted((small_data / "10253" / "1").glob("*.png"))[0]
+        page.locator("input[type=file]").first.set_input_files(str(patch))
+    page.get_by_text("Grad-CAM++ ·").first.wait_for()
+    _settle(page)
+    _shoot(page, shots / "explain.png")
+    page.goto(f"{app_url}/evaluation")
+    page.locator("[data-testid='stMetric']", has_text="Balanced accuracy").first.wait_for()
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    _settle(page)
+    _shoot(page, shots / "evaluation.png")
+    assert np.all([(shots / f"{n}.png").stat().st_size > 10_000 for n in ("explain", "evaluation")])

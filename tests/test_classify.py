@@ -1,0 +1,134 @@
+"""classify_images / expand_uploads: one row per item, bad items reported, slides never squashed."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from idc_core.classify import classify_images, expand_uploads, true_label_from_name
+from idc_core.errors import ArchiveError
+from idc_core.image_io import encode_png
+from idc_core.models import build_model
+from idc_core.predict import predict_patches
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("cnn", weights=None, seed=0)
+
+
+def _png(h: int, w: int, value: int = 120) -> bytes:
+    rng = np.random.default_rng(h * 1000 + w)
+    return encode_png(rng.integers(0, 255, (h, w, 3), dtype=np.uint8) // 2 + value // 2)
+
+
+def _patches(small_data: Path, n: int) -> list[tuple[str, bytes]]:
+    files = sorted(small_data.rglob("*.png"))[:n]
+    return [(f"{p.parent.parent.name}/{p.parent.name}/{p.name}", p.read_bytes()) for p in files]
+
+
+def test_every_item_gets_a_row_in_input_order_and_bad_ones_an_error(model, small_data):
+    good = _patches(small_data, 4)
+    items = [good[0], ("notes.png", b"not an image"), ("empty.png", b""), *good[1:],
+             ("broken.zip", ArchiveError("broken.zip: not a readable zip file"))]
+    result = classify_images(model, items, threshold=0.5)
+    assert [row.name for row in result.items] == [name for name, _ in items]
+    assert len(result.predicted) == 4 and result.patches.shape == (4, 50, 50, 3)
+    errors = {row.name: row.error for row in result.failed}
+    assert "not a readable image" in errors["notes.png"]
+    assert "empty file (0 bytes)" in errors["empty.png"]
+    assert errors["broken.zip"] == "broken.zip: not a readable zip file"
+
+
+def test_probabilities_match_predict_patches_whatever_the_batch_size(model, small_data):
+    items = _patches(small_data, 7)
+    one = classify_images(model, items, threshold=0.5)
+    small = classify_images(model, items, threshold=0.5, batch_size=2)
+    direct = predict_patches(model, one.patches)
+    np.testing.assert_allclose([r.prob_idc for r in one.items], direct, rtol=1e-5)
+    np.testing.assert_allclose([r.prob_idc for r in small.items], direct, rtol=1e-5)
+
+
+def test_patch_sized_images_are_padded_or_resized_and_larger_ones_become_slides(model):
+    items = [("crop.png", _png(34, 50)), ("big_patch.png", _png(64, 64)), ("region.png", _png(150, 200))]
+    rows = {row.name: row for row in classify_images(model, items, threshold=0.5).items}
+    assert rows["crop.png"].note == "padded from 50x34" and rows["crop.png"].prob_idc is not None
+    assert rows["big_patch.png"].note == "resized from 64x64" and rows["big_patch.png"].prob_idc is not None
+    region = rows["region.png"]
+    assert region.is_slide and region.prob_idc is None and region.patch_index is None
+    assert region.note == "200x150, larger than a patch: analyse it on the slide page"
+
+
+def test_true_labels_come_from_the_name_or_a_0_1_folder():
+    assert true_label_from_name("up.zip/10253/0/10253_idx5_x1_y1_class1.png") == 1
+    assert true_label_from_name("set/0/any_name.jpg") == 0
+    assert true_label_from_name("set/1/any_name.jpg") == 1
+    assert true_label_from_name("plain.png") is None
+
+
+def test_batch_metrics_and_labels_follow_the_threshold_without_repredicting(model, small_data):
+    result = classify_images(model, _patches(small_data, 10) + [("unlabelled.png", _png(50, 50))], threshold=0.5)
+    probs = np.array([r.prob_idc for r in result.items])
+    metrics = result.batch_metrics()
+    assert metrics["n_labelled"] == 10
+    assert np.sum(metrics["confusion_matrix"]) == 10
+    assert result.batch_metrics(0.0)["recall"] == 1.0  # everything is IDC at threshold 0
+    rows = result.rows(threshold=float(np.median(probs)))
+    assert [row["predicted"] == "IDC" for row in rows] == list(probs >= np.median(probs))
+    assert rows[-1]["true"] is None and rows[-1]["correct"] is None
+
+
+def test_no_labels_means_no_batch_metrics(model):
+    assert classify_images(model, [("a.png", _png(50, 50))], threshold=0.5).batch_metrics() is None
+
+
+def test_progress_reaches_the_number_of_items(model, small_data):
+    calls = []
+    classify_images(model, _patches(small_data, 5), threshold=0.5, batch_size=2,
+                    progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (5, 5) and all(total == 5 for _, total in calls)
+
+
+def test_threshold_out_of_range_is_a_programmer_error(model):
+    with pytest.raises(ValueError, match="threshold must be in"):
+        classify_images(model, [], threshold=1.5)
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_expand_uploads_opens_zips_and_keeps_going_past_bad_members():
+    data = _zip({
+        "10253/0/10253_idx5_x1_y1_class0.png": _png(50, 50),
+        "README.txt": b"hello",
+        "../evil.png": _png(50, 50),
+        "inner.zip": b"PK",
+        "__MACOSX/._x.png": b"junk",
+        "corrupt.png": b"\x89PNG broken",
+    })
+    items = list(expand_uploads([("set.zip", data), ("single.png", _png(50, 50)), ("bad.zip", b"not a zip")]))
+    names = [name for name, _ in items]
+    assert "set.zip/10253/0/10253_idx5_x1_y1_class0.png" in names and "single.png" in names
+    assert not any("README" in n or "__MACOSX" in n for n in names)
+    errors = {name: str(value) for name, value in items if isinstance(value, Exception)}
+    assert "parent directory" in errors["set.zip/../evil.png"]
+    assert "nested archive" in errors["set.zip/inner.zip"]
+    assert "not a readable zip" in errors["bad.zip"]
+    corrupt = dict(items)["set.zip/corrupt.png"]
+    assert isinstance(corrupt, bytes)  # read fine; decoding fails later, in classify_images
+
+
+def test_a_corrupt_zip_member_is_one_error_row(model):
+    data = _zip({"a/1/p_idx5_x1_y1_class1.png": _png(50, 50), "a/0/bad.png": b"\x89PNG broken"})
+    result = classify_images(model, list(expand_uploads([("up.zip", data)])), threshold=0.5)
+    assert len(result.predicted) == 1 and result.predicted[0].true_label == 1
+    assert len(result.failed) == 1 and "up.zip/a/0/bad.png" in result.failed[0].error

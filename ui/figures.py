@@ -1,0 +1,159 @@
+"""Plotly figure builders (no Streamlit calls): confusion matrix, curves, history, slide and thumbnails."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from idc_core import CLASS_NAMES
+from idc_core.image_io import encode_png
+from idc_core.overlay import OUTCOME_COLORS
+
+IDC_RGB = OUTCOME_COLORS["TP"]  # vermillion
+NOT_IDC_RGB = OUTCOME_COLORS["FP"]  # blue
+MAX_SELECTABLE_SVG = 4000
+MAX_DISPLAY_PX = 2400  # longest side of the slide image sent to the browser  # above this many tiles the click layer uses WebGL
+
+
+def _rgb(colour: tuple[int, int, int]) -> str:
+    return "rgb({},{},{})".format(*colour)
+
+
+def _png_source(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode()
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], title: str = "Confusion matrix") -> go.Figure:
+    """2x2 heatmap: rows = true class, columns = predicted class, counts and row percentages."""
+    cm = np.asarray(matrix, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    text = [[f"{int(cm[i, j]):,}<br>{100 * share[i, j]:.1f}%" for j in range(2)] for i in range(2)]
+    fig = go.Figure(
+        go.Heatmap(
+            z=share, x=[f"pred. {c}" for c in CLASS_NAMES], y=[f"true {c}" for c in CLASS_NAMES],
+            text=text, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1, showscale=False,
+            hovertemplate="%{y}, %{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=330, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def roc_figure(curve: dict[str, list[float]], auc: float | None, point: tuple[float, float]) -> go.Figure:
+    """ROC curve with the chance line and the operating point (fpr, tpr) marked."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance")
+    fig.add_scatter(x=curve["fpr"], y=curve["tpr"], mode="lines", name=f"ROC (AUC {auc:.3f})" if auc else "ROC",
+                    customdata=curve["thresholds"], hovertemplate="FPR %{x:.3f}, TPR %{y:.3f}, t=%{customdata:.3f}")
+    fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
+                    marker=dict(size=12, color=_rgb(IDC_RGB), symbol="x"))
+    fig.update_layout(title="ROC curve", xaxis_title="false positive rate", yaxis_title="true positive rate (recall)",
+                      height=360, margin=dict(l=10, r=10, t=40, b=10), legend=dict(x=0.45, y=0.05))
+    return fig
+
+
+def pr_figure(curve: dict[str, list[float]], ap: float | None, point: tuple[float, float],
+              prevalence: float) -> go.Figure:
+    """Precision-recall curve with the prevalence baseline and the operating point (recall, precision)."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[prevalence, prevalence], mode="lines", line=dict(dash="dot", color="grey"),
+                    name=f"prevalence {prevalence:.2f}")
+    fig.add_scatter(x=curve["recall"], y=curve["precision"], mode="lines", name=f"PR (AP {ap:.3f})" if ap else "PR",
+                    customdata=curve["thresholds"], hovertemplate="recall %{x:.3f}, precision %{y:.3f}, t=%{customdata:.3f}")
+    fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
+                    marker=dict(size=12, color=_rgb(IDC_RGB), symbol="x"))
+    fig.update_layout(title="Precision-recall curve", xaxis_title="recall", yaxis_title="precision",
+                      height=360, margin=dict(l=10, r=10, t=40, b=10), legend=dict(x=0.02, y=0.05),
+                      yaxis_range=[0, 1.02])
+    return fig
+
+
+def history_figure(history: dict[str, list[float]]) -> go.Figure:
+    """Training curves per epoch: one panel per metric (train and validation)."""
+    names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names)
+    for col, name in enumerate(names, start=1):
+        for key, dash in ((name, "solid"), (f"val_{name}", "dash")):
+            if key in history:
+                values = history[key]
+                fig.add_scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=key,
+                                line=dict(dash=dash), row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def slide_figure(overlay: np.ndarray, coords: np.ndarray, probs: np.ndarray, size: int,
+                 selected: int | None = None) -> go.Figure:
+    """The slide with its heatmap, zoomable, with one invisible clickable point per tissue tile.
+
+    coords/probs are the tissue tiles only (their order is the point index of a selection).
+    """
+    height, width = overlay.shape[:2]
+    scale = max(1.0, max(height, width) / MAX_DISPLAY_PX)  # big slides are sent downscaled
+    shown = overlay if scale == 1.0 else cv2.resize(
+        overlay, (round(width / scale), round(height / scale)), interpolation=cv2.INTER_AREA)
+    fig = go.Figure(go.Image(source=_png_source(shown), dx=width / shown.shape[1], dy=height / shown.shape[0],
+                             hoverinfo="skip"))
+    scatter = go.Scattergl if len(coords) > MAX_SELECTABLE_SVG else go.Scatter
+    fig.add_trace(scatter(
+        x=coords[:, 1] + size / 2, y=coords[:, 0] + size / 2, mode="markers",
+        marker=dict(size=8, color="rgba(0,0,0,0)"), customdata=np.stack([coords[:, 1], coords[:, 0], probs], 1),
+        hovertemplate="tile x=%{customdata[0]}, y=%{customdata[1]}<br>P(IDC) %{customdata[2]:.3f}<extra></extra>",
+        selected=dict(marker=dict(color="rgba(255,255,255,0.9)")), name="tiles", showlegend=False,
+    ))
+    if selected is not None:
+        y, x = coords[selected]
+        fig.add_shape(type="rect", x0=x, y0=y, x1=x + size, y1=y + size, line=dict(color="black", width=3))
+    fig.update_xaxes(showgrid=False, range=[0, width], constrain="domain", title="x (px)")
+    fig.update_yaxes(showgrid=False, range=[height, 0], scaleanchor="x", constrain="domain", title="y (px)")
+    fig.update_layout(height=min(760, max(380, int(700 * height / max(width, 1)))), margin=dict(l=10, r=10, t=10, b=10),
+                      dragmode="zoom", clickmode="event+select")
+    return fig
+
+
+def thumbnails_figure(patches: np.ndarray, probs: Sequence[float], threshold: float,
+                      names: Sequence[str], columns: int = 12) -> go.Figure:
+    """A grid of patch thumbnails with a border in the predicted class colour; click one to select it."""
+    n = len(patches)
+    rows = max(1, -(-n // columns))
+    cell, border = 58, 4
+    canvas = np.full((rows * cell, columns * cell, 3), 255, dtype=np.uint8)
+    for i, (patch, prob) in enumerate(zip(patches, probs)):
+        r, c = divmod(i, columns)
+        y, x = r * cell, c * cell
+        canvas[y:y + cell - 2, x:x + cell - 2] = IDC_RGB if prob >= threshold else NOT_IDC_RGB
+        canvas[y + border:y + border + 50, x + border:x + border + 50] = patch
+    fig = go.Figure(go.Image(source=_png_source(canvas), hoverinfo="skip"))
+    idx = np.arange(n)
+    fig.add_scatter(
+        x=(idx % columns) * cell + cell / 2 - 1, y=(idx // columns) * cell + cell / 2 - 1, mode="markers",
+        marker=dict(size=30, color="rgba(0,0,0,0)", symbol="square"),
+        customdata=[[name, float(p)] for name, p in zip(names, probs)],
+        hovertemplate="%{customdata[0]}<br>P(IDC) %{customdata[1]:.3f}<extra></extra>",
+        selected=dict(marker=dict(color="rgba(255,255,255,0.35)")), showlegend=False,
+    )
+    fig.update_xaxes(visible=False, range=[0, columns * cell])
+    fig.update_yaxes(visible=False, range=[rows * cell, 0], scaleanchor="x")
+    fig.update_layout(height=max(140, min(900, rows * 70 + 20)), margin=dict(l=0, r=0, t=0, b=0),
+                      dragmode=False, clickmode="event+select")
+    return fig
+
+
+def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """sklearn's classification report dict as table rows."""
+    rows = []
+    for label, values in report.items():
+        if isinstance(values, dict):
+            rows.append({"class": label, **{k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}})
+        else:
+            rows.append({"class": label, "precision": None, "recall": None, "f1-score": round(values, 4), "support": None})
+    return rows

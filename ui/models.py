@@ -1,0 +1,129 @@
+"""The sidebar model picker, the model card, and the one cached copy of each model per process.
+
+The models root is $IDC_MODELS_DIR (default: models/ beside app.py). A loaded model is shared by every
+session (st.cache_resource) and is only ever read: no page compiles, trains or modifies it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from idc_core.errors import ModelError
+from idc_core.model_io import LoadedModel, default_model_dir, list_model_dirs, load_model_dir, read_model_card
+from ui import REPO
+from ui.widgets import percent
+
+OTHER = "Another folder…"
+PICKER_KEY = "model_choice"
+OTHER_PATH_KEY = "model_other_path"
+
+
+def models_root() -> Path:
+    """$IDC_MODELS_DIR, or models/ in the repository; relative paths are taken from the repository."""
+    root = Path(os.environ.get("IDC_MODELS_DIR", "models"))
+    return root if root.is_absolute() else REPO / root
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load(path: str, mtime: float) -> LoadedModel:
+    """Load once per process per (folder, model file time); mtime makes a retrained model reload."""
+    return load_model_dir(path)
+
+
+def _mtime(path: Path) -> float:
+    model_file = path / "model.keras"
+    return model_file.stat().st_mtime if model_file.is_file() else 0.0
+
+
+def sidebar_picker() -> None:
+    """Model choice in the sidebar (shared by all pages) and the chosen model's card."""
+    root = models_root()
+    dirs = list_model_dirs(root)
+    names = [d.name for d in dirs]
+    try:
+        default = default_model_dir(root).name
+    except ModelError:
+        default = names[0] if names else OTHER
+    options = names + [OTHER]
+    with st.sidebar:
+        st.subheader("Model")
+        choice = st.selectbox(
+            "Model", options, index=options.index(default) if default in options else 0, key=PICKER_KEY,
+            label_visibility="collapsed", help=f"Model folders found in {root}",
+        )
+        if choice == OTHER:
+            st.text_input("Model folder", key=OTHER_PATH_KEY, placeholder="/path/to/model_dir")
+        if not names:
+            st.caption(f"No model folders in {root}: train one with `python -m idc_core.train`.")
+        path = selected_path()
+        if path is not None:
+            try:
+                card = read_model_card(path)
+            except ModelError as exc:
+                st.error(str(exc))
+            else:
+                _render_card(card, path)
+
+
+def selected_path() -> Path | None:
+    """The folder of the model chosen in the sidebar (None until one is given)."""
+    choice = st.session_state.get(PICKER_KEY)
+    if choice is None:  # picker not drawn yet in this session: the default model
+        try:
+            return default_model_dir(models_root())
+        except ModelError:
+            return None
+    if choice == OTHER:
+        text = st.session_state.get(OTHER_PATH_KEY, "").strip()
+        return Path(text).expanduser() if text else None
+    return models_root() / choice if choice else None
+
+
+def require_model() -> LoadedModel:
+    """The chosen model, loaded (cached); a missing or broken model stops the page with its message."""
+    path = selected_path()
+    if path is None:
+        st.info("Choose a model in the sidebar (or type the path of a model folder) to start.")
+        st.stop()
+    try:
+        return _load(str(path.resolve()), _mtime(path))
+    except ModelError as exc:
+        st.error(f"The model could not be loaded: {exc}")
+        st.stop()
+
+
+def _render_card(card: dict[str, Any], path: Path) -> None:
+    config, metrics = card["config"], card.get("metrics") or {}
+    model_file = path / "model.keras"
+    size = f"{model_file.stat().st_size / 1e6:.1f} MB" if model_file.is_file() else "model.keras missing"
+    with st.expander(f"Model card: {config['name']}", expanded=False):
+        st.markdown(
+            f"**Architecture** `{config['arch']}` · {size}  \n"
+            f"**Threshold** {config['threshold']:.3f} ({config.get('threshold_rule', '')})"
+        )
+        data = config.get("data_summary") or {}
+        if data:
+            counts = data.get("class_counts", {})
+            st.markdown(
+                f"**Training data** {data.get('patients', '?')} patients, {data.get('patches', 0):,} patches "
+                f"({counts.get('1', 0):,} IDC, {counts.get('0', 0):,} not IDC)"
+            )
+        split = config.get("split_patients") or {}
+        if split:
+            mode = (metrics.get("split") or {}).get("mode", config.get("train", {}).get("split", "?"))
+            parts = ", ".join(f"{k} {len(v)}" for k, v in split.items())
+            st.markdown(f"**Split** by {mode}: patients {parts}")
+        if metrics:
+            st.markdown(
+                f"**Held-out metrics** ({metrics.get('evaluated_on', 'test split')})  \n"
+                f"balanced accuracy {percent(metrics.get('balanced_accuracy'))} · "
+                f"F1 {percent(metrics.get('f1'))} · ROC AUC "
+                + (f"{metrics['roc_auc']:.3f}" if metrics.get("roc_auc") is not None else "n/a")
+            )
+        else:
+            st.caption("No metrics.json: this model has no held-out evaluation.")
+        st.caption(f"Folder: {path}")
