@@ -40,10 +40,10 @@ class TrainConfig:
     fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
     splits_dir: str | None = None
     seed: int = 42
-    epochs: int = 30
+    epochs: int = 12
     batch_size: int = 128
-    learning_rate: float = 1e-3
-    patience: int = 6
+    learning_rate: float = 3e-4
+    patience: int = 4
     imbalance: str = "class_weight"
     augment: bool = True
     weights: str | None = None

@@ -53,8 +53,9 @@ def augment_batch(images: tf.Tensor) -> tf.Tensor:
     """Random per-patch dihedral symmetry, small zoom, and H&E colour jitter.
 
     Input and output: float32 batches with values 0-255. The 8 flips/90-degree
-    rotations are label-preserving for tissue; zoom is at most 10%; brightness,
-    contrast, hue and saturation jitter imitate stain and scanner variation.
+    rotations are label-preserving for tissue; half the patches are zoomed by at most
+    10%; per-channel intensity, hue, saturation, contrast and brightness jitter
+    imitate the stain and scanner variation between patients.
     Randomness follows the global seed (``keras.utils.set_random_seed``).
     """
     x = tf.cast(images, tf.float32)
@@ -70,20 +71,22 @@ def augment_batch(images: tf.Tensor) -> tf.Tensor:
     x = tf.where(coin(), tf.reverse(x, axis=[2]), x)
     x = tf.where(coin(), tf.reverse(x, axis=[1]), x)
 
-    scale = uniform(0.9, 1.0)
+    scale = tf.where(uniform() < 0.5, uniform(0.9, 1.0), 1.0)  # zoom half of the patches
     y0 = uniform() * (1.0 - scale)
     x0 = uniform() * (1.0 - scale)
     boxes = tf.stack([y0, x0, y0 + scale, x0 + scale], axis=1)
     x = tf.image.crop_and_resize(x, boxes, tf.range(n), [PATCH_SIZE, PATCH_SIZE])
 
+    # Stain variation: each channel's intensity, then hue and saturation, per patch.
+    x = x * tf.random.uniform([n, 1, 1, 3], 0.92, 1.08)
     hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 255.0) / 255.0)
-    hue = tf.math.floormod(hsv[..., 0] + tf.reshape(uniform(-0.04, 0.04), [-1, 1, 1]), 1.0)
-    sat = tf.clip_by_value(hsv[..., 1] * tf.reshape(uniform(0.85, 1.15), [-1, 1, 1]), 0.0, 1.0)
+    hue = tf.math.floormod(hsv[..., 0] + tf.reshape(uniform(-0.05, 0.05), [-1, 1, 1]), 1.0)
+    sat = tf.clip_by_value(hsv[..., 1] * tf.reshape(uniform(0.8, 1.2), [-1, 1, 1]), 0.0, 1.0)
     x = tf.image.hsv_to_rgb(tf.stack([hue, sat, hsv[..., 2]], axis=-1)) * 255.0
 
     mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-    contrast = tf.reshape(uniform(0.85, 1.15), [-1, 1, 1, 1])
-    brightness = tf.reshape(uniform(-20.0, 20.0), [-1, 1, 1, 1])
+    contrast = tf.reshape(uniform(0.8, 1.2), [-1, 1, 1, 1])
+    brightness = tf.reshape(uniform(-25.0, 25.0), [-1, 1, 1, 1])
     return tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 255.0)
 
 

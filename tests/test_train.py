@@ -92,3 +92,47 @@ def test_parse_args_maps_options_onto_the_config():
     assert config.weights is None and config.split == "patch" and config.imbalance == "oversample"
     assert config.augment is False and config.out == "models/resnet50"
 
+
+
+def test_transfer_model_trains_in_two_stages(small_data, tmp_path):
+    config = TrainConfig(
+        arch="mobilenetv2", data=str(small_data), out=str(tmp_path / "mnv2"), fractions=(0.5, 0.25, 0.25),
+        epochs=1, fine_tune_epochs=1, batch_size=32, cache_dir=None, seed=1,
+    )
+    out = train(config, verbose=0)
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 2  # one epoch head-only, one epoch fine-tuning
+    assert load_model_dir(out).config.arch == "mobilenetv2"
+
+
+def test_train_cli_without_imagenet_weights_says_what_to_do(small_data, tmp_path, capsys, monkeypatch):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.src.utils.file_utils, "get_file", offline)
+    code = train_main(["--data", str(small_data), "--arch", "resnet50", "--weights", "imagenet",
+                       "--out", str(tmp_path / "r"), "--epochs", "1", "--cache-dir", ""])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "--weights" in err and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in err
+
+
+def test_batchnorm_recalibration_matches_the_statistics_of_clean_patches():
+    import keras
+    import numpy as np
+
+    from idc_core.models import build_model
+    from idc_core.train import recalibrate_batchnorm
+
+    model = build_model("cnn", seed=0)
+    patches = np.random.default_rng(0).integers(0, 256, (64, 50, 50, 3), dtype=np.uint8)
+    bn = model.get_layer("block2_bn")
+    before = bn.moving_variance.numpy().copy()
+    recalibrate_batchnorm(model, patches, batch_size=16)
+    inputs = keras.Model(model.inputs, bn.input)(patches.astype("float32"), training=False).numpy()
+    flat = inputs.reshape(-1, inputs.shape[-1])
+    assert np.allclose(bn.moving_mean.numpy(), flat.mean(0), atol=1e-4)
+    assert np.allclose(bn.moving_variance.numpy(), flat.var(0), rtol=1e-3, atol=1e-6)
+    assert not np.allclose(before, bn.moving_variance.numpy())

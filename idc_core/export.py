@@ -1,0 +1,213 @@
+"""TensorFlow Lite export of a model for faster CPU inference, accepted only if it matches Keras.
+
+    python -m idc_core.export [--model DIR] [--quantize dynamic|none] [--check PATH ...]
+
+"dynamic" is dynamic-range quantisation: int8 weights, activations quantised on the fly (about
+4x smaller; measured about 2x faster on a 2-core CPU for cnn and resnet50, see bench/README.md).
+"none" keeps float32 (same speed as the Keras graph here). The export is compared with the Keras
+model on real patches (by default the sample patches, the sample slide's tissue tiles and the
+sample patient zip in assets/, 1,376 patches; or --check images/folders/zips):
+it is written (DIR/model[-int8].tflite + DIR/export.json with the comparison) only when the
+largest probability difference and the label agreement at the model's threshold are within
+limits; otherwise nothing is written and the command exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from idc_core import PATCH_SIZE
+from idc_core.dataset import iter_image_inputs
+from idc_core.errors import IDCError, ModelError
+from idc_core.image_io import decode_image, fit_patch, is_patch_sized
+from idc_core.model_io import default_model_dir, load_model_dir
+from idc_core.predict import predict_patches
+from idc_core.tiling import extract_patches, tile_coordinates
+from idc_core.tissue import tile_tissue_fraction, tissue_mask
+
+QUANTIZATIONS = ("none", "dynamic")
+FILE_NAMES = {"none": "model.tflite", "dynamic": "model-int8.tflite"}
+REPORT_FILE = "export.json"
+MAX_DIFF = 0.02
+MIN_AGREEMENT = 0.995
+_ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT_CHECK = (_ASSETS / "patches", _ASSETS / "sample_slide.png", _ASSETS / "sample_patient_8980.zip")
+
+
+def to_tflite(model: keras.Model, *, quantize: str = "dynamic") -> bytes:
+    """The model as a TFLite flatbuffer: float32 ("none") or dynamic-range int8 weights ("dynamic")."""
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the model's signature
+            return converter.convert()
+    except Exception as exc:  # the converter raises ConverterError and others
+        raise ModelError(f"model {model.name!r} could not be converted to TFLite: {exc}") from exc
+
+
+class TFLiteModel:
+    """A TFLite model that scores uint8 patches like predict.predict_patches (thread-safe, one at a time)."""
+
+    def __init__(self, content: bytes, *, num_threads: int | None = None, name: str = "TFLite model") -> None:
+        try:
+            with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to ai_edge_litert
+                warnings.simplefilter("ignore")
+                self._interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{name} is not a valid TFLite model: {exc}") from exc
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | Path, *, num_threads: int | None = None) -> TFLiteModel:
+        """Load a .tflite file; missing or invalid -> ModelError naming it."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"TFLite model {str(path)!r} not found")
+        return cls(path.read_bytes(), num_threads=num_threads, name=repr(str(path)))
+
+    def predict(self, patches: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """P(IDC) as float32 (N,) for uint8 patches (N, 50, 50, 3), batch by batch (fixed batch shape)."""
+        if not isinstance(patches, np.ndarray) or patches.ndim != 4 or patches.shape[1:] != (
+            PATCH_SIZE, PATCH_SIZE, 3,
+        ) or patches.dtype != np.uint8:
+            desc = f"{patches.dtype} {patches.shape}" if isinstance(patches, np.ndarray) else type(patches).__name__
+            raise ValueError(f"patches must be uint8 (N, {PATCH_SIZE}, {PATCH_SIZE}, 3), got {desc}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        probs = np.empty(len(patches), dtype=np.float32)
+        rows = min(batch_size, max(1, len(patches)))
+        with self._lock:
+            if rows != self._rows:
+                self._interpreter.resize_tensor_input(self._input, [rows, PATCH_SIZE, PATCH_SIZE, 3])
+                self._interpreter.allocate_tensors()
+                self._rows = rows
+            for start in range(0, len(patches), rows):
+                batch = patches[start : start + rows].astype(np.float32)
+                real = len(batch)
+                if real < rows:
+                    batch = np.concatenate([batch, np.zeros((rows - real, *batch.shape[1:]), np.float32)])
+                self._interpreter.set_tensor(self._input, batch)
+                self._interpreter.invoke()
+                probs[start : start + real] = self._interpreter.get_tensor(self._output).reshape(-1)[:real]
+        return probs
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely an export follows the Keras model on the same patches."""
+
+    n: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    label_agreement: float
+    threshold: float
+
+    def ok(self, max_diff: float = MAX_DIFF, min_agreement: float = MIN_AGREEMENT) -> bool:
+        return self.n > 0 and self.max_abs_diff <= max_diff and self.label_agreement >= min_agreement
+
+
+def compare(model: keras.Model, lite: TFLiteModel, patches: np.ndarray, threshold: float) -> Agreement:
+    """Largest and mean |P_keras - P_tflite| and the share of equal labels at `threshold`."""
+    keras_probs = predict_patches(model, patches)
+    lite_probs = lite.predict(patches)
+    diff = np.abs(keras_probs.astype(np.float64) - lite_probs)
+    agree = (keras_probs >= threshold) == (lite_probs >= threshold)
+    n = len(patches)
+    return Agreement(n, float(diff.max()) if n else 0.0, float(diff.mean()) if n else 0.0,
+                     float(agree.mean()) if n else 0.0, threshold)
+
+
+def read_check_patches(paths: Sequence[str | Path]) -> np.ndarray:
+    """Patches from images/folders/zips; slides give their tissue tiles (50-px grid); unreadable inputs are skipped."""
+    patches = []
+    for name, data in iter_image_inputs([str(p) for p in paths]):
+        if isinstance(data, IDCError):
+            continue
+        try:
+            image = decode_image(data, name=name)
+        except IDCError:
+            continue
+        if is_patch_sized(image.shape, PATCH_SIZE):
+            patches.append(fit_patch(image, PATCH_SIZE)[0][np.newaxis])
+        else:
+            coords = tile_coordinates(*image.shape[:2])
+            tissue = tile_tissue_fraction(tissue_mask(image)[0], coords) >= 0.5
+            patches.append(extract_patches(image, coords[tissue]))
+    if not patches:
+        raise ModelError(f"no readable patches in {[str(p) for p in paths]} to check the export against")
+    return np.concatenate(patches)
+
+
+def export_model_dir(
+    folder: str | Path,
+    *,
+    quantize: str = "dynamic",
+    check: np.ndarray,
+    max_diff: float = MAX_DIFF,
+    min_agreement: float = MIN_AGREEMENT,
+) -> tuple[Path | None, Agreement]:
+    """Convert the model of `folder`, compare it on `check` patches, write it only if it agrees.
+
+    Returns (the .tflite path, or None when it was not written, and the comparison).
+    """
+    loaded = load_model_dir(folder)
+    content = to_tflite(loaded.model, quantize=quantize)
+    agreement = compare(loaded.model, TFLiteModel(content), check, loaded.config.threshold)
+    if not agreement.ok(max_diff, min_agreement):
+        return None, agreement
+    out = Path(folder) / FILE_NAMES[quantize]
+    out.write_bytes(content)
+    report = {"file": out.name, "quantize": quantize, "tensorflow": tf.__version__,
+              "limits": {"max_abs_diff": max_diff, "min_label_agreement": min_agreement}, **asdict(agreement)}
+    (Path(folder) / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    return out, agreement
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: 0 when the export was written, 1 when it did not match the model, 2 on an error."""
+    p = argparse.ArgumentParser(prog="python -m idc_core.export", description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, help="model folder (default: the one named in models/DEFAULT)")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default="dynamic")
+    p.add_argument("--check", nargs="+", default=[str(p) for p in DEFAULT_CHECK if p.exists()], metavar="PATH",
+                   help="real patches/slides/zips to compare on (default: the sample patches, slide and zip)")
+    p.add_argument("--max-diff", type=float, default=MAX_DIFF, help=f"largest |dP| allowed (default {MAX_DIFF})")
+    p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
+                   help=f"smallest share of equal labels (default {MIN_AGREEMENT})")
+    args = p.parse_args(argv)
+    try:
+        folder = args.model if args.model else default_model_dir("models")
+        out, agreement = export_model_dir(folder, quantize=args.quantize, check=read_check_patches(args.check),
+                                          max_diff=args.max_diff, min_agreement=args.min_agreement)
+    except IDCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = (f"{agreement.n} patches: max |dP| {agreement.max_abs_diff:.2e}, "
+               f"labels agree {agreement.label_agreement:.2%} at threshold {agreement.threshold:g}")
+    if out is None:
+        print(f"not written: the export does not match the model ({summary})", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({summary})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The benchmark scripts run (--quick, tiny sizes) and their helpers count what they claim. No timings asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import common  # noqa: E402  (bench/common.py)
+
+
+def test_quick_gradcam_benchmark_prints_a_table_and_writes_json(tmp_path):
+    proc = subprocess.run([sys.executable, "bench/bench_gradcam.py", "--quick", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Grad-CAM time" in proc.stdout and "1 patch ms" in proc.stdout
+    data = json.loads((tmp_path / "gradcam.json").read_text())
+    assert data["quick"] is True and data["machine"]["logical_cores"] >= 1
+    (row,) = data["results"]["rows"]
+    assert row["arch"] == "cnn" and row["one_patch_ms"] > 0
+
+
+def test_flops_of_the_cnn_match_its_multiply_adds():
+    from idc_core.models import build_model
+
+    model = build_model("cnn", seed=0)
+    macs = 50 * 50 * 27 * 32 + 25 * 25 * 288 * 64 + 12 * 12 * 576 * 128 + 6 * 6 * 128 * 128 + 128
+    assert common.layer_macs(model) == macs
+    flops, method = common.flops_per_patch(model)
+    assert flops == pytest.approx(2 * macs, rel=0.05), method
+
+
+def test_real_patches_repeat_the_bundled_samples():
+    patches, labels = common.real_patches(50)
+    assert patches.shape == (50, 50, 50, 3) and patches.dtype.name == "uint8"
+    assert (patches[24] == patches[0]).all() and labels[24] == labels[0] and set(labels) == {0, 1}
+
+
+def test_table_aligns_columns_and_shows_missing_values(capsys):
+    common.print_table("T", [{"a": "x", "b": 1.234}, {"a": "longer"}], [("a", "name", ""), ("b", "value", ".1f")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:] == ["name    value", "------  -----", "x         1.2", "longer      -"]

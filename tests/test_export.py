@@ -1,0 +1,102 @@
+"""TFLite export: conversion, the predictor's contract, the agreement check, and the guarded write."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from idc_core.config import ModelConfig
+from idc_core.errors import ModelError
+from idc_core.image_io import encode_png
+from idc_core.export import TFLiteModel, compare, export_model_dir, main, read_check_patches, to_tflite
+from idc_core.model_io import save_model_dir
+from idc_core.models import build_model
+from idc_core.predict import predict_patches
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("cnn", seed=0)
+
+
+@pytest.fixture(scope="module")
+def patches():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (7, 50, 50, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def float_lite(model):
+    return TFLiteModel(to_tflite(model, quantize="none"), num_threads=1)
+
+
+def test_float_export_gives_the_keras_probabilities(model, patches, float_lite):
+    np.testing.assert_allclose(float_lite.predict(patches, batch_size=4), predict_patches(model, patches), atol=1e-5)
+
+
+def test_dynamic_quantisation_is_smaller_and_close(model, patches):
+    content = to_tflite(model, quantize="dynamic")
+    assert len(content) < len(to_tflite(model, quantize="none")) / 2
+    agreement = compare(model, TFLiteModel(content, num_threads=1), patches, 0.5)
+    assert agreement.n == 7 and agreement.max_abs_diff < 0.05
+
+
+def test_predict_returns_float32_per_patch_for_any_count(float_lite, patches):
+    assert float_lite.predict(patches[:0]).shape == (0,)
+    probs = float_lite.predict(patches[:3], batch_size=2)
+    assert probs.dtype == np.float32 and probs.shape == (3,) and ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_predict_rejects_wrong_patches_and_batch_size(float_lite, patches):
+    with pytest.raises(ValueError, match="uint8"):
+        float_lite.predict(patches.astype(np.float32))
+    with pytest.raises(ValueError, match="batch_size"):
+        float_lite.predict(patches, batch_size=0)
+
+
+def test_unknown_quantisation_and_invalid_files_raise(model, tmp_path):
+    with pytest.raises(ValueError, match="quantize"):
+        to_tflite(model, quantize="int4")
+    with pytest.raises(ModelError, match="not found"):
+        TFLiteModel.load(tmp_path / "missing.tflite")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    with pytest.raises(ModelError, match="not a valid TFLite model"):
+        TFLiteModel.load(bad)
+
+
+def _model_dir(tmp_path, model):
+    return save_model_dir(tmp_path / "m", model, ModelConfig(name="m", arch="cnn", threshold=0.5))
+
+
+def test_export_is_written_with_its_report_when_it_matches(tmp_path, model, patches):
+    folder = _model_dir(tmp_path, model)
+    out, agreement = export_model_dir(folder, quantize="none", check=patches)
+    assert out == folder / "model.tflite" and agreement.label_agreement == 1.0
+    report = json.loads((folder / "export.json").read_text())
+    assert report["file"] == "model.tflite" and report["n"] == 7
+    np.testing.assert_allclose(TFLiteModel.load(out).predict(patches), predict_patches(model, patches), atol=1e-5)
+
+
+def test_export_is_refused_when_it_does_not_match(tmp_path, model, patches):
+    folder = _model_dir(tmp_path, model)
+    out, agreement = export_model_dir(folder, quantize="dynamic", check=patches, max_diff=-1.0)
+    assert out is None and agreement.n == 7 and not (folder / "model-int8.tflite").exists()
+    (tmp_path / "p.png").write_bytes(encode_png(patches[0]))
+    args = ["--model", str(folder), "--quantize", "dynamic", "--check", str(tmp_path / "p.png")]
+    assert main(args + ["--max-diff", "-1"]) == 1 and not (folder / "export.json").exists()
+    assert main(["--model", str(folder), "--check", str(tmp_path / "none.png")]) == 2
+
+
+def test_check_patches_come_from_patch_files_and_slide_tissue(tmp_path):
+    patch = np.full((50, 50, 3), 200, np.uint8)
+    slide = np.full((100, 150, 3), 255, np.uint8)
+    slide[:, :50] = (180, 60, 150)  # one column of tissue tiles
+    (tmp_path / "p.png").write_bytes(encode_png(patch))
+    (tmp_path / "slide.png").write_bytes(encode_png(slide))
+    assert read_check_patches([tmp_path / "p.png"]).shape == (1, 50, 50, 3)
+    assert read_check_patches([tmp_path / "slide.png"]).shape == (2, 50, 50, 3)
+    with pytest.raises(ModelError, match="no readable patches"):
+        read_check_patches([tmp_path / "missing.png"])
