@@ -72,32 +72,37 @@ def tile_coordinates(
     return np.stack([grid_y.ravel(), grid_x.ravel()], axis=1)
 
 
-def _padded(
-    image: np.ndarray, coords: np.ndarray, size: int, fill: int
-) -> tuple[np.ndarray, int, int]:
-    """The image padded once with `fill` so every tile fits, and the (y, x) offset."""
-    if len(coords) == 0:
-        return image, 0, 0
+def _gather(image: np.ndarray, coords: np.ndarray, size: int, fill: int) -> np.ndarray:
+    """(N, size, size, 3) copies of the tiles at `coords`; pixels outside the image are `fill`.
+
+    Tiles inside the image are copied straight from a strided view of it; only
+    a tile crossing the edge is padded, one at a time (its in-bounds part sliced
+    into a tile of `fill`): no padded copy of the whole image is ever made.
+    """
     height, width = image.shape[:2]
-    top = max(0, -int(coords[:, 0].min()))
-    left = max(0, -int(coords[:, 1].min()))
-    bottom = max(0, int(coords[:, 0].max()) + size - height)
-    right = max(0, int(coords[:, 1].max()) + size - width)
-    if top or left or bottom or right:
-        image = np.pad(
-            image, ((top, bottom), (left, right), (0, 0)), constant_values=fill
+    ys, xs = coords[:, 0], coords[:, 1]
+    inside = (ys >= 0) & (xs >= 0) & (ys <= height - size) & (xs <= width - size)
+    if inside.any():
+        row, col, channel = image.strides
+        windows = np.lib.stride_tricks.as_strided(  # windows[y, x] = image[y:y+size, x:x+size]
+            image,
+            shape=(height - size + 1, width - size + 1, size, size, 3),
+            strides=(row, col, row, col, channel),
+            writeable=False,
         )
-    return image, top, left
-
-
-def _gather(
-    padded: np.ndarray, coords: np.ndarray, size: int, top: int, left: int
-) -> np.ndarray:
-    """(N, size, size, 3) copies of the tiles of an already padded image."""
-    offsets = np.arange(size)
-    rows = (coords[:, 0] + top)[:, None, None] + offsets[None, :, None]
-    cols = (coords[:, 1] + left)[:, None, None] + offsets[None, None, :]
-    return padded[rows, cols]
+        if inside.all():
+            return windows[ys, xs]
+    patches = np.empty((len(coords), size, size, 3), dtype=np.uint8)
+    if inside.any():
+        patches[inside] = windows[ys[inside], xs[inside]]
+    for i in np.flatnonzero(~inside).tolist():
+        y, x = int(ys[i]), int(xs[i])
+        top, bottom = max(y, 0), min(y + size, height)
+        left, right = max(x, 0), min(x + size, width)
+        patches[i] = fill
+        if top < bottom and left < right:
+            patches[i, top - y : bottom - y, left - x : right - x] = image[top:bottom, left:right]
+    return patches
 
 
 def extract_patches(
@@ -108,30 +113,29 @@ def extract_patches(
     coords = check_coords(coords)
     size = check_int(size, "size")
     fill = check_int(fill, "fill", 0, 255)
-    padded, top, left = _padded(image, coords, size, fill)
-    return _gather(padded, coords, size, top, left)
+    return _gather(image, coords, size, fill)
 
 
 def iter_patch_batches(
     image: np.ndarray, coords: np.ndarray, batch_size: int, size: int = PATCH_SIZE
 ) -> Iterator[tuple[slice, np.ndarray]]:
-    """Iterate (slice into coords, patches) batch by batch; the image is padded once.
+    """Iterate (slice into coords, patches) batch by batch; out-of-bounds pixels are white (255).
 
     Arguments are checked when called, before the first batch is asked for.
 
-    Memory stays bounded by one batch of patches (plus the padded image), so a
-    slide of tens of thousands of tiles can be processed without holding them all.
+    Memory stays bounded by one batch of patches (the image is never copied or
+    padded as a whole: only tiles crossing its edge are), so a slide of tens of
+    thousands of tiles can be processed without holding them all.
     """
     check_rgb(image)
     coords = check_coords(coords)
     batch_size = check_int(batch_size, "batch_size")
     size = check_int(size, "size")
-    padded, top, left = _padded(image, coords, size, 255)
 
     def batches() -> Iterator[tuple[slice, np.ndarray]]:
         for start in range(0, len(coords), batch_size):
             part = slice(start, min(start + batch_size, len(coords)))
-            yield part, _gather(padded, coords[part], size, top, left)
+            yield part, _gather(image, coords[part], size, 255)
 
     return batches()
 

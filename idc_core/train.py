@@ -29,7 +29,7 @@ from idc_core.predict import predict_patches
 from idc_core.split import Split, split_by_patch, split_by_patient, split_published
 
 FINE_TUNE_BLOCKS = 1
-RECALIBRATION_PATCHES = 4000
+RECALIBRATION_PATCHES = 2000
 
 
 def make_split(config: TrainConfig, scan: ScanResult) -> Split:
@@ -75,15 +75,14 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if config.arch in TRANSFER_ARCHS:
         freeze_base(model, config.arch, trainable_top_blocks=0)
-    history = _fit(model, config, train_ds, val_ds, steps, weights, config.epochs, config.learning_rate, out, verbose)
+    clean = _sample(train_x, RECALIBRATION_PATCHES, config.seed)
+    fit_args = (model, config, train_ds, val_ds, steps, weights, clean, out, verbose)
+    history = _fit(*fit_args, config.epochs, config.learning_rate)
     if config.arch in TRANSFER_ARCHS and config.fine_tune_epochs > 0:
         freeze_base(model, config.arch, trainable_top_blocks=FINE_TUNE_BLOCKS)
-        more = _fit(
-            model, config, train_ds, val_ds, steps, weights,
-            config.fine_tune_epochs, config.fine_tune_learning_rate, out, verbose,
-        )
+        more = _fit(*fit_args, config.fine_tune_epochs, config.fine_tune_learning_rate)
         history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
-    recalibrate_batchnorm(model, _sample(train_x, RECALIBRATION_PATCHES, config.seed))
+    recalibrate_batchnorm(model, clean)
     train_seconds = time.time() - started
 
     val_prob = predict_patches(model, val_x)
@@ -151,6 +150,21 @@ def _threshold(val_y: np.ndarray, val_prob: np.ndarray) -> tuple[float, str]:
     return choose_threshold(val_y, val_prob), "maximises balanced accuracy on the validation split"
 
 
+class RecalibrateBeforeValidation(keras.callbacks.Callback):
+    """Re-estimate BatchNorm statistics on clean training patches before each validation.
+
+    Without it, validation (and so early stopping, the LR schedule and the
+    checkpoint) judges the model with statistics of augmented, dropped-out batches.
+    """
+
+    def __init__(self, patches: np.ndarray) -> None:
+        super().__init__()
+        self.patches = patches
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        recalibrate_batchnorm(self.model, self.patches)
+
+
 def _fit(
     model: keras.Model,
     config: TrainConfig,
@@ -158,10 +172,11 @@ def _fit(
     val_ds: Any,
     steps: int,
     weights: dict[int, float] | None,
-    epochs: int,
-    learning_rate: float,
+    clean: np.ndarray,
     out: Path,
     verbose: int,
+    epochs: int,
+    learning_rate: float,
 ) -> dict[str, list[float]]:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -169,6 +184,7 @@ def _fit(
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
     )
     callbacks = [
+        RecalibrateBeforeValidation(clean),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_auc", mode="max", factor=0.5, patience=2, min_lr=1e-6, verbose=1
         ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -176,3 +178,57 @@ def test_label_grid_fills_each_patch_area_and_is_nan_where_no_patch() -> None:
 def test_label_grid_rejects_values_of_another_length() -> None:
     with pytest.raises(ValueError, match=r"xs must be a 1-D sequence of 1 values, got shape \(2,"):
         label_grid([0, 2], [0, 2], [1.0], shape=(4, 4), size=2)
+
+
+def _reference_patches(image: np.ndarray, coords: np.ndarray, size: int, fill: int) -> np.ndarray:
+    """Each tile filled with `fill`, then pixel row by pixel row the part inside the image copied."""
+    height, width = image.shape[:2]
+    out = np.full((len(coords), size, size, 3), fill, dtype=np.uint8)
+    offsets = np.arange(size)
+    for n, (y, x) in enumerate(coords.tolist()):
+        inside = (x + offsets >= 0) & (x + offsets < width)
+        for i in range(size):
+            if 0 <= y + i < height:
+                out[n, i, inside] = image[y + i, x + offsets[inside]]
+    return out
+
+
+@pytest.mark.parametrize(("height", "width"), [(127, 203), (100, 150), (1, 73), (49, 49)])
+@pytest.mark.parametrize("stride", [25, 50])
+def test_edge_tiles_are_padded_like_a_padded_image(height: int, width: int, stride: int) -> None:
+    rng = np.random.default_rng(height + width + stride)
+    image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    coords = tile_coordinates(height, width, size=50, stride=stride)
+    expected = _reference_patches(image, coords, 50, 255)
+    np.testing.assert_array_equal(extract_patches(image, coords), expected)
+    flipped = image[:, ::-1]  # not contiguous
+    np.testing.assert_array_equal(
+        extract_patches(flipped, coords, fill=3), _reference_patches(flipped, coords, 50, 3)
+    )
+    batches = list(iter_patch_batches(image, coords, batch_size=7))
+    np.testing.assert_array_equal(np.concatenate([patches for _, patches in batches]), expected)
+
+
+def test_extract_patches_of_coords_partly_or_wholly_outside_the_image() -> None:
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, size=(31, 45, 3), dtype=np.uint8)
+    far = [[-50, -50], [31, 45], [10**6, -(10**6)]]
+    coords = np.concatenate([rng.integers(-70, 120, size=(100, 2)), far])
+    for size in (1, 8, 50):
+        np.testing.assert_array_equal(
+            extract_patches(image, coords, size=size, fill=9), _reference_patches(image, coords, size, 9)
+        )
+
+
+def test_iter_patch_batches_does_not_copy_an_image_of_odd_size() -> None:
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, size=(613, 1021, 3), dtype=np.uint8)  # 1.9 MB, not a multiple of 50
+    coords = tile_coordinates(613, 1021)
+    tracemalloc.start()
+    try:
+        for _ in iter_patch_batches(image, coords, batch_size=16):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < image.nbytes // 4  # a batch of 16 patches is 0.12 MB; a padded copy would be 2 MB
