@@ -65,6 +65,19 @@ def dashboard(report: dict[str, Any], key: str) -> None:
         csv_download(report["per_patient"], "per_patient.csv", "Download per-patient table (CSV)", key=key + "csv")
 
 
+def left_out_files(data: dict[str, Any]) -> None:
+    """A warning with the number of files left out of an evaluation, and an expander listing each with its reason."""
+    rejected, unreadable = data.get("rejected", []), data.get("unreadable", [])
+    if not rejected and not unreadable:
+        return
+    st.warning(f"{len(rejected) + len(unreadable)} file(s) were left out of this evaluation: {len(rejected)} not in "
+               f"the dataset layout, {len(unreadable)} unreadable. The metrics cover the other patches only.")
+    with st.expander(f"Files left out ({len(rejected) + len(unreadable)})"):
+        st.dataframe(pd.DataFrame({"why": ["not in the layout"] * len(rejected) + ["unreadable"] * len(unreadable),
+                                   "file and reason": rejected + unreadable}),
+                     hide_index=True, key=S + "left_out")
+
+
 st.title("Evaluation")
 st.caption(DISCLAIMER)
 model = require_model()
@@ -94,10 +107,9 @@ with yours:
     if stored is not None and upload is not None and stored[:2] == (upload.name, str(model.path)):
         name, _, report = stored
         seen = report["data"]["patients_seen_in_training_or_validation"]
-        st.success(f"{name}: {report['data']['patients']} patients, {report['n_patches']:,} patches"
-                   + (f", {report['data']['rejected_files']} file(s) not in the layout were ignored"
-                      if report["data"]["rejected_files"] else ""))
+        st.success(f"{name}: {report['data']['patients']} patients, {report['n_patches']:,} patches evaluated")
         if seen:
             st.warning(f"{len(seen)} of these patients were used to train or validate this model "
                        f"({', '.join(seen[:10])}{'…' if len(seen) > 10 else ''}): these numbers are not held-out results.")
+        left_out_files(report["data"])
         dashboard(report, S + "upload_")

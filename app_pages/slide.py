@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
@@ -13,12 +16,14 @@ from idc_core.slides import SlideInput, compare_to_truth, load_slide_input
 from idc_core.tiling import extract_patches
 from idc_core.tissue import tissue_mask
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES
-from ui.figures import slide_figure
+from ui.figures import display_jpeg, slide_figure
+from ui.memo import clear_memos, session_memo
 from ui.models import require_model
 from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, user_errors
 
 S = "slide_"
 SAMPLE, PATIENT, UPLOAD, HANDOFF = "Sample slide", "Sample patient (zip, with ground truth)", "Upload", "From Classify patches"
+MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask")  # views of the current result
 
 
 def chosen_input(source: str) -> tuple[str, bytes, bytes | None] | None:
@@ -34,6 +39,30 @@ def chosen_input(source: str) -> tuple[str, bytes, bytes | None] | None:
         return name, data, None
     upload = st.session_state.get(S + "upload")
     return (upload.name, upload.getvalue(), None) if upload is not None else None
+
+
+def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str) -> np.ndarray:
+    """The P(IDC) heatmap blended on the slide at full size (tiles below `cut` left uncoloured)."""
+    shown = result.probs if cut is None else np.where(result.probs >= cut, result.probs, np.nan)
+    return blend(image, tile_map(result.coords, shown, image.shape, result.size, result.stride), alpha=alpha, cmap=cmap)
+
+
+def truth_view(result: SlideResult, result_id: str, slide: SlideInput,
+               threshold: float) -> tuple[bytes, bytes, bytes, dict[str, Any] | None, int]:
+    """(true-label, predicted-label and outcome images for display, metrics, truth tiles not analysed) at threshold."""
+    comparison = compare_to_truth(result, slide.truth, threshold)
+    truth_image = session_memo(S + "memo_truth_image", result_id,
+                               lambda: display_jpeg(blend(slide.image, comparison.truth_map, 0.6, "jet")),
+                               max_entries=1)
+    return (truth_image, display_jpeg(blend(slide.image, comparison.pred_map, 0.6, "jet")),
+            display_jpeg(comparison.outcome), comparison.metrics, comparison.n_not_analysed)
+
+
+def mask_view(image: np.ndarray, tissue_threshold: float | None) -> tuple[bytes, bytes, float]:
+    """(slide image, tissue mask image, saturation threshold used) for display."""
+    mask, used = tissue_mask(image, tissue_threshold)
+    white = np.repeat(mask[..., np.newaxis], 3, axis=2).astype(np.uint8) * 255
+    return display_jpeg(image), display_jpeg(white), used
 
 
 def select_tile() -> None:
@@ -74,6 +103,7 @@ name, data, truth_csv = chosen
 settings = (name, len(data), hash(data[:4096]), stride, tissue_threshold, min_tissue, str(model.path))
 if st.session_state.get(S + "settings") != settings:
     st.session_state.pop(S + "result", None)
+    clear_memos(*MEMOS)
     with user_errors(f"Reading {name}"):
         if st.session_state.get(S + "input_key") != settings[:3]:
             with progress_bar(f"Reading {name}") as progress:
@@ -84,6 +114,7 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state[S + "result"] = predict_slide(
                 model.model, slide.image, threshold=model.config.threshold, stride=stride,
                 tissue_threshold=tissue_threshold, min_tissue=min_tissue, progress=progress)
+        st.session_state[S + "result_id"] = uuid.uuid4().hex  # identity of this result for the memoised views
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
@@ -100,11 +131,13 @@ if slide.skipped:
         for line in slide.skipped[:200]:
             st.warning(line)
 
+result_id: str = st.session_state.setdefault(S + "result_id", uuid.uuid4().hex)
 if show_mask:
-    mask, used = tissue_mask(image, tissue_threshold)
+    shown_slide, shown_mask, used = session_memo(S + "memo_mask", result_id,
+                                                 lambda: mask_view(image, tissue_threshold), max_entries=1)
     c1, c2 = st.columns(2)
-    c1.image(image, caption=f"{name} ({image.shape[1]}x{image.shape[0]} px)")
-    c2.image(mask.astype(np.uint8) * 255, caption=f"tissue mask (saturation > {used:.0f}): white = tissue")
+    c1.image(shown_slide, caption=f"{name} ({image.shape[1]}x{image.shape[0]} px)")
+    c2.image(shown_mask, caption=f"tissue mask (saturation > {used:.0f}): white = tissue")
 
 if result.n_tissue == 0:
     st.warning(f"No tissue found in {name} at saturation threshold {result.tissue_threshold:.0f}: lower the "
@@ -126,26 +159,26 @@ m[2].metric("IDC tiles", f"{n_idc:,}")
 m[3].metric("IDC area (of tissue)", percent(n_idc / result.n_tissue))
 m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 
-shown = np.where(result.probs >= threshold, result.probs, np.nan) if only_idc else result.probs
-heat = tile_map(result.coords, shown, image.shape, result.size, result.stride)
-overlay = blend(image, heat, alpha=alpha, cmap=cmap)
+cut = threshold if only_idc else None
 coords = result.coords[result.tissue]
-st.plotly_chart(slide_figure(overlay, coords, tissue_probs, result.size), key=S + "chart", on_select=select_tile,
+figure = session_memo(S + "memo_figure", (result_id, cut, alpha, cmap), lambda: slide_figure(
+    heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size))  # kept: a downscaled PNG
+st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
                 selection_mode="points", config={"scrollZoom": True})
 st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it.")
 
 if slide.truth is not None:
-    comparison = compare_to_truth(result, slide.truth, threshold)
+    truth_image, pred_image, outcome, met, n_not_analysed = session_memo(
+        S + "memo_truth", (result_id, threshold), lambda: truth_view(result, result_id, slide, threshold))
     st.subheader("Against the ground truth" + (f" of patient {slide.patient}" if slide.patient else ""))
     t1, t2, t3 = st.columns(3)
-    t1.image(blend(image, comparison.truth_map, 0.6, "jet"), caption="true IDC (red) / not IDC (blue)")
-    t2.image(blend(image, comparison.pred_map, 0.6, "jet"), caption=f"predicted at threshold {threshold:.2f}")
-    t3.image(comparison.outcome, caption="agreement and errors (legend below)")
+    t1.image(truth_image, caption="true IDC (red) / not IDC (blue)")
+    t2.image(pred_image, caption=f"predicted at threshold {threshold:.2f}")
+    t3.image(outcome, caption="agreement and errors (legend below)")
     st.markdown(" ".join(
         f"<span style='color:rgb{OUTCOME_COLORS[k]}'>■</span> {label}" for k, label in
         (("TP", "IDC found"), ("FN", "IDC missed"), ("FP", "false alarm"), ("TN", "correctly not IDC"))),
         unsafe_allow_html=True)
-    met = comparison.metrics
     if met is not None:
         k = st.columns(6)
         k[0].metric("Balanced accuracy", percent(met["balanced_accuracy"]), help=f"accuracy {percent(met['accuracy'])}")
@@ -154,8 +187,8 @@ if slide.truth is not None:
         k[3].metric("ROC AUC", f"{met['roc_auc']:.3f}" if met["roc_auc"] is not None else "n/a")
         k[4].metric("True IDC share", percent(met["idc_fraction_true"]), help="of the analysed ground-truth patches")
         k[5].metric("Predicted IDC share", percent(met["idc_fraction_pred"]))
-    if comparison.n_not_analysed:
-        st.caption(f"{comparison.n_not_analysed} of {len(slide.truth)} ground-truth patches were skipped as background "
+    if n_not_analysed:
+        st.caption(f"{n_not_analysed} of {len(slide.truth)} ground-truth patches were skipped as background "
                    "and are not counted.")
 
 st.subheader("Inspect a tile")
@@ -182,8 +215,9 @@ else:
     p3.markdown(f"Predicted **{'IDC' if tissue_probs[tile] >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
 
 d1, d2 = st.columns(2)
-d1.download_button("Download heatmap overlay (PNG)", encode_png(overlay), file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png",
-                   mime="image/png", icon=":material/download:")
+d1.download_button("Download heatmap overlay (PNG)",  # full size, made only when clicked
+                   lambda: encode_png(heatmap_overlay(result, image, cut, alpha, cmap)),
+                   file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png", mime="image/png", icon=":material/download:")
 with d2:
     rows = result.to_rows()
     for row in rows:  # labels at the threshold chosen above, not the model's default

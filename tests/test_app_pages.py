@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +157,53 @@ def test_slide_patient_zip_compares_with_the_truth(small_data):
     assert "Balanced accuracy" in {m.label for m in at.metric}
 
 
+def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views(small_data, monkeypatch):
+    import idc_core.overlay
+    import idc_core.predict
+    import idc_core.slides
+
+    at = open_page("slide")
+    calls: Counter[str] = Counter()
+    for module, name in ((idc_core.predict, "predict_slide"), (idc_core.slides, "compare_to_truth"),
+                         (idc_core.overlay, "tile_map")):
+        def counted(*args, _name=name, _original=getattr(module, name), **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(module, name, counted)
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("10253.zip", zip_folder(small_data / "10253"),
+                                                    "application/zip")).run()
+    no_traceback(at)
+    assert calls == {"predict_slide": 1, "compare_to_truth": 1, "tile_map": 1}
+    result = at.session_state["slide_result"]
+
+    at.slider(key="slide_alpha").set_value(0.8).run()  # a new opacity: one new blend, nothing else
+    assert calls == {"predict_slide": 1, "compare_to_truth": 1, "tile_map": 2}
+    at.slider(key="slide_threshold").set_value(0.0).run()  # a new threshold: only the truth comparison follows
+    no_traceback(at)
+    assert calls == {"predict_slide": 1, "compare_to_truth": 2, "tile_map": 2}
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["IDC tiles"] == metrics["Tissue tiles"] and metrics["Predicted IDC share"] == "100.0%"
+    assert "predicted at threshold 0.00" in captions(at)
+    at.slider(key="slide_alpha").set_value(0.45).run()  # values seen before come from the session's memo
+    at.slider(key="slide_threshold").set_value(0.5).run()
+    assert calls == {"predict_slide": 1, "compare_to_truth": 2, "tile_map": 2}
+    at.selectbox(key="slide_cmap").set_value("viridis").run()
+    no_traceback(at)
+    assert calls == {"predict_slide": 1, "compare_to_truth": 2, "tile_map": 3}
+    assert any("colour map 'viridis'" in c.value for c in at.caption)
+    assert at.session_state["slide_result"] is result
+    assert len(at.session_state["slide_memo_figure"]) <= 3  # bounded per session
+    at.checkbox(key="slide_show_mask").check().run()
+    no_traceback(at)
+    assert any(c.startswith("tissue mask (saturation > ") for c in captions(at))
+
+    at.select_slider(key="slide_stride").set_value(25).run()  # new tiling: new prediction, fresh views
+    no_traceback(at)
+    assert calls["predict_slide"] == 2 and calls["tile_map"] == 4
+    assert len(at.session_state["slide_memo_figure"]) == 1
+
+
 def test_slide_blank_image_says_no_tissue_and_corrupt_image_says_why():
     at = open_page("slide")
     at.radio(key="slide_source").set_value("Upload").run()
@@ -207,10 +257,33 @@ def test_evaluation_on_uploaded_labelled_zip_and_on_a_bad_one(small_data):
     no_traceback(at)
     assert any(s.value.startswith("mine.zip: 7 patients, 61 patches") for s in at.success)
     assert any("used to train or validate this model" in w.value for w in at.warning)
+    assert not any("left out" in w.value for w in at.warning) and not at.main.expander
     at.file_uploader(key="evaluation_upload").set_value(("bad.zip", b"nope", "application/zip")).run()
     at.button(key="evaluation_run").click().run()
     no_traceback(at)
     assert at.error[0].value.startswith("Evaluating on bad.zip:") and "not a readable zip" in at.error[0].value
+
+
+def test_evaluation_lists_the_files_left_out(small_data):
+    buffer = io.BytesIO(zip_folder(small_data))
+    with zipfile.ZipFile(buffer, "a") as zf:
+        zf.writestr("idc_small/notes.txt", "not a patch")
+        zf.writestr("idc_small/10253/0/10253_idx5_x9901_y9901_class0.png", b"not a png")
+    at = open_page("evaluation")
+    at.file_uploader(key="evaluation_upload").set_value(("mine.zip", buffer.getvalue(), "application/zip")).run()
+    at.button(key="evaluation_run").click().run()
+    no_traceback(at)
+    assert any(s.value == "mine.zip: 7 patients, 61 patches evaluated" for s in at.success)
+    warnings = [w.value for w in at.warning]
+    assert "2 file(s) were left out of this evaluation: 1 not in the dataset layout, 1 unreadable. " \
+           "The metrics cover the other patches only." in warnings
+    assert any(w.startswith("3 of these patients were used to train or validate this model") for w in warnings)
+    assert [e.label for e in at.main.expander] == ["Files left out (2)"]
+    left_out = at.main.expander[0].dataframe[0].value
+    assert left_out["why"].tolist() == ["not in the layout", "unreadable"]
+    assert left_out["file and reason"][0].startswith("idc_small/notes.txt: name is not <patient>_idx5")
+    assert "10253_idx5_x9901_y9901_class0.png" in left_out["file and reason"][1]
+    assert "not a readable image" in left_out["file and reason"][1]
 
 
 def test_a_broken_model_is_an_error_message_on_every_page(tmp_path, monkeypatch):

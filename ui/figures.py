@@ -18,6 +18,7 @@ from idc_core.overlay import OUTCOME_COLORS
 IDC_RGB = OUTCOME_COLORS["TP"]  # vermillion
 NOT_IDC_RGB = OUTCOME_COLORS["FP"]  # blue
 MAX_SELECTABLE_SVG = 4000
+DISPLAY_WIDTH = 1460  # st.image's widest content: it shrinks larger images to this width
 MAX_DISPLAY_PX = 2400  # longest side of the slide image sent to the browser  # above this many tiles the click layer uses WebGL
 
 
@@ -27,6 +28,20 @@ def _rgb(colour: tuple[int, int, int]) -> str:
 
 def _png_source(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode()
+
+
+def display_jpeg(image: np.ndarray, max_width: int = DISPLAY_WIDTH) -> bytes:
+    """An RGB image as st.image would send it (JPEG, quality 90, at most max_width px wide), encoded once.
+
+    st.image passes these bytes through as they are; given an array it encodes (and shrinks) it on every run.
+    """
+    height, width = image.shape[:2]
+    if width > max_width:
+        image = cv2.resize(image, (max_width, max(1, round(height * max_width / width))), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ValueError(f"cannot encode a {image.shape} {image.dtype} image as JPEG")
+    return data.tobytes()
 
 
 def confusion_figure(matrix: Sequence[Sequence[int]], title: str = "Confusion matrix") -> go.Figure:
