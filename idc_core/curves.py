@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from idc_core.metrics import counts_metrics
+
 
 def operating_point(report: dict[str, Any], threshold: float) -> dict[str, Any]:
     """Confusion matrix and threshold metrics at `threshold` (keys as metrics.threshold_metrics).
@@ -37,22 +39,9 @@ def operating_point(report: dict[str, Any], threshold: float) -> dict[str, Any]:
 
 
 def _from_counts(tn: int, fp: int, fn: int, tp: int, threshold: float, *, exact: bool) -> dict[str, Any]:
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else 0.0
-
-    recall = ratio(tp, tp + fn)
-    specificity = ratio(tn, tn + fp)
-    precision = ratio(tp, tp + fp)
-    return {
-        "threshold": float(threshold),
-        "accuracy": ratio(tp + tn, tp + tn + fp + fn),
-        "balanced_accuracy": (recall + specificity) / 2 if (tp + fn) and (tn + fp) else recall or specificity,
-        "precision": precision,
-        "recall": recall,
-        "specificity": specificity,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
-        "fpr": 1.0 - specificity,
-        "tpr": recall,
-        "exact": exact,
-    }
+    point = {"threshold": float(threshold), **counts_metrics(int(tn), int(fp), int(fn), int(tp))}
+    specificity, recall = point["specificity"], point["recall"]
+    point["fpr"] = None if specificity is None else 1.0 - specificity
+    point["tpr"] = recall
+    point["exact"] = exact
+    return point

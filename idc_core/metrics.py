@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-import warnings
 from typing import Any
 
 import numpy as np
@@ -27,20 +26,29 @@ def choose_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
 def threshold_metrics(y_true: Sequence[int], prob: Sequence[float], threshold: float) -> dict[str, Any]:
     """The metrics that depend on the decision threshold (cheap: for live sliders)."""
     y, p = _as_arrays(y_true, prob)
-    pred = (p >= threshold).astype(int)
-    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
-    with warnings.catch_warnings():  # one class only (a single patient's data): still defined
-        warnings.simplefilter("ignore", UserWarning)
-        balanced = float(skm.balanced_accuracy_score(y, pred))
+    tn, fp, fn, tp = skm.confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
+    return {"threshold": float(threshold), **counts_metrics(int(tn), int(fp), int(fn), int(tp))}
+
+
+def counts_metrics(tn: int, fp: int, fn: int, tp: int) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, precision, recall, specificity and F1 of a confusion matrix.
+
+    A metric whose denominator is zero is None, not 0: the recall of a batch without IDC,
+    the balanced accuracy of one class, the precision when nothing is called IDC.
+    """
+
+    def ratio(a: int, b: int) -> float | None:
+        return a / b if b else None
+
+    recall, specificity = ratio(tp, tp + fn), ratio(tn, tn + fp)
     return {
-        "threshold": float(threshold),
-        "accuracy": float(skm.accuracy_score(y, pred)),
-        "balanced_accuracy": balanced,
-        "precision": float(skm.precision_score(y, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y, pred, zero_division=0)),
-        "specificity": float(skm.recall_score(y, pred, pos_label=0, zero_division=0)),
-        "f1": float(skm.f1_score(y, pred, zero_division=0)),
-        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
+        "accuracy": ratio(tp + tn, tp + tn + fp + fn),
+        "balanced_accuracy": (recall + specificity) / 2 if recall is not None and specificity is not None else None,
+        "precision": ratio(tp, tp + fp),
+        "recall": recall,
+        "specificity": specificity,
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
     }
 
 

@@ -119,6 +119,22 @@ def test_upload_a_patch_and_see_its_prediction_and_gradcam(page, app_url, shots,
     assert page.get_by_text(f"Selected: {patch.name}").is_visible()
     images = page.locator("[data-testid='stImage'] img")
     assert images.count() >= 2 and all(images.nth(i).evaluate("e => e.naturalWidth") > 0 for i in range(2))
+    _shoot(page, shots / "classify_one.png")
+
+
+def test_sample_patches_give_a_table_a_confusion_matrix_and_thumbnails(page, app_url, shots):
+    from ui import SAMPLE_PATCHES
+
+    n_samples = len(list(SAMPLE_PATCHES.glob("*.png")))
+    if not n_samples:
+        pytest.skip("no sample patches in assets/patches")
+    page.goto(f"{app_url}/classify")
+    page.get_by_text("Try the sample patches").first.click()
+    page.get_by_text("Confusion matrix of this batch").first.wait_for()
+    page.get_by_text("Grad-CAM overlay").first.wait_for()
+    _settle(page)
+    classified = page.locator("[data-testid='stMetric']", has_text="Patches classified")
+    assert classified.locator("[data-testid='stMetricValue']").first.inner_text() == str(n_samples)
     _shoot(page, shots / "classify.png")
 
 

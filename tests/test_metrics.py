@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from idc_core.curves import operating_point
 from idc_core.metrics import choose_threshold, compute_metrics, per_patient_table, threshold_metrics
 
 # 4 negatives, 4 positives; at threshold 0.5: TN=3 FP=1 FN=1 TP=3
@@ -53,6 +54,27 @@ def test_single_class_gives_no_auc_instead_of_crashing():
     m = compute_metrics([0, 0, 0], [0.1, 0.7, 0.2], 0.5)
     assert m["roc_auc"] is None and m["roc_curve"] is None
     assert m["confusion_matrix"] == [[2, 1], [0, 0]]
+
+
+def test_undefined_metrics_are_none_not_zero():
+    benign_only = threshold_metrics([0, 0, 0], [0.1, 0.7, 0.2], 0.5)  # no IDC in the batch
+    assert benign_only["recall"] is None and benign_only["balanced_accuracy"] is None
+    assert benign_only["specificity"] == pytest.approx(2 / 3) and benign_only["accuracy"] == pytest.approx(2 / 3)
+    assert benign_only["precision"] == 0.0 and benign_only["f1"] == 0.0  # one false alarm: defined, and 0
+    idc_only = threshold_metrics([1, 1], [0.9, 0.8], 0.5)
+    assert idc_only["specificity"] is None and idc_only["balanced_accuracy"] is None
+    assert idc_only["recall"] == 1.0 and idc_only["precision"] == 1.0 and idc_only["f1"] == 1.0
+    nothing_called = threshold_metrics(Y, P, 1.0)  # no patch reaches the threshold
+    assert nothing_called["precision"] is None and nothing_called["recall"] == 0.0 and nothing_called["f1"] == 0.0
+    assert nothing_called["balanced_accuracy"] == pytest.approx(0.5)
+    all_right_benign = threshold_metrics([0, 0], [0.1, 0.2], 0.5)
+    assert all_right_benign["f1"] is None and all_right_benign["precision"] is None
+
+
+def test_operating_point_off_the_curve_gives_the_same_undefined_metrics():
+    report = compute_metrics(Y, P, 0.5)
+    point = operating_point(report, 1.0)
+    assert point["precision"] is None and point["recall"] == 0.0 and point["fpr"] == 0.0
 
 
 def test_per_patient_table_groups_rows():
