@@ -51,7 +51,8 @@ def _run_fn(fn, patches: np.ndarray, batch_size: int) -> np.ndarray:
 def bench_tflite(model, patches: np.ndarray, batch_size: int, repeat: int, check: np.ndarray,
                  threshold: float) -> dict:
     """Throughput of the TFLite exports (float32 and dynamic-range int8), and how well they match."""
-    from idc_core.export import QUANTIZATIONS, TFLiteModel, compare, to_tflite
+    from idc_core.export import QUANTIZATIONS, compare, to_tflite
+    from idc_core.lite import TFLiteModel
 
     out = {}
     for quantize in QUANTIZATIONS:

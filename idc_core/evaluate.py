@@ -1,6 +1,6 @@
 """Evaluate a saved model on any labelled data in the dataset layout (folder or zip).
 
-    python -m idc_core.evaluate --model models/cnn --data PATH [--split test] [--out report.json]
+    python -m idc_core.evaluate --model models/cnn --data PATH [--split test] [--lite] [--out report.json]
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from idc_core.dataset import PatchSource, load_patches, scan_dataset
 from idc_core.errors import DatasetError, IDCError
 from idc_core.metrics import compute_metrics
 from idc_core.model_io import LoadedModel, default_model_dir, load_model_dir
-from idc_core.predict import predict_patches
+from idc_core.lite import TFLiteModel, load_export
+from idc_core.predict import Scorer, predict_patches
 
 Progress = Callable[[int, int], None]
 HEADLINE = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "loss")
@@ -33,8 +34,12 @@ def evaluate_model(
     threshold: float | None = None,
     batch_size: int = 256,
     progress: Progress | None = None,
+    scorer: Scorer | None = None,
 ) -> dict[str, Any]:
     """Metrics of a loaded model on labelled data, at its saved threshold unless told otherwise.
+
+    ``scorer`` scores the patches instead of ``loaded.model`` (its TFLite export, say);
+    the threshold and the split still come from ``loaded``.
 
     Files outside the layout (report["data"]["rejected"]) and patches that cannot be decoded
     (report["data"]["unreadable"]) are left out and listed; none readable -> DatasetError.
@@ -64,7 +69,7 @@ def evaluate_model(
         keep = np.ones(len(records), dtype=bool)
         keep[[index for index, _ in unreadable]] = False
         patches, records = patches[keep], [r for r, k in zip(records, keep) if k]
-    prob = predict_patches(loaded.model, patches, batch_size=batch_size, progress=_offset(progress, len(records), total))
+    prob = predict_patches(scorer if scorer is not None else loaded.model, patches, batch_size=batch_size, progress=_offset(progress, len(records), total))
     labels = np.array([r.label for r in records])
     used = threshold if threshold is not None else loaded.config.threshold
     report = compute_metrics(labels, prob, used, patients=[r.patient for r in records])
@@ -80,7 +85,8 @@ def evaluate_model(
         "unreadable": [message for _, message in sorted(unreadable)],
     }
     report["model"] = {"path": str(loaded.path), "arch": loaded.config.arch, "threshold_source": (
-        "given" if threshold is not None else "model config (chosen on validation)")}
+        "given" if threshold is not None else "model config (chosen on validation)"),
+        "scored_by": "tflite" if isinstance(scorer, TFLiteModel) else "keras"}
     return report
 
 
@@ -88,7 +94,9 @@ def format_report(report: dict[str, Any]) -> str:
     """A readable text version of an evaluation report."""
     d = report["data"]
     lines = [
-        f"model {report['model']['path']} ({report['model']['arch']}), threshold {report['threshold']:.3f}"
+        f"model {report['model']['path']} ({report['model']['arch']}"
+        + (", scored by its TFLite export" if report["model"].get("scored_by") == "tflite" else "")
+        + f"), threshold {report['threshold']:.3f}"
         f" ({report['model']['threshold_source']})",
         f"data {d['source']}" + (f", split {d['split']}" if d["split"] else "")
         + f": {report['n_patches']} patches ({report['n_idc']} IDC) of {d['patients']} patients",
@@ -143,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=_probability, default=None,
                    help="decision threshold in [0, 1] (default: the model's)")
     p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--lite", action="store_true",
+                   help="score with the model's TFLite export (python -m idc_core.export writes it)")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
     try:
         loaded = load_model_dir(a.model or default_model_dir("models"))
+        scorer = load_export(loaded.path)[0] if a.lite else None
         with tqdm(desc="evaluating", unit="step", file=sys.stderr) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.refresh()
 
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
-                                    batch_size=a.batch_size, progress=progress)
+                                    batch_size=a.batch_size, progress=progress, scorer=scorer)
     except IDCError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1

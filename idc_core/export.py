@@ -19,8 +19,6 @@ import contextlib
 import io
 import json
 import sys
-import threading
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,14 +31,13 @@ from idc_core import PATCH_SIZE
 from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ModelError
 from idc_core.image_io import decode_image, fit_patch, is_patch_sized
+from idc_core.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.predict import predict_patches
 from idc_core.tiling import extract_patches, tile_coordinates
 from idc_core.tissue import tile_tissue_fraction, tissue_mask
 
 QUANTIZATIONS = ("none", "dynamic")
-FILE_NAMES = {"none": "model.tflite", "dynamic": "model-int8.tflite"}
-REPORT_FILE = "export.json"
 MAX_DIFF = 0.02
 MIN_AGREEMENT = 0.995
 _ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -59,56 +56,6 @@ def to_tflite(model: keras.Model, *, quantize: str = "dynamic") -> bytes:
             return converter.convert()
     except Exception as exc:  # the converter raises ConverterError and others
         raise ModelError(f"model {model.name!r} could not be converted to TFLite: {exc}") from exc
-
-
-class TFLiteModel:
-    """A TFLite model that scores uint8 patches like predict.predict_patches (thread-safe, one at a time)."""
-
-    def __init__(self, content: bytes, *, num_threads: int | None = None, name: str = "TFLite model") -> None:
-        try:
-            with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to ai_edge_litert
-                warnings.simplefilter("ignore")
-                self._interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{name} is not a valid TFLite model: {exc}") from exc
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
-        self._rows = 0
-        self._lock = threading.Lock()
-
-    @classmethod
-    def load(cls, path: str | Path, *, num_threads: int | None = None) -> TFLiteModel:
-        """Load a .tflite file; missing or invalid -> ModelError naming it."""
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"TFLite model {str(path)!r} not found")
-        return cls(path.read_bytes(), num_threads=num_threads, name=repr(str(path)))
-
-    def predict(self, patches: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        """P(IDC) as float32 (N,) for uint8 patches (N, 50, 50, 3), batch by batch (fixed batch shape)."""
-        if not isinstance(patches, np.ndarray) or patches.ndim != 4 or patches.shape[1:] != (
-            PATCH_SIZE, PATCH_SIZE, 3,
-        ) or patches.dtype != np.uint8:
-            desc = f"{patches.dtype} {patches.shape}" if isinstance(patches, np.ndarray) else type(patches).__name__
-            raise ValueError(f"patches must be uint8 (N, {PATCH_SIZE}, {PATCH_SIZE}, 3), got {desc}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        probs = np.empty(len(patches), dtype=np.float32)
-        rows = min(batch_size, max(1, len(patches)))
-        with self._lock:
-            if rows != self._rows:
-                self._interpreter.resize_tensor_input(self._input, [rows, PATCH_SIZE, PATCH_SIZE, 3])
-                self._interpreter.allocate_tensors()
-                self._rows = rows
-            for start in range(0, len(patches), rows):
-                batch = patches[start : start + rows].astype(np.float32)
-                real = len(batch)
-                if real < rows:
-                    batch = np.concatenate([batch, np.zeros((rows - real, *batch.shape[1:]), np.float32)])
-                self._interpreter.set_tensor(self._input, batch)
-                self._interpreter.invoke()
-                probs[start : start + real] = self._interpreter.get_tensor(self._output).reshape(-1)[:real]
-        return probs
 
 
 @dataclass(frozen=True)
