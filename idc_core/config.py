@@ -50,6 +50,8 @@ class TrainConfig:
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
     cache_dir: str | None = ".cache/idc"
+    width: float = 1.0
+    block_dropout: float = 0.25
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_MODES:

@@ -20,6 +20,7 @@ from idc_core.errors import WeightsError
 ARCHITECTURES = ("cnn", "cancernet", "resnet50", "mobilenetv2", "efficientnetb0")
 TRANSFER_ARCHS = ("resnet50", "mobilenetv2", "efficientnetb0")
 OUTPUT_NAME = "idc_probability"
+DEFAULT_BLOCK_DROPOUT = 0.25
 HEAD_PREFIX = "head_"
 
 # keras.applications builds each base from 32x32 up with include_top=False, so
@@ -72,29 +73,33 @@ _NOT_FEATURES = (
 )
 
 
-def _cnn(inputs: keras.KerasTensor) -> keras.KerasTensor:
+def _filters(base: int, width: float) -> int:
+    return max(1, round(base * width))
+
+
+def _cnn(inputs: keras.KerasTensor, width: float, block_dropout: float) -> keras.KerasTensor:
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, filters in enumerate((32, 64, 128), start=1):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
+        x = layers.Conv2D(_filters(filters, width), 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
         x = layers.BatchNormalization(name=f"block{i}_bn")(x)
         x = layers.LeakyReLU(negative_slope=0.1, name=f"block{i}_act")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-        x = layers.Dropout(0.25, name=f"block{i}_dropout")(x)
+        x = layers.Dropout(block_dropout, name=f"block{i}_dropout")(x)
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(128, activation="relu", name="head_dense")(x)
     return layers.Dropout(0.5, name="head_dropout")(x)
 
 
-def _cancernet(inputs: keras.KerasTensor) -> keras.KerasTensor:
+def _cancernet(inputs: keras.KerasTensor, width: float, block_dropout: float) -> keras.KerasTensor:
     """CancerNet (PyImageSearch): SeparableConv stages of 1, 2 and 3 convolutions."""
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, (filters, depth) in enumerate(((32, 1), (64, 2), (128, 3)), start=1):
         for j in range(1, depth + 1):
-            x = layers.SeparableConv2D(filters, 3, padding="same", name=f"block{i}_sepconv{j}")(x)
+            x = layers.SeparableConv2D(_filters(filters, width), 3, padding="same", name=f"block{i}_sepconv{j}")(x)
             x = layers.ReLU(name=f"block{i}_relu{j}")(x)
             x = layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-        x = layers.Dropout(0.25, name=f"block{i}_dropout")(x)
+        x = layers.Dropout(block_dropout, name=f"block{i}_dropout")(x)
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(256, activation="relu", name="head_dense")(x)
     x = layers.BatchNormalization(name="head_bn")(x)
@@ -166,24 +171,33 @@ def build_model(
     input_shape: tuple[int, int, int] = (PATCH_SIZE, PATCH_SIZE, 3),
     weights: str | None = None,
     seed: int | None = None,
+    width: float = 1.0,
+    block_dropout: float = DEFAULT_BLOCK_DROPOUT,
 ) -> keras.Model:
     """Build `arch` as a flat functional model: raw RGB 0-255 in, Dense(1, sigmoid) out.
 
     weights: None (random), "imagenet" (downloaded by keras; WeightsError offline) or
     the path of a local notop weights file for the transfer base. `seed` seeds Keras'
     global random generators (keras.utils.set_random_seed) before building.
+    width (filters x width) and block_dropout (after each conv block) shape cnn and cancernet.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
     if weights is not None and arch not in TRANSFER_ARCHS:
         raise ValueError(f"weights apply to {TRANSFER_ARCHS} only, got weights={weights!r} for {arch!r}")
+    if (width, block_dropout) != (1.0, DEFAULT_BLOCK_DROPOUT) and arch in TRANSFER_ARCHS:
+        raise ValueError(f"width and block_dropout apply to cnn and cancernet only, not {arch!r}")
+    if not 0.0 < width <= 8.0:
+        raise ValueError(f"width must be in (0, 8], got {width}")
+    if not 0.0 <= block_dropout < 1.0:
+        raise ValueError(f"block_dropout must be in [0, 1), got {block_dropout}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, dtype="float32", name="rgb_0_255")
     if arch == "cnn":
-        x = _cnn(inputs)
+        x = _cnn(inputs, width, block_dropout)
     elif arch == "cancernet":
-        x = _cancernet(inputs)
+        x = _cancernet(inputs, width, block_dropout)
     else:
         x = _transfer_base(arch, inputs, input_shape, weights)
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)

@@ -58,7 +58,8 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
     train_x, train_y = parts["train"]
     val_x, val_y = parts["val"]
 
-    model = build_model(config.arch, weights=config.weights, seed=config.seed)
+    model = build_model(config.arch, weights=config.weights, seed=config.seed, width=config.width,
+                        block_dropout=config.block_dropout)
     train_ds, steps = make_dataset(
         train_x,
         train_y,
@@ -272,6 +273,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs)
     p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_learning_rate)
     p.add_argument("--cache-dir", default=d.cache_dir, help="where decoded patches are cached ('' for none)")
+    p.add_argument("--width", type=float, default=d.width, help="cnn/cancernet: filters per layer x this (default 1)")
+    p.add_argument("--block-dropout", type=float, default=d.block_dropout,
+                   help=f"cnn/cancernet: dropout after each conv block (default {d.block_dropout})")
     a = p.parse_args(argv)
     weights = None if a.weights in (None, "none") else a.weights
     return TrainConfig(
@@ -279,7 +283,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         fractions=tuple(a.fractions), splits_dir=a.splits_dir, seed=a.seed, epochs=a.epochs,
         batch_size=a.batch_size, learning_rate=a.lr, patience=a.patience, imbalance=a.imbalance,
         augment=not a.no_augment, weights=weights, fine_tune_epochs=a.fine_tune_epochs,
-        fine_tune_learning_rate=a.fine_tune_lr, cache_dir=a.cache_dir or None,
+        fine_tune_learning_rate=a.fine_tune_lr, cache_dir=a.cache_dir or None, width=a.width,
+        block_dropout=a.block_dropout,
     )
 
 

@@ -83,6 +83,26 @@ def test_weights_for_a_scratch_architecture_are_a_value_error() -> None:
         build_model("cnn", weights="imagenet")
 
 
+@pytest.mark.parametrize("arch", ["cnn", "cancernet"])
+def test_width_scales_the_filters_and_block_dropout_sets_the_rate(arch) -> None:
+    plain, wide = build_model(arch), build_model(arch, width=1.5, block_dropout=0.1)
+    convs = [l for l in plain.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.SeparableConv2D))]
+    wide_convs = [wide.get_layer(l.name) for l in convs]
+    assert [w.filters for w in wide_convs] == [round(1.5 * l.filters) for l in convs]
+    assert {l.rate for l in wide.layers if l.name.startswith("block") and l.name.endswith("_dropout")} == {0.1}
+    assert {l.rate for l in plain.layers if l.name.startswith("block") and l.name.endswith("_dropout")} == {0.25}
+    assert wide.get_layer("head_dropout").rate == plain.get_layer("head_dropout").rate
+
+
+def test_width_and_block_dropout_are_checked() -> None:
+    with pytest.raises(ValueError, match="cnn and cancernet only, not 'resnet50'"):
+        build_model("resnet50", width=2.0)
+    with pytest.raises(ValueError, match="width must be in"):
+        build_model("cnn", width=0.0)
+    with pytest.raises(ValueError, match="block_dropout must be in"):
+        build_model("cnn", block_dropout=1.0)
+
+
 def test_same_seed_builds_the_same_weights() -> None:
     first, second = build_model("cnn", seed=7), build_model("cnn", seed=7)
     for a, b in zip(first.get_weights(), second.get_weights()):

@@ -91,6 +91,9 @@ def test_parse_args_maps_options_onto_the_config():
                          "--imbalance", "oversample", "--no-augment"])
     assert config.weights is None and config.split == "patch" and config.imbalance == "oversample"
     assert config.augment is False and config.out == "models/resnet50"
+    assert (config.width, config.block_dropout) == (1.0, 0.25)
+    wide = parse_args(["--data", "d", "--width", "1.5", "--block-dropout", "0.1"])
+    assert (wide.arch, wide.width, wide.block_dropout) == ("cnn", 1.5, 0.1)
 
 
 
