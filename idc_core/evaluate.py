@@ -69,7 +69,8 @@ def evaluate_model(
         keep = np.ones(len(records), dtype=bool)
         keep[[index for index, _ in unreadable]] = False
         patches, records = patches[keep], [r for r, k in zip(records, keep) if k]
-    prob = predict_patches(scorer if scorer is not None else loaded.model, patches, batch_size=batch_size, progress=_offset(progress, len(records), total))
+    prob = predict_patches(scorer if scorer is not None else loaded.model, patches, batch_size=batch_size,
+                           progress=_offset(progress, len(records), total))
     labels = np.array([r.label for r in records])
     used = threshold if threshold is not None else loaded.config.threshold
     report = compute_metrics(labels, prob, used, patients=[r.patient for r in records])

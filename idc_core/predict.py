@@ -232,8 +232,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=_threshold_arg, help="IDC threshold (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=256, help="patches per model call (default 256)")
     parser.add_argument("--lite", action="store_true",
-                        help="score with the model's TFLite export (python -m idc_core.export writes it; "
-                             "int8: 2-4x faster on a CPU)")
+                        help="score with the model's TFLite export (python -m idc_core.export writes it "
+                             "only if it agrees with the model; speeds in bench/README.md)")
     return parser
 
 
