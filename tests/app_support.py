@@ -27,6 +27,7 @@ def make_tiny_models_root(root: Path, name: str = "tiny") -> Path:
     history = {"loss": [0.7, 0.5, 0.4], "val_loss": [0.72, 0.6, 0.55],
                "accuracy": [0.6, 0.7, 0.8], "val_accuracy": [0.55, 0.65, 0.7]}
     config = ModelConfig(name=name, arch="cnn", threshold=0.5,
+                         train={"imbalance": "class_weight", "width": 1.0, "block_dropout": 0.25, "epochs": 3},
                          data_summary={"patients": 7, "patches": 61, "class_counts": {"0": 40, "1": 21}},
                          split_patients={"train": ["10253", "10254"], "val": ["10256"], "test": ["10257"]})
     save_model_dir(root / name, build_model("cnn", weights=None, seed=0), config, history=history, metrics=metrics)

@@ -59,6 +59,7 @@ def test_home_shows_the_disclaimer_and_the_model_card(models_root):
     assert at.sidebar.selectbox[0].value == "tiny"
     card = " ".join(m.value for m in at.sidebar.markdown)
     assert "`cnn`" in card and "Threshold** 0.500" in card and "7 patients" in card and "Held-out metrics" in card
+    assert "**Training** imbalance class_weight · width 1 · block dropout 0.25 · up to 3 epochs" in card
 
 
 def test_classify_upload_shows_each_prediction_errors_and_the_batch_confusion(small_data, models_root):

@@ -105,6 +105,12 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             f"**Architecture** `{config['arch']}` · {size}  \n"
             f"**Threshold** {config['threshold']:.3f} ({config.get('threshold_rule', '')})"
         )
+        train = config.get("train") or {}
+        if train:
+            st.markdown(
+                f"**Training** imbalance {train.get('imbalance', '?')} · width {train.get('width', 1.0):g} · "
+                f"block dropout {train.get('block_dropout', 0.25):g} · up to {train.get('epochs', '?')} epochs"
+            )
         data = config.get("data_summary") or {}
         if data:
             counts = data.get("class_counts", {})
