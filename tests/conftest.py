@@ -1,4 +1,4 @@
-"""Shared fixtures: only data that ships with the repository (never ../shared)."""
+"""Shared fixtures: only data that ships with the repository (tests never read the development data outside it)."""
 
 from __future__ import annotations
 
