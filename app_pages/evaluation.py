@@ -61,7 +61,7 @@ def dashboard(report: dict[str, Any], key: str) -> None:
         st.markdown("**Per patient**")
         st.dataframe(pd.DataFrame(report["per_patient"]), hide_index=True, key=key + "patients",
                      column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                    for c in ("idc_fraction_true", "idc_fraction_pred", "accuracy")})
+                                    for c in ("idc_fraction_true", "idc_fraction_pred", "accuracy", "roc_auc")})
         csv_download(report["per_patient"], "per_patient.csv", "Download per-patient table (CSV)", key=key + "csv")
 
 

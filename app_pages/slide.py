@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,8 @@ from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar
 
 S = "slide_"
 SAMPLE, PATIENT, UPLOAD, HANDOFF = "Sample slide", "Sample patient (zip, with ground truth)", "Upload", "From Classify patches"
-MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask")  # views of the current result
+MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask")  # views of the current result,
+# cleared whenever the result changes, so their keys are the view settings alone
 
 
 def chosen_input(source: str) -> tuple[str, bytes, bytes | None] | None:
@@ -47,11 +47,11 @@ def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, a
     return blend(image, tile_map(result.coords, shown, image.shape, result.size, result.stride), alpha=alpha, cmap=cmap)
 
 
-def truth_view(result: SlideResult, result_id: str, slide: SlideInput,
+def truth_view(result: SlideResult, slide: SlideInput,
                threshold: float) -> tuple[bytes, bytes, bytes, dict[str, Any] | None, int]:
     """(true-label, predicted-label and outcome images for display, metrics, truth tiles not analysed) at threshold."""
     comparison = compare_to_truth(result, slide.truth, threshold)
-    truth_image = session_memo(S + "memo_truth_image", result_id,
+    truth_image = session_memo(S + "memo_truth_image", "truth",  # the same at every threshold
                                lambda: display_jpeg(blend(slide.image, comparison.truth_map, 0.6, "jet")),
                                max_entries=1)
     return (truth_image, display_jpeg(blend(slide.image, comparison.pred_map, 0.6, "jet")),
@@ -114,7 +114,6 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state[S + "result"] = predict_slide(
                 model.model, slide.image, threshold=model.config.threshold, stride=stride,
                 tissue_threshold=tissue_threshold, min_tissue=min_tissue, progress=progress)
-        st.session_state[S + "result_id"] = uuid.uuid4().hex  # identity of this result for the memoised views
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
@@ -131,9 +130,8 @@ if slide.skipped:
         for line in slide.skipped[:200]:
             st.warning(line)
 
-result_id: str = st.session_state.setdefault(S + "result_id", uuid.uuid4().hex)
 if show_mask:
-    shown_slide, shown_mask, used = session_memo(S + "memo_mask", result_id,
+    shown_slide, shown_mask, used = session_memo(S + "memo_mask", "mask",
                                                  lambda: mask_view(image, tissue_threshold), max_entries=1)
     c1, c2 = st.columns(2)
     c1.image(shown_slide, caption=f"{name} ({image.shape[1]}x{image.shape[0]} px)")
@@ -161,7 +159,7 @@ m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 
 cut = threshold if only_idc else None
 coords = result.coords[result.tissue]
-figure = session_memo(S + "memo_figure", (result_id, cut, alpha, cmap), lambda: slide_figure(
+figure = session_memo(S + "memo_figure", (cut, alpha, cmap), lambda: slide_figure(
     heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size))  # kept: a downscaled PNG
 st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
                 selection_mode="points", config={"scrollZoom": True})
@@ -169,7 +167,7 @@ st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel
 
 if slide.truth is not None:
     truth_image, pred_image, outcome, met, n_not_analysed = session_memo(
-        S + "memo_truth", (result_id, threshold), lambda: truth_view(result, result_id, slide, threshold))
+        S + "memo_truth", threshold, lambda: truth_view(result, slide, threshold))
     st.subheader("Against the ground truth" + (f" of patient {slide.patient}" if slide.patient else ""))
     t1, t2, t3 = st.columns(3)
     t1.image(truth_image, caption="true IDC (red) / not IDC (blue)")

@@ -86,7 +86,9 @@ def compute_metrics(
 def per_patient_table(
     y_true: Sequence[int], prob: Sequence[float], threshold: float, patients: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """One row per patient: patches, true and predicted IDC fraction, accuracy."""
+    """One row per patient: patches, true and predicted IDC fraction, accuracy, and the ROC-AUC within the
+    patient (None with one class only): how well the model ranks that patient's patches, whatever its
+    scores' offset from other patients'."""
     y, p = _as_arrays(y_true, prob)
     ids = np.asarray(patients)
     if len(ids) != len(y):
@@ -102,6 +104,7 @@ def per_patient_table(
                 "idc_fraction_true": float(y[sel].mean()),
                 "idc_fraction_pred": float(pred.mean()),
                 "accuracy": float((pred == y[sel].astype(bool)).mean()),
+                "roc_auc": float(skm.roc_auc_score(y[sel], p[sel])) if len(np.unique(y[sel])) == 2 else None,
             }
         )
     return rows

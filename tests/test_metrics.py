@@ -82,6 +82,16 @@ def test_per_patient_table_groups_rows():
     assert [r["patient"] for r in rows] == ["a", "b"]
     assert rows[0]["idc_fraction_true"] == 0 and rows[0]["idc_fraction_pred"] == 0.25
     assert rows[1]["accuracy"] == pytest.approx(0.75)
+    assert rows[0]["roc_auc"] is None and rows[1]["roc_auc"] is None  # one class each: no AUC
+
+
+def test_per_patient_auc_ranks_within_each_patient_only():
+    # each patient ranks perfectly, but b's scores sit 0.5 higher: pooled AUC < 1, per-patient AUC 1
+    y = [0, 1, 0, 1]
+    p = [0.1, 0.3, 0.6, 0.8]
+    rows = per_patient_table(y, p, 0.5, ["a", "a", "b", "b"])
+    assert [r["roc_auc"] for r in rows] == [1.0, 1.0]
+    assert compute_metrics(y, p, 0.5)["roc_auc"] == pytest.approx(0.75)
 
 
 def test_bad_inputs_are_refused_with_a_reason():

@@ -17,9 +17,9 @@ from idc_core.overlay import OUTCOME_COLORS
 
 IDC_RGB = OUTCOME_COLORS["TP"]  # vermillion
 NOT_IDC_RGB = OUTCOME_COLORS["FP"]  # blue
-MAX_SELECTABLE_SVG = 4000
+MAX_SELECTABLE_SVG = 4000  # above this many tiles the click layer uses WebGL
 DISPLAY_WIDTH = 1460  # st.image's widest content: it shrinks larger images to this width
-MAX_DISPLAY_PX = 2400  # longest side of the slide image sent to the browser  # above this many tiles the click layer uses WebGL
+MAX_DISPLAY_PX = 2400  # longest side of the slide image sent to the browser
 
 
 def _rgb(colour: tuple[int, int, int]) -> str:
