@@ -14,6 +14,9 @@ T = TypeVar("T")
 
 SPLIT_MODES = ("patient", "published", "patch")
 IMBALANCE_MODES = ("class_weight", "oversample", "none")
+AUGMENT_MODES = ("jitter", "dihedral", "hed")
+"""jitter: dihedral + zoom + HSV/brightness/contrast jitter (the original recipe); dihedral: the 8
+flips/90-degree rotations only; hed: dihedral + stain augmentation in HED optical-density space."""
 
 
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -52,6 +55,11 @@ class TrainConfig:
     cache_dir: str | None = ".cache/idc"
     width: float = 1.0
     block_dropout: float = 0.25
+    head: str = "flatten"
+    convs_per_block: int = 1
+    dense_units: int = 128
+    augment_mode: str = "jitter"
+    test_patients_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_MODES:
@@ -62,6 +70,10 @@ class TrainConfig:
             )
         if len(self.fractions) != 3 or abs(sum(self.fractions) - 1.0) > 1e-6:
             raise ValueError(f"fractions must be 3 numbers summing to 1, got {self.fractions}")
+        if self.augment_mode not in AUGMENT_MODES:
+            raise ValueError(f"augment_mode must be one of {AUGMENT_MODES}, got {self.augment_mode!r}")
+        if self.test_patients_from and self.split != "patient":
+            raise ValueError("test_patients_from keeps another model's test patients: it needs split='patient'")
         if self.split == "published" and not self.splits_dir:
             raise ValueError("split='published' needs splits_dir (the folder of cases_*.txt)")
 

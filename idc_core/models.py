@@ -21,6 +21,7 @@ ARCHITECTURES = ("cnn", "cancernet", "resnet50", "mobilenetv2", "efficientnetb0"
 TRANSFER_ARCHS = ("resnet50", "mobilenetv2", "efficientnetb0")
 OUTPUT_NAME = "idc_probability"
 DEFAULT_BLOCK_DROPOUT = 0.25
+HEADS = ("flatten", "gap")
 HEAD_PREFIX = "head_"
 
 # keras.applications builds each base from 32x32 up with include_top=False, so
@@ -77,16 +78,28 @@ def _filters(base: int, width: float) -> int:
     return max(1, round(base * width))
 
 
-def _cnn(inputs: keras.KerasTensor, width: float, block_dropout: float) -> keras.KerasTensor:
+def _cnn(inputs: keras.KerasTensor, width: float, block_dropout: float, head: str = "flatten",
+         convs_per_block: int = 1, dense_units: int = 128) -> keras.KerasTensor:
+    """Three blocks of conv-BN-leaky ReLU (x convs_per_block), max-pool, dropout; then the head.
+
+    head "flatten" is the seed projects' flatten + dense; "gap" pools each feature map globally
+    first (far fewer head weights, so the convolutions must carry the features).
+    """
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, filters in enumerate((32, 64, 128), start=1):
-        x = layers.Conv2D(_filters(filters, width), 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
-        x = layers.BatchNormalization(name=f"block{i}_bn")(x)
-        x = layers.LeakyReLU(negative_slope=0.1, name=f"block{i}_act")(x)
+        for j in range(1, convs_per_block + 1):
+            suffix = "" if convs_per_block == 1 else str(j)
+            x = layers.Conv2D(_filters(filters, width), 3, padding="same", use_bias=False,
+                              name=f"block{i}_conv{suffix}")(x)
+            x = layers.BatchNormalization(name=f"block{i}_bn{suffix}")(x)
+            x = layers.LeakyReLU(negative_slope=0.1, name=f"block{i}_act{suffix}")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = layers.Dropout(block_dropout, name=f"block{i}_dropout")(x)
-    x = layers.Flatten(name="head_flatten")(x)
-    x = layers.Dense(128, activation="relu", name="head_dense")(x)
+    if head == "gap":
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    else:
+        x = layers.Flatten(name="head_flatten")(x)
+    x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     return layers.Dropout(0.5, name="head_dropout")(x)
 
 
@@ -173,13 +186,17 @@ def build_model(
     seed: int | None = None,
     width: float = 1.0,
     block_dropout: float = DEFAULT_BLOCK_DROPOUT,
+    head: str = "flatten",
+    convs_per_block: int = 1,
+    dense_units: int = 128,
 ) -> keras.Model:
     """Build `arch` as a flat functional model: raw RGB 0-255 in, Dense(1, sigmoid) out.
 
     weights: None (random), "imagenet" (downloaded by keras; WeightsError offline) or
     the path of a local notop weights file for the transfer base. `seed` seeds Keras'
     global random generators (keras.utils.set_random_seed) before building.
-    width (filters x width) and block_dropout (after each conv block) shape cnn and cancernet.
+    width (filters x width) and block_dropout (after each conv block) shape cnn and cancernet;
+    head ("flatten" or "gap"), convs_per_block and dense_units shape cnn only.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
@@ -187,6 +204,14 @@ def build_model(
         raise ValueError(f"weights apply to {TRANSFER_ARCHS} only, got weights={weights!r} for {arch!r}")
     if (width, block_dropout) != (1.0, DEFAULT_BLOCK_DROPOUT) and arch in TRANSFER_ARCHS:
         raise ValueError(f"width and block_dropout apply to cnn and cancernet only, not {arch!r}")
+    if (head, convs_per_block, dense_units) != ("flatten", 1, 128) and arch != "cnn":
+        raise ValueError(f"head, convs_per_block and dense_units apply to cnn only, not {arch!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if isinstance(convs_per_block, bool) or convs_per_block not in (1, 2, 3):
+        raise ValueError(f"convs_per_block must be 1, 2 or 3, got {convs_per_block!r}")
+    if isinstance(dense_units, bool) or not isinstance(dense_units, int) or not 1 <= dense_units <= 4096:
+        raise ValueError(f"dense_units must be an integer in 1..4096, got {dense_units!r}")
     if not 0.0 < width <= 8.0:
         raise ValueError(f"width must be in (0, 8], got {width}")
     if not 0.0 <= block_dropout < 1.0:
@@ -195,7 +220,7 @@ def build_model(
         keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, dtype="float32", name="rgb_0_255")
     if arch == "cnn":
-        x = _cnn(inputs, width, block_dropout)
+        x = _cnn(inputs, width, block_dropout, head, convs_per_block, dense_units)
     elif arch == "cancernet":
         x = _cancernet(inputs, width, block_dropout)
     else:

@@ -11,9 +11,20 @@ import numpy as np
 import tensorflow as tf
 
 from idc_core import PATCH_SIZE
+from idc_core.config import AUGMENT_MODES
 from idc_core.dataset import PatchRecord, PatchSource, load_patches
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+# Ruifrok & Johnston's haematoxylin, eosin and DAB optical-density vectors (rows; as skimage's
+# rgb_from_hed), and their inverse: colour deconvolution of RGB optical density into stains.
+RGB_FROM_HED = np.array(
+    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float64
+)
+RGB_FROM_HED = RGB_FROM_HED / np.linalg.norm(RGB_FROM_HED, axis=1, keepdims=True)
+HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
+HED_SCALE = (0.95, 1.05)
+HED_SHIFT = (-0.05, 0.05)
 
 
 def cached_patches(
@@ -49,7 +60,47 @@ def cached_patches(
     return patches
 
 
-def augment_batch(images: tf.Tensor) -> tf.Tensor:
+def dihedral_batch(images: tf.Tensor) -> tf.Tensor:
+    """One of the 8 flips/90-degree rotations per patch (label-preserving for tissue); float32 in/out."""
+    x = tf.cast(images, tf.float32)
+    n = tf.shape(x)[0]
+
+    def coin() -> tf.Tensor:
+        return tf.reshape(tf.random.uniform([n]) < 0.5, [-1, 1, 1, 1])
+
+    x = tf.where(coin(), tf.transpose(x, [0, 2, 1, 3]), x)
+    x = tf.where(coin(), tf.reverse(x, axis=[2]), x)
+    return tf.where(coin(), tf.reverse(x, axis=[1]), x)
+
+
+def hed_augment_batch(images: tf.Tensor) -> tf.Tensor:
+    """Stain augmentation (Tellez et al. 2019): per patch, each stain's optical density x U(0.95, 1.05) + U(-0.05, 0.05).
+
+    RGB (0-255) -> optical density OD = -ln((I + 1) / 256) -> haematoxylin/eosin/DAB by colour
+    deconvolution -> scale and shift each stain -> back to RGB. Values 0-255 in and out.
+    """
+    x = tf.cast(images, tf.float32)
+    n = tf.shape(x)[0]
+    od = -tf.math.log((x + 1.0) / 256.0)
+    stains = tf.einsum("bhwc,cs->bhws", od, tf.constant(HED_FROM_RGB, tf.float32))
+    scale = tf.random.uniform([n, 1, 1, 3], *HED_SCALE)
+    shift = tf.random.uniform([n, 1, 1, 3], *HED_SHIFT)
+    od = tf.einsum("bhws,sc->bhwc", stains * scale + shift, tf.constant(RGB_FROM_HED, tf.float32))
+    return tf.clip_by_value(256.0 * tf.exp(-od) - 1.0, 0.0, 255.0)
+
+
+def augment_batch(images: tf.Tensor, mode: str = "jitter") -> tf.Tensor:
+    """Augment a float32 batch (values 0-255) as `mode` says (see AUGMENT_MODES)."""
+    if mode == "dihedral":
+        return dihedral_batch(images)
+    if mode == "hed":
+        return hed_augment_batch(dihedral_batch(images))
+    if mode != "jitter":
+        raise ValueError(f"augment mode must be one of {AUGMENT_MODES}, got {mode!r}")
+    return jitter_batch(images)
+
+
+def jitter_batch(images: tf.Tensor) -> tf.Tensor:
     """Random per-patch dihedral symmetry, small zoom, and H&E colour jitter.
 
     Input and output: float32 batches with values 0-255. The 8 flips/90-degree
@@ -58,18 +109,11 @@ def augment_batch(images: tf.Tensor) -> tf.Tensor:
     imitate the stain and scanner variation between patients.
     Randomness follows the global seed (``keras.utils.set_random_seed``).
     """
-    x = tf.cast(images, tf.float32)
+    x = dihedral_batch(images)
     n = tf.shape(x)[0]
 
     def uniform(low: float = 0.0, high: float = 1.0) -> tf.Tensor:
         return tf.random.uniform([n], low, high)
-
-    def coin() -> tf.Tensor:
-        return tf.reshape(uniform() < 0.5, [-1, 1, 1, 1])
-
-    x = tf.where(coin(), tf.transpose(x, [0, 2, 1, 3]), x)
-    x = tf.where(coin(), tf.reverse(x, axis=[2]), x)
-    x = tf.where(coin(), tf.reverse(x, axis=[1]), x)
 
     scale = tf.where(uniform() < 0.5, uniform(0.9, 1.0), 1.0)  # zoom half of the patches
     y0 = uniform() * (1.0 - scale)
@@ -97,6 +141,7 @@ def make_dataset(
     batch_size: int,
     training: bool,
     augment: bool = False,
+    augment_mode: str = "jitter",
     oversample: bool = False,
     seed: int = 42,
 ) -> tuple[tf.data.Dataset, int]:
@@ -104,8 +149,10 @@ def make_dataset(
 
     Training sets are reshuffled every epoch; ``oversample`` draws both classes
     with equal probability (balanced sampling) instead of the natural mix.
-    Augmentation is applied to training batches only.
+    Augmentation (`augment_mode`, see AUGMENT_MODES) is applied to training batches only.
     """
+    if augment_mode not in AUGMENT_MODES:
+        raise ValueError(f"augment_mode must be one of {AUGMENT_MODES}, got {augment_mode!r}")
     if len(patches) != len(labels):
         raise ValueError(f"{len(patches)} patches for {len(labels)} labels")
     labels = np.asarray(labels, dtype=np.float32)
@@ -127,7 +174,7 @@ def make_dataset(
             ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training and augment:
-        ds = ds.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda x, y: (augment_batch(x, augment_mode), y), num_parallel_calls=AUTOTUNE)
     else:
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE), steps

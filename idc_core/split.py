@@ -132,6 +132,27 @@ def split_by_patient(records: Sequence[PatchRecord], fractions: Sequence[float] 
     return _make_split("patient", records, indices)
 
 
+def split_with_test_patients(records: Sequence[PatchRecord], test_patients: Sequence[str],
+                             fractions: Sequence[float] = (0.7, 0.2, 0.1), seed: int = 42) -> Split:
+    """Keep exactly `test_patients` as the test split; split the other patients into train/val by patient.
+
+    Train and val keep the ratio of fractions[0]:fractions[1] (split_by_patient on the rest), so a model
+    trained on grown data is tested on the very patients an older model was, and the numbers compare.
+    """
+    _check_fractions(fractions)
+    test = set(test_patients)
+    in_test = np.asarray([record.patient in test for record in records])
+    if not in_test.any():
+        raise DatasetError(f"none of the {len(test)} fixed test patients is in the data")
+    rest_index = np.flatnonzero(~in_test)
+    rest = [records[i] for i in rest_index]
+    train_val = (fractions[0] / (fractions[0] + fractions[1]), fractions[1] / (fractions[0] + fractions[1]), 0.0)
+    inner = split_by_patient(rest, train_val, seed)
+    indices = {"train": rest_index[inner.indices["train"]], "val": rest_index[inner.indices["val"]],
+               "test": np.flatnonzero(in_test)}
+    return _make_split("patient (fixed test patients)", records, indices)
+
+
 def _read_case_list(path: Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

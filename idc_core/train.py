@@ -18,15 +18,15 @@ import numpy as np
 from tqdm import tqdm
 
 from idc_core import CLASS_NAMES, PATCH_SIZE
-from idc_core.config import IMBALANCE_MODES, SPLIT_MODES, ModelConfig, TrainConfig
+from idc_core.config import AUGMENT_MODES, IMBALANCE_MODES, SPLIT_MODES, ModelConfig, TrainConfig
 from idc_core.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.errors import IDCError
 from idc_core.metrics import choose_threshold, compute_metrics
 from idc_core.model_io import save_model_dir
-from idc_core.models import ARCHITECTURES, TRANSFER_ARCHS, build_model, freeze_base
+from idc_core.models import ARCHITECTURES, HEADS, TRANSFER_ARCHS, build_model, freeze_base
 from idc_core.pipeline import cached_patches, class_weights, make_dataset
 from idc_core.predict import predict_patches
-from idc_core.split import Split, split_by_patch, split_by_patient, split_published
+from idc_core.split import Split, split_by_patch, split_by_patient, split_published, split_with_test_patients
 
 FINE_TUNE_BLOCKS = 1
 RECALIBRATION_PATCHES = 2000
@@ -34,6 +34,11 @@ RECALIBRATION_PATCHES = 2000
 
 def make_split(config: TrainConfig, scan: ScanResult) -> Split:
     """The split that the config names (by patient unless told otherwise)."""
+    if config.split == "patient" and config.test_patients_from:
+        test = ModelConfig.load(config.test_patients_from).split_patients.get("test") or []
+        if not test:
+            raise IDCError(f"{config.test_patients_from}: names no test patients (split_patients.test)")
+        return split_with_test_patients(scan.records, test, config.fractions, config.seed)
     if config.split == "patient":
         return split_by_patient(scan.records, config.fractions, config.seed)
     if config.split == "published":
@@ -59,13 +64,15 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
     val_x, val_y = parts["val"]
 
     model = build_model(config.arch, weights=config.weights, seed=config.seed, width=config.width,
-                        block_dropout=config.block_dropout)
+                        block_dropout=config.block_dropout, head=config.head,
+                        convs_per_block=config.convs_per_block, dense_units=config.dense_units)
     train_ds, steps = make_dataset(
         train_x,
         train_y,
         batch_size=config.batch_size,
         training=True,
         augment=config.augment,
+        augment_mode=config.augment_mode,
         oversample=config.imbalance == "oversample",
         seed=config.seed,
     )
@@ -260,6 +267,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--split", default=d.split, choices=SPLIT_MODES,
                    help="patient (default), published (cases_*.txt lists), patch (inflated; for comparison only)")
     p.add_argument("--splits-dir", default=None, help="folder of cases_train/val/test.txt for --split published")
+    p.add_argument("--test-patients-from", default=None, metavar="CONFIG_JSON",
+                   help="--split patient: keep exactly the test patients of that model's config.json "
+                        "(so numbers compare with it); the other patients are split into train/val")
     p.add_argument("--fractions", type=float, nargs=3, default=d.fractions, metavar=("TRAIN", "VAL", "TEST"))
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -268,6 +278,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     p.add_argument("--imbalance", default=d.imbalance, choices=IMBALANCE_MODES)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--augment-mode", default=d.augment_mode, choices=AUGMENT_MODES,
+                   help="jitter: flips/rotations, zoom, HSV and brightness jitter (default); dihedral: "
+                        "flips/rotations only; hed: flips/rotations + HED stain augmentation")
     p.add_argument("--weights", default=None,
                    help="transfer models: imagenet (download), a local weights file, or none (default)")
     p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs)
@@ -276,6 +289,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--width", type=float, default=d.width, help="cnn/cancernet: filters per layer x this (default 1)")
     p.add_argument("--block-dropout", type=float, default=d.block_dropout,
                    help=f"cnn/cancernet: dropout after each conv block (default {d.block_dropout})")
+    p.add_argument("--head", default=d.head, choices=HEADS,
+                   help="cnn: flatten + dense (default) or global average pooling + dense")
+    p.add_argument("--convs-per-block", type=int, default=d.convs_per_block, choices=(1, 2, 3),
+                   help="cnn: convolutions per block (default 1)")
+    p.add_argument("--dense-units", type=int, default=d.dense_units, help="cnn: units of the dense head layer")
     a = p.parse_args(argv)
     weights = None if a.weights in (None, "none") else a.weights
     return TrainConfig(
@@ -284,7 +302,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch_size=a.batch_size, learning_rate=a.lr, patience=a.patience, imbalance=a.imbalance,
         augment=not a.no_augment, weights=weights, fine_tune_epochs=a.fine_tune_epochs,
         fine_tune_learning_rate=a.fine_tune_lr, cache_dir=a.cache_dir or None, width=a.width,
-        block_dropout=a.block_dropout,
+        block_dropout=a.block_dropout, head=a.head, convs_per_block=a.convs_per_block,
+        dense_units=a.dense_units, augment_mode=a.augment_mode, test_patients_from=a.test_patients_from,
     )
 
 

@@ -213,3 +213,23 @@ def test_last_conv_layer_is_the_deepest_feature_map(models, arch) -> None:
     for name in names:
         assert len(model.get_layer(name).output.shape) == 4
     assert "rgb_0_255" not in names and not any("dropout" in n for n in names)
+
+
+def test_gap_head_pools_globally_and_convs_per_block_stacks_convolutions() -> None:
+    model = build_model("cnn", head="gap", convs_per_block=2, dense_units=64)
+    assert isinstance(model.get_layer("head_pool"), keras.layers.GlobalAveragePooling2D)
+    assert model.get_layer("head_dense").units == 64
+    convs = [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert convs == [f"block{i}_conv{j}" for i in (1, 2, 3) for j in (1, 2)]
+    # the GAP head has far fewer weights than flatten + dense over the 6x6x128 map
+    assert model.get_layer("head_dense").count_params() == 128 * 64 + 64
+    assert last_conv_layer(model) == "block3_act2"
+
+
+def test_head_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="cnn only, not 'cancernet'"):
+        build_model("cancernet", head="gap")
+    with pytest.raises(ValueError, match="head must be one of"):
+        build_model("cnn", head="mean")
+    with pytest.raises(ValueError, match="convs_per_block must be 1, 2 or 3"):
+        build_model("cnn", convs_per_block=0)

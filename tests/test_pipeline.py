@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from idc_core.dataset import PatchSource, scan_dataset
-from idc_core.pipeline import augment_batch, cached_patches, class_weights, make_dataset
+from idc_core.pipeline import (
+    HED_FROM_RGB,
+    RGB_FROM_HED,
+    augment_batch,
+    cached_patches,
+    class_weights,
+    hed_augment_batch,
+    make_dataset,
+)
 
 
 def _toy(n0: int = 30, n1: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -79,3 +87,30 @@ def test_decode_cache_is_reused(small_data, tmp_path):
         second = cached_patches(source, scan.records, tmp_path)
     assert first.shape == (len(scan.records), 50, 50, 3) and first.dtype == np.uint8
     assert not second.any()
+
+
+def test_dihedral_mode_only_flips_and_rotates():
+    x, _ = _toy(4, 0)
+    out = augment_batch(x.astype(np.float32), "dihedral").numpy()
+    views = lambda p: [np.rot90(q, k) for q in (p, p[:, ::-1]) for k in range(4)]  # noqa: E731
+    for original, augmented in zip(x, out):
+        assert any(np.array_equal(augmented, v) for v in views(original.astype(np.float32)))
+
+
+def test_hed_round_trip_is_exact_and_augmentation_moves_stains_a_little():
+    x, _ = _toy(4, 0)
+    od = -np.log((x.astype(np.float64) + 1) / 256)
+    back = 256 * np.exp(-(od @ HED_FROM_RGB @ RGB_FROM_HED)) - 1
+    np.testing.assert_allclose(back, x, atol=1e-6)
+    pink = np.full((64, 50, 50, 3), (200, 100, 180), np.float32)
+    out = hed_augment_batch(pink).numpy()
+    assert out.shape == pink.shape and out.min() >= 0 and out.max() <= 255
+    shift = np.abs(out - pink).mean(axis=(1, 2, 3))
+    assert shift.max() < 25  # scale 0.95-1.05 and shift +-0.05 in optical density: small changes
+    assert np.std(out.mean(axis=(1, 2))) > 0.5  # but different per patch
+
+
+def test_unknown_augment_mode_is_refused():
+    x, y = _toy()
+    with pytest.raises(ValueError, match="augment_mode must be one of"):
+        make_dataset(x, y, batch_size=8, training=True, augment=True, augment_mode="strong")

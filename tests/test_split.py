@@ -15,6 +15,7 @@ from idc_core.split import (
     split_by_patch,
     split_by_patient,
     split_published,
+    split_with_test_patients,
 )
 
 
@@ -144,3 +145,15 @@ def test_assert_patient_disjoint_names_the_patients() -> None:
                   {"train": ["a", "b"], "val": ["c"], "test": ["b", "c"]})
     with pytest.raises(ValueError, match=r"1 patient\(s\) in both train and test: b"):
         assert_patient_disjoint(split)
+
+
+def test_fixed_test_patients_stay_exactly_and_the_rest_splits_by_patient() -> None:
+    records = _records(40)
+    fixed = ["p03", "p11", "p27"]
+    split = split_with_test_patients(records, fixed, (0.7, 0.2, 0.1), seed=3)
+    assert split.patients["test"] == fixed
+    assert_patient_disjoint(split)
+    assert len(split.patients["train"]) + len(split.patients["val"]) == 37
+    assert 0.15 < len(split.patients["val"]) / 37 < 0.3  # train:val keeps 0.7:0.2
+    with pytest.raises(DatasetError, match="none of the 1 fixed test patients"):
+        split_with_test_patients(records, ["nobody"])

@@ -94,6 +94,22 @@ def test_parse_args_maps_options_onto_the_config():
     assert (config.width, config.block_dropout) == (1.0, 0.25)
     wide = parse_args(["--data", "d", "--width", "1.5", "--block-dropout", "0.1"])
     assert (wide.arch, wide.width, wide.block_dropout) == ("cnn", 1.5, 0.1)
+    recipe = parse_args(["--data", "d", "--head", "gap", "--convs-per-block", "2", "--dense-units", "64",
+                         "--augment-mode", "hed", "--test-patients-from", "m/config.json"])
+    assert (recipe.head, recipe.convs_per_block, recipe.dense_units) == ("gap", 2, 64)
+    assert (recipe.augment_mode, recipe.test_patients_from) == ("hed", "m/config.json")
+
+
+def test_training_keeps_the_test_patients_of_another_model(trained, small_data, tmp_path):
+    first = load_model_dir(trained).config
+    config = TrainConfig(
+        arch="cnn", data=str(small_data), out=str(tmp_path / "again"), fractions=(0.5, 0.25, 0.25),
+        epochs=1, batch_size=16, cache_dir=None, seed=5, head="gap", augment_mode="hed",
+        test_patients_from=str(trained / "config.json"),
+    )
+    second = load_model_dir(train(config, command="test", verbose=0)).config
+    assert second.split_patients["test"] == first.split_patients["test"]
+    assert second.train["head"] == "gap" and second.train["augment_mode"] == "hed"
 
 
 
