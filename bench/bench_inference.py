@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 ARCHS = ("cnn", "cancernet", "resnet50", "mobilenetv2", "efficientnetb0")
 HEAVY = ("resnet50", "mobilenetv2", "efficientnetb0")  # timed on n/4 patches

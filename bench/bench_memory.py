@@ -19,9 +19,8 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 MB = 2**20
 

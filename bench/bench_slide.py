@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 STAGES = ("read", "tissue", "tiling", "predict", "heatmap", "truth")
 

@@ -13,6 +13,9 @@ from idc_core import CLASS_NAMES, PATCH_SIZE
 T = TypeVar("T")
 
 SPLIT_MODES = ("patient", "published", "patch")
+DATASET_MPP = 4.0
+"""Microns per pixel of the dataset's patches: 40x scans (about 0.25 um/px) downsampled 16:1 to 2.5x
+(Janowczyk & Madabhushi 2016). Model folders saved before `mpp` existed are read at this scale."""
 IMBALANCE_MODES = ("class_weight", "oversample", "none")
 AUGMENT_MODES = ("jitter", "dihedral", "hed")
 """jitter: dihedral + zoom + HSV/brightness/contrast jitter (the original recipe); dihedral: the 8
@@ -104,8 +107,11 @@ class ModelConfig:
     data_summary: dict[str, Any] = field(default_factory=dict)
     split_patients: dict[str, list[str]] = field(default_factory=dict)
     keras_version: str = ""
+    mpp: float = DATASET_MPP
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.mpp, (int, float)) and 0.05 <= self.mpp <= 100):
+            raise ValueError(f"mpp (microns per pixel) must be in [0.05, 100], got {self.mpp!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
 

@@ -27,3 +27,7 @@ class ModelError(IDCError):
 
 class WeightsError(ModelError):
     """Pre-trained weights that can neither be downloaded nor found locally."""
+
+
+class SlideError(IDCError):
+    """A slide file that cannot be opened, has no usable scale, or cannot be read at the model's scale."""

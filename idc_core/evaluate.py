@@ -17,9 +17,9 @@ from tqdm import tqdm
 
 from idc_core.dataset import PatchSource, load_patches, scan_dataset
 from idc_core.errors import DatasetError, IDCError
+from idc_core.lite import TFLiteModel, load_export
 from idc_core.metrics import compute_metrics
 from idc_core.model_io import LoadedModel, default_model_dir, load_model_dir
-from idc_core.lite import TFLiteModel, load_export
 from idc_core.predict import Scorer, predict_patches
 
 Progress = Callable[[int, int], None]
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
     try:
-        loaded = load_model_dir(a.model or default_model_dir("models"))
+        loaded = load_model_dir(a.model or default_model_dir())
         scorer = load_export(loaded.path)[0] if a.lite else None
         with tqdm(desc="evaluating", unit="step", file=sys.stderr) as bar:
             def progress(done: int, total: int) -> None:

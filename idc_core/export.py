@@ -35,7 +35,7 @@ from idc_core.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.predict import predict_patches
 from idc_core.tiling import extract_patches, tile_coordinates
-from idc_core.tissue import tile_tissue_fraction, tissue_mask
+from idc_core.tissue import MIN_TISSUE, tile_tissue_fraction, tissue_mask
 
 QUANTIZATIONS = ("none", "dynamic")
 MAX_DIFF = 0.02
@@ -97,7 +97,7 @@ def read_check_patches(paths: Sequence[str | Path]) -> np.ndarray:
             patches.append(fit_patch(image, PATCH_SIZE)[0][np.newaxis])
         else:
             coords = tile_coordinates(*image.shape[:2])
-            tissue = tile_tissue_fraction(tissue_mask(image)[0], coords) >= 0.5
+            tissue = tile_tissue_fraction(tissue_mask(image)[0], coords) >= MIN_TISSUE
             patches.append(extract_patches(image, coords[tissue]))
     if not patches:
         raise ModelError(f"no readable patches in {[str(p) for p in paths]} to check the export against")
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"smallest share of equal labels (default {MIN_AGREEMENT})")
     args = p.parse_args(argv)
     try:
-        folder = args.model if args.model else default_model_dir("models")
+        folder = args.model if args.model else default_model_dir()
         out, agreement = export_model_dir(folder, quantize=args.quantize, check=read_check_patches(args.check),
                                           max_diff=args.max_diff, min_agreement=args.min_agreement)
     except IDCError as exc:

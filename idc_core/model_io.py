@@ -6,6 +6,7 @@ Loading always uses safe_mode=True (no Lambda/arbitrary code) and compile=False.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,19 @@ def load_model_dir(path: str | Path) -> LoadedModel:
     )
 
 
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def models_root() -> Path:
+    """The one rule for where models live: $IDC_MODELS_DIR, else the repository's models/ folder.
+
+    A relative $IDC_MODELS_DIR is taken from the repository, so every command and the app find the
+    same models from any working directory.
+    """
+    root = Path(os.environ.get("IDC_MODELS_DIR", str(REPO_MODELS)))
+    return root if root.is_absolute() else REPO_MODELS.parent / root
+
+
 def list_model_dirs(root: str | Path = "models") -> list[Path]:
     """Sorted sub-folders of `root` that hold a config.json ([] when root does not exist)."""
     root = Path(root)
@@ -152,9 +166,9 @@ def list_model_dirs(root: str | Path = "models") -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
-def default_model_dir(root: str | Path = "models") -> Path:
-    """The folder named in `<root>/DEFAULT` (one line: a folder name inside root)."""
-    root = Path(root)
+def default_model_dir(root: str | Path | None = None) -> Path:
+    """The folder named in `<root>/DEFAULT` (one line: a folder name inside root; root: models_root())."""
+    root = models_root() if root is None else Path(root)
     marker = root / DEFAULT_FILE
     if not marker.is_file():
         raise ModelError(

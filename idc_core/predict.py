@@ -35,7 +35,7 @@ from idc_core.image_io import decode_image, fit_patch
 from idc_core.lite import TFLiteModel, load_export
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.tiling import iter_patch_batches, tile_coordinates
-from idc_core.tissue import tile_tissue_fraction, tissue_mask
+from idc_core.tissue import MIN_TISSUE, tile_tissue_fraction, tissue_mask
 
 Progress = Callable[[int, int], None]
 Scorer = keras.Model | TFLiteModel  # a Keras model, or its TFLite export (python -m idc_core.export)
@@ -166,7 +166,7 @@ def predict_slide(
     threshold: float = 0.5,
     stride: int = PATCH_SIZE,
     tissue_threshold: float | None = None,
-    min_tissue: float = 0.5,
+    min_tissue: float = MIN_TISSUE,
     batch_size: int = 256,
     progress: Progress | None = None,
 ) -> SlideResult:
@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1:
         _parser().error(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
-        loaded = load_model_dir(args.model if args.model else default_model_dir("models"))
+        loaded = load_model_dir(args.model if args.model else default_model_dir())
         scorer = load_export(loaded.path)[0] if args.lite else loaded.model
     except IDCError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -13,6 +13,9 @@ from idc_core.tiling import check_coords, check_int, check_rgb
 MIN_OTSU = 20.0
 """Lowest threshold Otsu may pick: a blank (white) image must give no tissue, not noise."""
 
+MIN_TISSUE = 0.5
+"""Default minimum tissue fraction of a tile for it to be predicted: one value for the app and every command."""
+
 BAND_BYTES = 4 * 2**20
 """Working memory of one band of rows: tissue_mask and tile_tissue_fraction never copy a whole image."""
 

@@ -18,15 +18,33 @@ import numpy as np
 from tqdm import tqdm
 
 from idc_core import CLASS_NAMES, PATCH_SIZE
-from idc_core.config import AUGMENT_MODES, IMBALANCE_MODES, SPLIT_MODES, ModelConfig, TrainConfig
+from idc_core.config import (
+    AUGMENT_MODES,
+    IMBALANCE_MODES,
+    SPLIT_MODES,
+    ModelConfig,
+    TrainConfig,
+)
 from idc_core.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.errors import IDCError
 from idc_core.metrics import choose_threshold, compute_metrics
 from idc_core.model_io import save_model_dir
-from idc_core.models import ARCHITECTURES, HEADS, TRANSFER_ARCHS, build_model, freeze_base
+from idc_core.models import (
+    ARCHITECTURES,
+    HEADS,
+    TRANSFER_ARCHS,
+    build_model,
+    freeze_base,
+)
 from idc_core.pipeline import cached_patches, class_weights, make_dataset
 from idc_core.predict import predict_patches
-from idc_core.split import Split, split_by_patch, split_by_patient, split_published, split_with_test_patients
+from idc_core.split import (
+    Split,
+    split_by_patch,
+    split_by_patient,
+    split_published,
+    split_with_test_patients,
+)
 
 FINE_TUNE_BLOCKS = 1
 RECALIBRATION_PATCHES = 2000

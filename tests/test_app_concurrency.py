@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from app_support import REPO, make_tiny_models_root
 from streamlit.testing.v1 import AppTest
 
-from app_support import REPO, make_tiny_models_root
 from idc_core.classify import classify_images
 from idc_core.model_io import load_model_dir
 from ui.models import _load

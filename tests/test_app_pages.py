@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_support import REPO, make_tiny_models_root, zip_folder
 from streamlit.testing.v1 import AppTest
 
-from app_support import REPO, make_tiny_models_root, zip_folder
 from idc_core.classify import classify_images
 from idc_core.image_io import encode_png
 from idc_core.model_io import load_model_dir

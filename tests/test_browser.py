@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from app_support import REPO, make_tiny_models_root
 
 CHROMIUM = "/usr/bin/chromium"

@@ -19,7 +19,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from hostile_files import (
     dataset_files,
     encode,
@@ -30,6 +29,7 @@ from hostile_files import (
     unreadable_files,
     zip_bytes,
 )
+
 from idc_core.config import ModelConfig
 from idc_core.evaluate import main as evaluate_main
 from idc_core.image_io import DEFAULT_MAX_PIXELS

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_files import dataset_files, encode, layout_name, tissue, zip_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile_files import dataset_files, encode, layout_name, tissue, zip_bytes
 from idc_core.archive import ZipLimits, open_zip, read_member, safe_members
 from idc_core.classify import expand_uploads
 from idc_core.config import ModelConfig

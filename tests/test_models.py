@@ -6,7 +6,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from keras.src.legacy.saving import legacy_h5_format  # writes the legacy .h5 layout of the ImageNet files
+from keras.src.legacy.saving import legacy_h5_format  # noqa: I001  (writes the legacy .h5 layout of ImageNet files)
 from keras.src.utils import file_utils
 
 from idc_core.errors import WeightsError

@@ -6,26 +6,25 @@ session (st.cache_resource) and is only ever read: no page compiles, trains or m
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from idc_core.errors import ModelError
-from idc_core.model_io import LoadedModel, default_model_dir, list_model_dirs, load_model_dir, read_model_card
-from ui import REPO
+from idc_core.model_io import (
+    LoadedModel,
+    default_model_dir,
+    list_model_dirs,
+    load_model_dir,
+    models_root,
+    read_model_card,
+)
 from ui.widgets import percent
 
 OTHER = "Another folder…"
 PICKER_KEY = "model_choice"
 OTHER_PATH_KEY = "model_other_path"
-
-
-def models_root() -> Path:
-    """$IDC_MODELS_DIR, or models/ in the repository; relative paths are taken from the repository."""
-    root = Path(os.environ.get("IDC_MODELS_DIR", "models"))
-    return root if root.is_absolute() else REPO / root
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)

@@ -1,0 +1,133 @@
+"""Whole-slide analysis at the model's scale, for one slide or a folder of thousands.
+
+    python -m idc_core.slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M] [--stride PX]
+                             [--batch-size N] [--force] [--ray local|auto|ray://HOST:PORT]
+
+Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
+per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
+heatmap.png and summary.json; DIR/slides.csv has one row per slide (ok, failed with a one-line
+reason, or skipped: already done for the same model and file). A bad slide never stops the others.
+Exit status: 0 if no slide failed, 1 if any did, 2 if the model or the output folder is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from idc_core import PATCH_SIZE
+
+
+def _positive_float(text: str) -> float:
+    from idc_core.mpp import check_mpp
+
+    try:
+        return check_mpp(text, "--mpp")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m idc_core.slide", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="SLIDE_OR_FOLDER", help="slide files, or folders searched recursively")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per slide)")
+    parser.add_argument("--model", type=Path, help="model folder (default: models/DEFAULT, or $IDC_MODELS_DIR)")
+    parser.add_argument("--mpp", type=_positive_float,
+                        help="microns per pixel of level 0: overrides what the slide says (needed when it says nothing)")
+    parser.add_argument("--stride", type=int, default=PATCH_SIZE,
+                        help=f"tile stride in pixels at the model's scale (1-{PATCH_SIZE}; default {PATCH_SIZE})")
+    parser.add_argument("--batch-size", type=int, default=256, help="tiles per model call (default 256)")
+    parser.add_argument("--force", action="store_true", help="redo slides that are already done")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
+                             "'ray://HOST:PORT' a remote one")
+    return parser
+
+
+def _tile_bar(bar_factory: Callable[..., Any]) -> Callable[[str], Callable[[int, int], None]]:
+    def make(name: str) -> Callable[[int, int], None]:
+        bar = bar_factory(desc=f"  {name}", unit="tile", leave=False, file=sys.stderr)
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+            if done >= total:
+                bar.close()
+
+        return update
+
+    return make
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (see the module docstring for the exit status)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not 1 <= args.stride <= PATCH_SIZE:
+        parser.error(f"--stride must be in 1..{PATCH_SIZE}, got {args.stride}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+
+    from tqdm import tqdm
+
+    from idc_core.cohort import plan, score_in_process, write_slides_csv
+    from idc_core.errors import IDCError
+    from idc_core.model_io import default_model_dir, load_model_dir
+    from idc_core.slide_reader import slide_files
+    from idc_core.wsi import SlideOptions, model_identity
+
+    try:
+        loaded = load_model_dir(args.model or default_model_dir())
+    except IDCError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create {args.out} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    slides = slide_files(args.paths)
+    model_id = model_identity(loaded)
+    options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size)
+    todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force)
+    bar = tqdm(total=len(slides), unit="slide", desc="slides", file=sys.stderr)
+    bar.update(len(rows))
+
+    def on_row(row: dict[str, Any]) -> None:
+        rows.append(row)
+        write_slides_csv(args.out, rows)  # after every slide: a killed run keeps what it did
+        if row["status"] == "failed":
+            bar.write(f"failed: {row['reason']}", file=sys.stderr)
+        elif row.get("warnings"):
+            bar.write(f"warning: {Path(row['slide']).name}: {row['warnings']}", file=sys.stderr)
+        bar.update(1)
+
+    for row in rows:
+        if row["status"] == "failed":
+            bar.write(f"failed: {row['reason']}", file=sys.stderr)
+    try:
+        if args.ray:
+            from idc_core.ray_runner import score_on_ray
+
+            score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row)
+        else:
+            score_in_process(todo, args.out, loaded, model_id, options, on_row, _tile_bar(tqdm))
+    except IDCError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    write_slides_csv(args.out, rows)
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
+    print(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; model {loaded.path} at "
+          f"{loaded.config.mpp:g} um/px; outputs in {args.out}/ (slides.csv)", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

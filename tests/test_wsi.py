@@ -1,0 +1,177 @@
+"""Whole-slide files at the model's scale: mpp rules, pyramid reading, agreement with the native scale, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from slide_files import sample_crop, upsample, write_pyramid
+
+from idc_core.errors import SlideError
+from idc_core.model_io import default_model_dir, load_model_dir
+from idc_core.mpp import Scale, assumed_scale, scale_from_properties
+from idc_core.slide import main as slide_main
+from idc_core.slide_reader import ArrayReader, open_slide
+from idc_core.wsi import analyse_slide
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model_dir(default_model_dir())
+
+
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory) -> dict[str, Path]:
+    """The sample crop as pyramids: 4x (1.0 um/px, TIFF tags), Aperio 8x (0.5 um/px), and one with no scale."""
+    folder = tmp_path_factory.mktemp("slides")
+    crop = sample_crop()
+    return {
+        "generic": write_pyramid(folder / "generic.tif", upsample(crop, 4), mpp=1.0),
+        "aperio": write_pyramid(folder / "aperio.svs", upsample(crop, 8), aperio="AppMag = 20|MPP = 0.5"),
+        "power": write_pyramid(folder / "power.svs", upsample(crop, 2), aperio="AppMag = 5"),
+        "noscale": write_pyramid(folder / "noscale.tif", upsample(crop, 2)),
+        "lossless4": write_pyramid(folder / "lossless4.tif", upsample(crop, 4), mpp=1.0, lossless=True),
+        "lossless8": write_pyramid(folder / "lossless8.svs", upsample(crop, 8), aperio="AppMag = 20|MPP = 0.5",
+                                   lossless=True),
+    }
+
+
+def test_mpp_rules_in_order():
+    assert scale_from_properties({"openslide.mpp-x": "0.25", "openslide.mpp-y": "0.25"}, 2.0).mpp == 2.0
+    assert scale_from_properties({"openslide.mpp-x": "0.25", "openslide.mpp-y": "0.27"}).mpp == pytest.approx(0.26)
+    inch = scale_from_properties({"tiff.ResolutionUnit": "inch", "tiff.XResolution": "50800"})
+    assert inch.mpp == pytest.approx(0.5) and "TIFF resolution" in inch.source
+    cm = scale_from_properties({"tiff.ResolutionUnit": "centimeter", "tiff.XResolution": "40000"})
+    assert cm.mpp == pytest.approx(0.25)
+    power = scale_from_properties({"openslide.objective-power": "40"})
+    assert power.mpp == pytest.approx(0.25) and "objective power" in power.source and power.warning
+    assert scale_from_properties({"tiff.ResolutionUnit": "none", "tiff.XResolution": "1"}) is None
+    assumed = assumed_scale(4.0)
+    assert assumed.mpp == 4.0 and assumed.assumed and "assumed" in assumed.warning
+    with pytest.raises(ValueError, match="mpp"):
+        scale_from_properties({}, 0.0)
+
+
+def test_openslide_reads_the_mpp_written_and_the_reader_picks_the_right_level(slides):
+    with open_slide(slides["generic"], model_mpp=4.0) as reader:
+        assert reader.format == "generic-tiff (OpenSlide)"
+        assert reader.scale.mpp == pytest.approx(1.0) and reader.dimensions == (3200, 2400)
+        assert reader.best_level(4.0) == 2  # downsample 4 is exactly the model's scale
+        assert reader.best_level(3.0) == 1  # never coarser than asked
+    with open_slide(slides["aperio"], model_mpp=4.0) as reader:
+        assert reader.format == "aperio (OpenSlide)" and reader.scale.mpp == pytest.approx(0.5)
+        assert "openslide.mpp" in reader.scale.source
+    with open_slide(slides["power"], model_mpp=4.0) as reader:
+        assert reader.scale.mpp == pytest.approx(2.0) and reader.scale.warning
+
+
+def test_pyramid_read_at_the_model_scale_matches_the_native_image(slides):
+    crop = sample_crop()
+    for name in ("generic", "aperio"):
+        with open_slide(slides[name], model_mpp=4.0) as reader:
+            image = reader.read_at_mpp(4.0)
+        assert image.shape == crop.shape
+        error = np.abs(image.astype(int) - crop.astype(int)).mean()
+        shifted = np.abs(image[:, 2:].astype(int) - crop[:, :-2].astype(int)).mean()
+        assert error < 10 and error < shifted / 2  # JPEG levels and resampling only, and no offset
+
+
+def test_predictions_on_upsampled_pyramids_agree_with_the_native_scale(slides, model):
+    """Lossless pyramids: with JPEG q90 levels the agreement drops to about 92% (README: JPEG sensitivity)."""
+    crop = sample_crop()
+    native = analyse_slide(ArrayReader("crop", "array", crop, Scale(4.0, "test")), model.model,
+                           model_mpp=4.0, threshold=model.config.threshold)
+    assert native.result.n_tissue > 150
+    for name in ("lossless4", "lossless8"):
+        with open_slide(slides[name], model_mpp=4.0) as reader:
+            scaled = analyse_slide(reader, model.model, model_mpp=4.0, threshold=model.config.threshold)
+        both = native.result.tissue & scaled.result.tissue
+        assert both.sum() >= 0.95 * native.result.n_tissue
+        labels = native.result.probs[both] >= native.result.threshold
+        assert np.mean(labels == (scaled.result.probs[both] >= scaled.result.threshold)) >= 0.95
+
+
+def test_a_pyramid_without_scale_is_refused_unless_mpp_is_given(slides, tmp_path, capsys):
+    with pytest.raises(SlideError, match="--mpp"):
+        open_slide(slides["noscale"], model_mpp=4.0)
+    assert slide_main([str(slides["noscale"]), "--out", str(tmp_path)]) == 1
+    assert "--mpp" in capsys.readouterr().err
+    assert slide_main([str(slides["noscale"]), "--out", str(tmp_path), "--mpp", "2"]) == 0
+    summary = json.loads((tmp_path / "noscale" / "summary.json").read_text())
+    assert summary["slide_mpp"] == 2.0 and summary["mpp_source"] == "given by the user (--mpp)"
+
+
+def test_corrupt_and_truncated_slides_fail_in_one_line_and_the_others_go_on(slides, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "corrupt.svs").write_bytes(b"II*\x00" + b"\x00" * 100)
+    (folder / "truncated.svs").write_bytes(slides["aperio"].read_bytes()[:200_000])
+    (folder / "good.tif").write_bytes(slides["generic"].read_bytes())
+    assert slide_main([str(folder), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    rows = {Path(r["slide"]).name: r for r in csv.DictReader((tmp_path / "out" / "slides.csv").open())}
+    assert rows["good.tif"]["status"] == "ok"
+    for name in ("corrupt.svs", "truncated.svs"):
+        assert rows[name]["status"] == "failed" and name in rows[name]["reason"] and "\n" not in rows[name]["reason"]
+
+
+def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp_path):
+    shapely = pytest.importorskip("shapely")
+    from shapely.geometry import box, shape
+
+    assert slide_main([str(slides["aperio"]), "--out", str(tmp_path)]) == 0
+    out = tmp_path / "aperio"
+    assert sorted(p.name for p in out.iterdir()) == ["heatmap.png", "slide.geojson", "summary.json", "tiles.csv"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["format"] == "aperio (OpenSlide)" and summary["level0_size"] == [6400, 4800]
+    assert summary["model_mpp"] == 4.0 and summary["level0_per_model_pixel"] == 8.0 and summary["level_read"] == 3
+    tiles = list(csv.DictReader((out / "tiles.csv").open()))
+    assert {t["size"] for t in tiles} == {"400"}  # a 50-px tile at 4 um/px is 400 px at 0.5 um/px
+    idc = [t for t in tiles if t["label"] == "1"]
+    assert len(idc) == summary["idc_tiles"] > 0
+    geo = json.loads((out / "slide.geojson").read_text())
+    geoms = [shape(f["geometry"]) for f in geo["features"]]
+    assert all(g.is_valid for g in geoms)
+    assert all(f["properties"]["classification"]["name"] == "IDC" for f in geo["features"])
+    union = shapely.unary_union(geoms)
+    for t in idc:
+        x, y, s = int(t["x"]), int(t["y"]), int(t["size"])
+        assert union.buffer(1).contains(box(x, y, x + s, y + s))
+    assert union.area == pytest.approx(len(idc) * 400 * 400, rel=0.01)
+    heatmap = Image.open(out / "heatmap.png")
+    assert heatmap.size[0] > 800 and heatmap.size[1] == 600  # the slide at model scale plus a colour bar
+
+
+@pytest.mark.parametrize(("size", "colour", "tissue"), [((1, 1), (200, 80, 160), 0), ((300, 200), (255, 255, 255), 0),
+                                                        ((50, 50), (200, 80, 160), 1)])
+def test_tiny_blank_and_one_tile_slides_behave(tmp_path, size, colour, tissue):
+    """A 1x1 image is one tile of 1/2500 tissue (below the minimum): no tissue, like a blank slide."""
+    Image.new("RGB", size, colour).save(tmp_path / "s.png")
+    assert slide_main([str(tmp_path / "s.png"), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "s" / "summary.json").read_text())
+    assert summary["tissue_tiles"] == tissue and summary["mpp_source"].startswith("assumed")
+    assert json.loads((tmp_path / "out" / "s" / "slide.geojson").read_text())["type"] == "FeatureCollection"
+
+
+def test_a_rerun_skips_finished_slides_and_force_redoes_them(slides, tmp_path):
+    args = [str(slides["generic"]), "--out", str(tmp_path)]
+    assert slide_main(args) == 0
+    first = (tmp_path / "generic" / "summary.json").stat().st_mtime_ns
+    assert slide_main(args) == 0
+    rows = list(csv.DictReader((tmp_path / "slides.csv").open()))
+    assert [r["status"] for r in rows] == ["skipped"]
+    assert (tmp_path / "generic" / "summary.json").stat().st_mtime_ns == first
+    assert slide_main(args + ["--force"]) == 0
+    assert [r["status"] for r in csv.DictReader((tmp_path / "slides.csv").open())] == ["ok"]
+
+
+def test_model_folders_without_mpp_are_read_at_the_dataset_scale(tmp_path):
+    from idc_core.config import ModelConfig
+
+    (tmp_path / "config.json").write_text(json.dumps({"name": "old", "arch": "cnn"}))
+    assert ModelConfig.load(tmp_path / "config.json").mpp == 4.0
