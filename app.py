@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui.models import sidebar_picker
 
-st.set_page_config(page_title="IDC detector (research demo)", page_icon=":material/biotech:", layout="wide")
+st.set_page_config(page_title="IDC detector (research demo)", page_icon="🔬", layout="wide")
 
 page = st.navigation(
     [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,34 +14,44 @@ from idc_core.gradcam import compute_heatmaps
 from idc_core.image_io import encode_png
 from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, tile_map
 from idc_core.predict import SlideResult, predict_slide
-from idc_core.slides import SlideInput, compare_to_truth, load_slide_input
+from idc_core.slide_outputs import geojson_regions
+from idc_core.slide_reader import PYRAMID_SUFFIXES
+from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
 from idc_core.tiling import extract_patches
-from idc_core.tissue import tissue_mask
+from idc_core.tissue import MIN_TISSUE, tissue_mask
+from idc_core.wsi import read_scaled_slide
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES
 from ui.figures import display_jpeg, slide_figure
 from ui.memo import clear_memos, session_memo
 from ui.models import require_model
+from ui.slide_sources import SLIDES_DIR_ENV, server_slide_path, server_slides, slides_dir, upload_path
 from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, user_errors
 
 S = "slide_"
-SAMPLE, PATIENT, UPLOAD, HANDOFF = "Sample slide", "Sample patient (zip, with ground truth)", "Upload", "From Classify patches"
+SAMPLE, PATIENT, UPLOAD, SERVER, HANDOFF = ("Sample slide", "Sample patient (zip, with ground truth)", "Upload",
+                                            "Slides folder (server)", "From Classify patches")
 MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask")  # views of the current result,
 # cleared whenever the result changes, so their keys are the view settings alone
+SAMPLE_SCALE = "the bundled sample: a dataset patient at the dataset's own scale"
+PYRAMID_TYPES = [s.lstrip(".") for s in PYRAMID_SUFFIXES if s not in (".mrxs", ".vms")]  # multi-file formats
 
 
-def chosen_input(source: str) -> tuple[str, bytes, bytes | None] | None:
-    """(name, bytes, truth CSV bytes) of the chosen input, or None when nothing is uploaded yet."""
+def chosen_input(source: str) -> tuple[str, Path, bytes | None, str | None] | None:
+    """(name, file path, truth CSV bytes, mpp source for a known scale) of the chosen input, or None."""
     if source == SAMPLE:
         truth = SAMPLE_SLIDE_TILES.read_bytes() if SAMPLE_SLIDE_TILES.is_file() else None
-        return (SAMPLE_SLIDE.name, SAMPLE_SLIDE.read_bytes(), truth) if SAMPLE_SLIDE.is_file() else None
+        return (SAMPLE_SLIDE.name, SAMPLE_SLIDE, truth, SAMPLE_SCALE) if SAMPLE_SLIDE.is_file() else None
     if source == PATIENT:
         zips = sorted(ASSETS.glob(SAMPLE_PATIENT_GLOB))
-        return (zips[0].name, zips[0].read_bytes(), None) if zips else None
+        return (zips[0].name, zips[0], None, None) if zips else None
     if source == HANDOFF:
         name, data = st.session_state["slide_handoff"]
-        return name, data, None
+        return name, upload_path(name, data), None, None
+    if source == SERVER:
+        root, choice = slides_dir(), st.session_state.get(S + "server")
+        return (choice, server_slide_path(root, choice), None, None) if root and choice else None
     upload = st.session_state.get(S + "upload")
-    return (upload.name, upload.getvalue(), None) if upload is not None else None
+    return (upload.name, upload_path(upload.name, upload.getvalue()), None, None) if upload is not None else None
 
 
 def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str) -> np.ndarray:
@@ -65,24 +78,45 @@ def mask_view(image: np.ndarray, tissue_threshold: float | None) -> tuple[bytes,
     return display_jpeg(image), display_jpeg(white), used
 
 
+def tile_of_point(point: dict[str, Any]) -> tuple[int, int] | None:
+    """(x, y) top-left of the tile a plotly selection point carries in its customdata, or None.
+
+    The browser sends customdata as an object keyed "0", "1", "2"; AppTest sends a list.
+    """
+    data = point.get("customdata")
+    if isinstance(data, dict):
+        data = [data[k] for k in sorted(data, key=int)]
+    if not isinstance(data, (list, tuple)) or len(data) < 2:
+        return None
+    return int(data[0]), int(data[1])
+
+
 def select_tile() -> None:
     points = [p for p in st.session_state[S + "chart"].selection.points if p.get("curve_number") == 1]
-    if points:
-        x, y, _ = points[0]["customdata"]
-        st.session_state[S + "x"], st.session_state[S + "y"] = int(x) + 25, int(y) + 25
+    tile = tile_of_point(points[0]) if points else None
+    if tile is not None:
+        size = st.session_state[S + "result"].size
+        st.session_state[S + "x"], st.session_state[S + "y"] = tile[0] + size // 2, tile[1] + size // 2
 
 
 st.title("Analyse a slide")
 st.caption(DISCLAIMER)
 model = require_model()
 
-sources = [SAMPLE, PATIENT, UPLOAD] + ([HANDOFF] if "slide_handoff" in st.session_state else [])
+server_root = slides_dir()
+sources = ([SAMPLE, PATIENT, UPLOAD] + ([SERVER] if server_root else [])
+           + ([HANDOFF] if "slide_handoff" in st.session_state else []))
 if st.session_state.pop("slide_handoff_new", False):
     st.session_state[S + "source"] = HANDOFF
 source = st.radio("Slide", sources, horizontal=True, key=S + "source")
 if source == UPLOAD:
-    st.file_uploader("An image of a slide region at the dataset's scale (PNG, JPEG, TIFF), or a .zip of one "
-                     "patient's folder in the dataset layout", type=IMAGE_TYPES + ["zip"], key=S + "upload")
+    st.file_uploader("A whole-slide file (Aperio .svs, Hamamatsu .ndpi, Leica .scn, tiled TIFF, DICOM, ...), an "
+                     "image of a slide region (PNG, JPEG, TIFF), or a .zip of one patient's folder in the dataset "
+                     "layout", type=IMAGE_TYPES + PYRAMID_TYPES + ["zip"], key=S + "upload")
+elif source == SERVER:
+    found = server_slides(server_root)
+    st.selectbox(f"Slides in {SLIDES_DIR_ENV}", found, key=S + "server", placeholder="No slide files found",
+                 help=f"Files under {server_root} (set by the {SLIDES_DIR_ENV} environment variable).")
 
 with st.expander("Tiling and tissue detection", expanded=False):
     c1, c2, c3 = st.columns(3)
@@ -90,25 +124,51 @@ with st.expander("Tiling and tissue detection", expanded=False):
                               help="50 = the dataset's grid; smaller strides overlap tiles (more work, smoother map).")
     auto = c2.toggle("Automatic tissue threshold (Otsu)", value=True, key=S + "auto")
     manual = c2.slider("Saturation threshold", 0, 255, 30, key=S + "tissue_thr", disabled=auto)
-    min_tissue = c3.slider("Min. tissue per tile", 0.05, 1.0, 0.3, 0.05, key=S + "min_tissue",
+    min_tissue = c3.slider("Min. tissue per tile", 0.05, 1.0, MIN_TISSUE, 0.05, key=S + "min_tissue",
                            help="Tiles with less tissue than this are background and are not classified.")
     show_mask = c3.checkbox("Show the tissue mask", key=S + "show_mask")
+    used_key = S + "tissue_used"
+    if auto and used_key in st.session_state:
+        c2.caption(f"Threshold used on this slide: **{st.session_state[used_key]:.0f}** (Otsu)")
 tissue_threshold = None if auto else float(manual)
 
-chosen = chosen_input(source)
+mpp_override = None
+with st.expander("Scale (microns per pixel)", expanded=source in (UPLOAD, SERVER)):
+    st.caption(f"The model sees tissue at **{model.config.mpp:g} µm/px** (the scale it was trained at); every "
+               "slide is resampled to it. Whole-slide files say their own scale; a plain image does not.")
+    if st.checkbox("Set the slide's microns per pixel myself", value=False, key=S + "mpp_set",
+                   help="Needed for a pyramid file that carries no scale; for a plain image the model's own "
+                        "scale is assumed unless you set it here."):
+        mpp_override = st.number_input("Microns per pixel of the slide (level 0)", 0.05, 100.0,
+                                       float(model.config.mpp), 0.05, format="%.3f", key=S + "mpp")
+
+try:
+    chosen = chosen_input(source)
+except (OSError, ValueError) as exc:
+    st.error(f"That slide cannot be opened: {exc}")
+    st.stop()
 if chosen is None:
     st.info("Upload an image or a patient zip." if source == UPLOAD else "The bundled sample is missing from assets/.")
     st.stop()
-name, data, truth_csv = chosen
-settings = (name, len(data), hash(data[:4096]), stride, tissue_threshold, min_tissue, str(model.path))
+name, path, truth_csv, known_scale = chosen
+mpp = mpp_override if mpp_override is not None else (model.config.mpp if known_scale else None)
+mpp_source = known_scale if mpp_override is None else None
+file_key = (name, str(path), path.stat().st_size, mpp, str(model.path))
+settings = (*file_key, stride, tissue_threshold, min_tissue)
 if st.session_state.get(S + "settings") != settings:
     st.session_state.pop(S + "result", None)
     clear_memos(*MEMOS)
     with user_errors(f"Reading {name}"):
-        if st.session_state.get(S + "input_key") != settings[:3]:
-            with progress_bar(f"Reading {name}") as progress:
-                st.session_state[S + "input"] = load_slide_input(name, data, truth_csv=truth_csv, progress=progress)
-            st.session_state[S + "input_key"] = settings[:3]
+        if st.session_state.get(S + "input_key") != file_key:
+            st.session_state.pop(S + "input", None)
+            with progress_bar(f"Reading {name} at {model.config.mpp:g} µm/px") as progress:
+                scaled = read_scaled_slide(path, model_mpp=model.config.mpp, mpp=mpp, name=name,
+                                           mpp_source=mpp_source, progress=progress)
+            zipped = scaled.source
+            truth = read_truth_csv(truth_csv, name=f"{name} truth") if truth_csv is not None else None
+            st.session_state[S + "input"] = zipped if zipped is not None else SlideInput(name, scaled.image, truth)
+            st.session_state[S + "scale"] = (scaled.info, scaled.warnings)
+            st.session_state[S + "input_key"] = file_key
         slide: SlideInput = st.session_state[S + "input"]
         with progress_bar("Classifying tissue tiles") as progress:
             st.session_state[S + "result"] = predict_slide(
@@ -117,6 +177,7 @@ if st.session_state.get(S + "settings") != settings:
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
+        st.session_state[S + "tissue_used"] = result.tissue_threshold
         if result.n_tissue:  # start the tile inspector on the most suspicious tile
             top = int(np.nanargmax(result.probs))
             st.session_state[S + "y"], st.session_state[S + "x"] = (int(v) + result.size // 2 for v in result.coords[top])
@@ -125,6 +186,13 @@ if result is None:
     st.stop()
 slide = st.session_state[S + "input"]
 image = slide.image
+info, scale_warnings = st.session_state[S + "scale"]
+st.caption(
+    f"**{info['format']}**, level 0 {info['level0_size'][0]:,} x {info['level0_size'][1]:,} px at "
+    f"{info['slide_mpp']:.4g} µm/px ({info['mpp_source']}); read from level {info['level_read']} and resampled "
+    f"to the model's {info['model_mpp']:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px.")
+for warning in scale_warnings:
+    st.warning(f"Scale: {warning}.")
 if slide.skipped:
     with st.expander(f"{len(slide.skipped)} file(s) of the zip were left out"):
         for line in slide.skipped[:200]:
@@ -160,7 +228,7 @@ m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 cut = threshold if only_idc else None
 coords = result.coords[result.tissue]
 figure = session_memo(S + "memo_figure", (cut, alpha, cmap), lambda: slide_figure(
-    heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size))  # kept: a downscaled PNG
+    heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size, cmap=cmap))  # kept: a downscaled PNG
 st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
                 selection_mode="points", config={"scrollZoom": True})
 st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it.")
@@ -212,7 +280,8 @@ else:
     p3.metric("P(IDC)", f"{tissue_probs[tile]:.3f}", help="A model score, not a diagnosis")
     p3.markdown(f"Predicted **{'IDC' if tissue_probs[tile] >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
 
-d1, d2 = st.columns(2)
+factor = info["level0_per_model_pixel"]
+d1, d2, d3 = st.columns(3)
 d1.download_button("Download heatmap overlay (PNG)",  # full size, made only when clicked
                    lambda: encode_png(heatmap_overlay(result, image, cut, alpha, cmap)),
                    file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png", mime="image/png", icon=":material/download:")
@@ -220,5 +289,11 @@ with d2:
     rows = result.to_rows()
     for row in rows:  # labels at the threshold chosen above, not the model's default
         row["label"] = None if row["prob_idc"] is None else int(row["prob_idc"] >= threshold)
+        row["x_level0"], row["y_level0"] = round(row["x"] * factor), round(row["y"] * factor)
+        row["size_level0"] = round(result.size * factor)
     csv_download(rows, f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)",
                  key=S + "csv")
+d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above
+                   lambda: json.dumps(geojson_regions(replace(result, threshold=threshold), factor, info["model_mpp"])),
+                   file_name=f"{name.rsplit('.', 1)[0]}.geojson", mime="application/geo+json",
+                   icon=":material/download:", help="QuPath: File > Import objects")

@@ -74,14 +74,16 @@ def _too_large(name: str, exc: Exception, max_pixels: int) -> ImageTooLargeError
     return ImageTooLargeError(f"{name}: image too large to decode ({exc}); the limit is {max_pixels:,} pixels")
 
 
-def read_image(path: str | PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read and decode an image file (see decode_image); an unreadable path -> ImageError."""
+def read_image(path: str | PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+               ) -> np.ndarray:
+    """Read and decode an image file (see decode_image; messages name it `name`, default the path)."""
+    name = str(path) if name is None else name
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-    return decode_image(data, name=str(path), max_pixels=max_pixels)
+        raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+    return decode_image(data, name=name, max_pixels=max_pixels)
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

@@ -236,7 +236,7 @@ def _open(path: Path, name: str, model_mpp: float, mpp: float | None, max_pixels
         return OpenSlideReader(path, name, mpp)
     if path.suffix.lower() in PYRAMID_SUFFIXES and path.suffix.lower() not in (".tif", ".tiff"):
         raise SlideError(f"{name}: not a slide file OpenSlide can open (truncated, corrupt or another format)")
-    image = read_image(path, max_pixels=max_pixels)
+    image = read_image(path, max_pixels=max_pixels, name=name)
     scale = scale_from_properties(_tiff_properties(path), mpp) or assumed_scale(model_mpp, mpp)
     kind = Image.registered_extensions().get(path.suffix.lower(), "image")
     return ArrayReader(name, f"{kind} image", image, scale)

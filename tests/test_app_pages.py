@@ -144,7 +144,56 @@ def test_slide_upload_shows_the_heatmap_counts_and_a_tile_with_gradcam(small_dat
     assert any(e.type == "plotly_chart" for e in at.main.children.values())
     assert "Grad-CAM overlay" in captions(at)
     assert at.session_state["slide_result"].n_tissue == int(metrics["Tissue tiles"])
-    assert len(at.get("download_button")) == 2
+    assert len(at.get("download_button")) == 3  # heatmap, tile table, QuPath GeoJSON
+    assert any("assumed" in w.value and "--mpp" in w.value for w in at.warning)  # a PNG says no scale
+    assert any("resampled to the model's 4 µm/px" in c.value for c in at.caption)
+
+
+def test_slide_upload_of_a_pyramid_is_read_at_the_model_scale(tmp_path):
+    from slide_files import sample_crop, upsample, write_pyramid
+
+    svs = write_pyramid(tmp_path / "crop.svs", upsample(sample_crop(), 4), aperio="AppMag = 10|MPP = 1.0")
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("crop.svs", svs.read_bytes(), "application/octet-stream")).run()
+    no_traceback(at)
+    assert not at.error
+    text = " ".join(c.value for c in at.caption)
+    assert "aperio (OpenSlide)" in text and "level 0 3,200 x 2,400 px at 1 µm/px" in text
+    assert "read from level 2" in text and "800 x 600 px" in text
+    assert at.session_state["slide_result"].n_tissue > 100
+
+
+def test_slide_server_folder_lists_only_slides_inside_it(tmp_path, monkeypatch):
+    from ui.slide_sources import server_slide_path, server_slides
+
+    root, outside = tmp_path / "slides", tmp_path / "outside"
+    root.mkdir(), outside.mkdir()
+    (root / "a.svs").write_bytes(b"x")
+    (root / "notes.txt").write_text("x")
+    (outside / "secret.svs").write_bytes(b"x")
+    (root / "link.svs").symlink_to(outside / "secret.svs")
+    (root / "sub").mkdir()
+    (root / "sub" / "b.png").write_bytes(b"x")
+    assert server_slides(root.resolve()) == ["a.svs", "sub/b.png"]
+    with pytest.raises(ValueError):
+        server_slide_path(root.resolve(), "../outside/secret.svs")
+    monkeypatch.setenv("IDC_SLIDES_DIR", str(root))
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Slides folder (server)").run()
+    assert at.selectbox(key="slide_server").options == ["a.svs", "sub/b.png"]
+
+
+@pytest.mark.parametrize("customdata", [[150, 200, 0.9], {"0": 150, "1": 200, "2": 0.9}])
+def test_a_heatmap_point_gives_its_tile_as_the_browser_or_apptest_sends_it(customdata):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("slide_page_functions", REPO / "app_pages" / "slide.py")
+    source = (REPO / "app_pages" / "slide.py").read_text()
+    namespace: dict = {}
+    exec(compile(source.split("\n\nst.title(")[0], str(spec.origin), "exec"), namespace)  # the page's functions only
+    assert namespace["tile_of_point"]({"customdata": customdata}) == (150, 200)
+    assert namespace["tile_of_point"]({}) is None
 
 
 def test_slide_patient_zip_compares_with_the_truth(small_data):

@@ -67,11 +67,15 @@ def app_url(tmp_path_factory):
             server.kill()
 
 
+REQUESTS: list[str] = []  # every URL the browser asked for during these tests
+
+
 @pytest.fixture(scope="module")
 def page(app_url):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 2400})
+        tab.on("request", lambda request: REQUESTS.append(request.url))
         tab.set_default_timeout(WAIT_MS)
         yield tab
         browser.close()
@@ -176,3 +180,44 @@ def test_explain_and_evaluation_pages(page, app_url, shots, small_data):
     _settle(page)
     _shoot(page, shots / "evaluation.png")
     assert np.all([(shots / f"{n}.png").stat().st_size > 10_000 for n in ("explain", "evaluation")])
+
+
+def _number_input(tab, label: str) -> int:
+    return int(tab.get_by_label(label).first.input_value())
+
+
+def test_clicking_a_tile_on_the_heatmap_selects_it(page, app_url):
+    """In the browser plotly sends a point's customdata as an object keyed "0", "1", ...: the click must still land."""
+    page.goto(f"{app_url}/slide")
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    _settle(page)
+    chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
+    start = (_number_input(page, "x (px)"), _number_input(page, "y (px)"))
+    # a tissue tile away from the one selected at start: its centre in data and in page coordinates
+    target = chart.evaluate("""(gd, start) => {
+        const L = gd._fullLayout, r = gd.getBoundingClientRect();
+        const xs = gd.calcdata[1].map(p => p.x), ys = gd.calcdata[1].map(p => p.y);
+        let i = 0;
+        while (Math.abs(xs[i] - start[0]) < 100 && Math.abs(ys[i] - start[1]) < 100) i += 7;
+        return {x: xs[i], y: ys[i], px: r.left + L.xaxis._offset + L.xaxis.l2p(xs[i]),
+                py: r.top + L.yaxis._offset + L.yaxis.l2p(ys[i]), n: xs.length};
+    }""", list(start))
+    page.mouse.click(target["px"], target["py"])
+    page.wait_for_function(
+        "([x, y]) => { const i = [...document.querySelectorAll('input[aria-label]')];"
+        " const v = l => (i.find(e => e.getAttribute('aria-label') === l) || {}).value;"
+        " return v('x (px)') == String(x) && v('y (px)') == String(y); }",
+        arg=[round(target["x"]), round(target["y"])])
+    _settle(page)
+    assert not page.get_by_text("No tissue tile there").is_visible()
+    assert page.get_by_text(f"tile at x={round(target['x']) - 25}, y={round(target['y']) - 25}").first.is_visible()
+
+
+def test_the_app_asks_no_host_but_its_own(page, app_url):
+    """Runs after the others (file order): every request of every page went to the app's own address."""
+    page.goto(app_url)
+    page.get_by_text("not a medical device").first.wait_for()
+    _settle(page)
+    assert REQUESTS
+    outside = sorted({url for url in REQUESTS if not url.startswith(("http://127.0.0.1", "data:", "blob:"))})
+    assert not outside, f"requests to other hosts: {outside[:10]}"

@@ -107,8 +107,8 @@ def history_figure(history: dict[str, list[float]]) -> go.Figure:
 
 
 def slide_figure(overlay: np.ndarray, coords: np.ndarray, probs: np.ndarray, size: int,
-                 selected: int | None = None) -> go.Figure:
-    """The slide with its heatmap, zoomable, with one invisible clickable point per tissue tile.
+                 selected: int | None = None, cmap: str = "jet") -> go.Figure:
+    """The slide with its heatmap, zoomable, a P(IDC) colour bar, and one invisible clickable point per tissue tile.
 
     coords/probs are the tissue tiles only (their order is the point index of a selection).
     """
@@ -121,9 +121,12 @@ def slide_figure(overlay: np.ndarray, coords: np.ndarray, probs: np.ndarray, siz
     scatter = go.Scattergl if len(coords) > MAX_SELECTABLE_SVG else go.Scatter
     fig.add_trace(scatter(
         x=coords[:, 1] + size / 2, y=coords[:, 0] + size / 2, mode="markers",
-        marker=dict(size=8, color="rgba(0,0,0,0)"), customdata=np.stack([coords[:, 1], coords[:, 0], probs], 1),
+        marker=dict(size=8, color=probs, colorscale=cmap.capitalize(), cmin=0.0, cmax=1.0, opacity=0.0,
+                    showscale=True, colorbar=dict(title="P(IDC)", thickness=14, len=0.8)),
+        customdata=np.stack([coords[:, 1], coords[:, 0], probs], 1),
         hovertemplate="tile x=%{customdata[0]}, y=%{customdata[1]}<br>P(IDC) %{customdata[2]:.3f}<extra></extra>",
-        selected=dict(marker=dict(color="rgba(255,255,255,0.9)")), name="tiles", showlegend=False,
+        selected=dict(marker=dict(color="white", opacity=0.9)), unselected=dict(marker=dict(opacity=0.0)),
+        name="tiles", showlegend=False,
     ))
     if selected is not None:
         y, x = coords[selected]

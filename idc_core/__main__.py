@@ -1,0 +1,34 @@
+"""`idc COMMAND ...` (after `pip install -e .`) or `python -m idc_core COMMAND ...`: one home for the commands.
+
+Each command is also `python -m idc_core.<command>`; TensorFlow is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = {
+    "train": ("idc_core.train", "train a model on data in the dataset layout"),
+    "evaluate": ("idc_core.evaluate", "held-out metrics of a model on labelled data"),
+    "predict": ("idc_core.predict", "P(IDC) of patches, images, folders and zips (CSV)"),
+    "slide": ("idc_core.slide", "whole slides at the model's scale: tiles, QuPath GeoJSON, heatmap"),
+    "export": ("idc_core.export", "an int8 TFLite export, written only if it agrees with the model"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: idc COMMAND [ARGS...]  (idc COMMAND --help for each)\n\n" + "\n".join(lines),
+              file=sys.stderr if args else sys.stdout)
+        return 0 if not args or args[0] in ("-h", "--help") else 2
+    module = importlib.import_module(COMMANDS[args[0]][0])
+    return int(module.main(args[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
