@@ -1,0 +1,77 @@
+"""Score slides on a Ray cluster: one actor per worker slot loads the model once and scores whole slides.
+
+Ray's actor-pool pattern for batch inference: the model is loaded in each actor's constructor (never per
+slide), slides are handed to free actors as they finish, and each actor writes its slide's outputs itself
+(idc_core.wsi.analyse_slide_file: atomic, so a killed worker leaves nothing half-written). Outputs must be
+on a file system every node sees. The driver only collects the slides.csv rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from idc_core.errors import IDCError
+from idc_core.wsi import SlideOptions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class SlideScorer:
+    """Ray actor body: holds one loaded model and scores slides with it."""
+
+    def __init__(self, model_dir: str) -> None:
+        from idc_core.model_io import load_model_dir
+
+        self.loaded = load_model_dir(model_dir)
+
+    def score(self, slide: str, checksum: str, out_root: str, model_id: dict[str, Any],
+              options: SlideOptions) -> dict[str, Any]:
+        from idc_core.wsi import analyse_slide_file
+
+        return analyse_slide_file(slide, out_root, self.loaded, options=options, model_id=model_id, checksum=checksum)
+
+
+def connect(address: str) -> Any:
+    """ray.init for 'local' (a new local instance, no dashboard), 'auto' (the running cluster) or ray://HOST:PORT."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise IDCError("--ray needs the ray package: pip install -r requirements.txt") from exc
+    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}}
+    try:
+        if address == "local":
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=env, log_to_driver=False,
+                     ignore_reinit_error=True)
+        else:
+            ray.init(address=address, runtime_env=env, log_to_driver=False, ignore_reinit_error=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise IDCError(f"cannot connect to Ray at {address!r}: {' '.join(str(exc).split())}") from exc
+    return ray
+
+
+def score_on_ray(address: str, todo: Sequence[tuple[Path, str]], out_root: Path, model_dir: Path,
+                 model_id: dict[str, Any], options: SlideOptions, on_row: Callable[[dict[str, Any]], None]) -> None:
+    """Score `todo` (slide, checksum) on Ray; on_row(row) as each slide finishes, in finishing order."""
+    if not todo:
+        return
+    ray = connect(address)
+    try:
+        from ray.util import ActorPool
+
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        slots = max(1, min(len(todo), gpus or int(resources.get("CPU", 1))))
+        actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(SlideScorer)
+        pool = ActorPool([actor.remote(str(Path(model_dir).resolve())) for _ in range(slots)])
+        out = str(Path(out_root).resolve())
+        for row in pool.map_unordered(
+                lambda a, item: a.score.remote(str(item[0].resolve()), item[1], out, model_id, options), todo):
+            row["slide"] = str(next(s for s, _ in todo if str(s.resolve()) == row["slide"]))
+            on_row(row)
+    finally:
+        if address == "local":
+            ray.shutdown()
