@@ -10,7 +10,7 @@ from idc_core.classify import ClassifyResult, classify_images, expand_uploads
 from idc_core.gradcam import compute_heatmaps
 from idc_core.image_io import encode_png
 from idc_core.overlay import blend
-from ui import DISCLAIMER, SAMPLE_PATCHES
+from ui import DISCLAIMER, SAMPLE_PATCHES, handoff
 from ui.figures import confusion_figure, thumbnails_figure
 from ui.models import require_model
 from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, uploads_to_items, user_errors
@@ -89,13 +89,13 @@ if result.failed:
     with st.expander(f"{len(result.failed)} file(s) could not be used", expanded=len(result.failed) <= 5):
         for item in result.failed[:200]:
             st.warning(item.error, icon=":material/error:")
-for item in result.slides[:5]:
+if result.slides:
     c1, c2 = st.columns([4, 1])
-    c1.info(f"**{item.name}** is {item.note}; it was not squashed into 50x50.")
-    if c2.button("Analyse as slide", key=S + "to_slide_" + item.name):
-        st.session_state["slide_handoff"] = (item.name, st.session_state[S + "slides"][item.name])
-        st.session_state["slide_handoff_new"] = True
-        st.switch_page("app_pages/slide.py")
+    big = c1.selectbox(f"{len(result.slides)} slide-sized image(s): larger than a patch, not squashed into 50x50",
+                       [item.name for item in result.slides], key=S + "slide_choice",
+                       format_func=lambda n: f"{n} ({next(i.note for i in result.slides if i.name == n)})")
+    if c2.button("Analyse as slide", key=S + "to_slide", icon=":material/biotech:"):
+        handoff.send("slide", big, st.session_state[S + "slides"][big])
 
 batch = result.batch_metrics(threshold)
 if batch is not None:
@@ -148,5 +148,4 @@ if selected is not None and selected < len(result.items) and result.items[select
                 + (f" · true label **{'IDC' if item.true_label else 'not IDC'}**" if item.true_label is not None else "")
                 + (f"  \n_{item.note}_" if item.note else ""))
     if c3.button("Explain this patch (Grad-CAM++, layers)", icon=":material/visibility:", key=S + "to_explain"):
-        st.session_state["explain_handoff"] = (item.name, encode_png(patch))
-        st.switch_page("app_pages/explain.py")
+        handoff.send("explain", item.name, encode_png(patch))

@@ -8,7 +8,7 @@ from idc_core.classify import classify_images
 from idc_core.gradcam import METHODS, compute_heatmaps
 from idc_core.models import conv_layer_names, last_conv_layer
 from idc_core.overlay import COLORMAPS, blend, colorize
-from ui import DISCLAIMER, SAMPLE_PATCHES
+from ui import DISCLAIMER, SAMPLE_PATCHES, handoff
 from ui.models import require_model
 from ui.widgets import IMAGE_TYPES, enlarge, uploads_to_items, user_errors
 
@@ -20,8 +20,9 @@ st.title("Explain a prediction (Grad-CAM)")
 st.caption(DISCLAIMER)
 model = require_model()
 
-sources = [SAMPLE, UPLOAD] + ([HANDOFF] if "explain_handoff" in st.session_state else [])
-if st.session_state.pop("explain_handoff_new", False):
+handed, is_new = handoff.receive("explain")
+sources = [SAMPLE, UPLOAD] + ([HANDOFF] if handed is not None else [])
+if is_new:
     st.session_state[S + "source"] = HANDOFF
 source = st.radio("Patch", sources, horizontal=True, key=S + "source")
 item: tuple[str, bytes] | None = None
@@ -37,7 +38,7 @@ elif source == UPLOAD:
     items = uploads_to_items(upload)
     item = items[0] if items else None
 else:
-    item = st.session_state["explain_handoff"]
+    item = handed
 if item is None:
     st.info("Upload a patch to explain.")
     st.stop()

@@ -20,7 +20,7 @@ from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
 from idc_core.tiling import extract_patches
 from idc_core.tissue import MIN_TISSUE, tissue_mask
 from idc_core.wsi import read_scaled_slide
-from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES
+from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
 from ui.figures import display_jpeg, slide_figure
 from ui.memo import clear_memos, session_memo
 from ui.models import require_model
@@ -45,7 +45,7 @@ def chosen_input(source: str) -> tuple[str, Path, bytes | None, str | None] | No
         zips = sorted(ASSETS.glob(SAMPLE_PATIENT_GLOB))
         return (zips[0].name, zips[0], None, None) if zips else None
     if source == HANDOFF:
-        name, data = st.session_state["slide_handoff"]
+        name, data = handoff.receive("slide")[0]
         return name, upload_path(name, data), None, None
     if source == SERVER:
         root, choice = slides_dir(), st.session_state.get(S + "server")
@@ -104,9 +104,9 @@ st.caption(DISCLAIMER)
 model = require_model()
 
 server_root = slides_dir()
-sources = ([SAMPLE, PATIENT, UPLOAD] + ([SERVER] if server_root else [])
-           + ([HANDOFF] if "slide_handoff" in st.session_state else []))
-if st.session_state.pop("slide_handoff_new", False):
+handed, is_new = handoff.receive("slide")
+sources = [SAMPLE, PATIENT, UPLOAD] + ([SERVER] if server_root else []) + ([HANDOFF] if handed is not None else [])
+if is_new:
     st.session_state[S + "source"] = HANDOFF
 source = st.radio("Slide", sources, horizontal=True, key=S + "source")
 if source == UPLOAD:

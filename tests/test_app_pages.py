@@ -108,11 +108,40 @@ def test_classify_zip_and_slide_sized_image(small_data):
     n = len(list((small_data / "10254").rglob("*.png")))
     assert table["file"].str.startswith("set.zip/10254/").sum() == n
     assert table.iloc[-1]["note"] == "400x300, larger than a patch: analyse it on the slide page"
-    assert any("region.png" in i.value and "not squashed" in i.value for i in at.info)
-    at.button(key="classify_to_slide_region.png").click().run()
+    assert at.selectbox(key="classify_slide_choice").options == ["region.png (400x300, larger than a patch: analyse "
+                                                                 "it on the slide page)"]
+    at.button(key="classify_to_slide").click().run()
     no_traceback(at)
     assert at.title[0].value == "Analyse a slide"
     assert at.radio(key="slide_source").value == "From Classify patches"
+
+
+def test_every_slide_sized_upload_can_be_sent_to_the_slide_page():
+    at = open_page("classify")
+    regions = [(f"region{i:02d}.png", encode_png(np.full((120 + i, 130, 3), 180, np.uint8)), "image/png")
+               for i in range(12)]
+    at.file_uploader[0].set_value(regions).run()
+    no_traceback(at)
+    assert len(at.selectbox(key="classify_slide_choice").options) == 12
+    at.selectbox(key="classify_slide_choice").set_value("region07.png").run()
+    at.button(key="classify_to_slide").click().run()
+    no_traceback(at)
+    assert at.title[0].value == "Analyse a slide"
+    assert any("region07.png" in c.value for c in at.caption) or at.session_state["slide_input"].name == "region07.png"
+
+
+def test_explain_this_patch_explains_the_patch_handed_over_not_the_sample():
+    at = open_page("classify")
+    files = sorted(SAMPLE_PATCHES.glob("*.png"))[:4]
+    at.file_uploader[0].set_value(uploads(files)).run()
+    no_traceback(at)
+    at.session_state["classify_selected"] = 2  # the third patch, as a click on its thumbnail selects it
+    at.run()
+    at.button(key="classify_to_explain").click().run()
+    no_traceback(at)
+    assert at.title[0].value == "Explain a prediction (Grad-CAM)"
+    assert at.radio(key="explain_source").value == "From Classify patches"
+    assert any(files[2].name in c for c in captions(at) + [m.value for m in at.markdown])
 
 
 def test_classify_hostile_zip_is_reported_not_raised():

@@ -213,6 +213,34 @@ def test_clicking_a_tile_on_the_heatmap_selects_it(page, app_url):
     assert page.get_by_text(f"tile at x={round(target['x']) - 25}, y={round(target['y']) - 25}").first.is_visible()
 
 
+def test_explain_this_patch_explains_the_clicked_patch(page, app_url):
+    page.goto(f"{app_url}/classify")
+    page.get_by_text("Try the sample patches").first.wait_for()
+    _settle(page)
+    page.get_by_text("Try the sample patches").first.click()
+    page.get_by_text("Confusion matrix of this batch").first.wait_for()
+    page.get_by_text("Grad-CAM overlay").first.wait_for()
+    _settle(page)
+    heading = page.locator("h3", has_text="Selected:").first
+    initial = heading.inner_text()
+    thumbs = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").last
+    target = thumbs.evaluate("""gd => {
+        const L = gd._fullLayout, r = gd.getBoundingClientRect(), p = gd.calcdata[1][5];
+        return {px: r.left + L.xaxis._offset + L.xaxis.l2p(p.x), py: r.top + L.yaxis._offset + L.yaxis.l2p(p.y)};
+    }""")
+    page.mouse.click(target["px"], target["py"])
+    page.wait_for_function("t => [...document.querySelectorAll('h3')].some(h => h.innerText.startsWith('Selected:')"
+                           " && h.innerText !== t)", arg=initial)
+    _settle(page)
+    selected = heading.inner_text().split("Selected: ", 1)[1].strip()
+    assert selected not in initial  # another patch than the one selected at first
+    page.get_by_text("Explain this patch").first.click()
+    page.get_by_text("Explain a prediction").first.wait_for()
+    page.get_by_text(f"{selected} ·").first.wait_for()
+    _settle(page)
+    assert page.get_by_text("From Classify patches").first.is_visible()
+
+
 def test_the_app_asks_no_host_but_its_own(page, app_url):
     """Runs after the others (file order): every request of every page went to the app's own address."""
     page.goto(app_url)
