@@ -63,6 +63,7 @@ class TrainConfig:
     dense_units: int = 128
     augment_mode: str = "jitter"
     test_patients_from: str | None = None
+    distribute: str = "none"
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_MODES:

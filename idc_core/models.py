@@ -79,7 +79,7 @@ def _filters(base: int, width: float) -> int:
 
 
 def _cnn(inputs: keras.KerasTensor, width: float, block_dropout: float, head: str = "flatten",
-         convs_per_block: int = 1, dense_units: int = 128) -> keras.KerasTensor:
+         convs_per_block: int = 1, dense_units: int = 128, sync_bn: bool = False) -> keras.KerasTensor:
     """Three blocks of conv-BN-leaky ReLU (x convs_per_block), max-pool, dropout; then the head.
 
     head "flatten" is the seed projects' flatten + dense; "gap" pools each feature map globally
@@ -91,7 +91,7 @@ def _cnn(inputs: keras.KerasTensor, width: float, block_dropout: float, head: st
             suffix = "" if convs_per_block == 1 else str(j)
             x = layers.Conv2D(_filters(filters, width), 3, padding="same", use_bias=False,
                               name=f"block{i}_conv{suffix}")(x)
-            x = layers.BatchNormalization(name=f"block{i}_bn{suffix}")(x)
+            x = layers.BatchNormalization(synchronized=sync_bn, name=f"block{i}_bn{suffix}")(x)
             x = layers.LeakyReLU(negative_slope=0.1, name=f"block{i}_act{suffix}")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = layers.Dropout(block_dropout, name=f"block{i}_dropout")(x)
@@ -103,19 +103,20 @@ def _cnn(inputs: keras.KerasTensor, width: float, block_dropout: float, head: st
     return layers.Dropout(0.5, name="head_dropout")(x)
 
 
-def _cancernet(inputs: keras.KerasTensor, width: float, block_dropout: float) -> keras.KerasTensor:
+def _cancernet(inputs: keras.KerasTensor, width: float, block_dropout: float, sync_bn: bool = False
+               ) -> keras.KerasTensor:
     """CancerNet (PyImageSearch): SeparableConv stages of 1, 2 and 3 convolutions."""
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, (filters, depth) in enumerate(((32, 1), (64, 2), (128, 3)), start=1):
         for j in range(1, depth + 1):
             x = layers.SeparableConv2D(_filters(filters, width), 3, padding="same", name=f"block{i}_sepconv{j}")(x)
             x = layers.ReLU(name=f"block{i}_relu{j}")(x)
-            x = layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
+            x = layers.BatchNormalization(synchronized=sync_bn, name=f"block{i}_bn{j}")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = layers.Dropout(block_dropout, name=f"block{i}_dropout")(x)
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(256, activation="relu", name="head_dense")(x)
-    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.BatchNormalization(synchronized=sync_bn, name="head_bn")(x)
     return layers.Dropout(0.5, name="head_dropout")(x)
 
 
@@ -189,6 +190,7 @@ def build_model(
     head: str = "flatten",
     convs_per_block: int = 1,
     dense_units: int = 128,
+    synchronized_bn: bool = False,
 ) -> keras.Model:
     """Build `arch` as a flat functional model: raw RGB 0-255 in, Dense(1, sigmoid) out.
 
@@ -196,7 +198,8 @@ def build_model(
     the path of a local notop weights file for the transfer base. `seed` seeds Keras'
     global random generators (keras.utils.set_random_seed) before building.
     width (filters x width) and block_dropout (after each conv block) shape cnn and cancernet;
-    head ("flatten" or "gap"), convs_per_block and dense_units shape cnn only.
+    head ("flatten" or "gap"), convs_per_block and dense_units shape cnn only. synchronized_bn (cnn,
+    cancernet) makes BatchNormalization use the statistics of the whole global batch under tf.distribute.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
@@ -220,9 +223,9 @@ def build_model(
         keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, dtype="float32", name="rgb_0_255")
     if arch == "cnn":
-        x = _cnn(inputs, width, block_dropout, head, convs_per_block, dense_units)
+        x = _cnn(inputs, width, block_dropout, head, convs_per_block, dense_units, synchronized_bn)
     elif arch == "cancernet":
-        x = _cancernet(inputs, width, block_dropout)
+        x = _cancernet(inputs, width, block_dropout, synchronized_bn)
     else:
         x = _transfer_base(arch, inputs, input_shape, weights)
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)

@@ -144,19 +144,23 @@ def make_dataset(
     augment_mode: str = "jitter",
     oversample: bool = False,
     seed: int = 42,
+    drop_remainder: bool = False,
 ) -> tuple[tf.data.Dataset, int]:
     """A batched, prefetched dataset of (float32 patches 0-255, float32 labels) and its steps.
 
     Training sets are reshuffled every epoch; ``oversample`` draws both classes
     with equal probability (balanced sampling) instead of the natural mix.
     Augmentation (`augment_mode`, see AUGMENT_MODES) is applied to training batches only.
+    drop_remainder keeps every batch full (tf.distribute splits batches evenly across replicas).
     """
     if augment_mode not in AUGMENT_MODES:
         raise ValueError(f"augment_mode must be one of {AUGMENT_MODES}, got {augment_mode!r}")
     if len(patches) != len(labels):
         raise ValueError(f"{len(patches)} patches for {len(labels)} labels")
     labels = np.asarray(labels, dtype=np.float32)
-    steps = math.ceil(len(labels) / batch_size)
+    steps = len(labels) // batch_size if drop_remainder else math.ceil(len(labels) / batch_size)
+    if steps == 0:
+        raise ValueError(f"{len(labels)} patches make no full batch of {batch_size}")
     if training and oversample:
         parts = []
         for cls in (0.0, 1.0):
@@ -172,7 +176,7 @@ def make_dataset(
         ds = tf.data.Dataset.from_tensor_slices((patches, labels))
         if training:
             ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if training and augment:
         ds = ds.map(lambda x, y: (augment_batch(x, augment_mode), y), num_parallel_calls=AUTOTUNE)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from idc_core.config import (
     TrainConfig,
 )
 from idc_core.dataset import PatchSource, ScanResult, scan_dataset
+from idc_core.distribute import DISTRIBUTE_MODES, make_strategy, shard_by_data, write_dir
 from idc_core.errors import IDCError
 from idc_core.metrics import choose_threshold, compute_metrics
 from idc_core.model_io import save_model_dir
@@ -81,9 +83,15 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
     train_x, train_y = parts["train"]
     val_x, val_y = parts["val"]
 
-    model = build_model(config.arch, weights=config.weights, seed=config.seed, width=config.width,
-                        block_dropout=config.block_dropout, head=config.head,
-                        convs_per_block=config.convs_per_block, dense_units=config.dense_units)
+    strategy = make_strategy(config.distribute)
+    if strategy.num_replicas_in_sync > 1:
+        _log(f"distribute: {config.distribute} over {strategy.num_replicas_in_sync} replicas; global batch "
+             f"{config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
+    with strategy.scope():
+        model = build_model(config.arch, weights=config.weights, seed=config.seed, width=config.width,
+                            block_dropout=config.block_dropout, head=config.head,
+                            convs_per_block=config.convs_per_block, dense_units=config.dense_units,
+                            synchronized_bn=strategy.num_replicas_in_sync > 1 and config.arch not in TRANSFER_ARCHS)
     train_ds, steps = make_dataset(
         train_x,
         train_y,
@@ -93,20 +101,27 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
         augment_mode=config.augment_mode,
         oversample=config.imbalance == "oversample",
         seed=config.seed,
+        drop_remainder=strategy.num_replicas_in_sync > 1,
     )
-    val_ds, _ = make_dataset(val_x, val_y, batch_size=config.batch_size, training=False)
+    val_ds, _ = make_dataset(val_x, val_y, batch_size=config.batch_size, training=False,
+                             drop_remainder=strategy.num_replicas_in_sync > 1)
+    if config.distribute == "multiworker":
+        train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
     weights = class_weights(train_y) if config.imbalance == "class_weight" else None
 
     started = time.time()
+    final_out, out = out, write_dir(out)  # other workers than the chief write to a scratch folder
     out.mkdir(parents=True, exist_ok=True)
     if config.arch in TRANSFER_ARCHS:
         freeze_base(model, config.arch, trainable_top_blocks=0)
     clean = _sample(train_x, RECALIBRATION_PATCHES, config.seed)
     fit_args = (model, config, train_ds, val_ds, steps, weights, clean, out, verbose)
-    history = _fit(*fit_args, config.epochs, config.learning_rate)
+    with strategy.scope():
+        history = _fit(*fit_args, config.epochs, config.learning_rate)
     if config.arch in TRANSFER_ARCHS and config.fine_tune_epochs > 0:
         freeze_base(model, config.arch, trainable_top_blocks=FINE_TUNE_BLOCKS)
-        more = _fit(*fit_args, config.fine_tune_epochs, config.fine_tune_learning_rate)
+        with strategy.scope():
+            more = _fit(*fit_args, config.fine_tune_epochs, config.fine_tune_learning_rate)
         history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
     recalibrate_batchnorm(model, clean)
     train_seconds = time.time() - started
@@ -131,6 +146,9 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
         keras_version=keras.__version__,
     )
     save_model_dir(out, model, model_config, history=history, metrics=metrics)
+    if out != final_out:  # not the chief: its copy was written only to take part in the collective save
+        shutil.rmtree(out, ignore_errors=True)
+        return final_out
     _print_summary(out, metrics, threshold, train_seconds)
     return out
 
@@ -312,6 +330,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--convs-per-block", type=int, default=d.convs_per_block, choices=(1, 2, 3),
                    help="cnn: convolutions per block (default 1)")
     p.add_argument("--dense-units", type=int, default=d.dense_units, help="cnn: units of the dense head layer")
+    p.add_argument("--distribute", default=d.distribute, choices=DISTRIBUTE_MODES,
+                   help="none (default); mirrored: all local GPUs; multiworker: the machines in TF_CONFIG. "
+                        "--batch-size is the global batch")
     a = p.parse_args(argv)
     weights = None if a.weights in (None, "none") else a.weights
     return TrainConfig(
@@ -322,6 +343,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         fine_tune_learning_rate=a.fine_tune_lr, cache_dir=a.cache_dir or None, width=a.width,
         block_dropout=a.block_dropout, head=a.head, convs_per_block=a.convs_per_block,
         dense_units=a.dense_units, augment_mode=a.augment_mode, test_patients_from=a.test_patients_from,
+        distribute=a.distribute,
     )
 
 
