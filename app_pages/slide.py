@@ -18,7 +18,7 @@ from idc_core.slide_outputs import geojson_regions
 from idc_core.slide_reader import PYRAMID_SUFFIXES
 from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
 from idc_core.tiling import extract_patches
-from idc_core.tissue import MIN_TISSUE, tissue_mask
+from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
 from idc_core.wsi import read_scaled_slide
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
 from ui.figures import display_jpeg, slide_figure
@@ -122,8 +122,10 @@ with st.expander("Tiling and tissue detection", expanded=False):
     c1, c2, c3 = st.columns(3)
     stride = c1.select_slider("Stride (px)", [50, 40, 25], value=50, key=S + "stride",
                               help="50 = the dataset's grid; smaller strides overlap tiles (more work, smoother map).")
-    auto = c2.toggle("Automatic tissue threshold (Otsu)", value=True, key=S + "auto")
-    manual = c2.slider("Saturation threshold", 0, 255, 30, key=S + "tissue_thr", disabled=auto)
+    auto = c2.toggle("Otsu's threshold per slide", value=False, key=S + "auto",
+                     help="Off: the saturation threshold below (default 15, chosen on the 26 complete slides of "
+                          "the development data: Otsu's threshold there skipped a third of the labelled patches).")
+    manual = c2.slider("Saturation threshold", 0, 255, int(TISSUE_THRESHOLD), key=S + "tissue_thr", disabled=auto)
     min_tissue = c3.slider("Min. tissue per tile", 0.05, 1.0, MIN_TISSUE, 0.05, key=S + "min_tissue",
                            help="Tiles with less tissue than this are background and are not classified.")
     show_mask = c3.checkbox("Show the tissue mask", key=S + "show_mask")
@@ -274,7 +276,9 @@ else:
         with user_errors("Grad-CAM"), st.spinner("Computing Grad-CAM…"):
             cams[tile] = compute_heatmaps(model.model, patch[np.newaxis], method="gradcam")[0]
     p1, p2, p3 = st.columns([1, 1, 2])
-    p1.image(enlarge(patch, 250), caption=f"tile at x={coords[tile, 1]}, y={coords[tile, 0]}")
+    level0 = info["level0_per_model_pixel"]
+    p1.image(enlarge(patch, 250), caption=f"tile at x={coords[tile, 1]}, y={coords[tile, 0]} (level 0 of the slide: "
+                                          f"x={round(coords[tile, 1] * level0)}, y={round(coords[tile, 0] * level0)})")
     if tile in cams:
         p2.image(enlarge(blend(patch, cams[tile], alpha=0.45, cmap=cmap), 250), caption="Grad-CAM overlay")
     p3.metric("P(IDC)", f"{tissue_probs[tile]:.3f}", help="A model score, not a diagnosis")

@@ -35,7 +35,7 @@ from idc_core.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.predict import predict_patches
 from idc_core.tiling import extract_patches, tile_coordinates
-from idc_core.tissue import MIN_TISSUE, tile_tissue_fraction, tissue_mask
+from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
 
 QUANTIZATIONS = ("none", "dynamic")
 MAX_DIFF = 0.02
@@ -97,7 +97,7 @@ def read_check_patches(paths: Sequence[str | Path]) -> np.ndarray:
             patches.append(fit_patch(image, PATCH_SIZE)[0][np.newaxis])
         else:
             coords = tile_coordinates(*image.shape[:2])
-            tissue = tile_tissue_fraction(tissue_mask(image)[0], coords) >= MIN_TISSUE
+            tissue = tile_tissue_fraction(tissue_mask(image, TISSUE_THRESHOLD)[0], coords) >= MIN_TISSUE
             patches.append(extract_patches(image, coords[tissue]))
     if not patches:
         raise ModelError(f"no readable patches in {[str(p) for p in paths]} to check the export against")

@@ -35,7 +35,7 @@ from idc_core.image_io import decode_image, fit_patch
 from idc_core.lite import TFLiteModel, load_export
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.tiling import iter_patch_batches, tile_coordinates
-from idc_core.tissue import MIN_TISSUE, tile_tissue_fraction, tissue_mask
+from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
 
 Progress = Callable[[int, int], None]
 Scorer = keras.Model | TFLiteModel  # a Keras model, or its TFLite export (python -m idc_core.export)
@@ -165,13 +165,14 @@ def predict_slide(
     *,
     threshold: float = 0.5,
     stride: int = PATCH_SIZE,
-    tissue_threshold: float | None = None,
+    tissue_threshold: float | None = TISSUE_THRESHOLD,
     min_tissue: float = MIN_TISSUE,
     batch_size: int = 256,
     progress: Progress | None = None,
 ) -> SlideResult:
     """Tile an RGB uint8 slide, skip tiles with less than `min_tissue` tissue, classify the rest.
 
+    tissue_threshold: the saturation above which a pixel is tissue (None: Otsu's, per slide).
     Patches are cut batch by batch, so only one batch is in memory at a time.
     progress(done, n_tissue_tiles) after each batch. No tissue -> n_tissue == 0.
     """

@@ -241,6 +241,22 @@ def test_explain_this_patch_explains_the_clicked_patch(page, app_url):
     assert page.get_by_text("From Classify patches").first.is_visible()
 
 
+def test_slide_page_reads_an_uploaded_pyramid_at_the_model_scale(page, app_url, shots, tmp_path):
+    from slide_files import sample_crop, upsample, write_pyramid
+
+    svs = write_pyramid(tmp_path / "crop_20x.svs", upsample(sample_crop(), 8), aperio="AppMag = 20|MPP = 0.5")
+    page.goto(f"{app_url}/slide")
+    page.get_by_text("Analyse a slide").first.wait_for()
+    _settle(page)
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type=file]").first.set_input_files(str(svs))
+    page.get_by_text("aperio (OpenSlide)").first.wait_for()
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    _settle(page)
+    assert page.get_by_text("read from level 3 and resampled to the model's 4 µm/px").first.is_visible()
+    _shoot(page, shots / "slide_pyramid.png")
+
+
 def test_the_app_asks_no_host_but_its_own(page, app_url):
     """Runs after the others (file order): every request of every page went to the app's own address."""
     page.goto(app_url)

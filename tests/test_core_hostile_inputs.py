@@ -48,9 +48,9 @@ def test_blank_image_of_any_shape_is_a_slide_with_no_tissue(model, shape) -> Non
     assert np.isnan(result.probs).all() and len(result.to_rows()) == len(result.coords)
 
 
-def test_a_strip_thinner_than_half_a_tile_has_no_tissue_tile(model) -> None:
+def test_a_strip_thinner_than_the_minimum_tissue_has_no_tissue_tile(model) -> None:
     image = np.full((60, 400, 3), 255, np.uint8)
-    image[:20] = tissue(20, 400)
+    image[:4] = tissue(4, 400)  # 8% of each top tile: below MIN_TISSUE (0.1)
     result = predict_slide(model, image)
     assert result.n_tissue == 0
     image[:30] = tissue(30, 400)  # 60% of each top tile

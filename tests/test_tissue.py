@@ -182,3 +182,32 @@ def test_tissue_mask_and_fractions_allocate_no_more_than_the_mask(monkeypatch: p
         tracemalloc.stop()
     assert mask_peak < mask_bytes + 3 * 2**16  # the mask and one band, no HSV copy of the image
     assert fraction_peak < mask_bytes // 2  # no uint8 copy or integral image of the mask
+
+
+def test_default_detector_keeps_the_labelled_patches_of_the_bundled_slide_and_zip() -> None:
+    """Every labelled patch of the dataset is tissue: the defaults skip at most 5% on the bundled samples."""
+    from conftest import ASSETS
+    from idc_core.image_io import read_image
+    from idc_core.slides import load_slide_input, read_truth_csv
+    from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD
+
+    slide = read_image(ASSETS / "sample_slide.png")
+    truth = read_truth_csv((ASSETS / "sample_slide_tiles.csv").read_bytes())
+    zipped = load_slide_input("z.zip", (ASSETS / "sample_patient_8980.zip").read_bytes())
+    for image, tiles in ((slide, truth), (zipped.image, zipped.truth)):
+        coords = np.stack([tiles.ys, tiles.xs], 1)
+        fraction = tile_tissue_fraction(tissue_mask(image, TISSUE_THRESHOLD)[0], coords, 50)
+        assert (fraction < MIN_TISSUE).mean() <= 0.05
+        # and the white background around the patches stays background
+        grid = tile_coordinates(image.shape[0], image.shape[1], 50, 50)
+        kept = tile_tissue_fraction(tissue_mask(image, TISSUE_THRESHOLD)[0], grid, 50) >= MIN_TISSUE
+        assert kept.sum() <= len(tiles) * 1.02
+
+
+def test_default_threshold_leaves_tinted_glass_out() -> None:
+    from idc_core.tissue import TISSUE_THRESHOLD
+
+    glass = np.full((100, 100, 3), (245, 240, 232), np.uint8)  # slightly warm white: saturation 13.5
+    stain = np.full((100, 100, 3), (200, 150, 190), np.uint8)  # pale eosin: saturation 63
+    assert not tissue_mask(glass, TISSUE_THRESHOLD)[0].any()
+    assert tissue_mask(stain, TISSUE_THRESHOLD)[0].all()

@@ -1,0 +1,164 @@
+"""Whole-slide analysis on synthetic 40x pyramids: end-to-end tiles/s against the model alone, and peak RSS.
+
+    python bench/bench_wsi.py [--quick] [--gigapixels 0.07,0.27,1.08] [--ray]
+
+Each pyramid is an Aperio-style .svs (JPEG q90 tiles, levels 1, 4, 16, 64; 0.25 um/px, AppMag 40) whose
+tissue is the bundled sample slide (patient 8863, 4 um/px) upsampled 16x and repeated, written tile by tile.
+Each size is analysed in a fresh process (`analyse_slide_file`: read at the model's 4 um/px, tissue
+detection, tiling, prediction, outputs), so ru_maxrss is that run's peak. Then the model alone scores the
+same tissue tiles (predict_patches, warm). Targets: reading, resampling and tissue detection cost < 30%
+on top of the model's time; peak RSS does not grow with the level-0 size (< 2 GB at 1.1 gigapixels).
+"rest" is everything else end to end: checksums, first calls of new batch shapes, and writing the outputs.
+--ray adds slides per minute in-process vs `--ray local` on four copies of the smallest pyramid.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+import numpy as np
+
+MB = 2**20
+TILE = 256
+UPSAMPLE = 16  # 4 um/px -> 0.25 um/px (40x)
+
+
+def write_svs(path: Path, width: int, height: int) -> None:
+    """A 40x Aperio-style pyramid of width x height level-0 pixels, written tile by tile (bounded memory)."""
+    import cv2
+    import tifffile
+    from PIL import Image
+
+    source = np.asarray(Image.open(common.SAMPLE_SLIDE).convert("RGB"))
+    sh, sw = source.shape[:2]
+
+    def tiles(downsample: int):
+        level_w, level_h = -(-width // downsample), -(-height // downsample)
+        src_per_tile = TILE * downsample / UPSAMPLE  # source pixels under one tile of this level
+        for ty in range(-(-level_h // TILE)):
+            for tx in range(-(-level_w // TILE)):
+                # start in the tissue of the sample (x 1000, y 1050) and repeat it as far as needed
+                y0, x0 = (1050 + ty * src_per_tile) % sh, (1000 + tx * src_per_tile) % sw
+                y1, x1 = min(sh, y0 + src_per_tile), min(sw, x0 + src_per_tile)
+                block = source[int(y0):max(int(y0) + 1, int(np.ceil(y1))), int(x0):max(int(x0) + 1, int(np.ceil(x1)))]
+                yield cv2.resize(block, (TILE, TILE), interpolation=cv2.INTER_LINEAR if downsample < UPSAMPLE
+                                 else cv2.INTER_AREA)
+
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for i, downsample in enumerate((1, 4, 16, 64)):
+            shape = (-(-height // downsample), -(-width // downsample), 3)
+            description = (f"Aperio Image Library v10.0.50\n{width}x{height} ({TILE}x{TILE}) JPEG/RGB Q=90"
+                           "|AppMag = 40|MPP = 0.25") if i == 0 else "Aperio level"
+            tif.write(tiles(downsample), shape=shape, dtype=np.uint8, tile=(TILE, TILE), compression="jpeg",
+                      compressionargs={"level": 90}, photometric="rgb", metadata=None, description=description,
+                      subfiletype=0 if i == 0 else 1)
+
+
+def child(path: str, out: str) -> None:
+    """In a fresh process: analyse one slide end to end, then time the model alone on its tissue tiles."""
+    common.quiet_tensorflow()
+    from idc_core.model_io import default_model_dir, load_model_dir
+    from idc_core.predict import predict_patches
+    from idc_core.slide_reader import open_slide
+    from idc_core.tiling import extract_patches, tile_coordinates
+    from idc_core.tissue import tile_tissue_fraction, tissue_mask
+    from idc_core.wsi import analyse_slide, analyse_slide_file
+
+    loaded = load_model_dir(default_model_dir())
+    predict_patches(loaded.model, np.zeros((256, 50, 50, 3), np.uint8))  # warm up the compiled function
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    start = time.perf_counter()
+    row = analyse_slide_file(path, out, loaded)
+    end_to_end = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open_slide(path, model_mpp=loaded.config.mpp) as reader:
+        start = time.perf_counter()
+        image = reader.read_at_mpp(loaded.config.mpp)
+        read_s = time.perf_counter() - start
+        analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp, threshold=loaded.config.threshold)
+    all_coords = tile_coordinates(image.shape[0], image.shape[1], 50, 50)
+    tissue_s = common.best_of(lambda: tile_tissue_fraction(tissue_mask(image)[0], all_coords, 50), 2)
+    coords = analysis.result.coords[analysis.result.tissue]
+    patches = extract_patches(image, coords)
+    model_s = common.best_of(lambda: predict_patches(loaded.model, patches), 2)
+    print(json.dumps({"status": row["status"], "reason": row["reason"], "tissue_tiles": int(len(coords)),
+                      "end_to_end_s": end_to_end, "read_resample_s": read_s, "tissue_s": tissue_s,
+                      "model_only_s": model_s, "slide_mb": Path(path).stat().st_size / MB,
+                      "peak_rss_mb": peak / MB, "rss_before_mb": before / MB}))
+
+
+def run(args) -> dict:
+    sizes = [0.02] if args.quick else [float(g) for g in args.gigapixels.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-wsi-") as tmp:
+        for gigapixels in sizes:
+            side = int(np.sqrt(gigapixels * 1e9 * 1.2))  # 1.2:1 width:height
+            width, height = side, int(side / 1.2)
+            path = Path(tmp) / f"synthetic_{gigapixels:g}gp.svs"
+            _, write_s = common.timed(lambda: write_svs(path, width, height))
+            done = subprocess.run([sys.executable, __file__, "--child", str(path), str(Path(tmp) / "out")],
+                                  capture_output=True, text=True, check=True)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            # the target's overhead: reading + resampling + tissue detection, over the model's own time
+            overhead = (result["read_resample_s"] + result["tissue_s"]) / result["model_only_s"]
+            rows.append({"level0": f"{width}x{height}", "gigapixels": width * height / 1e9,
+                         "file_mb": path.stat().st_size / MB, "write_s": write_s, **result,
+                         "tiles_per_s": result["tissue_tiles"] / result["end_to_end_s"],
+                         "model_tiles_per_s": result["tissue_tiles"] / result["model_only_s"],
+                         "overhead": overhead,
+                         "other_s": result["end_to_end_s"] - result["read_resample_s"] - result["tissue_s"]
+                         - result["model_only_s"]})
+            path.unlink()
+    common.print_table("Whole-slide analysis (synthetic 40x pyramids)", rows, [
+        ("level0", "level 0", "s"), ("gigapixels", "Gpx", ".2f"), ("tissue_tiles", "tiles", "d"),
+        ("tiles_per_s", "e2e tiles/s", ".0f"), ("model_tiles_per_s", "model tiles/s", ".0f"),
+        ("read_resample_s", "read s", ".2f"), ("tissue_s", "tissue s", ".2f"), ("model_only_s", "model s", ".2f"),
+        ("other_s", "rest s", ".2f"), ("overhead", "read+tissue", ".0%"), ("peak_rss_mb", "peak RSS MB", ".0f")])
+    return {"sizes": rows, "targets": {"overhead_below": 0.3, "peak_rss_mb_below": 2048}}
+
+
+def ray_overhead(tmp: Path, copies: int = 4) -> dict:
+    """Slides per minute of the slide command in-process and with --ray local, on `copies` small pyramids."""
+    folder = tmp / "cohort"
+    folder.mkdir()
+    write_svs(folder / "s0.svs", 4000, 3300)
+    for i in range(1, copies):
+        (folder / f"s{i}.svs").write_bytes((folder / "s0.svs").read_bytes())
+    result = {"slides": copies, "level0": "4000x3300"}
+    for name, extra in (("in_process", []), ("ray_local", ["--ray", "local"])):
+        command = [sys.executable, "-m", "idc_core.slide", str(folder), "--out", str(tmp / name), *extra]
+        _, seconds = common.timed(lambda c=command: subprocess.run(c, capture_output=True, check=True, cwd=common.REPO))
+        result[f"{name}_s"] = seconds
+        result[f"{name}_slides_per_min"] = 60 * copies / seconds
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3])
+        return
+    p = common.parser(__doc__)
+    p.add_argument("--gigapixels", default="0.07,0.27,1.08", help="level-0 sizes to write and analyse")
+    p.add_argument("--ray", action="store_true", help="also: slides per minute in-process vs --ray local")
+    args = p.parse_args()
+    p_ray = args.ray
+    started = time.time()
+    results = run(args)
+    if p_ray:
+        with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
+            results["ray"] = ray_overhead(Path(tmp))
+        print(f"slide command, {results['ray']['slides']} slides: in-process "
+              f"{results['ray']['in_process_slides_per_min']:.1f}/min, --ray local "
+              f"{results['ray']['ray_local_slides_per_min']:.1f}/min")
+    common.write_json(args.out, "wsi", results, quick=args.quick, started=started)
+
+
+if __name__ == "__main__":
+    main()
