@@ -11,7 +11,7 @@ import streamlit as st
 from idc_core.curves import operating_point
 from idc_core.evaluate import evaluate_model
 from ui import DISCLAIMER
-from ui.figures import confusion_figure, history_figure, pr_figure, report_table, roc_figure
+from ui.figures import confusion_figure, history_figure, pr_figure, report_accuracy, report_table, roc_figure
 from ui.models import require_model
 from ui.widgets import csv_download, percent, progress_bar, user_errors
 
@@ -55,14 +55,28 @@ def dashboard(report: dict[str, Any], key: str) -> None:
         c1.plotly_chart(roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"])), key=key + "roc")
         c2.plotly_chart(pr_figure(report["pr_curve"], report["pr_auc"], (point["recall"], point["precision"]),
                                   report["n_idc"] / report["n_patches"]), key=key + "pr")
-    st.markdown("**Classification report** (at the model's threshold)")
+    accuracy = report_accuracy(report["classification_report"])
+    st.markdown("**Classification report** (at the model's threshold)"
+                + (f" · overall accuracy {accuracy:.4f}" if accuracy is not None else ""))
     st.dataframe(pd.DataFrame(report_table(report["classification_report"])), hide_index=True, key=key + "report")
     if report.get("per_patient"):
         st.markdown("**Per patient**")
         st.dataframe(pd.DataFrame(report["per_patient"]), hide_index=True, key=key + "patients",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                    for c in ("idc_fraction_true", "idc_fraction_pred", "accuracy", "roc_auc")})
+                     column_config=PATIENT_COLUMNS)
         csv_download(report["per_patient"], "per_patient.csv", "Download per-patient table (CSV)", key=key + "csv")
+
+
+PATIENT_COLUMNS = {
+    "patient": st.column_config.TextColumn("Patient"),
+    "n": st.column_config.NumberColumn("Patches"),
+    "n_patches": st.column_config.NumberColumn("Patches"),
+    "n_idc": st.column_config.NumberColumn("IDC patches"),
+    "idc_fraction_true": st.column_config.NumberColumn("True IDC share", format="%.3f"),
+    "idc_fraction_pred": st.column_config.NumberColumn("Predicted IDC share", format="%.3f"),
+    "accuracy": st.column_config.NumberColumn("Accuracy", format="%.3f"),
+    "roc_auc": st.column_config.NumberColumn("ROC AUC (within patient)", format="%.3f",
+                                             help="Empty where the patient has one class only"),
+}
 
 
 def left_out_files(data: dict[str, Any]) -> None:
@@ -103,8 +117,8 @@ with yours:
             with progress_bar("Reading and classifying patches") as progress:
                 report = evaluate_model(model, data, progress=progress)
             st.session_state[S + "report"] = (upload.name, str(model.path), report)
-    stored = st.session_state.get(S + "report")
-    if stored is not None and upload is not None and stored[:2] == (upload.name, str(model.path)):
+    stored = st.session_state.get(S + "report")  # kept in the session: it survives a visit to another page
+    if stored is not None and stored[1] == str(model.path) and (upload is None or upload.name == stored[0]):
         name, _, report = stored
         seen = report["data"]["patients_seen_in_training_or_validation"]
         st.success(f"{name}: {report['data']['patients']} patients, {report['n_patches']:,} patches evaluated")

@@ -13,7 +13,8 @@ from ui.models import require_model
 from ui.widgets import IMAGE_TYPES, enlarge, uploads_to_items, user_errors
 
 S = "explain_"
-LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM (Faster, 32 channels)"}
+LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+SHOWN_PX = 240  # every explanation is drawn at the same size, whatever the column width
 SAMPLE, UPLOAD, HANDOFF = "Sample patch", "Upload", "From Classify patches"
 
 st.title("Explain a prediction (Grad-CAM)")
@@ -45,9 +46,10 @@ if item is None:
 
 layers = conv_layer_names(model.model)
 default_layer = last_conv_layer(model.model)
-c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
 methods = c1.multiselect("Methods", METHODS, default=["gradcam", "gradcam++"], format_func=LABELS.get, key=S + "methods",
-                         help="Score-CAM runs one forward pass per channel: slower, but needs no gradients.")
+                         help="Score-CAM (Faster Score-CAM, the 32 highest-variance channels) runs one forward pass per "
+                              "channel: slower, but needs no gradients.")
 layer = c2.selectbox("Layer to explain", layers, index=layers.index(default_layer), key=S + "layer",
                      help="The last convolutional layer (default) gives the most class-specific map; "
                           "earlier layers show finer, less specific detail.")
@@ -80,15 +82,16 @@ st.markdown(f"**{row.name}** · P(IDC) **{row.prob_idc:.3f}** → predicted **{l
 
 cams = st.session_state.setdefault(S + "cams", {})
 columns = st.columns(1 + max(1, len(methods)))
-columns[0].image(enlarge(patch, 240), caption="original (50x50, enlarged)")
+columns[0].image(enlarge(patch, SHOWN_PX), caption="original (50x50, enlarged)", width=SHOWN_PX)
 for column, method in zip(columns[1:], methods):
     if (method, layer) not in cams:
         with user_errors(LABELS[method]), st.spinner(f"Computing {LABELS[method]}…"):
             cams[(method, layer)] = compute_heatmaps(model.model, patch[None], method=method, layer=layer)[0]
     if (method, layer) in cams:
         cam = cams[(method, layer)]
-        column.image(enlarge(blend(patch, cam, alpha=alpha, cmap=cmap), 240), caption=f"{LABELS[method]} · {layer}")
-        column.image(enlarge(colorize(cam, cmap), 120), caption="heatmap alone")
+        column.image(enlarge(blend(patch, cam, alpha=alpha, cmap=cmap), SHOWN_PX), caption=f"{LABELS[method]} · {layer}",
+                     width=SHOWN_PX)
+        column.image(enlarge(colorize(cam, cmap), SHOWN_PX // 2), caption="heatmap alone", width=SHOWN_PX // 2)
 if not methods:
     columns[1].info("Choose at least one method.")
 st.caption("Red/bright = regions that raise P(IDC) most for this layer. A heatmap shows what the model used, "

@@ -337,10 +337,22 @@ def test_evaluation_on_uploaded_labelled_zip_and_on_a_bad_one(small_data):
     assert any(s.value.startswith("mine.zip: 7 patients, 61 patches") for s in at.success)
     assert any("used to train or validate this model" in w.value for w in at.warning)
     assert not any("left out" in w.value for w in at.warning) and not at.main.expander
+    report = at.main.dataframe[0].value  # the classification report: human labels, no "None" cells
+    assert list(report.columns) == ["Class", "Precision", "Recall", "F1", "Patches"] and not report.isna().any().any()
     at.file_uploader(key="evaluation_upload").set_value(("bad.zip", b"nope", "application/zip")).run()
     at.button(key="evaluation_run").click().run()
     no_traceback(at)
     assert at.error[0].value.startswith("Evaluating on bad.zip:") and "not a readable zip" in at.error[0].value
+
+
+def test_evaluation_result_survives_a_visit_to_another_page(small_data):
+    at = open_page("evaluation")
+    at.file_uploader(key="evaluation_upload").set_value(("mine.zip", zip_folder(small_data), "application/zip")).run()
+    at.button(key="evaluation_run").click().run()
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/evaluation.py").run()
+    no_traceback(at)
+    assert any(s.value.startswith("mine.zip: 7 patients, 61 patches") for s in at.success)
 
 
 def test_evaluation_lists_the_files_left_out(small_data):
@@ -389,3 +401,15 @@ def test_bundled_samples_work_on_every_page():
     at.switch_page("app_pages/explain.py").run()
     no_traceback(at)
     assert "Grad-CAM · block3_act" in captions(at)
+
+
+def test_explain_draws_every_method_with_short_labels(small_data):
+    patch = sorted(small_data.rglob("*.png"))[0]
+    at = open_page("explain")
+    at.radio(key="explain_source").set_value("Upload").run()
+    at.file_uploader(key="explain_upload").set_value((patch.name, patch.read_bytes(), "image/png")).run()
+    at.multiselect(key="explain_methods").set_value(["gradcam", "gradcam++", "scorecam"]).run()
+    no_traceback(at)
+    shown = captions(at)
+    assert {"Grad-CAM · block3_act", "Grad-CAM++ · block3_act", "Score-CAM · block3_act"} <= set(shown)
+    assert shown.count("heatmap alone") == 3

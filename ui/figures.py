@@ -166,12 +166,17 @@ def thumbnails_figure(patches: np.ndarray, probs: Sequence[float], threshold: fl
     return fig
 
 
+REPORT_LABELS = {"precision": "Precision", "recall": "Recall", "f1-score": "F1", "support": "Patches"}
+
+
 def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """sklearn's classification report dict as table rows."""
-    rows = []
-    for label, values in report.items():
-        if isinstance(values, dict):
-            rows.append({"class": label, **{k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}})
-        else:
-            rows.append({"class": label, "precision": None, "recall": None, "f1-score": round(values, 4), "support": None})
-    return rows
+    """sklearn's classification report dict as table rows with human labels; the overall accuracy is not a row
+    (it has no precision, recall or support: show it beside the table, see report_accuracy)."""
+    return [{"Class": label, **{REPORT_LABELS[k]: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}}
+            for label, values in report.items() if isinstance(values, dict)]
+
+
+def report_accuracy(report: dict[str, Any]) -> float | None:
+    """The overall accuracy of sklearn's classification report dict, or None."""
+    value = report.get("accuracy")
+    return float(value) if isinstance(value, (int, float)) else None
