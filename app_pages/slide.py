@@ -129,9 +129,7 @@ with st.expander("Tiling and tissue detection", expanded=False):
     min_tissue = c3.slider("Min. tissue per tile", 0.05, 1.0, MIN_TISSUE, 0.05, key=S + "min_tissue",
                            help="Tiles with less tissue than this are background and are not classified.")
     show_mask = c3.checkbox("Show the tissue mask", key=S + "show_mask")
-    used_key = S + "tissue_used"
-    if auto and used_key in st.session_state:
-        c2.caption(f"Threshold used on this slide: **{st.session_state[used_key]:.0f}** (Otsu)")
+    threshold_used = c2.empty()  # filled once this run's result exists: the value used, never the previous one
 tissue_threshold = None if auto else float(manual)
 
 mpp_override = None
@@ -179,13 +177,15 @@ if st.session_state.get(S + "settings") != settings:
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
-        st.session_state[S + "tissue_used"] = result.tissue_threshold
         if result.n_tissue:  # start the tile inspector on the most suspicious tile
             top = int(np.nanargmax(result.probs))
-            st.session_state[S + "y"], st.session_state[S + "x"] = (int(v) + result.size // 2 for v in result.coords[top])
+            top_y, top_x = (int(v) + result.size // 2 for v in result.coords[top])
+            st.session_state[S + "y"], st.session_state[S + "x"] = top_y, top_x
 result: SlideResult | None = st.session_state.get(S + "result")
 if result is None:
     st.stop()
+if auto:
+    threshold_used.caption(f"Threshold used on this slide: **{result.tissue_threshold:.0f}** (Otsu)")
 slide = st.session_state[S + "input"]
 image = slide.image
 info, scale_warnings = st.session_state[S + "scale"]
@@ -229,8 +229,8 @@ m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 
 cut = threshold if only_idc else None
 coords = result.coords[result.tissue]
-figure = session_memo(S + "memo_figure", (cut, alpha, cmap), lambda: slide_figure(
-    heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size, cmap=cmap))  # kept: a downscaled PNG
+figure = session_memo(S + "memo_figure", (cut, alpha, cmap), lambda: slide_figure(  # kept: a downscaled PNG
+    heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size, cmap=cmap))
 st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
                 selection_mode="points", config={"scrollZoom": True})
 st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it.")

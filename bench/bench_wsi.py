@@ -102,7 +102,7 @@ def run(args) -> dict:
             side = int(np.sqrt(gigapixels * 1e9 * 1.2))  # 1.2:1 width:height
             width, height = side, int(side / 1.2)
             path = Path(tmp) / f"synthetic_{gigapixels:g}gp.svs"
-            _, write_s = common.timed(lambda: write_svs(path, width, height))
+            _, write_s = common.timed(lambda p=path, w=width, h=height: write_svs(p, w, h))
             done = subprocess.run([sys.executable, __file__, "--child", str(path), str(Path(tmp) / "out")],
                                   capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])

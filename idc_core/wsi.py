@@ -197,7 +197,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         row["reason"] = f"{path.name}: out of memory"
     except Exception as exc:  # noqa: BLE001 - one slide, even one that hits a bug, never stops the others
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        row["reason"] = f"{path.name}: unexpected {type(exc).__name__}: {_one_line(exc)} ({Path(where.filename).name}:{where.lineno})"
+        row["reason"] = (f"{path.name}: unexpected {type(exc).__name__}: {_one_line(exc)} "
+                         f"({Path(where.filename).name}:{where.lineno})")
     row["seconds"] = round(time.perf_counter() - started, 3)
     return row
 

@@ -283,6 +283,18 @@ def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views
     assert len(at.session_state["slide_memo_figure"]) == 1
 
 
+def test_slide_otsu_toggle_shows_the_threshold_this_run_used():
+    at = open_page("slide")
+    at.toggle(key="slide_auto").set_value(True).run()  # one run: the caption must already say Otsu's value
+    no_traceback(at)
+    used = at.session_state["slide_result"].tissue_threshold
+    assert used != at.slider(key="slide_tissue_thr").value  # Otsu's value on the sample, not the slider's
+    assert [c.value for c in at.caption if c.value.startswith("Threshold used")] == \
+        [f"Threshold used on this slide: **{used:.0f}** (Otsu)"]
+    at.toggle(key="slide_auto").set_value(False).run()
+    assert not [c for c in at.caption if c.value.startswith("Threshold used")]
+
+
 def test_slide_blank_image_says_no_tissue_and_corrupt_image_says_why():
     at = open_page("slide")
     at.radio(key="slide_source").set_value("Upload").run()

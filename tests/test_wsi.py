@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from slide_files import sample_crop, upsample, write_pyramid
 
-from idc_core.errors import SlideError
+from idc_core.errors import IDCError, SlideError
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.mpp import Scale, assumed_scale, scale_from_properties
 from idc_core.slide import main as slide_main
@@ -175,3 +175,25 @@ def test_model_folders_without_mpp_are_read_at_the_dataset_scale(tmp_path):
 
     (tmp_path / "config.json").write_text(json.dumps({"name": "old", "arch": "cnn"}))
     assert ModelConfig.load(tmp_path / "config.json").mpp == 4.0
+
+
+def test_transparent_pixels_of_a_region_are_white_glass_and_opaque_ones_unchanged():
+    from idc_core.slide_reader import _on_white
+
+    rgba = np.array([[[10, 20, 30, 255], [10, 20, 30, 0], [200, 100, 0, 128]]], dtype=np.uint8)
+    assert _on_white(rgba).tolist() == [[[10, 20, 30], [255, 255, 255], [227, 177, 127]]]
+    opaque = np.dstack([np.full((4, 5, 3), 77, np.uint8), np.full((4, 5), 255, np.uint8)])
+    assert _on_white(opaque).tolist() == np.full((4, 5, 3), 77).tolist()
+
+
+def test_a_plain_image_over_the_decode_limit_is_refused_with_what_to_do(tmp_path):
+    Image.new("RGB", (120, 100), (200, 80, 160)).save(tmp_path / "big.png")
+    with pytest.raises(SlideError, match=r"big\.png: a plain image .* over the limit of 10,000 pixels: .*pyramid"):
+        open_slide(tmp_path / "big.png", model_mpp=4.0, max_pixels=10_000)
+
+
+def test_an_image_too_large_to_decode_points_to_the_slide_command(slides):
+    from idc_core.image_io import read_image
+
+    with pytest.raises(IDCError, match=r"aperio\.svs: .* over the limit of 1,000 pixels .*python -m idc_core\.slide"):
+        read_image(slides["aperio"], max_pixels=1_000, name="aperio.svs")
