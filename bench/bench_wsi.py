@@ -79,9 +79,8 @@ def child(path: str, out: str) -> None:
     end_to_end = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with open_slide(path, model_mpp=loaded.config.mpp) as reader:
-        start = time.perf_counter()
         image = reader.read_at_mpp(loaded.config.mpp)
-        read_s = time.perf_counter() - start
+        read_s = common.best_of(lambda: reader.read_at_mpp(loaded.config.mpp), 2)
         analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp, threshold=loaded.config.threshold)
     all_coords = tile_coordinates(image.shape[0], image.shape[1], 50, 50)
     tissue_s = common.best_of(lambda: tile_tissue_fraction(tissue_mask(image)[0], all_coords, 50), 2)
@@ -121,7 +120,11 @@ def run(args) -> dict:
         ("tiles_per_s", "e2e tiles/s", ".0f"), ("model_tiles_per_s", "model tiles/s", ".0f"),
         ("read_resample_s", "read s", ".2f"), ("tissue_s", "tissue s", ".2f"), ("model_only_s", "model s", ".2f"),
         ("other_s", "rest s", ".2f"), ("overhead", "read+tissue", ".0%"), ("peak_rss_mb", "peak RSS MB", ".0f")])
-    return {"sizes": rows, "targets": {"overhead_below": 0.3, "peak_rss_mb_below": 2048}}
+    targets = {"overhead_below": 0.3, "peak_rss_mb_below": 2048}
+    met = {"overhead": all(r["overhead"] < targets["overhead_below"] for r in rows),
+           "peak_rss": all(r["peak_rss_mb"] < targets["peak_rss_mb_below"] for r in rows)}
+    print(f"targets met: {met}")
+    return {"sizes": rows, "targets": targets, "targets_met": met}
 
 
 def ray_overhead(tmp: Path, copies: int = 4) -> dict:
