@@ -33,6 +33,7 @@ from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ImageError
 from idc_core.image_io import decode_image, fit_patch
 from idc_core.lite import TFLiteModel, load_export
+from idc_core.stain_check import not_he_reason
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.tiling import iter_patch_batches, tile_coordinates
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
@@ -173,6 +174,7 @@ def predict_slide(
     """Tile an RGB uint8 slide, skip tiles with less than `min_tissue` tissue, classify the rest.
 
     tissue_threshold: the saturation above which a pixel is tissue (None: Otsu's, per slide).
+    An image that does not look like H&E brightfield (stain_check) -> ImageError "not H&E: not scored".
     Patches are cut batch by batch, so only one batch is in memory at a time.
     progress(done, n_tissue_tiles) after each batch. No tissue -> n_tissue == 0.
     """
@@ -180,6 +182,9 @@ def predict_slide(
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
+    reason = not_he_reason(image)
+    if reason is not None:
+        raise ImageError(f"not H&E: not scored ({reason})")
     height, width = image.shape[:2]
     coords = tile_coordinates(height, width, PATCH_SIZE, stride)
     mask, used_threshold = tissue_mask(image, tissue_threshold)

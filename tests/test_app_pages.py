@@ -425,3 +425,13 @@ def test_explain_draws_every_method_with_short_labels(small_data):
     shown = captions(at)
     assert {"Grad-CAM · block3_act", "Grad-CAM++ · block3_act", "Score-CAM · block3_act"} <= set(shown)
     assert shown.count("heatmap alone") == 3
+
+
+def test_slide_page_refuses_a_fluorescence_image_with_the_reason():
+    from test_stain_check import fluorescence
+
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("dapi.png", encode_png(fluorescence()), "image/png")).run()
+    no_traceback(at)
+    assert any("not H&E: not scored" in e.value and "fluorescence" in e.value for e in at.error)

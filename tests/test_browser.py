@@ -228,7 +228,7 @@ def test_explain_this_patch_explains_the_clicked_patch(page, app_url):
         const L = gd._fullLayout, r = gd.getBoundingClientRect(), p = gd.calcdata[1][5];
         return {px: r.left + L.xaxis._offset + L.xaxis.l2p(p.x), py: r.top + L.yaxis._offset + L.yaxis.l2p(p.y)};
     }""")
-    page.mouse.click(target["px"], target["py"])
+    page.mouse.click(target["px"] + 28, target["py"] + 28)  # near a corner of the thumbnail, not its centre
     page.wait_for_function("t => [...document.querySelectorAll('h3')].some(h => h.innerText.startsWith('Selected:')"
                            " && h.innerText !== t)", arg=initial)
     _settle(page)

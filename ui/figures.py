@@ -154,7 +154,9 @@ def thumbnails_figure(patches: np.ndarray, probs: Sequence[float], threshold: fl
     idx = np.arange(n)
     fig.add_scatter(
         x=(idx % columns) * cell + cell / 2 - 1, y=(idx // columns) * cell + cell / 2 - 1, mode="markers",
-        marker=dict(size=30, color="rgba(0,0,0,0)", symbol="square"),
+        # a click anywhere on a thumbnail selects it: the square covers the cell (the figure draws about
+        # (height - 20) / (rows * cell) = 1.2 screen px per cell unit, see the layout height below)
+        marker=dict(size=round(0.95 * cell * 1.2), color="rgba(0,0,0,0)", symbol="square"),
         customdata=[[name, float(p)] for name, p in zip(names, probs)],
         hovertemplate="%{customdata[0]}<br>P(IDC) %{customdata[1]:.3f}<extra></extra>",
         selected=dict(marker=dict(color="rgba(255,255,255,0.35)")), showlegend=False,
