@@ -19,7 +19,7 @@ from idc_core.slide_reader import PYRAMID_SUFFIXES
 from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
 from idc_core.tiling import extract_patches
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
-from idc_core.wsi import read_scaled_slide
+from idc_core.wsi import read_scaled_slide, read_tile_at_full_resolution
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
 from ui.figures import display_jpeg, slide_figure
 from ui.memo import clear_memos, session_memo
@@ -30,8 +30,8 @@ from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar
 S = "slide_"
 SAMPLE, PATIENT, UPLOAD, SERVER, HANDOFF = ("Sample slide", "Sample patient (zip, with ground truth)", "Upload",
                                             "Slides folder (server)", "From Classify patches")
-MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask")  # views of the current result,
-# cleared whenever the result changes, so their keys are the view settings alone
+# views of the current result, cleared whenever the result changes, so their keys are the view settings alone
+MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask", S + "memo_full")
 SAMPLE_SCALE = "the bundled sample: a dataset patient at the dataset's own scale"
 PYRAMID_TYPES = [s.lstrip(".") for s in PYRAMID_SUFFIXES if s not in (".mrxs", ".vms")]  # multi-file formats
 
@@ -275,12 +275,20 @@ else:
     if tile not in cams:
         with user_errors("Grad-CAM"), st.spinner("Computing Grad-CAM…"):
             cams[tile] = compute_heatmaps(model.model, patch[np.newaxis], method="gradcam")[0]
-    p1, p2, p3 = st.columns([1, 1, 2])
     level0 = info["level0_per_model_pixel"]
+    finer = level0 > 1 and info["format"].endswith("(OpenSlide)")  # the scanner saw more than the model does
+    p1, p2, *p_full, p3 = st.columns([1, 1, 1, 1] if finer else [1, 1, 2])
     p1.image(enlarge(patch, 250), caption=f"tile at x={coords[tile, 1]}, y={coords[tile, 0]} (level 0 of the slide: "
                                           f"x={round(coords[tile, 1] * level0)}, y={round(coords[tile, 0] * level0)})")
     if tile in cams:
         p2.image(enlarge(blend(patch, cams[tile], alpha=0.45, cmap=cmap), 250), caption="Grad-CAM overlay")
+    if finer:
+        box = (round(coords[tile, 1] * level0), round(coords[tile, 0] * level0), round(result.size * level0))
+        with user_errors("Reading the tile at full resolution"):
+            full = session_memo(S + "memo_full", box, lambda: read_tile_at_full_resolution(
+                path, box, model_mpp=model.config.mpp, mpp=mpp, name=name), max_entries=8)
+            p_full[0].image(full, width=250, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
+                            f"({box[2] * info['slide_mpp']:.0f} µm), shown at {full.shape[1]} px")
     p3.metric("P(IDC)", f"{tissue_probs[tile]:.3f}", help="A model score, not a diagnosis")
     p3.markdown(f"Predicted **{'IDC' if tissue_probs[tile] >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
 

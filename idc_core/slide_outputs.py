@@ -51,7 +51,7 @@ def geojson_regions(result: Any, factor: float, model_mpp: float) -> dict[str, A
         polygons = list(getattr(merged, "geoms", [merged]))
         centres = shapely.points((coords[:, 1] + result.size / 2) * factor, (coords[:, 0] + result.size / 2) * factor)
         for polygon in polygons:
-            inside = shapely.contains(polygon, centres)
+            inside = shapely.contains(polygon, centres)  # every region holds its tiles' centres
             um2_per_px = (model_mpp / factor) ** 2
             features.append({
                 "type": "Feature",
@@ -61,7 +61,7 @@ def geojson_regions(result: Any, factor: float, model_mpp: float) -> dict[str, A
                     "name": "IDC (model prediction)",
                     "classification": {"name": "IDC", "color": list(IDC_COLOR)},
                     "measurements": {
-                        "mean P(IDC)": round(float(probs[inside].mean()), 4) if inside.any() else None,
+                        "mean P(IDC)": round(float(probs[inside].mean()), 4),  # QuPath reads numbers only
                         "tiles": int(inside.sum()),
                         "area mm2": round(polygon.area * um2_per_px / 1e6, 5),
                     },

@@ -112,6 +112,16 @@ def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None =
                            getattr(reader, "source", None))
 
 
+def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *, model_mpp: float,
+                                 mpp: float | None = None, name: str | None = None, max_side: int = 512) -> np.ndarray:
+    """The level-0 box (x, y, size) of a slide file as the scanner saw it: at the slide's own mpp, or as fine as
+    `max_side` pixels allow (read from the matching pyramid level), for a pathologist to look at."""
+    x, y, size = box
+    with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name) as reader:
+        target = reader.scale.mpp * max(1.0, size / max_side)
+        return reader.read_region_at_mpp(x, y, size, size, target)
+
+
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None) -> SlideAnalysis:
     """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see predict.predict_slide)."""

@@ -138,6 +138,9 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     geoms = [shape(f["geometry"]) for f in geo["features"]]
     assert all(g.is_valid for g in geoms)
     assert all(f["properties"]["classification"]["name"] == "IDC" for f in geo["features"])
+    measurements = [f["properties"]["measurements"] for f in geo["features"]]
+    assert all(isinstance(v, (int, float)) for m in measurements for v in m.values())  # QuPath: numbers only
+    assert sum(m["tiles"] for m in measurements) == len(idc)  # each IDC tile in exactly one region
     union = shapely.unary_union(geoms)
     for t in idc:
         x, y, s = int(t["x"]), int(t["y"]), int(t["size"])
@@ -197,3 +200,14 @@ def test_an_image_too_large_to_decode_points_to_the_slide_command(slides):
 
     with pytest.raises(IDCError, match=r"aperio\.svs: .* over the limit of 1,000 pixels .*python -m idc_core\.slide"):
         read_image(slides["aperio"], max_pixels=1_000, name="aperio.svs")
+
+
+def test_a_tile_is_read_at_the_scanners_full_resolution_or_as_fine_as_max_side_allows(slides):
+    from idc_core.wsi import read_tile_at_full_resolution
+
+    level0 = upsample(sample_crop(), 8)  # what was written as aperio.svs, 0.5 um/px
+    full = read_tile_at_full_resolution(slides["aperio"], (800, 1200, 400), model_mpp=4.0)
+    assert full.shape == (400, 400, 3)
+    assert np.abs(full.astype(int) - level0[1200:1600, 800:1200].astype(int)).mean() < 6  # JPEG q90 only
+    small = read_tile_at_full_resolution(slides["aperio"], (800, 1200, 400), model_mpp=4.0, max_side=100)
+    assert small.shape == (100, 100, 3)
