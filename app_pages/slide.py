@@ -287,7 +287,7 @@ else:
         with user_errors("Reading the tile at full resolution"):
             full = session_memo(S + "memo_full", box, lambda: read_tile_at_full_resolution(
                 path, box, model_mpp=model.config.mpp, mpp=mpp, name=name), max_entries=8)
-            p_full[0].image(full, width=250, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
+            p_full[0].image(full, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
                             f"({box[2] * info['slide_mpp']:.0f} µm), shown at {full.shape[1]} px")
     p3.metric("P(IDC)", f"{tissue_probs[tile]:.3f}", help="A model score, not a diagnosis")
     p3.markdown(f"Predicted **{'IDC' if tissue_probs[tile] >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
