@@ -141,6 +141,10 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     measurements = [f["properties"]["measurements"] for f in geo["features"]]
     assert all(isinstance(v, (int, float)) for m in measurements for v in m.values())  # QuPath: numbers only
     assert sum(m["tiles"] for m in measurements) == len(idc)  # each IDC tile in exactly one region
+    for feature in geo["features"]:  # the scale travels with the regions (QuPath object metadata: strings)
+        meta = feature["properties"]["metadata"]
+        assert meta["slide_mpp"] == "0.5" and meta["model_mpp"] == "4" and "openslide.mpp" in meta["mpp_source"]
+        assert meta["model"] == summary["model"]["name"]
     union = shapely.unary_union(geoms)
     for t in idc:
         x, y, s = int(t["x"]), int(t["y"]), int(t["size"])
