@@ -67,6 +67,8 @@ def test_openslide_reads_the_mpp_written_and_the_reader_picks_the_right_level(sl
         assert "openslide.mpp" in reader.scale.source
     with open_slide(slides["power"], model_mpp=4.0) as reader:
         assert reader.scale.mpp == pytest.approx(2.0) and reader.scale.warning
+        thumb = reader.thumbnail(200)
+        assert max(thumb.shape[:2]) <= 201 and thumb.shape[1] / thumb.shape[0] == pytest.approx(4 / 3, rel=0.02)
 
 
 def test_pyramid_read_at_the_model_scale_matches_the_native_image(slides):
