@@ -14,12 +14,12 @@ from idc_core.gradcam import compute_heatmaps
 from idc_core.image_io import encode_png
 from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, tile_map
 from idc_core.predict import SlideResult, predict_slide
-from idc_core.slide_outputs import geojson_regions
+from idc_core.slide_outputs import geojson_regions, scale_metadata
 from idc_core.slide_reader import PYRAMID_SUFFIXES
 from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
 from idc_core.tiling import extract_patches
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
-from idc_core.wsi import read_scaled_slide
+from idc_core.wsi import read_scaled_slide, read_tile_at_full_resolution
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
 from ui.figures import display_jpeg, slide_figure
 from ui.memo import clear_memos, session_memo
@@ -30,8 +30,8 @@ from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar
 S = "slide_"
 SAMPLE, PATIENT, UPLOAD, SERVER, HANDOFF = ("Sample slide", "Sample patient (zip, with ground truth)", "Upload",
                                             "Slides folder (server)", "From Classify patches")
-MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask")  # views of the current result,
-# cleared whenever the result changes, so their keys are the view settings alone
+# views of the current result, cleared whenever the result changes, so their keys are the view settings alone
+MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask", S + "memo_full")
 SAMPLE_SCALE = "the bundled sample: a dataset patient at the dataset's own scale"
 PYRAMID_TYPES = [s.lstrip(".") for s in PYRAMID_SUFFIXES if s not in (".mrxs", ".vms")]  # multi-file formats
 
@@ -129,9 +129,7 @@ with st.expander("Tiling and tissue detection", expanded=False):
     min_tissue = c3.slider("Min. tissue per tile", 0.05, 1.0, MIN_TISSUE, 0.05, key=S + "min_tissue",
                            help="Tiles with less tissue than this are background and are not classified.")
     show_mask = c3.checkbox("Show the tissue mask", key=S + "show_mask")
-    used_key = S + "tissue_used"
-    if auto and used_key in st.session_state:
-        c2.caption(f"Threshold used on this slide: **{st.session_state[used_key]:.0f}** (Otsu)")
+    threshold_used = c2.empty()  # filled once this run's result exists: the value used, never the previous one
 tissue_threshold = None if auto else float(manual)
 
 mpp_override = None
@@ -179,13 +177,15 @@ if st.session_state.get(S + "settings") != settings:
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
-        st.session_state[S + "tissue_used"] = result.tissue_threshold
         if result.n_tissue:  # start the tile inspector on the most suspicious tile
             top = int(np.nanargmax(result.probs))
-            st.session_state[S + "y"], st.session_state[S + "x"] = (int(v) + result.size // 2 for v in result.coords[top])
+            top_y, top_x = (int(v) + result.size // 2 for v in result.coords[top])
+            st.session_state[S + "y"], st.session_state[S + "x"] = top_y, top_x
 result: SlideResult | None = st.session_state.get(S + "result")
 if result is None:
     st.stop()
+if auto:
+    threshold_used.caption(f"Threshold used on this slide: **{result.tissue_threshold:.0f}** (Otsu)")
 slide = st.session_state[S + "input"]
 image = slide.image
 info, scale_warnings = st.session_state[S + "scale"]
@@ -229,8 +229,8 @@ m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 
 cut = threshold if only_idc else None
 coords = result.coords[result.tissue]
-figure = session_memo(S + "memo_figure", (cut, alpha, cmap), lambda: slide_figure(
-    heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size, cmap=cmap))  # kept: a downscaled PNG
+figure = session_memo(S + "memo_figure", (cut, alpha, cmap), lambda: slide_figure(  # kept: a downscaled PNG
+    heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size, cmap=cmap))
 st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
                 selection_mode="points", config={"scrollZoom": True})
 st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it.")
@@ -275,12 +275,20 @@ else:
     if tile not in cams:
         with user_errors("Grad-CAM"), st.spinner("Computing Grad-CAM…"):
             cams[tile] = compute_heatmaps(model.model, patch[np.newaxis], method="gradcam")[0]
-    p1, p2, p3 = st.columns([1, 1, 2])
     level0 = info["level0_per_model_pixel"]
+    finer = level0 > 1 and info["format"].endswith("(OpenSlide)")  # the scanner saw more than the model does
+    p1, p2, *p_full, p3 = st.columns([1, 1, 1, 1] if finer else [1, 1, 2])
     p1.image(enlarge(patch, 250), caption=f"tile at x={coords[tile, 1]}, y={coords[tile, 0]} (level 0 of the slide: "
                                           f"x={round(coords[tile, 1] * level0)}, y={round(coords[tile, 0] * level0)})")
     if tile in cams:
         p2.image(enlarge(blend(patch, cams[tile], alpha=0.45, cmap=cmap), 250), caption="Grad-CAM overlay")
+    if finer:
+        box = (round(coords[tile, 1] * level0), round(coords[tile, 0] * level0), round(result.size * level0))
+        with user_errors("Reading the tile at full resolution"):
+            full = session_memo(S + "memo_full", box, lambda: read_tile_at_full_resolution(
+                path, box, model_mpp=model.config.mpp, mpp=mpp, name=name), max_entries=8)
+            p_full[0].image(full, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
+                            f"({box[2] * info['slide_mpp']:.0f} µm), shown at {full.shape[1]} px")
     p3.metric("P(IDC)", f"{tissue_probs[tile]:.3f}", help="A model score, not a diagnosis")
     p3.markdown(f"Predicted **{'IDC' if tissue_probs[tile] >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
 
@@ -298,6 +306,7 @@ with d2:
     csv_download(rows, f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)",
                  key=S + "csv")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above
-                   lambda: json.dumps(geojson_regions(replace(result, threshold=threshold), factor, info["model_mpp"])),
+                   lambda: json.dumps(geojson_regions(replace(result, threshold=threshold), factor, info["model_mpp"],
+                                                      scale_metadata(info, model.config.name))),
                    file_name=f"{name.rsplit('.', 1)[0]}.geojson", mime="application/geo+json",
                    icon=":material/download:", help="QuPath: File > Import objects")

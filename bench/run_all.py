@@ -15,7 +15,7 @@ import time
 
 import common
 
-SCRIPTS = ("inference", "slide", "memory", "training", "gradcam", "startup")
+SCRIPTS = ("inference", "slide", "wsi", "memory", "training", "gradcam", "startup")
 
 
 def summary(out) -> list[dict]:
@@ -55,6 +55,14 @@ def summary(out) -> list[dict]:
         for r in slide["inputs"]:
             rows.append({"target": f"slide end to end ({r['input']})", "value": f"{r['total_s']:.2f} s",
                          "met": None, "note": f"slowest: {r['slowest_stage']}"})
+    wsi = load("wsi")
+    if wsi:
+        for r in wsi["sizes"]:
+            rows.append({"target": f"read + tissue < 30% of the model's time ({r['level0']} pyramid)",
+                         "value": f"{100 * r['overhead']:.0f}%", "met": r["overhead"] < 0.3})
+        top = max(wsi["sizes"], key=lambda r: r["gigapixels"])
+        rows.append({"target": f"whole slide peak RSS < 2 GB ({top['gigapixels']:.2f} gigapixels)",
+                     "value": f"{top['peak_rss_mb']:.0f} MB", "met": top["peak_rss_mb"] < 2048})
     startup = load("startup")
     if startup:
         value = startup.get("model_s") or startup["estimate_s"]

@@ -13,6 +13,7 @@ Decoding rules:
 from __future__ import annotations
 
 import io
+import re
 from os import PathLike
 
 import cv2
@@ -22,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from idc_core.errors import ImageError, ImageTooLargeError
 
 DEFAULT_MAX_PIXELS = 60_000_000
+SLIDE_HINT = "whole slides of any size: python -m idc_core.slide, or the app's slide page"
 
 # Formats worth decoding; the rest of Pillow's plugins (EPS via Ghostscript, ...) are never tried.
 _FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP")
@@ -54,7 +56,7 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_
         if width * height > max_pixels:
             raise ImageTooLargeError(
                 f"{name}: image is {width}x{height} = {width * height:,} pixels, "
-                f"over the limit of {max_pixels:,} pixels"
+                f"over the limit of {max_pixels:,} pixels ({SLIDE_HINT})"
             )
         try:
             image.load()
@@ -71,7 +73,11 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_
 
 
 def _too_large(name: str, exc: Exception, max_pixels: int) -> ImageTooLargeError:
-    return ImageTooLargeError(f"{name}: image too large to decode ({exc}); the limit is {max_pixels:,} pixels")
+    """Pillow's decompression-bomb guard fired (its text speaks of a DOS attack): say what it means."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))  # "Image size (N pixels) exceeds limit of ..."
+    size = f" ({int(found[1]):,} pixels)" if found else ""
+    return ImageTooLargeError(f"{name}: image too large to decode{size}; the limit is {max_pixels:,} pixels "
+                              f"({SLIDE_HINT})")
 
 
 def read_image(path: str | PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None

@@ -33,11 +33,13 @@ def _positive_float(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m idc_core.slide", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", metavar="SLIDE_OR_FOLDER", help="slide files, or folders searched recursively")
+    parser.add_argument("paths", nargs="+", metavar="SLIDE_OR_FOLDER",
+                        help="slide files, or folders searched recursively")
     parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per slide)")
     parser.add_argument("--model", type=Path, help="model folder (default: models/DEFAULT, or $IDC_MODELS_DIR)")
     parser.add_argument("--mpp", type=_positive_float,
-                        help="microns per pixel of level 0: overrides what the slide says (needed when it says nothing)")
+                        help="microns per pixel of level 0: overrides what the slide says "
+                             "(needed when it says nothing)")
     parser.add_argument("--stride", type=int, default=PATCH_SIZE,
                         help=f"tile stride in pixels at the model's scale (1-{PATCH_SIZE}; default {PATCH_SIZE})")
     parser.add_argument("--batch-size", type=int, default=256, help="tiles per model call (default 256)")

@@ -32,11 +32,19 @@ def tiles_csv(result: Any, boxes: np.ndarray) -> str:
     return out.getvalue()
 
 
-def geojson_regions(result: Any, factor: float, model_mpp: float) -> dict[str, Any]:
+def scale_metadata(info: dict[str, Any], model_name: str) -> dict[str, str]:
+    """What a region's numbers rest on, as QuPath object metadata (strings): model, its mpp, the slide's mpp, source."""
+    return {"model": model_name, "model_mpp": f"{info['model_mpp']:g}", "slide_mpp": f"{info['slide_mpp']:g}",
+            "mpp_source": str(info["mpp_source"])}
+
+
+def geojson_regions(result: Any, factor: float, model_mpp: float,
+                    metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """A GeoJSON FeatureCollection that QuPath imports (File > Import objects): one annotation per IDC region.
 
     A region is the union of touching IDC tiles (exact polygons with holes, in level-0 pixels); its
-    measurements are the mean P(IDC) of its tiles, their count and its area in mm2.
+    measurements are the mean P(IDC) of its tiles, their count and its area in mm2; `metadata` (strings,
+    e.g. scale_metadata) goes with every region.
     """
     import shapely
     from shapely.geometry import box, mapping
@@ -51,7 +59,7 @@ def geojson_regions(result: Any, factor: float, model_mpp: float) -> dict[str, A
         polygons = list(getattr(merged, "geoms", [merged]))
         centres = shapely.points((coords[:, 1] + result.size / 2) * factor, (coords[:, 0] + result.size / 2) * factor)
         for polygon in polygons:
-            inside = shapely.contains(polygon, centres)
+            inside = shapely.contains(polygon, centres)  # every region holds its tiles' centres
             um2_per_px = (model_mpp / factor) ** 2
             features.append({
                 "type": "Feature",
@@ -60,8 +68,9 @@ def geojson_regions(result: Any, factor: float, model_mpp: float) -> dict[str, A
                     "objectType": "annotation",
                     "name": "IDC (model prediction)",
                     "classification": {"name": "IDC", "color": list(IDC_COLOR)},
+                    **({"metadata": dict(metadata)} if metadata else {}),
                     "measurements": {
-                        "mean P(IDC)": round(float(probs[inside].mean()), 4) if inside.any() else None,
+                        "mean P(IDC)": round(float(probs[inside].mean()), 4),  # QuPath reads numbers only
                         "tiles": int(inside.sum()),
                         "area mm2": round(polygon.area * um2_per_px / 1e6, 5),
                     },

@@ -16,10 +16,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from idc_core.config import DATASET_MPP
-from idc_core.errors import IDCError, SlideError
+from idc_core.errors import IDCError, ImageTooLargeError, SlideError
 from idc_core.image_io import DEFAULT_MAX_PIXELS, read_image
 from idc_core.mpp import (
     Scale,
@@ -165,8 +165,9 @@ class OpenSlideReader(SlideReader):
             self.slide.close()
             raise
         vendor = properties.get("openslide.vendor", "unknown")
-        super().__init__(name, f"{vendor} (OpenSlide)", tuple(self.slide.dimensions), scale,
-                         tuple(tuple(d) for d in self.slide.level_dimensions),
+        width, height = self.slide.dimensions
+        super().__init__(name, f"{vendor} (OpenSlide)", (width, height), scale,
+                         tuple((w, h) for w, h in self.slide.level_dimensions),
                          tuple(float(d) for d in self.slide.level_downsamples))
 
     def _read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
@@ -174,13 +175,24 @@ class OpenSlideReader(SlideReader):
             region = self.slide.read_region((x, y), level, (width, height))
         except (self._openslide.OpenSlideError, OSError, ValueError) as exc:
             raise SlideError(f"{self.name}: cannot read level {level} at ({x}, {y}): {_one_line(exc)}") from exc
-        rgba = np.asarray(region, dtype=np.uint8)
-        alpha = rgba[..., 3:4].astype(np.uint16)
-        # transparent pixels (outside the scanned area) become white, as glass is
-        return (rgba[..., :3] * alpha // 255 + (255 - alpha)).astype(np.uint8)
+        return _on_white(np.asarray(region, dtype=np.uint8))
 
     def close(self) -> None:
         self.slide.close()
+
+
+def _on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGB of an RGBA region composited on white: transparent pixels (outside the scanned area) are glass.
+
+    Only the pixels that are not opaque are computed (a scanned region is mostly opaque).
+    """
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    alpha = rgba[..., 3]
+    if alpha.min() < 255:
+        partial = alpha < 255
+        a = alpha[partial][:, np.newaxis].astype(np.uint16)
+        rgb[partial] = (rgb[partial] * a // 255 + (255 - a)).astype(np.uint8)
+    return rgb
 
 
 def _one_line(exc: BaseException) -> str:
@@ -191,7 +203,7 @@ def _tiff_properties(path: Path) -> dict[str, str]:
     """TIFF resolution tags of a plain TIFF as OpenSlide would name them (empty for other formats)."""
     try:
         with Image.open(path) as image:
-            if image.format != "TIFF":
+            if not isinstance(image, TiffImagePlugin.TiffImageFile):
                 return {}
             tags = image.tag_v2
             unit = {2: "inch", 3: "centimeter"}.get(int(tags.get(296, 2)))
@@ -236,7 +248,13 @@ def _open(path: Path, name: str, model_mpp: float, mpp: float | None, max_pixels
         return OpenSlideReader(path, name, mpp)
     if path.suffix.lower() in PYRAMID_SUFFIXES and path.suffix.lower() not in (".tif", ".tiff"):
         raise SlideError(f"{name}: not a slide file OpenSlide can open (truncated, corrupt or another format)")
-    image = read_image(path, max_pixels=max_pixels, name=name)
+    try:
+        image = read_image(path, max_pixels=max_pixels, name=name)
+    except ImageTooLargeError as exc:
+        raise SlideError(
+            f"{name}: a plain image is decoded whole, and this one is over the limit of {max_pixels:,} pixels: "
+            "write it as a tiled pyramid TIFF (e.g. vips tiffsave IN OUT.tif --tile --pyramid) to read it at any size"
+        ) from exc
     scale = scale_from_properties(_tiff_properties(path), mpp) or assumed_scale(model_mpp, mpp)
     kind = Image.registered_extensions().get(path.suffix.lower(), "image")
     return ArrayReader(name, f"{kind} image", image, scale)
@@ -246,7 +264,7 @@ def _is_tiled(path: Path) -> bool:
     """A TIFF whose first page is tiled (OpenSlide's generic TIFF reader needs tiles)."""
     try:
         with Image.open(path) as image:
-            return 322 in image.tag_v2  # TileWidth
+            return isinstance(image, TiffImagePlugin.TiffImageFile) and 322 in image.tag_v2  # TileWidth
     except (OSError, ValueError):
         return False
 

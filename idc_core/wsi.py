@@ -23,7 +23,7 @@ import numpy as np
 
 from idc_core import PATCH_SIZE
 from idc_core.errors import IDCError
-from idc_core.slide_outputs import geojson_regions, heatmap_png, tiles_csv
+from idc_core.slide_outputs import geojson_regions, heatmap_png, scale_metadata, tiles_csv
 from idc_core.slide_reader import Progress, SlideReader, open_slide
 
 SUMMARY_FILE = "summary.json"
@@ -112,6 +112,16 @@ def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None =
                            getattr(reader, "source", None))
 
 
+def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *, model_mpp: float,
+                                 mpp: float | None = None, name: str | None = None, max_side: int = 512) -> np.ndarray:
+    """The level-0 box (x, y, size) of a slide file as the scanner saw it: at the slide's own mpp, or as fine as
+    `max_side` pixels allow (read from the matching pyramid level), for a pathologist to look at."""
+    x, y, size = box
+    with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name) as reader:
+        target = reader.scale.mpp * max(1.0, size / max_side)
+        return reader.read_region_at_mpp(x, y, size, size, target)
+
+
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None) -> SlideAnalysis:
     """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see predict.predict_slide)."""
@@ -148,7 +158,9 @@ def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any])
     """The four outputs of one slide into out_dir (which must exist and be empty)."""
     boxes = analysis.level0_boxes()
     (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes))
-    geojson = geojson_regions(analysis.result, analysis.factor, analysis.model_mpp)
+    info = {**analysis.info, "model_mpp": analysis.model_mpp}
+    geojson = geojson_regions(analysis.result, analysis.factor, analysis.model_mpp,
+                              scale_metadata(info, str((extra.get("model") or {}).get("name", ""))))
     (out_dir / "slide.geojson").write_text(json.dumps(geojson))
     (out_dir / "heatmap.png").write_bytes(heatmap_png(analysis.image, analysis.result))
     summary = {**analysis.summary(), **extra}
@@ -197,7 +209,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         row["reason"] = f"{path.name}: out of memory"
     except Exception as exc:  # noqa: BLE001 - one slide, even one that hits a bug, never stops the others
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        row["reason"] = f"{path.name}: unexpected {type(exc).__name__}: {_one_line(exc)} ({Path(where.filename).name}:{where.lineno})"
+        row["reason"] = (f"{path.name}: unexpected {type(exc).__name__}: {_one_line(exc)} "
+                         f"({Path(where.filename).name}:{where.lineno})")
     row["seconds"] = round(time.perf_counter() - started, 3)
     return row
 

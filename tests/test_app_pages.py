@@ -191,6 +191,8 @@ def test_slide_upload_of_a_pyramid_is_read_at_the_model_scale(tmp_path):
     assert "aperio (OpenSlide)" in text and "level 0 3,200 x 2,400 px at 1 µm/px" in text
     assert "read from level 2" in text and "800 x 600 px" in text
     assert at.session_state["slide_result"].n_tissue > 100
+    full = [c for c in captions(at) if c.startswith("the scanner's view")]  # the inspected tile at 1 um/px
+    assert full == ["the scanner's view: 200 x 200 level-0 px (200 µm), shown at 200 px"]
 
 
 def test_slide_server_folder_lists_only_slides_inside_it(tmp_path, monkeypatch):
@@ -281,6 +283,18 @@ def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views
     no_traceback(at)
     assert calls["predict_slide"] == 2 and calls["tile_map"] == 4
     assert len(at.session_state["slide_memo_figure"]) == 1
+
+
+def test_slide_otsu_toggle_shows_the_threshold_this_run_used():
+    at = open_page("slide")
+    at.toggle(key="slide_auto").set_value(True).run()  # one run: the caption must already say Otsu's value
+    no_traceback(at)
+    used = at.session_state["slide_result"].tissue_threshold
+    assert used != at.slider(key="slide_tissue_thr").value  # Otsu's value on the sample, not the slider's
+    assert [c.value for c in at.caption if c.value.startswith("Threshold used")] == \
+        [f"Threshold used on this slide: **{used:.0f}** (Otsu)"]
+    at.toggle(key="slide_auto").set_value(False).run()
+    assert not [c for c in at.caption if c.value.startswith("Threshold used")]
 
 
 def test_slide_blank_image_says_no_tissue_and_corrupt_image_says_why():

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from slide_files import sample_crop, upsample, write_pyramid
 
-from idc_core.errors import SlideError
+from idc_core.errors import IDCError, SlideError
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.mpp import Scale, assumed_scale, scale_from_properties
 from idc_core.slide import main as slide_main
@@ -140,6 +140,13 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     geoms = [shape(f["geometry"]) for f in geo["features"]]
     assert all(g.is_valid for g in geoms)
     assert all(f["properties"]["classification"]["name"] == "IDC" for f in geo["features"])
+    measurements = [f["properties"]["measurements"] for f in geo["features"]]
+    assert all(isinstance(v, (int, float)) for m in measurements for v in m.values())  # QuPath: numbers only
+    assert sum(m["tiles"] for m in measurements) == len(idc)  # each IDC tile in exactly one region
+    for feature in geo["features"]:  # the scale travels with the regions (QuPath object metadata: strings)
+        meta = feature["properties"]["metadata"]
+        assert meta["slide_mpp"] == "0.5" and meta["model_mpp"] == "4" and "openslide.mpp" in meta["mpp_source"]
+        assert meta["model"] == summary["model"]["name"]
     union = shapely.unary_union(geoms)
     for t in idc:
         x, y, s = int(t["x"]), int(t["y"]), int(t["size"])
@@ -177,3 +184,36 @@ def test_model_folders_without_mpp_are_read_at_the_dataset_scale(tmp_path):
 
     (tmp_path / "config.json").write_text(json.dumps({"name": "old", "arch": "cnn"}))
     assert ModelConfig.load(tmp_path / "config.json").mpp == 4.0
+
+
+def test_transparent_pixels_of_a_region_are_white_glass_and_opaque_ones_unchanged():
+    from idc_core.slide_reader import _on_white
+
+    rgba = np.array([[[10, 20, 30, 255], [10, 20, 30, 0], [200, 100, 0, 128]]], dtype=np.uint8)
+    assert _on_white(rgba).tolist() == [[[10, 20, 30], [255, 255, 255], [227, 177, 127]]]
+    opaque = np.dstack([np.full((4, 5, 3), 77, np.uint8), np.full((4, 5), 255, np.uint8)])
+    assert _on_white(opaque).tolist() == np.full((4, 5, 3), 77).tolist()
+
+
+def test_a_plain_image_over_the_decode_limit_is_refused_with_what_to_do(tmp_path):
+    Image.new("RGB", (120, 100), (200, 80, 160)).save(tmp_path / "big.png")
+    with pytest.raises(SlideError, match=r"big\.png: a plain image .* over the limit of 10,000 pixels: .*pyramid"):
+        open_slide(tmp_path / "big.png", model_mpp=4.0, max_pixels=10_000)
+
+
+def test_an_image_too_large_to_decode_points_to_the_slide_command(slides):
+    from idc_core.image_io import read_image
+
+    with pytest.raises(IDCError, match=r"aperio\.svs: .* over the limit of 1,000 pixels .*python -m idc_core\.slide"):
+        read_image(slides["aperio"], max_pixels=1_000, name="aperio.svs")
+
+
+def test_a_tile_is_read_at_the_scanners_full_resolution_or_as_fine_as_max_side_allows(slides):
+    from idc_core.wsi import read_tile_at_full_resolution
+
+    level0 = upsample(sample_crop(), 8)  # what was written as aperio.svs, 0.5 um/px
+    full = read_tile_at_full_resolution(slides["aperio"], (800, 1200, 400), model_mpp=4.0)
+    assert full.shape == (400, 400, 3)
+    assert np.abs(full.astype(int) - level0[1200:1600, 800:1200].astype(int)).mean() < 6  # JPEG q90 only
+    small = read_tile_at_full_resolution(slides["aperio"], (800, 1200, 400), model_mpp=4.0, max_side=100)
+    assert small.shape == (100, 100, 3)
