@@ -17,6 +17,10 @@ DATASET_MPP = 4.0
 """Microns per pixel of the dataset's patches: 40x scans (about 0.25 um/px) downsampled 16:1 to 2.5x
 (Janowczyk & Madabhushi 2016). Model folders saved before `mpp` existed are read at this scale."""
 IMBALANCE_MODES = ("class_weight", "oversample", "none")
+ARCHITECTURES = ("cnn", "cancernet", "resnet50", "mobilenetv2", "efficientnetb0")
+TRANSFER_ARCHS = ("resnet50", "mobilenetv2", "efficientnetb0")
+HEADS = ("flatten", "gap")
+"""The model builders by name (idc_core.models), here so that the command lines' options need no TensorFlow."""
 AUGMENT_MODES = ("jitter", "dihedral", "hed")
 """jitter: dihedral + zoom + HSV/brightness/contrast jitter (the original recipe); dihedral: the 8
 flips/90-degree rotations only; hed: dihedral + stain augmentation in HED optical-density space."""

@@ -10,17 +10,18 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from idc_core.dataset import PatchSource, load_patches, scan_dataset
 from idc_core.errors import DatasetError, IDCError
-from idc_core.lite import TFLiteModel, load_export
 from idc_core.metrics import compute_metrics
-from idc_core.model_io import LoadedModel, default_model_dir, load_model_dir
 from idc_core.predict import Scorer, predict_patches
+
+if TYPE_CHECKING:
+    from idc_core.model_io import LoadedModel
 
 Progress = Callable[[int, int], None]
 HEADLINE = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "loss")
@@ -85,6 +86,8 @@ def evaluate_model(
         "rejected": [f"{name}: {reason}" for name, reason in scan.rejected],
         "unreadable": [message for _, message in sorted(unreadable)],
     }
+    from idc_core.lite import TFLiteModel
+
     report["model"] = {"path": str(loaded.path), "arch": loaded.config.arch, "threshold_source": (
         "given" if threshold is not None else "model config (chosen on validation)"),
         "scored_by": "tflite" if isinstance(scorer, TFLiteModel) else "keras"}
@@ -156,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="score with the model's TFLite export (python -m idc_core.export writes it)")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
+    from idc_core.lite import load_export  # TensorFlow only once a command runs
+    from idc_core.model_io import default_model_dir, load_model_dir
+
     try:
         loaded = load_model_dir(a.model or default_model_dir())
         scorer = load_export(loaded.path)[0] if a.lite else None

@@ -22,20 +22,21 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from idc_core import PATCH_SIZE
 from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ModelError
 from idc_core.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
-from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.predict import predict_patches
 from idc_core.tiling import extract_patches, tile_coordinates
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
+
+if TYPE_CHECKING:
+    import keras
 
 QUANTIZATIONS = ("none", "dynamic")
 MAX_DIFF = 0.02
@@ -48,6 +49,8 @@ def to_tflite(model: keras.Model, *, quantize: str = "dynamic") -> bytes:
     """The model as a TFLite flatbuffer: float32 ("none") or dynamic-range int8 weights ("dynamic")."""
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    import tensorflow as tf
+
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantize == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -116,6 +119,10 @@ def export_model_dir(
 
     Returns (the .tflite path, or None when it was not written, and the comparison).
     """
+    import tensorflow as tf
+
+    from idc_core.model_io import load_model_dir
+
     loaded = load_model_dir(folder)
     content = to_tflite(loaded.model, quantize=quantize)
     agreement = compare(loaded.model, TFLiteModel(content), check, loaded.config.threshold)
@@ -140,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
                    help=f"smallest share of equal labels (default {MIN_AGREEMENT})")
     args = p.parse_args(argv)
+    from idc_core.model_io import default_model_dir  # TensorFlow only once the command runs
+
     try:
         folder = args.model if args.model else default_model_dir()
         out, agreement = export_model_dir(folder, quantize=args.quantize, check=read_check_patches(args.check),

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from idc_core import PATCH_SIZE
 from idc_core.errors import ModelError
@@ -29,6 +28,8 @@ class TFLiteModel:
 
     def __init__(self, content: bytes, *, num_threads: int | None = None, name: str = "TFLite model") -> None:
         try:
+            import tensorflow as tf  # here, not at import: the command lines' --help stays fast
+
             with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to ai_edge_litert
                 warnings.simplefilter("ignore")
                 self._interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)

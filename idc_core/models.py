@@ -15,13 +15,11 @@ import keras
 from keras import layers
 
 from idc_core import PATCH_SIZE
+from idc_core.config import ARCHITECTURES, HEADS, TRANSFER_ARCHS
 from idc_core.errors import WeightsError
 
-ARCHITECTURES = ("cnn", "cancernet", "resnet50", "mobilenetv2", "efficientnetb0")
-TRANSFER_ARCHS = ("resnet50", "mobilenetv2", "efficientnetb0")
 OUTPUT_NAME = "idc_probability"
 DEFAULT_BLOCK_DROPOUT = 0.25
-HEADS = ("flatten", "gap")
 HEAD_PREFIX = "head_"
 
 # keras.applications builds each base from 32x32 up with include_top=False, so

@@ -22,24 +22,28 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
-import tensorflow as tf
-from tqdm import tqdm
 
 from idc_core import PATCH_SIZE
 from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ImageError
 from idc_core.image_io import decode_image, fit_patch
-from idc_core.lite import TFLiteModel, load_export
 from idc_core.stain_check import not_he_reason
-from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.tiling import iter_patch_batches, tile_coordinates
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
 
 Progress = Callable[[int, int], None]
-Scorer = keras.Model | TFLiteModel  # a Keras model, or its TFLite export (python -m idc_core.export)
+if TYPE_CHECKING:  # TensorFlow is imported when a model is used, not when this module is (fast --help)
+    import keras
+    import tensorflow as tf
+
+    from idc_core.lite import TFLiteModel
+
+    Scorer = keras.Model | TFLiteModel  # a Keras model, or its TFLite export (python -m idc_core.export)
+else:
+    Scorer = Any
 CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
 # XLA (jit_compile=True) on CPU measured no faster than the plain graph for these
 # models (see the owner's report), and costs seconds of compilation per batch shape.
@@ -51,6 +55,8 @@ _FUNCTIONS_LOCK = threading.Lock()
 
 def _compiled(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     """One tf.function per live model (keyed by id; dropped when the model is collected)."""
+    import tensorflow as tf
+
     key = id(model)
     with _FUNCTIONS_LOCK:
         fn = _FUNCTIONS.get(key)
@@ -99,6 +105,10 @@ def predict_patches(
         raise ValueError(f"patches must be uint8 (raw RGB 0-255), got {patches.dtype}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    import tensorflow as tf
+
+    from idc_core.lite import TFLiteModel
+
     n = len(patches)
     probs = np.empty(n, dtype=np.float32)
     if n == 0:
@@ -288,6 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.batch_size < 1:
         _parser().error(f"--batch-size must be >= 1, got {args.batch_size}")
+    from tqdm import tqdm
+
+    from idc_core.lite import load_export
+    from idc_core.model_io import default_model_dir, load_model_dir
+
     try:
         loaded = load_model_dir(args.model if args.model else default_model_dir())
         scorer = load_export(loaded.path)[0] if args.lite else loaded.model

@@ -12,17 +12,19 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from tqdm import tqdm
 
 from idc_core import CLASS_NAMES, PATCH_SIZE
 from idc_core.config import (
+    ARCHITECTURES,
     AUGMENT_MODES,
+    HEADS,
     IMBALANCE_MODES,
     SPLIT_MODES,
+    TRANSFER_ARCHS,
     ModelConfig,
     TrainConfig,
 )
@@ -30,16 +32,10 @@ from idc_core.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.distribute import DISTRIBUTE_MODES, make_strategy, shard_by_data, write_dir
 from idc_core.errors import IDCError
 from idc_core.metrics import choose_threshold, compute_metrics
-from idc_core.model_io import save_model_dir
-from idc_core.models import (
-    ARCHITECTURES,
-    HEADS,
-    TRANSFER_ARCHS,
-    build_model,
-    freeze_base,
-)
-from idc_core.pipeline import cached_patches, class_weights, make_dataset
 from idc_core.predict import predict_patches
+
+if TYPE_CHECKING:
+    import keras
 from idc_core.split import (
     Split,
     split_by_patch,
@@ -68,6 +64,12 @@ def make_split(config: TrainConfig, scan: ScanResult) -> Split:
 
 def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
     """Run one training as the config says; returns the model folder it wrote."""
+    import keras  # TensorFlow is imported when a training runs, not with this module (fast --help)
+
+    from idc_core.model_io import save_model_dir
+    from idc_core.models import build_model, freeze_base
+    from idc_core.pipeline import cached_patches, class_weights, make_dataset
+
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out or f"models/{config.arch}")
     scan = scan_dataset(config.data)
@@ -157,13 +159,13 @@ def recalibrate_batchnorm(model: keras.Model, patches: np.ndarray, batch_size: i
     """Re-estimate the moving mean/variance of each trainable BatchNormalization layer.
 
     During training those statistics are averaged over augmented batches seen
-    through dropout, so at inference (no augmentation, no dropout) they are off:
-    measured on the shipped cnn, the moving variances were 1.5-1.9x the real ones
-    and the mean P(IDC) of mostly benign validation patches was 0.85. Layer by
-    layer, in order, this sets them to the statistics of clean training patches
-    in inference mode, so the probabilities mean what they say. Frozen layers (a
+    through dropout, so at inference (no augmentation, no dropout) they are off.
+    Layer by layer, in order, this sets them to the statistics of clean training
+    patches in inference mode. Frozen layers (a
     transfer model's base) keep their pre-trained statistics.
     """
+    import keras
+
     for layer in model.layers:
         if not (isinstance(layer, keras.layers.BatchNormalization) and layer.trainable):
             continue
@@ -194,19 +196,19 @@ def _threshold(val_y: np.ndarray, val_prob: np.ndarray) -> tuple[float, str]:
     return choose_threshold(val_y, val_prob), "maximises balanced accuracy on the validation split"
 
 
-class RecalibrateBeforeValidation(keras.callbacks.Callback):
-    """Re-estimate BatchNorm statistics on clean training patches before each validation.
+def recalibration_callback(patches: np.ndarray) -> keras.callbacks.Callback:
+    """A callback that re-estimates BatchNorm statistics on clean training patches before each validation.
 
     Without it, validation (and so early stopping, the LR schedule and the
     checkpoint) judges the model with statistics of augmented, dropped-out batches.
     """
+    import keras
 
-    def __init__(self, patches: np.ndarray) -> None:
-        super().__init__()
-        self.patches = patches
+    class RecalibrateBeforeValidation(keras.callbacks.Callback):
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            recalibrate_batchnorm(self.model, patches)
 
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        recalibrate_batchnorm(self.model, self.patches)
+    return RecalibrateBeforeValidation()
 
 
 def _fit(
@@ -222,13 +224,15 @@ def _fit(
     epochs: int,
     learning_rate: float,
 ) -> dict[str, list[float]]:
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
     )
     callbacks = [
-        RecalibrateBeforeValidation(clean),
+        recalibration_callback(clean),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_auc", mode="max", factor=0.5, patience=2, min_lr=1e-6, verbose=1
         ),
