@@ -113,6 +113,10 @@ class ModelConfig:
     split_patients: dict[str, list[str]] = field(default_factory=dict)
     keras_version: str = ""
     mpp: float = DATASET_MPP
+    calibration: dict[str, Any] = field(default_factory=dict)
+    """{} when model.keras outputs the raw score; else the fitted map (python -m idc_core.calibrate)."""
+    uncertainty: dict[str, Any] = field(default_factory=dict)
+    """How to measure a patch's uncertainty (method, samples) and above which value it is flagged uncertain."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mpp, (int, float)) and 0.05 <= self.mpp <= 100):

@@ -11,7 +11,7 @@ import re
 import threading
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +232,44 @@ def load_patches(source: PatchSource, records: Sequence[PatchRecord], *, size: i
             if progress is not None:
                 progress(done_count, len(records))
     return out
+
+
+@dataclass
+class LabelledPatches:
+    """The readable labelled patches of some patients, with what was left out and why."""
+
+    patches: np.ndarray
+    labels: np.ndarray
+    patients: list[str]
+    rejected: list[str]
+    unreadable: list[str]
+
+
+def load_labelled(data: str | Path, patients: Collection[str] | None = None, *,
+                  progress: Callable[[int, int], None] | None = None) -> LabelledPatches:
+    """Every labelled patch of `data` (of these patients only, if given); unreadable ones are left out and listed.
+
+    Nothing to load, or nothing readable -> DatasetError.
+    """
+    scan = scan_dataset(data)
+    records = [r for r in scan.records if r.label is not None and (patients is None or r.patient in patients)]
+    if not records:
+        raise DatasetError(f"no labelled patches in {data}" + (" for these patients" if patients is not None else ""))
+    unreadable: list[tuple[int, str]] = []
+    with PatchSource.open(data) as source:
+        patches = load_patches(source, records, progress=progress, errors=unreadable)
+    if len(unreadable) == len(records):
+        raise DatasetError(f"none of the {len(records)} patches in {data} could be read, e.g. {unreadable[0][1]}")
+    keep = np.ones(len(records), dtype=bool)
+    keep[[index for index, _ in unreadable]] = False
+    kept = [r for r, k in zip(records, keep) if k]
+    return LabelledPatches(
+        patches=patches[keep],
+        labels=np.array([r.label for r in kept], dtype=np.int64),
+        patients=[r.patient for r in kept],
+        rejected=[f"{name}: {reason}" for name, reason in scan.rejected],
+        unreadable=[message for _, message in sorted(unreadable)],
+    )
 
 
 def _load_patch(source: PatchSource, record: PatchRecord, size: int) -> np.ndarray:

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from idc_core.dataset import PatchSource, load_patches, scan_dataset
+from idc_core.dataset import load_labelled
 from idc_core.errors import DatasetError, IDCError
-from idc_core.metrics import compute_metrics
+from idc_core.metrics import compute_metrics, confidence_uncertainty, referral_curve
 from idc_core.predict import Scorer, predict_patches
+from idc_core.uncertainty import UNCERTAINTY_METHODS
 
 if TYPE_CHECKING:
     from idc_core.model_io import LoadedModel
@@ -36,6 +37,7 @@ def evaluate_model(
     batch_size: int = 256,
     progress: Progress | None = None,
     scorer: Scorer | None = None,
+    uncertainty: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of a loaded model on labelled data, at its saved threshold unless told otherwise.
 
@@ -45,46 +47,54 @@ def evaluate_model(
     Files outside the layout (report["data"]["rejected"]) and patches that cannot be decoded
     (report["data"]["unreadable"]) are left out and listed; none readable -> DatasetError.
 
+    ``uncertainty`` (a method of idc_core.uncertainty) adds report["uncertainty"]: the referral curve of that
+    method and, to compare, of the plain confidence |P(IDC) - threshold|.
+
     ``split`` keeps only the patients that the model's config lists for that
     split (e.g. "test"). The report counts how many patients the model was
     trained on, so a reader can see whether the numbers are held out.
     """
-    scan = scan_dataset(data)
-    records = [r for r in scan.records if r.label is not None]
+    wanted: set[str] | None = None
     if split is not None:
         wanted = set(loaded.config.split_patients.get(split, []))
         if not wanted:
             raise DatasetError(f"the model's config lists no patients for split {split!r}")
-        records = [r for r in records if r.patient in wanted]
-    if not records:
-        raise DatasetError(f"no labelled patches to evaluate in {data}" + (f" for split {split!r}" if split else ""))
-    unreadable: list[tuple[int, str]] = []
-    with PatchSource.open(data) as source:
-        total = 2 * len(records)
-        patches = load_patches(source, records, progress=_offset(progress, 0, total), errors=unreadable)
-    if unreadable:
-        if len(unreadable) == len(records):
-            raise DatasetError(
-                f"none of the {len(records)} patches in {data} could be read, e.g. {unreadable[0][1]}"
-            )
-        keep = np.ones(len(records), dtype=bool)
-        keep[[index for index, _ in unreadable]] = False
-        patches, records = patches[keep], [r for r, k in zip(records, keep) if k]
-    prob = predict_patches(scorer if scorer is not None else loaded.model, patches, batch_size=batch_size,
-                           progress=_offset(progress, len(records), total))
-    labels = np.array([r.label for r in records])
+    counted = _Phases(progress)
+    try:
+        labelled = load_labelled(data, wanted, progress=counted.phase(0))
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}" + (f" (split {split!r})" if split else "")) from exc
+    patches, labels = labelled.patches, labelled.labels
     used = threshold if threshold is not None else loaded.config.threshold
-    report = compute_metrics(labels, prob, used, patients=[r.patient for r in records])
+    scoring = scorer if scorer is not None else loaded.model
+    if uncertainty is None:
+        prob = predict_patches(scoring, patches, batch_size=batch_size, progress=counted.phase(1))
+    else:
+        from idc_core.uncertainty import predict_with_uncertainty
+
+        prob, spread = predict_with_uncertainty(scoring, patches, method=uncertainty, threshold=used,
+                                                batch_size=batch_size, progress=counted.phase(1),
+                                                samples=int(loaded.config.uncertainty.get("samples", 16)))
+    report = compute_metrics(labels, prob, used, patients=labelled.patients)
+    if uncertainty is not None:
+        report["uncertainty"] = {
+            "method": uncertainty,
+            "referral_curve": referral_curve(labels, prob, spread, used),
+            "referral_curve_confidence": referral_curve(labels, prob, confidence_uncertainty(prob, used), used),
+        }
+        cut = loaded.config.uncertainty.get("uncertain_above")
+        if cut is not None and loaded.config.uncertainty.get("method") == uncertainty:
+            report["uncertainty"]["uncertain_share"] = float((spread > cut).mean())
     seen = set(loaded.config.split_patients.get("train", [])) | set(loaded.config.split_patients.get("val", []))
-    patients = sorted({r.patient for r in records})
+    patients = sorted(set(labelled.patients))
     report["data"] = {
         "source": str(data),
         "split": split,
         "patients": len(patients),
         "patients_seen_in_training_or_validation": sorted(seen.intersection(patients)),
-        "rejected_files": len(scan.rejected),
-        "rejected": [f"{name}: {reason}" for name, reason in scan.rejected],
-        "unreadable": [message for _, message in sorted(unreadable)],
+        "rejected_files": len(labelled.rejected),
+        "rejected": labelled.rejected,
+        "unreadable": labelled.unreadable,
     }
     from idc_core.lite import TFLiteModel
 
@@ -115,16 +125,39 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  {key:<18} {value:.4f}" if value is not None else f"  {key:<18} n/a (one class only)")
     (tn, fp), (fn, tp) = report["confusion_matrix"]
     lines.append(f"  confusion matrix   TN {tn}  FP {fp}  FN {fn}  TP {tp}")
+    calibration = report["calibration"]
+    lines.append(f"  calibration        ECE {calibration['ece']:.4f} ({calibration['ece_bins']} bins)  "
+                 f"Brier {calibration['brier']:.4f}")
+    if "uncertainty" in report:
+        u = report["uncertainty"]
+        lines.append(f"  referral ({u['method']} uncertainty; plain confidence in brackets): balanced accuracy of the "
+                     "patches kept")
+        for share, kept, ba, base in zip(u["referral_curve"]["referred"], u["referral_curve"]["kept"],
+                                         u["referral_curve"]["balanced_accuracy"],
+                                         u["referral_curve_confidence"]["balanced_accuracy"]):
+            if round(share * 100) % 10 == 0:
+                lines.append(f"    refer {share:4.0%}  keep {kept:>6}  {_fmt(ba)}  ({_fmt(base)})")
     left_out = len(d.get("rejected", [])) + len(d.get("unreadable", []))
     if left_out:
         lines.append(f"{left_out} file(s) left out: not in the dataset layout, or unreadable (see the report)")
     return "\n".join(lines)
 
 
-def _offset(progress: Progress | None, start: int, total: int) -> Progress | None:
-    if progress is None:
-        return None
-    return lambda done, _n: progress(start + done, total)
+class _Phases:
+    """One progress over two phases of N steps each (loading, then scoring): phase k reports k * N + done of 2N."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+
+    def phase(self, k: int) -> Progress | None:
+        if self.progress is None:
+            return None
+        report = self.progress
+        return lambda done, total: report(k * total + done, 2 * total)
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else "n/a"
 
 
 def _probability(text: str) -> float:
@@ -157,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--lite", action="store_true",
                    help="score with the model's TFLite export (python -m idc_core.export writes it)")
+    p.add_argument("--uncertainty", nargs="?", const="model", default=None, choices=("model", *UNCERTAINTY_METHODS),
+                   help="also measure each patch's uncertainty and report the referral curve (bare flag: the "
+                        "model's configured method)")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
     from idc_core.lite import load_export  # TensorFlow only once a command runs
@@ -164,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         loaded = load_model_dir(a.model or default_model_dir())
+        method = loaded.config.uncertainty.get("method", "confidence") if a.uncertainty == "model" else a.uncertainty
         scorer = load_export(loaded.path)[0] if a.lite else None
         with tqdm(desc="evaluating", unit="step", file=sys.stderr) as bar:
             def progress(done: int, total: int) -> None:
@@ -172,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 bar.refresh()
 
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
-                                    batch_size=a.batch_size, progress=progress, scorer=scorer)
+                                    batch_size=a.batch_size, progress=progress, scorer=scorer,
+                                    uncertainty=method)
     except IDCError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1

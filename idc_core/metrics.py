@@ -7,15 +7,17 @@ from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 
 from idc_core import CLASS_NAMES
 
 MAX_CURVE_POINTS = 200
+ECE_BINS = 10
 
 
 def choose_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
     """The threshold that maximises balanced accuracy (Youden's J) on these labels."""
-    y, p = _as_arrays(y_true, prob)
+    y, p = checked_scores(y_true, prob)
     if len(np.unique(y)) < 2:
         raise ValueError("choose_threshold needs both classes in y_true")
     fpr, tpr, thresholds = skm.roc_curve(y, p)
@@ -25,7 +27,7 @@ def choose_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
 
 def threshold_metrics(y_true: Sequence[int], prob: Sequence[float], threshold: float) -> dict[str, Any]:
     """The metrics that depend on the decision threshold (cheap: for live sliders)."""
-    y, p = _as_arrays(y_true, prob)
+    y, p = checked_scores(y_true, prob)
     tn, fp, fn, tp = skm.confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
     return {"threshold": float(threshold), **counts_metrics(int(tn), int(fp), int(fn), int(tp))}
 
@@ -60,7 +62,7 @@ def compute_metrics(
     patients: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Every metric of the evaluation report; curves are thinned to at most 200 points."""
-    y, p = _as_arrays(y_true, prob)
+    y, p = checked_scores(y_true, prob)
     both = len(np.unique(y)) == 2
     pred = (p >= threshold).astype(int)
     out: dict[str, Any] = {"n_patches": int(len(y)), "n_idc": int(y.sum())}
@@ -78,6 +80,7 @@ def compute_metrics(
         out["pr_curve"] = _thin({"precision": prec[:-1], "recall": rec[:-1], "thresholds": pr_t})
     else:
         out["roc_curve"] = out["pr_curve"] = None
+    out["calibration"] = calibration_report(y, p)
     if patients is not None:
         out["per_patient"] = per_patient_table(y, p, threshold, patients)
     return out
@@ -89,7 +92,7 @@ def per_patient_table(
     """One row per patient: patches, true and predicted IDC fraction, accuracy, and the ROC-AUC within the
     patient (None with one class only): how well the model ranks that patient's patches, whatever its
     scores' offset from other patients'."""
-    y, p = _as_arrays(y_true, prob)
+    y, p = checked_scores(y_true, prob)
     ids = np.asarray(patients)
     if len(ids) != len(y):
         raise ValueError(f"patients has {len(ids)} entries for {len(y)} labels")
@@ -110,7 +113,81 @@ def per_patient_table(
     return rows
 
 
-def _as_arrays(y_true: Sequence[int], prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _bins(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin index of each score: scikit-learn's calibration_curve binning ([0, 0.1], (0.1, 0.2], ... for 10)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.searchsorted(edges[1:-1], p)
+
+
+def expected_calibration_error(y_true: Sequence[int], prob: Sequence[float], n_bins: int = ECE_BINS) -> float:
+    """ECE: sum over equal-width bins of (share of patches in the bin) x |IDC rate - mean score| in that bin."""
+    y, p = checked_scores(y_true, prob)
+    ids = _bins(p, n_bins)
+    total = 0.0
+    for b in np.unique(ids):
+        sel = ids == b
+        total += sel.mean() * abs(y[sel].mean() - p[sel].mean())
+    return float(total)
+
+
+def calibration_report(y_true: Sequence[int], prob: Sequence[float], n_bins: int = ECE_BINS) -> dict[str, Any]:
+    """Brier score, ECE and the reliability curve (non-empty bins: mean score, IDC rate, patches)."""
+    y, p = checked_scores(y_true, prob)
+    rate, mean_score = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+    counts = np.bincount(_bins(p, n_bins), minlength=n_bins)
+    return {
+        "brier": float(skm.brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p, n_bins),
+        "ece_bins": n_bins,
+        "reliability": {
+            "mean_score": [round(float(v), 6) for v in mean_score],
+            "idc_rate": [round(float(v), 6) for v in rate],
+            "patches": [int(c) for c in counts[counts > 0]],
+        },
+    }
+
+
+REFERRED = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 5%, ..., 50% of the patches referred
+
+
+def referral_curve(
+    y_true: Sequence[int],
+    prob: Sequence[float],
+    uncertainty: Sequence[float],
+    threshold: float,
+    referred: Sequence[float] = REFERRED,
+) -> dict[str, list]:
+    """Balanced accuracy of the patches kept when the most uncertain share is referred to a pathologist.
+
+    For each share r, the round(r * N) most uncertain patches are set aside (ties broken by input order) and
+    the rest are classified at `threshold`; r = 0 is the plain balanced accuracy. None where one class is left.
+    """
+    y, p = checked_scores(y_true, prob)
+    u = np.asarray(uncertainty, dtype=np.float64).ravel()
+    if len(u) != len(y) or not np.all(np.isfinite(u)):
+        raise ValueError(f"need one finite uncertainty per patch, got {len(u)} for {len(y)}")
+    order = np.argsort(u, kind="stable")  # most certain first
+    kept, accuracy = [], []
+    for share in referred:
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"referred shares must be in [0, 1), got {share}")
+        keep = order[: len(y) - round(share * len(y))]
+        kept.append(int(len(keep)))
+        accuracy.append(threshold_metrics(y[keep], p[keep], threshold)["balanced_accuracy"] if len(keep) else None)
+    return {"referred": [float(s) for s in referred], "kept": kept, "balanced_accuracy": accuracy}
+
+
+def confidence_uncertainty(prob: Sequence[float], threshold: float) -> np.ndarray:
+    """The plain baseline of every uncertainty: 1 - |p - threshold| / max(threshold, 1 - threshold).
+
+    It ranks patches exactly as the distance |P(IDC) - threshold| does, scaled to 1 at the threshold.
+    """
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    return 1.0 - np.abs(p - threshold) / max(threshold, 1.0 - threshold, 1e-12)
+
+
+def checked_scores(y_true: Sequence[int], prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (int 0/1) and scores (float64 in [0, 1]) as flat arrays of equal length; ValueError otherwise."""
     y = np.asarray(y_true).astype(int).ravel()
     p = np.asarray(prob, dtype=np.float64).ravel()
     if len(y) != len(p) or len(y) == 0:

@@ -62,6 +62,49 @@ class CaffePreprocess(layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="idc_core")
+class ProbabilityCalibration(layers.Layer):
+    """P(IDC) -> sigmoid(scale * logit(P) + shift): the calibration fitted on validation patients (calibration.py).
+
+    Monotone for scale > 0, so rankings (ROC-AUC) and Grad-CAM (which reads the logit before it) are unchanged.
+    """
+
+    def __init__(self, method: str, scale: float, shift: float, epsilon: float = 1e-7, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not scale > 0:
+            raise ValueError(f"calibration scale must be > 0 (monotone), got {scale}")
+        self.method, self.scale, self.shift, self.epsilon = method, float(scale), float(shift), float(epsilon)
+
+    def call(self, inputs):
+        p = keras.ops.clip(inputs, self.epsilon, 1.0 - self.epsilon)
+        return keras.ops.sigmoid(self.scale * (keras.ops.log(p) - keras.ops.log1p(-p)) + self.shift)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "method": self.method, "scale": self.scale, "shift": self.shift,
+                "epsilon": self.epsilon}
+
+
+CALIBRATION_NAME = "calibrated_idc_probability"
+
+
+def uncalibrated(model: keras.Model) -> keras.Model:
+    """`model` without its calibration layer (the same model when it has none); layers are shared, not copied."""
+    last = model.layers[-1]
+    if not isinstance(last, ProbabilityCalibration):
+        return model
+    return keras.Model(model.inputs, last.input, name=model.name)
+
+
+def with_calibration(model: keras.Model, method: str, scale: float, shift: float) -> keras.Model:
+    """`model` (any calibration it had removed first) followed by a ProbabilityCalibration layer; same name."""
+    base = uncalibrated(model)
+    calibrated = ProbabilityCalibration(method, scale, shift, name=CALIBRATION_NAME)(base.outputs[0])
+    return keras.Model(base.inputs, calibrated, name=base.name)
+
+
 _NOT_FEATURES = (
     layers.InputLayer,
     layers.Dropout,
@@ -69,6 +112,7 @@ _NOT_FEATURES = (
     layers.Rescaling,
     layers.Normalization,
     CaffePreprocess,
+    ProbabilityCalibration,
 )
 
 

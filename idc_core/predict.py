@@ -28,7 +28,7 @@ import numpy as np
 
 from idc_core import PATCH_SIZE
 from idc_core.dataset import iter_image_inputs
-from idc_core.errors import IDCError, ImageError
+from idc_core.errors import IDCError, ImageError, ModelError
 from idc_core.image_io import decode_image, fit_patch
 from idc_core.stain_check import not_he_reason
 from idc_core.tiling import iter_patch_batches, tile_coordinates
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # TensorFlow is imported when a model is used, not when this 
 else:
     Scorer = Any
 CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
+UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
 # XLA (jit_compile=True) on CPU measured no faster than the plain graph for these
 # models (see the owner's report), and costs seconds of compilation per batch shape.
 JIT_COMPILE = False
@@ -140,6 +141,8 @@ class SlideResult:
     stride: int
     tissue_threshold: float
     threshold: float
+    uncertainty: np.ndarray | None = None  # per tile, NaN off tissue; None when not measured
+    uncertain_above: float | None = None  # the model's cut: a tile above it is flagged uncertain
 
     @property
     def n_tissue(self) -> int:
@@ -154,19 +157,35 @@ class SlideResult:
         """IDC tiles / tissue tiles (0.0 when there is no tissue: check n_tissue first)."""
         return self.n_idc / self.n_tissue if self.n_tissue else 0.0
 
+    @property
+    def uncertain(self) -> np.ndarray | None:
+        """Tissue tiles whose uncertainty is above the model's cut (None when uncertainty was not measured)."""
+        if self.uncertainty is None or self.uncertain_above is None:
+            return None
+        return self.tissue & (np.nan_to_num(self.uncertainty, nan=-np.inf) > self.uncertain_above)
+
+    @property
+    def uncertain_fraction(self) -> float | None:
+        """Uncertain tiles / tissue tiles (None when not measured or no tissue)."""
+        flags = self.uncertain
+        return float(flags.sum() / self.n_tissue) if flags is not None and self.n_tissue else None
+
     def to_rows(self) -> list[dict]:
-        """One dict per tile: y, x, tissue, prob_idc and label (None for background tiles)."""
+        """One dict per tile: y, x, tissue, prob_idc and label (None for background tiles), and the
+        uncertainty when it was measured."""
         rows = []
-        for (y, x), is_tissue, prob in zip(self.coords.tolist(), self.tissue.tolist(), self.probs.tolist()):
-            rows.append(
-                {
-                    "y": y,
-                    "x": x,
-                    "tissue": is_tissue,
-                    "prob_idc": prob if is_tissue else None,
-                    "label": int(prob >= self.threshold) if is_tissue else None,
-                }
-            )
+        spread = self.uncertainty.tolist() if self.uncertainty is not None else [None] * len(self.coords)
+        for (y, x), is_tissue, prob, u in zip(self.coords.tolist(), self.tissue.tolist(), self.probs.tolist(), spread):
+            row = {
+                "y": y,
+                "x": x,
+                "tissue": is_tissue,
+                "prob_idc": prob if is_tissue else None,
+                "label": int(prob >= self.threshold) if is_tissue else None,
+            }
+            if self.uncertainty is not None:
+                row["uncertainty"] = u if is_tissue else None
+            rows.append(row)
         return rows
 
 
@@ -180,10 +199,13 @@ def predict_slide(
     min_tissue: float = MIN_TISSUE,
     batch_size: int = 256,
     progress: Progress | None = None,
+    uncertainty: dict[str, Any] | None = None,
 ) -> SlideResult:
     """Tile an RGB uint8 slide, skip tiles with less than `min_tissue` tissue, classify the rest.
 
     tissue_threshold: the saturation above which a pixel is tissue (None: Otsu's, per slide).
+    uncertainty: a model config's "uncertainty" entry (method, samples, uncertain_above) to also measure
+    each tissue tile's uncertainty (idc_core.uncertainty); None: not measured.
     An image that does not look like H&E brightfield (stain_check) -> ImageError "not H&E: not scored".
     Patches are cut batch by batch, so only one batch is in memory at a time.
     progress(done, n_tissue_tiles) after each batch. No tissue -> n_tissue == 0.
@@ -201,9 +223,14 @@ def predict_slide(
     tissue = tile_tissue_fraction(mask, coords, PATCH_SIZE) >= min_tissue
     del mask
     probs = np.full(len(coords), np.nan, dtype=np.float32)
+    spread = np.full(len(coords), np.nan, dtype=np.float32) if uncertainty else None
     index = np.flatnonzero(tissue)
     for part, patches in iter_patch_batches(image, coords[index], batch_size, PATCH_SIZE):
-        probs[index[part]] = predict_patches(model, patches, batch_size=batch_size)
+        if spread is None:
+            probs[index[part]] = predict_patches(model, patches, batch_size=batch_size)
+        else:
+            probs[index[part]], spread[index[part]] = _with_uncertainty(model, patches, uncertainty, threshold,
+                                                                        batch_size)
         if progress is not None:
             progress(part.stop, len(index))
     return SlideResult(
@@ -215,19 +242,36 @@ def predict_slide(
         stride=stride,
         tissue_threshold=used_threshold,
         threshold=threshold,
+        uncertainty=spread,
+        uncertain_above=(uncertainty or {}).get("uncertain_above"),
     )
+
+
+def _with_uncertainty(model: Scorer, patches: np.ndarray, settings: dict[str, Any], threshold: float,
+                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    from idc_core.uncertainty import DEFAULT_SAMPLES, predict_with_uncertainty  # it builds on this module
+
+    return predict_with_uncertainty(model, patches, method=settings.get("method", "confidence"), threshold=threshold,
+                                    samples=int(settings.get("samples") or DEFAULT_SAMPLES), batch_size=batch_size)
 
 
 def _slide_row(name: str, result: SlideResult) -> dict:
     height, width = result.image_shape
     if result.n_tissue == 0:
         raise ImageError(f"{name}: slide {width}x{height}: no tissue found (all background), nothing to classify")
-    top = float(np.nanmax(result.probs))
+    top_index = int(np.nanargmax(result.probs))
+    top = float(result.probs[top_index])
     note = (
         f"slide {width}x{height}: {result.n_idc} of {result.n_tissue} tissue tiles IDC "
         f"({result.idc_fraction:.1%}); prob_idc = most suspicious tile"
     )
-    return {"file": name, "prob_idc": f"{top:.6f}", "label": int(top >= result.threshold), "note": note}
+    row = {"file": name, "prob_idc": f"{top:.6f}", "label": int(top >= result.threshold), "note": note}
+    if result.uncertainty is not None:
+        row["uncertainty"] = f"{float(result.uncertainty[top_index]):.6f}"
+        if result.uncertain is not None:
+            row["uncertain"] = int(result.uncertain[top_index])
+            row["note"] += f"; {result.uncertain_fraction:.1%} of tissue tiles uncertain"
+    return row
 
 
 def _threshold_arg(text: str) -> float:
@@ -247,6 +291,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--csv", type=Path, help="output CSV (default: standard output)")
     parser.add_argument("--threshold", type=_threshold_arg, help="IDC threshold (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=256, help="patches per model call (default 256)")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="add the columns uncertainty (higher: less sure; the model's method, see "
+                             "idc_core.uncertainty) and uncertain (1 above the model's cut, chosen on validation)")
     parser.add_argument("--lite", action="store_true",
                         help="score with the model's TFLite export (python -m idc_core.export writes it "
                              "only if it agrees with the model; speeds in bench/README.md)")
@@ -256,8 +303,10 @@ def _parser() -> argparse.ArgumentParser:
 class _Runner:
     """Collects patches across files so the model sees full batches; keeps rows in input order."""
 
-    def __init__(self, model: Scorer, threshold: float, batch_size: int) -> None:
+    def __init__(self, model: Scorer, threshold: float, batch_size: int,
+                 uncertainty: dict[str, Any] | None = None) -> None:
         self.model, self.threshold, self.batch_size = model, threshold, batch_size
+        self.uncertainty = uncertainty
         self.rows: list[dict] = []
         self.pending: list[tuple[int, np.ndarray]] = []
 
@@ -267,7 +316,8 @@ class _Runner:
             patch, note = fit_patch(image, PATCH_SIZE)
         except ImageError:  # larger than a patch: analyse it as a slide
             self.flush()
-            result = predict_slide(self.model, image, threshold=self.threshold, batch_size=self.batch_size)
+            result = predict_slide(self.model, image, threshold=self.threshold, batch_size=self.batch_size,
+                                   uncertainty=self.uncertainty)
             self.rows.append(_slide_row(name, result))
             return
         self.rows.append({"file": name, "note": note})
@@ -279,7 +329,13 @@ class _Runner:
         if not self.pending:
             return
         patches = np.stack([patch for _, patch in self.pending])
-        probs = predict_patches(self.model, patches, batch_size=self.batch_size)
+        if self.uncertainty is None:
+            probs = predict_patches(self.model, patches, batch_size=self.batch_size)
+        else:
+            probs, spread = _with_uncertainty(self.model, patches, self.uncertainty, self.threshold, self.batch_size)
+            cut = self.uncertainty.get("uncertain_above")
+            for (row, _), u in zip(self.pending, spread.tolist()):
+                self.rows[row].update(uncertainty=f"{u:.6f}", uncertain="" if cut is None else int(u > cut))
         for (row, _), prob in zip(self.pending, probs.tolist()):
             self.rows[row].update(prob_idc=f"{prob:.6f}", label=int(prob >= self.threshold))
         self.pending = []
@@ -305,6 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         loaded = load_model_dir(args.model if args.model else default_model_dir())
+        uncertainty = (loaded.config.uncertainty or {"method": "confidence"}) if args.uncertainty else None
+        if uncertainty and uncertainty.get("method") == "mc" and args.lite:
+            raise ModelError("--uncertainty of this model is Monte-Carlo dropout, which needs the Keras model: "
+                             "drop --lite")
         scorer = load_export(loaded.path)[0] if args.lite else loaded.model
     except IDCError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -315,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write {args.csv} ({exc.strerror or exc})", file=sys.stderr)
         return 2
-    runner = _Runner(scorer, threshold, args.batch_size)
+    runner = _Runner(scorer, threshold, args.batch_size, uncertainty)
     failed = 0
     with tqdm(iter_image_inputs(args.paths), unit="image", file=sys.stderr, desc="predict") as bar:
         for name, data in bar:
@@ -330,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bar.write(message, file=sys.stderr)
     runner.flush()
     with stream if args.csv else contextlib.nullcontext(stream):
-        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, restval="")
+        columns = (*CSV_COLUMNS[:3], *UNCERTAINTY_COLUMNS, *CSV_COLUMNS[3:]) if args.uncertainty else CSV_COLUMNS
+        writer = csv.DictWriter(stream, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(runner.rows)
     print(

@@ -1,0 +1,185 @@
+"""Make a saved model's P(IDC) a calibrated probability and fix how its uncertainty is read, on validation patients.
+
+    python -m idc_core.calibrate --model models/cnn-gap-hed --data PATH [--method auto|platt|temperature]
+                                 [--uncertainty mc|tta|confidence]
+
+Fits temperature and Platt scaling on the raw scores of the model's validation patients, keeps the one with the
+lower log loss there (or the one asked for), and writes model.keras with a final ProbabilityCalibration layer, so
+every caller gets the calibrated P(IDC). The threshold is re-chosen on validation for the calibrated output, and
+"uncertain" is fixed as the most uncertain 20% of validation patches. metrics.json is then rewritten from the
+model's test patients: calibrated metrics, with the uncalibrated calibration figures beside them. A TFLite
+export of the folder is re-made from the new model (or removed if it no longer agrees). Run it again at will:
+any earlier calibration is removed before fitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from idc_core.calibration import CALIBRATION_METHODS, Calibration, fit_calibration
+from idc_core.dataset import load_labelled
+from idc_core.errors import IDCError
+from idc_core.metrics import calibration_report, checked_scores, choose_threshold, compute_metrics
+from idc_core.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
+
+if TYPE_CHECKING:
+    import keras
+
+UNCERTAIN_SHARE = 0.2
+"""The share of validation patches flagged uncertain: the cut is their 80th percentile of uncertainty."""
+
+
+def choose_calibration(y_true: np.ndarray, raw: np.ndarray, method: str = "auto") -> tuple[Calibration, dict]:
+    """Fit both methods on (labels, raw scores); keep `method`, or with "auto" the lower log loss.
+
+    Returns the calibration and, per method, its fit and its log loss, Brier score and ECE on these patches.
+    """
+    from sklearn.metrics import log_loss
+
+    y, p = checked_scores(y_true, raw)
+    candidates: dict[str, Any] = {}
+    fits = {}
+    for name in CALIBRATION_METHODS:
+        fits[name] = fit_calibration(y, p, name)
+        calibrated = fits[name].apply(p)
+        report = calibration_report(y, calibrated)
+        candidates[name] = {**fits[name].to_dict(), "log_loss": float(log_loss(y, calibrated, labels=[0, 1])),
+                            "brier": report["brier"], "ece": report["ece"]}
+    if method == "auto":
+        method = min(CALIBRATION_METHODS, key=lambda name: candidates[name]["log_loss"])
+    elif method not in CALIBRATION_METHODS:
+        raise ValueError(f"method must be auto or one of {CALIBRATION_METHODS}, got {method!r}")
+    return fits[method], candidates
+
+
+def calibrate_model(
+    model: keras.Model, val_x: np.ndarray, val_y: np.ndarray, *, method: str = "auto",
+    uncertainty: str = "mc", samples: int = DEFAULT_SAMPLES,
+) -> tuple[keras.Model, float, dict[str, Any], dict[str, Any]]:
+    """(calibrated model, its validation threshold, config["calibration"], config["uncertainty"])."""
+    from idc_core.models import uncalibrated, with_calibration
+    from idc_core.predict import predict_patches
+    from idc_core.uncertainty import predict_with_uncertainty
+
+    base = uncalibrated(model)
+    raw = predict_patches(base, val_x)
+    chosen, candidates = choose_calibration(val_y, raw, method)
+    calibrated = with_calibration(base, chosen.method, chosen.scale, chosen.shift)
+    prob, spread = predict_with_uncertainty(calibrated, val_x, method=uncertainty, samples=samples,
+                                            threshold=0.5)  # threshold only matters for "confidence": redone below
+    threshold = choose_threshold(val_y, prob)
+    if uncertainty == "confidence":
+        _, spread = predict_with_uncertainty(calibrated, val_x, method=uncertainty, threshold=threshold)
+    calibration = {
+        **chosen.to_dict(),
+        "chosen_by": "lower log loss on the validation patients" if method == "auto" else "asked for",
+        "fitted_on": f"{len(val_y)} patches of the validation patients",
+        "candidates": candidates,
+        "validation_before": calibration_report(val_y, raw),
+        "validation_after": calibration_report(val_y, prob),
+    }
+    uncertain = {
+        "method": uncertainty,
+        "samples": samples if uncertainty == "mc" else None,
+        "uncertain_above": float(np.quantile(spread, 1.0 - UNCERTAIN_SHARE)),
+        "rule": f"the most uncertain {UNCERTAIN_SHARE:.0%} of validation patches are flagged uncertain",
+    }
+    return calibrated, threshold, calibration, uncertain
+
+
+def _save_model(folder: Path, model: keras.Model) -> None:
+    """Replace folder/model.keras atomically (a temporary file, then a rename)."""
+    from idc_core.model_io import MODEL_FILE
+
+    partial = folder / f".{MODEL_FILE}.partial.keras"
+    model.save(partial)
+    partial.replace(folder / MODEL_FILE)
+
+
+def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "auto", uncertainty: str = "mc",
+                     samples: int = DEFAULT_SAMPLES, log=print) -> dict[str, Any]:
+    """Calibrate the model of `folder` on its validation patients in `data`; rewrite its files; returns metrics."""
+    from idc_core.model_io import CONFIG_FILE, METRICS_FILE, load_model_dir
+    from idc_core.models import uncalibrated
+    from idc_core.predict import predict_patches
+
+    folder = Path(folder)
+    loaded = load_model_dir(folder)
+    splits = loaded.config.split_patients
+    if not splits.get("val") or not splits.get("test"):
+        raise IDCError(f"{folder}: config.json lists no validation or test patients to calibrate and measure on")
+    val = load_labelled(data, set(splits["val"]))
+    test = load_labelled(data, set(splits["test"]))
+    log(f"validation: {len(val.labels)} patches of {len(set(val.patients))} patients; "
+        f"test: {len(test.labels)} patches of {len(set(test.patients))} patients")
+    model, threshold, calibration, uncertain = calibrate_model(
+        loaded.model, val.patches, val.labels, method=method, uncertainty=uncertainty, samples=samples)
+    raw_test = predict_patches(uncalibrated(loaded.model), test.patches)
+    test_prob = predict_patches(model, test.patches)
+    metrics = dict(loaded.metrics or {})
+    metrics.update(compute_metrics(test.labels, test_prob, threshold, patients=test.patients))
+    metrics["calibration_before"] = calibration_report(test.labels, raw_test)
+    metrics["validation"] = compute_metrics(val.labels, predict_patches(model, val.patches), threshold)
+    metrics["evaluated_on"] = (f"test split: {len(set(test.patients))} patients, {len(test.labels)} patches, none "
+                               "used for training, for choosing the threshold or for fitting the calibration")
+    config = dataclasses.replace(
+        loaded.config, threshold=threshold, calibration=calibration, uncertainty=uncertain,
+        threshold_rule="maximises balanced accuracy on the validation split (calibrated output)")
+    _save_model(folder, model)
+    config.save(folder / CONFIG_FILE)
+    (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    _refresh_export(folder, log)
+    return metrics
+
+
+def _refresh_export(folder: Path, log) -> None:
+    """Re-make a TFLite export from the calibrated model; drop it if it no longer agrees (never leave it stale)."""
+    from idc_core.export import DEFAULT_CHECK, export_model_dir, read_check_patches
+    from idc_core.lite import FILE_NAMES, REPORT_FILE
+
+    report = folder / REPORT_FILE
+    if not report.is_file():
+        return
+    quantize = json.loads(report.read_text()).get("quantize", "dynamic")
+    written, agreement = export_model_dir(folder, quantize=quantize, check=read_check_patches(DEFAULT_CHECK))
+    if written is None:
+        for name in (*FILE_NAMES.values(), REPORT_FILE):
+            (folder / name).unlink(missing_ok=True)
+        log(f"the TFLite export no longer agrees with the model ({agreement}); removed it")
+    else:
+        log(f"re-exported {written.name} from the calibrated model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: 0 when the folder was calibrated, 1 on an error (one line)."""
+    p = argparse.ArgumentParser(prog="python -m idc_core.calibrate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model folder to calibrate (rewritten in place)")
+    p.add_argument("--data", required=True, help="the labelled data it was trained on (folder or zip)")
+    p.add_argument("--method", default="auto", choices=("auto", *CALIBRATION_METHODS))
+    p.add_argument("--uncertainty", default="mc", choices=UNCERTAINTY_METHODS,
+                   help="how the app and commands measure a patch's uncertainty (default mc: Monte-Carlo dropout)")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="Monte-Carlo dropout passes per patch")
+    a = p.parse_args(argv)
+    try:
+        metrics = calibrate_folder(a.model, a.data, method=a.method, uncertainty=a.uncertainty, samples=a.samples,
+                                   log=lambda message: print(message, file=sys.stderr))
+    except (IDCError, ValueError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    before, after = metrics["calibration_before"], metrics["calibration"]
+    print(f"{a.model}: test ECE {before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> "
+          f"{after['brier']:.4f}; ROC-AUC {metrics['roc_auc']:.4f}, balanced accuracy "
+          f"{metrics['balanced_accuracy']:.4f} at threshold {metrics['threshold']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
