@@ -12,7 +12,7 @@ from idc_core.image_io import encode_png
 from idc_core.overlay import blend
 from ui import DISCLAIMER, SAMPLE_PATCHES, handoff
 from ui.figures import confusion_figure, thumbnails_figure
-from ui.models import require_model
+from ui.models import require_model, uncertainty_help
 from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, uploads_to_items, user_errors
 
 THUMBS_PER_PAGE = 120
@@ -29,7 +29,8 @@ def run_classification(items: list[tuple[str, bytes]], signature: tuple) -> None
     expanded = list(expand_uploads(items))
     with user_errors("Classifying"):
         with progress_bar(f"Classifying {len(expanded):,} images") as progress:
-            result = classify_images(model.model, expanded, threshold=model.config.threshold, progress=progress)
+            result = classify_images(model.model, expanded, threshold=model.config.threshold, progress=progress,
+                                     uncertainty=model.config.uncertainty if measure else None)
         by_name = dict((name, data) for name, data in expanded if isinstance(data, bytes))
         st.session_state[S + "result"] = result
         st.session_state[S + "slides"] = {item.name: by_name[item.name] for item in result.slides}
@@ -41,7 +42,7 @@ def run_classification(items: list[tuple[str, bytes]], signature: tuple) -> None
 def select_from_table() -> None:
     rows = st.session_state[S + "table"].selection.rows
     if rows:
-        st.session_state[S + "selected"] = rows[0]
+        st.session_state[S + "selected"] = st.session_state[S + "table_items"][rows[0]]
 
 
 def select_from_thumbnails() -> None:
@@ -59,14 +60,17 @@ files = st.file_uploader(
     type=IMAGE_TYPES + ["zip"], accept_multiple_files=True, key=S + "files",
     help="True labels are read from names like 10253_idx5_x1001_y1001_class1.png or from 0/1 folders.",
 )
+measure = bool(model.config.uncertainty) and st.toggle(
+    "Measure uncertainty", value=True, key=S + "measure",
+    help=uncertainty_help(model.config.uncertainty) if model.config.uncertainty else None)
 if st.button("Try the sample patches", icon=":material/science:"):
     samples = sample_items()
     if samples:
-        run_classification(samples, ("samples", str(model.path)))
+        run_classification(samples, ("samples", str(model.path), measure))
     else:
         st.warning(f"No sample patches found in {SAMPLE_PATCHES}.")
 elif files:
-    signature = (tuple((f.file_id, f.name, f.size) for f in files), str(model.path))
+    signature = (tuple((f.file_id, f.name, f.size) for f in files), str(model.path), measure)
     if st.session_state.get(S + "signature") != signature:
         run_classification(uploads_to_items(files), signature)
 
@@ -79,11 +83,15 @@ threshold = st.slider("Decision threshold on P(IDC)", 0.0, 1.0, float(model.conf
                       help=f"The model's own threshold is {model.config.threshold:.3f} ({model.config.threshold_rule}).")
 predicted = result.predicted
 n_idc = sum(item.label(threshold) for item in predicted)
-cols = st.columns(4)
+uncertain = [item for item in predicted if item.uncertain]
+cols = st.columns(5)
 cols[0].metric("Patches classified", f"{len(predicted):,}")
 cols[1].metric("Predicted IDC", f"{n_idc:,}", help="P(IDC) at or above the threshold")
-cols[2].metric("Not usable", f"{len(result.failed):,}")
-cols[3].metric("Slide-sized images", f"{len(result.slides):,}")
+cols[2].metric("Uncertain", f"{len(uncertain):,}" if result.measured_uncertainty else "not measured",
+               help="Patches whose uncertainty is above the model's cut: as unsure as the least sure 20% of its "
+                    "validation patches. Read their prediction with care; a pathologist should look at them.")
+cols[3].metric("Not usable", f"{len(result.failed):,}")
+cols[4].metric("Slide-sized images", f"{len(result.slides):,}")
 
 if result.failed:
     with st.expander(f"{len(result.failed)} file(s) could not be used", expanded=len(result.failed) <= 5):
@@ -108,10 +116,18 @@ if batch is not None:
     right.plotly_chart(confusion_figure(batch["confusion_matrix"], "Confusion matrix of this batch"), key=S + "cm")
 
 st.subheader("Predictions")
-table = pd.DataFrame(result.rows(threshold))
+rows = result.rows(threshold)
+shown_rows = list(range(len(rows)))
+if result.measured_uncertainty and st.checkbox("Show uncertain patches only", key=S + "only_uncertain"):
+    shown_rows = [i for i, item in enumerate(result.items) if item.uncertain]
+st.session_state[S + "table_items"] = shown_rows
 st.dataframe(
-    table, key=S + "table", on_select=select_from_table, selection_mode="single-row", hide_index=True,
-    column_config={"p_idc": st.column_config.ProgressColumn("P(IDC)", min_value=0.0, max_value=1.0, format="%.3f")},
+    pd.DataFrame([rows[i] for i in shown_rows], columns=list(rows[0]) if rows else None), key=S + "table",
+    on_select=select_from_table, selection_mode="single-row", hide_index=True,
+    column_config={"p_idc": st.column_config.ProgressColumn("P(IDC)", min_value=0.0, max_value=1.0, format="%.3f"),
+                   "uncertainty": st.column_config.NumberColumn("Uncertainty", format="%.3f",
+                                                                help="Higher: the model is less sure"),
+                   "uncertain": st.column_config.CheckboxColumn("Uncertain")},
 )
 csv_download(result.rows(threshold), "idc_predictions.csv", "Download results (CSV)", key=S + "csv")
 
@@ -143,7 +159,12 @@ if selected is not None and selected < len(result.items) and result.items[select
     c1.image(enlarge(patch, 250), caption="patch (50x50, enlarged)")
     if item.patch_index in cams:
         c2.image(enlarge(blend(patch, cams[item.patch_index], alpha=0.45), 250), caption="Grad-CAM overlay")
-    c3.metric("P(IDC)", f"{item.prob_idc:.3f}", help="A model score, not a diagnosis")
+    c3.metric("P(IDC)", f"{item.prob_idc:.3f}", help="A calibrated model score, not a diagnosis"
+              if model.config.calibration else "A model score, not a diagnosis")
+    if item.uncertainty is not None:
+        c3.markdown(f"Uncertainty {item.uncertainty:.3f}"
+                    + (" · **uncertain**: refer to a pathologist" if item.uncertain else " · within the model's usual "
+                       "certainty"))
     c3.markdown(f"Predicted **{label}** at threshold {threshold:.2f}"
                 + (f" · true label **{'IDC' if item.true_label else 'not IDC'}**" if item.true_label is not None else "")
                 + (f"  \n_{item.note}_" if item.note else ""))

@@ -5,14 +5,26 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from idc_core.curves import operating_point
 from idc_core.evaluate import evaluate_model
 from ui import DISCLAIMER
-from ui.figures import confusion_figure, history_figure, pr_figure, report_accuracy, report_table, roc_figure
-from ui.models import require_model
+from idc_core.metrics import confidence_uncertainty, referral_curve
+from idc_core.uncertainty import decision_uncertainty
+from ui.figures import (
+    confusion_figure,
+    history_figure,
+    pr_figure,
+    referral_figure,
+    reliability_figure,
+    report_accuracy,
+    report_table,
+    roc_figure,
+)
+from ui.models import require_model, uncertainty_help
 from ui.widgets import csv_download, percent, progress_bar, user_errors
 
 S = "evaluation_"
@@ -55,6 +67,7 @@ def dashboard(report: dict[str, Any], key: str) -> None:
         c1.plotly_chart(roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"])), key=key + "roc")
         c2.plotly_chart(pr_figure(report["pr_curve"], report["pr_auc"], (point["recall"], point["precision"]),
                                   report["n_idc"] / report["n_patches"]), key=key + "pr")
+    calibration_and_referral(report, point["threshold"], key)
     accuracy = report_accuracy(report["classification_report"])
     st.markdown("**Classification report** (at the model's threshold)"
                 + (f" · overall accuracy {accuracy:.4f}" if accuracy is not None else ""))
@@ -65,6 +78,39 @@ def dashboard(report: dict[str, Any], key: str) -> None:
                      column_config=PATIENT_COLUMNS)
         csv_download(report["per_patient"], "per_patient.csv", "Download per-patient table (CSV)", key=key + "csv")
 
+
+def calibration_and_referral(report: dict[str, Any], threshold: float, key: str) -> None:
+    """The reliability diagram, and the referral curve at the live threshold when per-patch uncertainty is stored."""
+    if not report.get("calibration"):
+        return
+    st.markdown("**Calibration and uncertainty**")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(reliability_figure(report["calibration"], report.get("calibration_before")), key=key + "reliability")
+    c1.caption("ECE: the expected calibration error, the patch-weighted mean gap between the IDC rate and the mean "
+               "score over 10 equal-width score bins. Brier score "
+               f"{report['calibration']['brier']:.3f} (mean squared error of P(IDC)).")
+    scores, measured = report.get("scores"), report.get("uncertainty")
+    if scores and measured:
+        label, prob = np.asarray(scores["label"]), np.asarray(scores["prob"])
+        method = measured["method"]
+        spread = (confidence_uncertainty(prob, threshold) if scores.get("logit_mean") is None
+                  else decision_uncertainty(np.asarray(scores["logit_mean"]), np.asarray(scores["logit_std"]),
+                                            threshold))
+        curves = {f"{UNCERTAINTY_LABELS.get(method, method)} (the model's)": referral_curve(label, prob, spread,
+                                                                                          threshold)}
+        if method != "confidence":
+            curves["closeness to the threshold"] = referral_curve(label, prob, confidence_uncertainty(prob, threshold),
+                                                                  threshold)
+        c2.plotly_chart(referral_figure(curves, threshold), key=key + "referral")
+        c2.caption("Each point sets aside the given share of patches, least sure first, and classifies the rest at "
+                   "the threshold above: a useful uncertainty climbs faster than 'closeness to the threshold'.")
+    else:
+        c2.info("No per-patch uncertainty in this report: the referral curve needs it "
+                "(python -m idc_core.evaluate --uncertainty, or 'Measure uncertainty' in the next tab).")
+
+
+UNCERTAINTY_LABELS = {"mc": "Monte-Carlo dropout", "tta": "test-time augmentation", "confidence":
+                      "closeness to the threshold"}
 
 PATIENT_COLUMNS = {
     "patient": st.column_config.TextColumn("Patient"),
@@ -110,12 +156,16 @@ with yours:
     st.markdown("Upload a **.zip in the dataset layout** (`<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<C>.png`). "
                 "Patients the model saw in training or validation are flagged.")
     upload = st.file_uploader("Labelled data (.zip)", type=["zip"], key=S + "upload")
+    method = model.config.uncertainty.get("method") if model.config.uncertainty else None
+    measure = method is not None and st.checkbox(
+        "Measure uncertainty (for the referral curve)", value=False, key=S + "measure",
+        help=uncertainty_help(model.config.uncertainty) if method else None)
     if upload is not None and st.button("Evaluate", type="primary", key=S + "run"):
         with user_errors(f"Evaluating on {upload.name}"):
             data = io.BytesIO(upload.getvalue())
             data.name = upload.name
             with progress_bar("Reading and classifying patches") as progress:
-                report = evaluate_model(model, data, progress=progress)
+                report = evaluate_model(model, data, progress=progress, uncertainty=method if measure else None)
             st.session_state[S + "report"] = (upload.name, str(model.path), report)
     stored = st.session_state.get(S + "report")  # kept in the session: it survives a visit to another page
     if stored is not None and stored[1] == str(model.path) and (upload is None or upload.name == stored[0]):

@@ -12,7 +12,7 @@ import streamlit as st
 
 from idc_core.gradcam import compute_heatmaps
 from idc_core.image_io import encode_png
-from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, tile_map
+from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
 from idc_core.predict import SlideResult, predict_slide
 from idc_core.slide_outputs import geojson_regions, scale_metadata
 from idc_core.slide_reader import PYRAMID_SUFFIXES
@@ -23,7 +23,7 @@ from idc_core.wsi import read_scaled_slide, read_tile_at_full_resolution
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
 from ui.figures import display_jpeg, slide_figure
 from ui.memo import clear_memos, session_memo
-from ui.models import require_model
+from ui.models import require_model, uncertainty_help
 from ui.slide_sources import SLIDES_DIR_ENV, server_slide_path, server_slides, slides_dir, upload_path
 from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, user_errors
 
@@ -54,10 +54,17 @@ def chosen_input(source: str) -> tuple[str, Path, bytes | None, str | None] | No
     return (upload.name, upload_path(upload.name, upload.getvalue()), None, None) if upload is not None else None
 
 
-def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str) -> np.ndarray:
-    """The P(IDC) heatmap blended on the slide at full size (tiles below `cut` left uncoloured)."""
+def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str,
+                    outline_uncertain: bool = False) -> np.ndarray:
+    """The P(IDC) heatmap blended on the slide at full size (tiles below `cut` left uncoloured); uncertain tiles
+    outlined in white when asked (and measured)."""
     shown = result.probs if cut is None else np.where(result.probs >= cut, result.probs, np.nan)
-    return blend(image, tile_map(result.coords, shown, image.shape, result.size, result.stride), alpha=alpha, cmap=cmap)
+    overlay = blend(image, tile_map(result.coords, shown, image.shape, result.size, result.stride), alpha=alpha,
+                    cmap=cmap)
+    flags = result.uncertain
+    if outline_uncertain and flags is not None:
+        overlay = outline_tiles(overlay, result.coords[flags], result.size)
+    return overlay
 
 
 def truth_view(result: SlideResult, slide: SlideInput,
@@ -129,6 +136,10 @@ with st.expander("Tiling and tissue detection", expanded=False):
     min_tissue = c3.slider("Min. tissue per tile", 0.05, 1.0, MIN_TISSUE, 0.05, key=S + "min_tissue",
                            help="Tiles with less tissue than this are background and are not classified.")
     show_mask = c3.checkbox("Show the tissue mask", key=S + "show_mask")
+    measure = bool(model.config.uncertainty) and c1.toggle(
+        "Measure uncertainty", value=False, key=S + "measure",
+        help=(uncertainty_help(model.config.uncertainty) + " Costs extra passes of the model per tile.")
+        if model.config.uncertainty else None)
     threshold_used = c2.empty()  # filled once this run's result exists: the value used, never the previous one
 tissue_threshold = None if auto else float(manual)
 
@@ -154,7 +165,7 @@ name, path, truth_csv, known_scale = chosen
 mpp = mpp_override if mpp_override is not None else (model.config.mpp if known_scale else None)
 mpp_source = known_scale if mpp_override is None else None
 file_key = (name, str(path), path.stat().st_size, mpp, str(model.path))
-settings = (*file_key, stride, tissue_threshold, min_tissue)
+settings = (*file_key, stride, tissue_threshold, min_tissue, measure)
 if st.session_state.get(S + "settings") != settings:
     st.session_state.pop(S + "result", None)
     clear_memos(*MEMOS)
@@ -173,7 +184,8 @@ if st.session_state.get(S + "settings") != settings:
         with progress_bar("Classifying tissue tiles") as progress:
             st.session_state[S + "result"] = predict_slide(
                 model.model, slide.image, threshold=model.config.threshold, stride=stride,
-                tissue_threshold=tissue_threshold, min_tissue=min_tissue, progress=progress)
+                tissue_threshold=tissue_threshold, min_tissue=min_tissue, progress=progress,
+                uncertainty=model.config.uncertainty if measure else None)
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
@@ -217,23 +229,28 @@ threshold = c1.slider("Decision threshold", 0.0, 1.0, float(model.config.thresho
 alpha = c2.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=S + "alpha")
 cmap = c3.selectbox("Colour map", COLORMAPS, key=S + "cmap")
 only_idc = c4.toggle("Colour only tiles ≥ threshold", key=S + "only_idc")
+outline = result.uncertain is not None and c4.toggle("Outline uncertain tiles", value=True, key=S + "outline")
 
 tissue_probs = result.probs[result.tissue]
 n_idc = int((tissue_probs >= threshold).sum())
-m = st.columns(5)
+m = st.columns(6)
 m[0].metric("Tiles", f"{len(result.coords):,}", help=f"{stride}-px stride over {image.shape[1]}x{image.shape[0]} px")
 m[1].metric("Tissue tiles", f"{result.n_tissue:,}", help=f"saturation threshold {result.tissue_threshold:.0f}")
 m[2].metric("IDC tiles", f"{n_idc:,}")
 m[3].metric("IDC area (of tissue)", percent(n_idc / result.n_tissue))
 m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
+m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.uncertain is not None else "not measured",
+            help="Share of tissue tiles the model is unsure about (as unsure as its least sure 20% on validation); "
+                 "turn on 'Measure uncertainty' under Tiling and tissue detection.")
 
 cut = threshold if only_idc else None
 coords = result.coords[result.tissue]
-figure = session_memo(S + "memo_figure", (cut, alpha, cmap), lambda: slide_figure(  # kept: a downscaled PNG
-    heatmap_overlay(result, image, cut, alpha, cmap), coords, tissue_probs, result.size, cmap=cmap))
+figure = session_memo(S + "memo_figure", (cut, alpha, cmap, outline), lambda: slide_figure(  # a downscaled PNG
+    heatmap_overlay(result, image, cut, alpha, cmap, outline), coords, tissue_probs, result.size, cmap=cmap))
 st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
                 selection_mode="points", config={"scrollZoom": True})
-st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it.")
+st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it."
+           + (" White outlines: tiles the model is uncertain about." if outline else ""))
 
 if slide.truth is not None:
     truth_image, pred_image, outcome, met, n_not_analysed = session_memo(
@@ -290,12 +307,16 @@ else:
             p_full[0].image(full, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
                             f"({box[2] * info['slide_mpp']:.0f} µm), shown at {full.shape[1]} px")
     p3.metric("P(IDC)", f"{tissue_probs[tile]:.3f}", help="A model score, not a diagnosis")
+    if result.uncertainty is not None:
+        spread = float(result.uncertainty[result.tissue][tile])
+        flagged = bool(result.uncertain[result.tissue][tile]) if result.uncertain is not None else False
+        p3.markdown(f"Uncertainty {spread:.3f}" + (" · **uncertain**" if flagged else ""))
     p3.markdown(f"Predicted **{'IDC' if tissue_probs[tile] >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
 
 factor = info["level0_per_model_pixel"]
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download heatmap overlay (PNG)",  # full size, made only when clicked
-                   lambda: encode_png(heatmap_overlay(result, image, cut, alpha, cmap)),
+                   lambda: encode_png(heatmap_overlay(result, image, cut, alpha, cmap, outline)),
                    file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png", mime="image/png", icon=":material/download:")
 with d2:
     rows = result.to_rows()

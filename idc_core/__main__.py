@@ -15,6 +15,7 @@ COMMANDS = {
     "predict": ("idc_core.predict", "P(IDC) of patches, images, folders and zips (CSV)"),
     "slide": ("idc_core.slide", "whole slides at the model's scale: tiles, QuPath GeoJSON, heatmap"),
     "export": ("idc_core.export", "an int8 TFLite export, written only if it agrees with the model"),
+    "calibrate": ("idc_core.calibrate", "calibrate P(IDC) and fix the uncertainty cut on validation patients"),
 }
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from idc_core.calibration import CALIBRATION_METHODS, Calibration, fit_calibration
 from idc_core.dataset import load_labelled
 from idc_core.errors import IDCError
+from idc_core.evaluate import patch_scores, uncertainty_report
 from idc_core.metrics import calibration_report, checked_scores, choose_threshold, compute_metrics
 from idc_core.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
 
@@ -72,11 +73,10 @@ def calibrate_model(
     raw = predict_patches(base, val_x)
     chosen, candidates = choose_calibration(val_y, raw, method)
     calibrated = with_calibration(base, chosen.method, chosen.scale, chosen.shift)
-    prob, spread = predict_with_uncertainty(calibrated, val_x, method=uncertainty, samples=samples,
-                                            threshold=0.5)  # threshold only matters for "confidence": redone below
+    prob = predict_patches(calibrated, val_x)
     threshold = choose_threshold(val_y, prob)
-    if uncertainty == "confidence":
-        _, spread = predict_with_uncertainty(calibrated, val_x, method=uncertainty, threshold=threshold)
+    spread = predict_with_uncertainty(calibrated, val_x, method=uncertainty, samples=samples,
+                                      threshold=threshold).uncertainty
     calibration = {
         **chosen.to_dict(),
         "chosen_by": "lower log loss on the validation patients" if method == "auto" else "asked for",
@@ -109,6 +109,7 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     from idc_core.model_io import CONFIG_FILE, METRICS_FILE, load_model_dir
     from idc_core.models import uncalibrated
     from idc_core.predict import predict_patches
+    from idc_core.uncertainty import predict_with_uncertainty
 
     folder = Path(folder)
     loaded = load_model_dir(folder)
@@ -122,10 +123,12 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     model, threshold, calibration, uncertain = calibrate_model(
         loaded.model, val.patches, val.labels, method=method, uncertainty=uncertainty, samples=samples)
     raw_test = predict_patches(uncalibrated(loaded.model), test.patches)
-    test_prob = predict_patches(model, test.patches)
+    measured = predict_with_uncertainty(model, test.patches, method=uncertainty, samples=samples, threshold=threshold)
     metrics = dict(loaded.metrics or {})
-    metrics.update(compute_metrics(test.labels, test_prob, threshold, patients=test.patients))
+    metrics.update(compute_metrics(test.labels, measured.prob, threshold, patients=test.patients))
     metrics["calibration_before"] = calibration_report(test.labels, raw_test)
+    metrics["uncertainty"] = uncertainty_report(test.labels, measured, threshold, uncertainty, uncertain)
+    metrics["scores"] = patch_scores(test.labels, measured)
     metrics["validation"] = compute_metrics(val.labels, predict_patches(model, val.patches), threshold)
     metrics["evaluated_on"] = (f"test split: {len(set(test.patients))} patients, {len(test.labels)} patches, none "
                                "used for training, for choosing the threshold or for fitting the calibration")

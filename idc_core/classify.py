@@ -21,6 +21,7 @@ from idc_core.errors import ArchiveError, IDCError
 from idc_core.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.metrics import threshold_metrics
 from idc_core.predict import predict_patches
+from idc_core.uncertainty import DEFAULT_SAMPLES, predict_with_uncertainty
 
 Progress = Callable[[int, int], None]
 SLIDE_NOTE = "larger than a patch: analyse it on the slide page"
@@ -39,6 +40,8 @@ class ItemResult:
     error: str = ""
     is_slide: bool = False
     patch_index: int | None = None  # row of ClassifyResult.patches
+    uncertainty: float | None = None  # higher = less sure (idc_core.uncertainty); None when not measured
+    uncertain: bool | None = None  # above the model's cut, chosen on validation
 
     def label(self, threshold: float) -> int | None:
         """Predicted label (1 = IDC) at `threshold`, None without a prediction."""
@@ -68,23 +71,29 @@ class ClassifyResult:
         """The images too large for a patch (to analyse on the slide page)."""
         return [item for item in self.items if item.is_slide]
 
+    @property
+    def measured_uncertainty(self) -> bool:
+        """Whether the predicted items carry an uncertainty."""
+        return any(item.uncertainty is not None for item in self.items)
+
     def rows(self, threshold: float | None = None) -> list[dict[str, Any]]:
-        """Table rows (also the CSV): file, P(IDC), predicted and true label, correct, note, error."""
+        """Table rows (also the CSV): file, P(IDC), predicted and true label, correct, note, error; and
+        uncertainty and uncertain when they were measured."""
         t = self.threshold if threshold is None else threshold
+        with_uncertainty = self.measured_uncertainty
         out = []
         for item in self.items:
             pred = item.label(t)
-            out.append(
-                {
-                    "file": item.name,
-                    "p_idc": item.prob_idc,
-                    "predicted": CLASS_NAMES[pred] if pred is not None else None,
-                    "true": CLASS_NAMES[item.true_label] if item.true_label is not None else None,
-                    "correct": (pred == item.true_label) if pred is not None and item.true_label is not None else None,
-                    "note": item.note,
-                    "error": item.error,
-                }
-            )
+            row = {
+                "file": item.name,
+                "p_idc": item.prob_idc,
+                "predicted": CLASS_NAMES[pred] if pred is not None else None,
+                "true": CLASS_NAMES[item.true_label] if item.true_label is not None else None,
+                "correct": (pred == item.true_label) if pred is not None and item.true_label is not None else None,
+            }
+            if with_uncertainty:
+                row.update(uncertainty=item.uncertainty, uncertain=item.uncertain)
+            out.append({**row, "note": item.note, "error": item.error})
         return out
 
     def batch_metrics(self, threshold: float | None = None) -> dict[str, Any] | None:
@@ -159,10 +168,12 @@ def classify_images(
     threshold: float,
     batch_size: int = 256,
     progress: Progress | None = None,
+    uncertainty: dict[str, Any] | None = None,
 ) -> ClassifyResult:
     """Decode, fit and classify every item in batches of `batch_size`; failures become error rows.
 
     progress(done, total) is called after each batch (total = len(items) when known, else done).
+    uncertainty: a model config's "uncertainty" entry to also measure each patch's uncertainty (None: not).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -172,14 +183,23 @@ def classify_images(
     results: list[ItemResult] = []
     patches: list[np.ndarray] = []
     pending: list[tuple[int, ItemResult]] = []  # (index in results, item awaiting its probability)
-    probs: dict[int, float] = {}
+    scored: dict[int, dict[str, Any]] = {}
+    cut = (uncertainty or {}).get("uncertain_above")
 
     def flush() -> None:
         if not pending:
             return
         batch = np.stack([patches[item.patch_index] for _, item in pending])  # type: ignore[index]
-        for (index, _), p in zip(pending, predict_patches(model, batch, batch_size=batch_size)):
-            probs[index] = float(p)
+        if uncertainty is None:
+            for (index, _), p in zip(pending, predict_patches(model, batch, batch_size=batch_size)):
+                scored[index] = {"prob_idc": float(p)}
+        else:
+            measured = predict_with_uncertainty(
+                model, batch, method=uncertainty.get("method", "confidence"), threshold=threshold,
+                samples=int(uncertainty.get("samples") or DEFAULT_SAMPLES), batch_size=batch_size)
+            for (index, _), p, u in zip(pending, measured.prob, measured.uncertainty):
+                scored[index] = {"prob_idc": float(p), "uncertainty": float(u),
+                                 "uncertain": None if cut is None else bool(u > cut)}
         pending.clear()
         if progress is not None:
             progress(len(results), total if total is not None else len(results))
@@ -193,7 +213,7 @@ def classify_images(
     flush()
     if progress is not None:
         progress(len(results), total if total is not None else len(results))
-    items_out = [replace(item, prob_idc=probs[i]) if i in probs else item for i, item in enumerate(results)]
+    items_out = [replace(item, **scored[i]) if i in scored else item for i, item in enumerate(results)]
     stacked = np.stack(patches) if patches else np.empty((0, PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
     return ClassifyResult(items_out, stacked, float(threshold))
 

@@ -68,6 +68,10 @@ class TrainConfig:
     augment_mode: str = "jitter"
     test_patients_from: str | None = None
     distribute: str = "none"
+    calibration: str = "auto"
+    """After training: fit on validation patients and build into model.keras (auto|platt|temperature), or none."""
+    uncertainty: str = "mc"
+    """How the model's uncertainty is measured (idc_core.uncertainty.UNCERTAINTY_METHODS)."""
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_MODES:

@@ -19,7 +19,7 @@ from idc_core.dataset import load_labelled
 from idc_core.errors import DatasetError, IDCError
 from idc_core.metrics import compute_metrics, confidence_uncertainty, referral_curve
 from idc_core.predict import Scorer, predict_patches
-from idc_core.uncertainty import UNCERTAINTY_METHODS
+from idc_core.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS, Measured, predict_with_uncertainty
 
 if TYPE_CHECKING:
     from idc_core.model_io import LoadedModel
@@ -67,24 +67,18 @@ def evaluate_model(
     patches, labels = labelled.patches, labelled.labels
     used = threshold if threshold is not None else loaded.config.threshold
     scoring = scorer if scorer is not None else loaded.model
+    measured = None
     if uncertainty is None:
         prob = predict_patches(scoring, patches, batch_size=batch_size, progress=counted.phase(1))
     else:
-        from idc_core.uncertainty import predict_with_uncertainty
-
-        prob, spread = predict_with_uncertainty(scoring, patches, method=uncertainty, threshold=used,
-                                                batch_size=batch_size, progress=counted.phase(1),
-                                                samples=int(loaded.config.uncertainty.get("samples", 16)))
+        measured = predict_with_uncertainty(scoring, patches, method=uncertainty, threshold=used,
+                                            batch_size=batch_size, progress=counted.phase(1),
+                                            samples=int(loaded.config.uncertainty.get("samples") or DEFAULT_SAMPLES))
+        prob = measured.prob
     report = compute_metrics(labels, prob, used, patients=labelled.patients)
-    if uncertainty is not None:
-        report["uncertainty"] = {
-            "method": uncertainty,
-            "referral_curve": referral_curve(labels, prob, spread, used),
-            "referral_curve_confidence": referral_curve(labels, prob, confidence_uncertainty(prob, used), used),
-        }
-        cut = loaded.config.uncertainty.get("uncertain_above")
-        if cut is not None and loaded.config.uncertainty.get("method") == uncertainty:
-            report["uncertainty"]["uncertain_share"] = float((spread > cut).mean())
+    if measured is not None:
+        report["uncertainty"] = uncertainty_report(labels, measured, used, uncertainty, loaded.config.uncertainty)
+        report["scores"] = patch_scores(labels, measured)
     seen = set(loaded.config.split_patients.get("train", [])) | set(loaded.config.split_patients.get("val", []))
     patients = sorted(set(labelled.patients))
     report["data"] = {
@@ -102,6 +96,33 @@ def evaluate_model(
         "given" if threshold is not None else "model config (chosen on validation)"),
         "scored_by": "tflite" if isinstance(scorer, TFLiteModel) else "keras"}
     return report
+
+
+def uncertainty_report(labels: np.ndarray, measured: Measured, threshold: float, method: str,
+                       settings: dict[str, Any]) -> dict[str, Any]:
+    """The referral curves of `method` and of plain confidence, and the share above the model's cut when the
+    model's settings are for this method."""
+    prob, spread = measured.prob, measured.uncertainty
+    out: dict[str, Any] = {
+        "method": method,
+        "referral_curve": referral_curve(labels, prob, spread, threshold),
+        "referral_curve_confidence": referral_curve(labels, prob, confidence_uncertainty(prob, threshold), threshold),
+    }
+    cut = settings.get("uncertain_above")
+    if cut is not None and settings.get("method") == method:
+        out["uncertain_share"] = float((spread > cut).mean())
+    return out
+
+
+def patch_scores(labels: np.ndarray, measured: Measured) -> dict[str, list]:
+    """Per patch: label, P(IDC), uncertainty and the sampled logits' mean and spread (6 decimals): what a
+    referral curve at another threshold needs (uncertainty.decision_uncertainty)."""
+    def rounded(values: np.ndarray | None) -> list[float] | None:
+        return None if values is None else [round(float(v), 6) for v in values]
+
+    return {"label": [int(v) for v in labels], "prob": rounded(measured.prob),
+            "uncertainty": rounded(measured.uncertainty), "logit_mean": rounded(measured.logit_mean),
+            "logit_std": rounded(measured.logit_std)}
 
 
 def format_report(report: dict[str, Any]) -> str:

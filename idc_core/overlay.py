@@ -180,3 +180,12 @@ def outcome_map(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     out[known & ~is_idc & said_idc] = OUTCOME_COLORS["FP"]
     out[known & is_idc & ~said_idc] = OUTCOME_COLORS["FN"]
     return out
+
+
+def outline_tiles(image: np.ndarray, coords: np.ndarray, size: int, color: tuple[int, int, int] = (255, 255, 255),
+                  thickness: int = 2) -> np.ndarray:
+    """A copy of an RGB uint8 image with a square outline around each tile (coords: (N, 2) top-left y, x)."""
+    out = np.ascontiguousarray(image).copy()
+    for y, x in np.asarray(coords, dtype=np.int64).tolist():
+        cv2.rectangle(out, (x, y), (x + size - 1, y + size - 1), color, thickness)
+    return out

@@ -251,8 +251,10 @@ def _with_uncertainty(model: Scorer, patches: np.ndarray, settings: dict[str, An
                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     from idc_core.uncertainty import DEFAULT_SAMPLES, predict_with_uncertainty  # it builds on this module
 
-    return predict_with_uncertainty(model, patches, method=settings.get("method", "confidence"), threshold=threshold,
-                                    samples=int(settings.get("samples") or DEFAULT_SAMPLES), batch_size=batch_size)
+    measured = predict_with_uncertainty(model, patches, method=settings.get("method", "confidence"),
+                                        threshold=threshold, samples=int(settings.get("samples") or DEFAULT_SAMPLES),
+                                        batch_size=batch_size)
+    return measured.prob, measured.uncertainty
 
 
 def _slide_row(name: str, result: SlideResult) -> dict:

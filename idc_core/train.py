@@ -30,9 +30,11 @@ from idc_core.config import (
 )
 from idc_core.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.distribute import DISTRIBUTE_MODES, make_strategy, shard_by_data, write_dir
+from idc_core.calibration import CALIBRATION_METHODS
 from idc_core.errors import IDCError
 from idc_core.metrics import choose_threshold, compute_metrics
 from idc_core.predict import predict_patches
+from idc_core.uncertainty import UNCERTAINTY_METHODS
 
 if TYPE_CHECKING:
     import keras
@@ -128,6 +130,15 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
     recalibrate_batchnorm(model, clean)
     train_seconds = time.time() - started
 
+    calibration: dict[str, Any] = {}
+    uncertainty: dict[str, Any] = {}
+    if config.calibration != "none" and len(np.unique(val_y)) == 2:
+        from idc_core.calibrate import calibrate_model
+
+        model, _, calibration, uncertainty = calibrate_model(model, val_x, val_y, method=config.calibration,
+                                                             uncertainty=config.uncertainty)
+        _log(f"calibration: {calibration['method']} scaling, validation ECE "
+             f"{calibration['validation_before']['ece']:.3f} -> {calibration['validation_after']['ece']:.3f}")
     val_prob = predict_patches(model, val_x)
     threshold, rule = _threshold(val_y, val_prob)
     metrics = _held_out_metrics(model, parts, split, scan, threshold)
@@ -146,6 +157,8 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
         data_summary=scan.summary(),
         split_patients=split.patients,
         keras_version=keras.__version__,
+        calibration=calibration,
+        uncertainty=uncertainty,
     )
     save_model_dir(out, model, model_config, history=history, metrics=metrics)
     if out != final_out:  # not the chief: its copy was written only to take part in the collective save
@@ -334,6 +347,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--convs-per-block", type=int, default=d.convs_per_block, choices=(1, 2, 3),
                    help="cnn: convolutions per block (default 1)")
     p.add_argument("--dense-units", type=int, default=d.dense_units, help="cnn: units of the dense head layer")
+    p.add_argument("--calibration", default=d.calibration, choices=("auto", *CALIBRATION_METHODS, "none"),
+                   help="after training, fit a calibration of P(IDC) on the validation patients and build it into "
+                        "model.keras (auto: the lower validation log loss of platt and temperature; default)")
+    p.add_argument("--uncertainty", default=d.uncertainty, choices=UNCERTAINTY_METHODS,
+                   help=f"how the model's per-patch uncertainty is measured (default {d.uncertainty})")
     p.add_argument("--distribute", default=d.distribute, choices=DISTRIBUTE_MODES,
                    help="none (default); mirrored: all local GPUs; multiworker: the machines in TF_CONFIG. "
                         "--batch-size is the global batch")
@@ -347,7 +365,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         fine_tune_learning_rate=a.fine_tune_lr, cache_dir=a.cache_dir or None, width=a.width,
         block_dropout=a.block_dropout, head=a.head, convs_per_block=a.convs_per_block,
         dense_units=a.dense_units, augment_mode=a.augment_mode, test_patients_from=a.test_patients_from,
-        distribute=a.distribute,
+        distribute=a.distribute, calibration=a.calibration, uncertainty=a.uncertainty,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO
 
-COMMANDS = ("train", "evaluate", "predict", "export", "slide")
+COMMANDS = ("train", "evaluate", "predict", "export", "slide", "calibrate")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -24,6 +24,7 @@ def test_help_prints_usage_and_nothing_from_tensorflow(command):
 
 def test_importing_the_command_modules_does_not_import_tensorflow():
     code = ("import sys, idc_core.train, idc_core.evaluate, idc_core.predict, idc_core.export, idc_core.slide, "
+            "idc_core.calibrate, "
             "idc_core.__main__; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr[-500:]

@@ -36,9 +36,10 @@ def _bn_statistics(model) -> list[np.ndarray]:
 def test_mc_dropout_varies_reports_the_plain_score_and_leaves_batch_norm_statistics_alone(model, patches):
     before, plain = _bn_statistics(model), predict_patches(model, patches)
     assert before  # the cnn has batch normalisation
-    prob, spread = predict_with_uncertainty(model, patches, method="mc", samples=8)
-    np.testing.assert_array_equal(prob, plain)
-    assert np.all(spread > 0)  # dropout is really active in the passes
+    measured = predict_with_uncertainty(model, patches, method="mc", samples=8)
+    np.testing.assert_array_equal(measured.prob, plain)
+    assert np.all(measured.logit_std > 0)  # dropout is really active in the passes
+    assert np.all((measured.uncertainty > 0) & (measured.uncertainty <= 1))
     for a, b in zip(before, _bn_statistics(model)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(predict_patches(model, patches), plain)  # the shared model still deterministic
@@ -60,8 +61,19 @@ def test_tta_views_are_the_eight_dihedral_ones_and_a_symmetric_patch_has_no_spre
     np.testing.assert_array_equal(views[0], patch)
     assert len({v.tobytes() for v in views}) == 8
     flat = np.full((3, 50, 50, 3), 200, dtype=np.uint8)
-    _, spread = predict_with_uncertainty(model, flat, method="tta")
-    np.testing.assert_allclose(spread, 0.0, atol=1e-6)
+    measured = predict_with_uncertainty(model, flat, method="tta")
+    np.testing.assert_allclose(measured.logit_std, 0.0, atol=1e-5)
+
+
+def test_decision_uncertainty_is_one_at_the_threshold_and_falls_with_distance_and_certainty():
+    from idc_core.calibration import logit
+    from idc_core.uncertainty import decision_uncertainty
+
+    at = logit([0.3])[0]
+    u = decision_uncertainty(np.array([at, at + 1, at + 1, at - 4]), np.array([0.5, 0.5, 2.0, 0.5]), 0.3)
+    assert u[0] == pytest.approx(1.0, abs=1e-5)
+    assert u[1] < u[2]  # the same distance with a wider spread is less certain
+    assert u[3] < u[1]  # farther from the threshold is more certain
 
 
 def test_confidence_ranks_like_the_distance_to_the_threshold():

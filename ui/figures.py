@@ -91,6 +91,41 @@ def pr_figure(curve: dict[str, list[float]], ap: float | None, point: tuple[floa
     return fig
 
 
+def reliability_figure(after: dict[str, Any], before: dict[str, Any] | None = None) -> go.Figure:
+    """Reliability diagram: IDC rate against mean P(IDC) per score bin (marker size ~ patches), with the diagonal
+    of perfect calibration; `before` (the raw score's report) drawn dashed for comparison."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfectly calibrated")
+    for report, name, dash in ((before, "raw score", "dash"), (after, "P(IDC)", "solid")):
+        if report is None:
+            continue
+        r = report["reliability"]
+        sizes = np.sqrt(np.asarray(r["patches"], dtype=float))
+        fig.add_scatter(x=r["mean_score"], y=r["idc_rate"], mode="lines+markers", line=dict(dash=dash),
+                        marker=dict(size=6 + 18 * sizes / max(sizes.max(), 1.0)), customdata=r["patches"],
+                        name=f"{name} (ECE {report['ece']:.3f})",
+                        hovertemplate="mean score %{x:.3f}, IDC rate %{y:.3f}, %{customdata} patches<extra></extra>")
+    fig.update_layout(title="Reliability: of the patches scored near p, how many are IDC?", xaxis_title="mean P(IDC)",
+                      yaxis_title="share that is IDC", height=380, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(x=0.02, y=0.98), xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1]))
+    return fig
+
+
+def referral_figure(curves: dict[str, dict[str, list]], threshold: float) -> go.Figure:
+    """Balanced accuracy of the patches kept against the share referred, one line per uncertainty measure."""
+    fig = go.Figure()
+    for name, curve in curves.items():
+        fig.add_scatter(x=[100 * s for s in curve["referred"]], y=curve["balanced_accuracy"], mode="lines+markers",
+                        name=name, customdata=curve["kept"],
+                        hovertemplate="refer %{x:.0f}%: balanced accuracy %{y:.3f} on %{customdata} patches kept"
+                                      "<extra></extra>")
+    fig.update_layout(title=f"Referral curve at threshold {threshold:.2f}: refer the least sure patches to a "
+                            "pathologist", xaxis_title="patches referred (%)",
+                      yaxis_title="balanced accuracy of the rest", height=380, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(x=0.02, y=0.02))
+    return fig
+
+
 def history_figure(history: dict[str, list[float]]) -> go.Figure:
     """Training curves per epoch: one panel per metric (train and validation)."""
     names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]

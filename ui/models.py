@@ -95,6 +95,20 @@ def require_model() -> LoadedModel:
         st.stop()
 
 
+UNCERTAINTY_NAMES = {
+    "mc": "Monte-Carlo dropout: the spread of P(IDC) over {samples} passes with dropout on",
+    "tta": "test-time augmentation: the spread of P(IDC) over the 8 rotations and flips of the patch",
+    "confidence": "closeness of P(IDC) to the threshold",
+}
+
+
+def uncertainty_help(settings: dict[str, Any]) -> str:
+    """One sentence on how a model's uncertainty is measured and what "uncertain" means."""
+    method = UNCERTAINTY_NAMES.get(settings.get("method", ""), str(settings.get("method")))
+    return (method.format(samples=settings.get("samples")) + ". A patch is flagged uncertain when it is as unsure "
+            "as the least sure 20% of the model's validation patches.")
+
+
 def _render_card(card: dict[str, Any], path: Path) -> None:
     config, metrics = card["config"], card.get("metrics") or {}
     model_file = path / "model.keras"
@@ -122,6 +136,14 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             mode = (metrics.get("split") or {}).get("mode", config.get("train", {}).get("split", "?"))
             parts = ", ".join(f"{k} {len(v)}" for k, v in split.items())
             st.markdown(f"**Split** by {mode}: patients {parts}")
+        calibration = config.get("calibration") or {}
+        st.markdown(
+            f"**P(IDC)** calibrated on validation patients ({calibration['method']} scaling)"
+            + (f"; test ECE {metrics['calibration']['ece']:.3f}" if (metrics.get("calibration") or {}).get("ece")
+               is not None else "")
+            if calibration else "**P(IDC)** a raw score, not calibrated (`python -m idc_core.calibrate` fits it)")
+        if config.get("uncertainty"):
+            st.markdown(f"**Uncertainty** {uncertainty_help(config['uncertainty'])}")
         if metrics:
             st.markdown(
                 f"**Held-out metrics** ({metrics.get('evaluated_on', 'test split')})  \n"
