@@ -52,7 +52,8 @@ def dashboard(report: dict[str, Any], key: str) -> None:
                        "approximation between them.")
     if report.get("roc_curve") is not None:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"])), key=key + "roc")
+        c1.plotly_chart(roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"])),
+                        key=key + "roc")
         c2.plotly_chart(pr_figure(report["pr_curve"], report["pr_auc"], (point["recall"], point["precision"]),
                                   report["n_idc"] / report["n_patches"]), key=key + "pr")
     accuracy = report_accuracy(report["classification_report"])
@@ -124,6 +125,7 @@ with yours:
         st.success(f"{name}: {report['data']['patients']} patients, {report['n_patches']:,} patches evaluated")
         if seen:
             st.warning(f"{len(seen)} of these patients were used to train or validate this model "
-                       f"({', '.join(seen[:10])}{'…' if len(seen) > 10 else ''}): these numbers are not held-out results.")
+                       f"({', '.join(seen[:10])}{'…' if len(seen) > 10 else ''}): "
+                       "these numbers are not held-out results.")
         left_out_files(report["data"])
         dashboard(report, S + "upload_")
