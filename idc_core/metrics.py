@@ -11,9 +11,11 @@ from sklearn import metrics as skm
 from idc_core import CLASS_NAMES
 
 MAX_CURVE_POINTS = 200
+Labels = Sequence[int] | np.ndarray  # 0/1 per patch: a list or an array
+Probs = Sequence[float] | np.ndarray  # P(IDC) per patch
 
 
-def choose_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
+def choose_threshold(y_true: Labels, prob: Probs) -> float:
     """The threshold that maximises balanced accuracy (Youden's J) on these labels."""
     y, p = _as_arrays(y_true, prob)
     if len(np.unique(y)) < 2:
@@ -23,7 +25,7 @@ def choose_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
     return float(np.clip(thresholds[best], 0.0, 1.0))
 
 
-def threshold_metrics(y_true: Sequence[int], prob: Sequence[float], threshold: float) -> dict[str, Any]:
+def threshold_metrics(y_true: Labels, prob: Probs, threshold: float) -> dict[str, Any]:
     """The metrics that depend on the decision threshold (cheap: for live sliders)."""
     y, p = _as_arrays(y_true, prob)
     tn, fp, fn, tp = skm.confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
@@ -53,8 +55,8 @@ def counts_metrics(tn: int, fp: int, fn: int, tp: int) -> dict[str, Any]:
 
 
 def compute_metrics(
-    y_true: Sequence[int],
-    prob: Sequence[float],
+    y_true: Labels,
+    prob: Probs,
     threshold: float,
     *,
     patients: Sequence[str] | None = None,
@@ -84,7 +86,7 @@ def compute_metrics(
 
 
 def per_patient_table(
-    y_true: Sequence[int], prob: Sequence[float], threshold: float, patients: Sequence[str]
+    y_true: Labels, prob: Probs, threshold: float, patients: Sequence[str]
 ) -> list[dict[str, Any]]:
     """One row per patient: patches, true and predicted IDC fraction, accuracy, and the ROC-AUC within the
     patient (None with one class only): how well the model ranks that patient's patches, whatever its
@@ -110,7 +112,7 @@ def per_patient_table(
     return rows
 
 
-def _as_arrays(y_true: Sequence[int], prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(y_true: Labels, prob: Probs) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true).astype(int).ravel()
     p = np.asarray(prob, dtype=np.float64).ravel()
     if len(y) != len(p) or len(y) == 0:

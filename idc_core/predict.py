@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # TensorFlow is imported when a model is used, not when this 
 
     from idc_core.lite import TFLiteModel
 
-    Scorer = keras.Model | TFLiteModel  # a Keras model, or its TFLite export (python -m idc_core.export)
+    Scorer: TypeAlias = keras.Model | TFLiteModel  # a Keras model, or its TFLite export (python -m idc_core.export)
 else:
     Scorer = Any
 CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
@@ -64,10 +64,12 @@ def _compiled(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
             ref = weakref.ref(model)
 
             @tf.function(jit_compile=JIT_COMPILE)
-            def fn(patches: tf.Tensor) -> tf.Tensor:
-                return tf.reshape(ref()(tf.cast(patches, tf.float32), training=False), [-1])
+            def scores(patches: tf.Tensor) -> tf.Tensor:
+                live = ref()
+                assert live is not None  # traced inside predict_patches, which holds the model
+                return tf.reshape(live(tf.cast(patches, tf.float32), training=False), [-1])
 
-            _FUNCTIONS[key] = fn
+            fn = _FUNCTIONS[key] = scores
             weakref.finalize(model, _FUNCTIONS.pop, key, None)
         return fn
 
