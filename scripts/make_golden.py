@@ -11,8 +11,8 @@ input, P(IDC) with 6 decimals and the label at the model's threshold:
 - sample_slide.csv: assets/sample_slide.png read at the model's scale, tiled and scored as `idc slide`
   does (its tiles.csv: x, y, size of each tissue tile in level-0 pixels, prob_idc, label)
 - sample_patient_8980.csv: the patient zip rebuilt as a slide from the x/y in its names, likewise
-- model.json: the model's threshold, mpp and the sha256 of its model.keras, so that a failing comparison
-  can say whether the model changed or the code did.
+- model.json: the model's threshold, mpp and the sha256 of every file in its folder, so that a failing
+  comparison can say whether the model changed or the code did.
 
 The patches go through the `idc predict` command itself (idc_core.__main__.main, with --csv), the slides
 through wsi.analyse_slide, what `idc slide` runs for each slide, without the heatmap and GeoJSON it
@@ -110,15 +110,15 @@ def _slide_rows(loaded) -> dict[str, str]:
 def score_model(model_dir: Path, out: Path) -> Path:
     """Write the golden CSVs and model.json of one model folder into out/ (created); returns out."""
     from idc_core.model_io import load_model_dir
-    from idc_core.wsi import model_identity
+    from idc_core.wsi import file_checksum
 
     loaded = load_model_dir(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     for golden, text in {**_predict_rows(model_dir), **_slide_rows(loaded)}.items():
         (out / golden).write_text(text)
-    identity = model_identity(loaded)
-    meta = {"model": model_dir.name, "threshold": identity["threshold"], "mpp": identity["mpp"],
-            "model_keras_sha256": identity["sha256"], "made_by": COMMAND}
+    files = {p.relative_to(model_dir).as_posix(): file_checksum(p) for p in sorted(model_dir.rglob("*")) if p.is_file()}
+    meta = {"model": model_dir.name, "threshold": loaded.config.threshold, "mpp": loaded.config.mpp,
+            "sha256": files, "made_by": COMMAND}
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -184,8 +184,13 @@ def compare_model(golden_dir: Path, new_dir: Path, *, atol: float = ATOL) -> lis
             continue
         problems += compare_csv(golden_dir / name, new_dir / name, threshold=float(meta_g["threshold"]), atol=atol)
     if problems:
-        changed = [f"{key} {meta_g.get(key)} -> {meta_n.get(key)}" for key in ("model_keras_sha256", "threshold", "mpp")
+        changed = [f"{key} {meta_g.get(key)} -> {meta_n.get(key)}" for key in ("threshold", "mpp")
                    if meta_g.get(key) != meta_n.get(key)]
+        files_g, files_n = meta_g.get("sha256", {}), meta_n.get("sha256", {})
+        for name in sorted(files_g.keys() | files_n.keys()):
+            if files_g.get(name) != files_n.get(name):
+                how = "added" if name not in files_g else "removed" if name not in files_n else "changed"
+                changed.append(f"{name} {how}")
         why = (f"the model folder changed since the golden outputs were made ({'; '.join(changed)}): if that is "
                f"intended, regenerate them with `{COMMAND}` and commit tests/data/golden/" if changed else
                "the model folder is the one the golden outputs were made with, so the code changed what it predicts")

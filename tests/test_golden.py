@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -81,6 +82,10 @@ def test_a_changed_model_is_told_apart_from_changed_code(tmp_path: Path) -> None
     (new / "patches.csv").write_text("\n".join(rows) + "\n")
     problems = golden.compare_model(stored, new)
     assert "so the code changed what it predicts" in problems[0] and file in "\n".join(problems)
-    meta = (new / golden.META_FILE).read_text().replace('"model_keras_sha256": "', '"model_keras_sha256": "0')
-    (new / golden.META_FILE).write_text(meta)
-    assert "the model folder changed since the golden outputs were made" in golden.compare_model(stored, new)[0]
+    meta = json.loads((new / golden.META_FILE).read_text())
+    meta["sha256"]["model.keras"] = "0" * 64
+    meta["sha256"]["calibration.json"] = "1" * 64
+    (new / golden.META_FILE).write_text(json.dumps(meta))
+    first = golden.compare_model(stored, new)[0]
+    assert "the model folder changed since the golden outputs were made" in first
+    assert "model.keras changed" in first and "calibration.json added" in first
