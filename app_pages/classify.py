@@ -35,7 +35,8 @@ def run_classification(items: list[tuple[str, bytes]], signature: tuple) -> None
         st.session_state[S + "result"] = result
         st.session_state[S + "slides"] = {item.name: by_name[item.name] for item in result.slides}
         st.session_state[S + "signature"] = signature
-        st.session_state[S + "selected"] = next((i for i, it in enumerate(result.items) if it.patch_index is not None), None)
+        st.session_state[S + "selected"] = next(
+            (i for i, it in enumerate(result.items) if it.patch_index is not None), None)
         st.session_state[S + "cams"] = {}
 
 
@@ -79,8 +80,10 @@ if result is None:
     st.info("Upload patches or press **Try the sample patches** to see predictions.")
     st.stop()
 
-threshold = st.slider("Decision threshold on P(IDC)", 0.0, 1.0, float(model.config.threshold), 0.01, key=S + "threshold",
-                      help=f"The model's own threshold is {model.config.threshold:.3f} ({model.config.threshold_rule}).")
+threshold = st.slider("Decision threshold on P(IDC)", 0.0, 1.0, float(model.config.threshold), 0.01,
+                      key=S + "threshold",
+                      help=f"The model's own threshold is {model.config.threshold:.3f} "
+                           f"({model.config.threshold_rule}).")
 predicted = result.predicted
 n_idc = sum(item.label(threshold) for item in predicted)
 uncertain = [item for item in predicted if item.uncertain]
@@ -166,7 +169,8 @@ if selected is not None and selected < len(result.items) and result.items[select
                     + (" · **uncertain**: refer to a pathologist" if item.uncertain else " · within the model's usual "
                        "certainty"))
     c3.markdown(f"Predicted **{label}** at threshold {threshold:.2f}"
-                + (f" · true label **{'IDC' if item.true_label else 'not IDC'}**" if item.true_label is not None else "")
+                + (f" · true label **{'IDC' if item.true_label else 'not IDC'}**"
+                   if item.true_label is not None else "")
                 + (f"  \n_{item.note}_" if item.note else ""))
     if c3.button("Explain this patch (Grad-CAM++, layers)", icon=":material/visibility:", key=S + "to_explain"):
         handoff.send("explain", item.name, encode_png(patch))

@@ -11,9 +11,9 @@ import streamlit as st
 
 from idc_core.curves import operating_point
 from idc_core.evaluate import evaluate_model
-from ui import DISCLAIMER
 from idc_core.metrics import confidence_uncertainty, referral_curve
 from idc_core.uncertainty import decision_uncertainty
+from ui import DISCLAIMER
 from ui.figures import (
     confusion_figure,
     history_figure,
@@ -64,7 +64,8 @@ def dashboard(report: dict[str, Any], key: str) -> None:
                        "approximation between them.")
     if report.get("roc_curve") is not None:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"])), key=key + "roc")
+        c1.plotly_chart(roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"])),
+                        key=key + "roc")
         c2.plotly_chart(pr_figure(report["pr_curve"], report["pr_auc"], (point["recall"], point["precision"]),
                                   report["n_idc"] / report["n_patches"]), key=key + "pr")
     calibration_and_referral(report, point["threshold"], key)
@@ -85,7 +86,8 @@ def calibration_and_referral(report: dict[str, Any], threshold: float, key: str)
         return
     st.markdown("**Calibration and uncertainty**")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(reliability_figure(report["calibration"], report.get("calibration_before")), key=key + "reliability")
+    c1.plotly_chart(reliability_figure(report["calibration"], report.get("calibration_before")),
+                    key=key + "reliability")
     c1.caption("ECE: the expected calibration error, the patch-weighted mean gap between the IDC rate and the mean "
                "score over 10 equal-width score bins. Brier score "
                f"{report['calibration']['brier']:.3f} (mean squared error of P(IDC)).")
@@ -174,6 +176,7 @@ with yours:
         st.success(f"{name}: {report['data']['patients']} patients, {report['n_patches']:,} patches evaluated")
         if seen:
             st.warning(f"{len(seen)} of these patients were used to train or validate this model "
-                       f"({', '.join(seen[:10])}{'…' if len(seen) > 10 else ''}): these numbers are not held-out results.")
+                       f"({', '.join(seen[:10])}{'…' if len(seen) > 10 else ''}): "
+                       "these numbers are not held-out results.")
         left_out_files(report["data"])
         dashboard(report, S + "upload_")

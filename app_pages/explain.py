@@ -47,9 +47,10 @@ if item is None:
 layers = conv_layer_names(model.model)
 default_layer = last_conv_layer(model.model)
 c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
-methods = c1.multiselect("Methods", METHODS, default=["gradcam", "gradcam++"], format_func=LABELS.get, key=S + "methods",
-                         help="Score-CAM (Faster Score-CAM, the 32 highest-variance channels) runs one forward pass per "
-                              "channel: slower, but needs no gradients.")
+methods = c1.multiselect("Methods", METHODS, default=["gradcam", "gradcam++"], format_func=LABELS.get,
+                         key=S + "methods",
+                         help="Score-CAM (Faster Score-CAM, the 32 highest-variance channels) runs one forward pass "
+                              "per channel: slower, but needs no gradients.")
 layer = c2.selectbox("Layer to explain", layers, index=layers.index(default_layer), key=S + "layer",
                      help="The last convolutional layer (default) gives the most class-specific map; "
                           "earlier layers show finer, less specific detail.")
@@ -89,8 +90,8 @@ for column, method in zip(columns[1:], methods):
             cams[(method, layer)] = compute_heatmaps(model.model, patch[None], method=method, layer=layer)[0]
     if (method, layer) in cams:
         cam = cams[(method, layer)]
-        column.image(enlarge(blend(patch, cam, alpha=alpha, cmap=cmap), SHOWN_PX), caption=f"{LABELS[method]} · {layer}",
-                     width=SHOWN_PX)
+        column.image(enlarge(blend(patch, cam, alpha=alpha, cmap=cmap), SHOWN_PX),
+                     caption=f"{LABELS[method]} · {layer}", width=SHOWN_PX)
         column.image(enlarge(colorize(cam, cmap), SHOWN_PX // 2), caption="heatmap alone", width=SHOWN_PX // 2)
 if not methods:
     columns[1].info("Choose at least one method.")

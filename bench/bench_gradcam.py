@@ -11,6 +11,7 @@ architecture is built with weights=None (the time does not depend on the weight 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import common
 
@@ -36,9 +37,9 @@ def main() -> None:
     for arch in [a for a in args.archs.split(",") if a]:
         model, source = common.model_for(arch, shipped)
         for method in [m for m in args.methods.split(",") if m]:
-            _, first = common.timed(lambda: compute_heatmaps(model, patches[:1], method=method))
-            one = common.best_of(lambda: compute_heatmaps(model, patches[:1], method=method), args.repeat)
-            many = common.best_of(lambda: compute_heatmaps(model, patches, method=method), args.repeat)
+            _, first = common.timed(partial(compute_heatmaps, model, patches[:1], method=method))
+            one = common.best_of(partial(compute_heatmaps, model, patches[:1], method=method), args.repeat)
+            many = common.best_of(partial(compute_heatmaps, model, patches, method=method), args.repeat)
             rows.append({"arch": arch, "method": method, "first_call_s": first, "one_patch_ms": 1000 * one,
                          "batch": len(patches), "per_patch_in_batch_ms": 1000 * many / len(patches),
                          "model": source})

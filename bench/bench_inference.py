@@ -19,6 +19,7 @@ changing load hits both sides of the ratio alike.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import common
 import numpy as np
@@ -58,7 +59,8 @@ def bench_tflite(model, patches: np.ndarray, batch_size: int, repeat: int, check
         key = "tflite_f32" if quantize == "none" else "tflite_int8"
         lite = TFLiteModel(to_tflite(model, quantize=quantize))
         lite.predict(patches[:batch_size], batch_size=batch_size)
-        out[f"{key}_pps"] = len(patches) / common.best_of(lambda: lite.predict(patches, batch_size=batch_size), repeat)
+        out[f"{key}_pps"] = len(patches) / common.best_of(partial(lite.predict, patches, batch_size=batch_size),
+                                                          repeat)
         agreement = compare(model, lite, check, threshold)
         out[f"{key}_max_diff"] = agreement.max_abs_diff
         out[f"{key}_label_agreement"] = agreement.label_agreement
@@ -108,7 +110,7 @@ def bench_arch(arch: str, patches: np.ndarray, check: np.ndarray, args, shipped:
         sweep = {}
         for bs in args.sweep:
             predict_patches(model, patches[:bs], batch_size=bs)  # trace this shape
-            sweep[bs] = n / common.best_of(lambda: predict_patches(model, patches, batch_size=bs), args.repeat)
+            sweep[bs] = n / common.best_of(partial(predict_patches, model, patches, batch_size=bs), args.repeat)
         row["batch_sweep_pps"] = sweep
     if arch in args.tflite_archs:
         row.update(bench_tflite(model, patches, args.batch_size, args.repeat, check,
@@ -118,7 +120,6 @@ def bench_arch(arch: str, patches: np.ndarray, check: np.ndarray, args, shipped:
         _, row["jit_compile_s"] = common.timed(lambda: fn(patches[: args.batch_size]).numpy())
         row["jit_max_diff"] = float(np.abs(_run_fn(fn, patches, args.batch_size) - probs).max())
         row["jit_pps"] = n / common.best_of(lambda: _run_fn(fn, patches, args.batch_size), args.repeat)
-    del model
     return row
 
 
@@ -172,7 +173,8 @@ def main() -> None:
         rows,
         [("arch", "arch", ""), ("mflops", "MFLOP/patch", ".1f"), ("batched_pps", "batched p/s", ".0f"),
          ("naive_pps", "naive p/s", ".1f"), ("speedup", "speed-up", ".0f"), ("gflops_per_s", "GFLOP/s", ".1f"),
-         ("matmul_gflops", "matmul GFLOP/s", ".0f"), ("pct_peak", "% of matmul", ".0f"), ("first_call_s", "1st call s", ".2f"), ("jit_pps", "XLA p/s", ".0f"),
+         ("matmul_gflops", "matmul GFLOP/s", ".0f"), ("pct_peak", "% of matmul", ".0f"),
+         ("first_call_s", "1st call s", ".2f"), ("jit_pps", "XLA p/s", ".0f"),
          ("tflite_f32_pps", "TFLite p/s", ".0f"), ("tflite_int8_pps", "TFLite int8 p/s", ".0f"),
          ("model", "model", "")],
     )
@@ -180,9 +182,11 @@ def main() -> None:
     if lite:
         common.print_table(
             "TFLite exports against the Keras model on real patches (labels at each model's threshold)", lite,
-            [("arch", "arch", ""), ("tflite_check_n", "patches", "d"), ("batched_pps", "Keras p/s", ".0f"), ("tflite_f32_pps", "f32 p/s", ".0f"),
+            [("arch", "arch", ""), ("tflite_check_n", "patches", "d"), ("batched_pps", "Keras p/s", ".0f"),
+             ("tflite_f32_pps", "f32 p/s", ".0f"),
              ("tflite_f32_max_diff", "f32 max |dP|", ".1e"), ("tflite_int8_pps", "int8 p/s", ".0f"),
-             ("tflite_int8_max_diff", "int8 max |dP|", ".1e"), ("tflite_int8_label_agreement", "int8 labels agree", ".4f"),
+             ("tflite_int8_max_diff", "int8 max |dP|", ".1e"),
+             ("tflite_int8_label_agreement", "int8 labels agree", ".4f"),
              ("model", "model", "")])
     sweeps = [dict(arch=r["arch"], **{str(b): v for b, v in r["batch_sweep_pps"].items()})
               for r in rows if "batch_sweep_pps" in r]

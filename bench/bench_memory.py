@@ -98,9 +98,11 @@ def main() -> None:
         rows.append({"requested_tiles": n, **json.loads(lines[-1][len("RESULT "):])})
         print(f"  {n} tiles: peak {rows[-1]['peak_mb']:.0f} MB", flush=True)
     common.print_table(
-        f"Peak RSS of predict_slide on synthetic all-tissue slides (batch {args.batch_size}; model: {rows[0]['model']})",
+        f"Peak RSS of predict_slide on synthetic all-tissue slides (batch {args.batch_size}; "
+        f"model: {rows[0]['model']})",
         rows,
-        [("tiles", "tiles", "d"), ("tissue_tiles", "tissue", "d"), ("size", "pixels", ""), ("peak_mb", "peak MB", ".0f"),
+        [("tiles", "tiles", "d"), ("tissue_tiles", "tissue", "d"), ("size", "pixels", ""),
+         ("peak_mb", "peak MB", ".0f"),
          ("rss_model_mb", "TF+model MB", ".0f"), ("image_mb", "image MB", ".0f"), ("overhead_mb", "overhead MB", ".0f"),
          ("seconds", "seconds", ".1f"), ("tiles_per_s", "tiles/s", ".0f")],
     )

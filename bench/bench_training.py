@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import common
@@ -31,7 +32,7 @@ def bench_decode(args) -> list[dict]:
     rows = []
     with PatchSource.open(root) as source:
         for workers in args.workers:
-            seconds = common.best_of(lambda: load_patches(source, records, workers=workers), args.repeat)
+            seconds = common.best_of(partial(load_patches, source, records, workers=workers), args.repeat)
             rows.append({"what": f"decode PNGs, {workers} thread(s)", "patches": len(records),
                          "pps": len(records) / seconds, "source": str(Path(root).name)})
         patches = load_patches(source, records)
@@ -53,7 +54,7 @@ def bench_pipeline(patches: np.ndarray, labels: np.ndarray, args) -> list[dict]:
                          ("no augmentation", {"augment": False})):
         ds, steps = make_dataset(patches, labels, batch_size=args.batch_size, training=True, **kwargs)
 
-        def epoch() -> int:
+        def epoch(ds=ds) -> int:  # this iteration's dataset
             return sum(int(x.shape[0]) for x, _ in ds)
 
         epoch()  # warm-up: traces the map functions, fills the shuffle buffer once

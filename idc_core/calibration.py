@@ -9,7 +9,6 @@ with class weights, so their raw scores are not: this module fits, on the logit 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from sklearn.metrics import log_loss
 
-from idc_core.metrics import checked_scores
+from idc_core.metrics import Labels, Probs, checked_scores
 
 CALIBRATION_METHODS = ("temperature", "platt")
 # Scores are float32: 1 - 1e-7 is the largest one below 1 that still has a distinct logit (~16.1).
@@ -32,7 +31,7 @@ class Calibration:
     scale: float
     shift: float
 
-    def apply(self, prob: Sequence[float] | np.ndarray) -> np.ndarray:
+    def apply(self, prob: Probs) -> np.ndarray:
         """The calibrated probabilities (float64) of raw ones."""
         return _sigmoid(self.scale * logit(prob) + self.shift)
 
@@ -40,7 +39,7 @@ class Calibration:
         return asdict(self)
 
 
-def logit(prob: Sequence[float] | np.ndarray) -> np.ndarray:
+def logit(prob: Probs) -> np.ndarray:
     """log(p / (1 - p)) with p clipped to [EPSILON, 1 - EPSILON] (a float32 score may be exactly 0 or 1)."""
     p = np.clip(np.asarray(prob, dtype=np.float64), EPSILON, 1 - EPSILON)
     return np.log(p) - np.log1p(-p)
@@ -50,7 +49,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
 
 
-def fit_calibration(y_true: Sequence[int], prob: Sequence[float], method: str) -> Calibration:
+def fit_calibration(y_true: Labels, prob: Probs, method: str) -> Calibration:
     """Fit `method` by maximum likelihood on these labels and raw scores (both classes needed)."""
     y, p = checked_scores(y_true, prob)
     if len(np.unique(y)) < 2:

@@ -98,11 +98,12 @@ class ClassifyResult:
 
     def batch_metrics(self, threshold: float | None = None) -> dict[str, Any] | None:
         """threshold_metrics over the predicted items whose true label is known; None if there are none."""
-        labelled = [item for item in self.predicted if item.true_label is not None]
+        labelled = [(item.true_label, item.prob_idc) for item in self.items
+                    if item.true_label is not None and item.prob_idc is not None]
         if not labelled:
             return None
         t = self.threshold if threshold is None else threshold
-        out = threshold_metrics([i.true_label for i in labelled], [i.prob_idc for i in labelled], t)
+        out = threshold_metrics([y for y, _ in labelled], [p for _, p in labelled], t)
         out["n_labelled"] = len(labelled)
         return out
 

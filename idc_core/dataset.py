@@ -83,7 +83,7 @@ class PatchSource:
     def list_files(self) -> tuple[list[str], list[tuple[str, str]]]:
         """Sorted relative posix paths of the files, and the zip members refused as unsafe."""
         if self._zf is None:
-            names = []
+            names: list[str] = []
             for folder, _, files in os.walk(self.root):
                 rel = Path(folder).relative_to(self.root).as_posix()
                 names.extend(f if rel == "." else f"{rel}/{f}" for f in files)
@@ -224,10 +224,11 @@ def load_patches(source: PatchSource, records: Sequence[PatchRecord], *, size: i
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
-                if future.exception() is not None:
+                error = future.exception()
+                if error is not None:
                     for other in pending:
                         other.cancel()
-                    raise future.exception()
+                    raise error
                 done_count += future.result()
             if progress is not None:
                 progress(done_count, len(records))

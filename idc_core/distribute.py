@@ -26,7 +26,8 @@ def make_strategy(mode: str) -> Any:
         return tf.distribute.MirroredStrategy()
     if mode == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--distribute multiworker needs TF_CONFIG (the cluster and this worker's task): see README")
+            raise ValueError(
+                "--distribute multiworker needs TF_CONFIG (the cluster and this worker's task): see README")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"distribute must be one of {DISTRIBUTE_MODES}, got {mode!r}")
 

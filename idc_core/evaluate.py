@@ -76,7 +76,7 @@ def evaluate_model(
                                             samples=int(loaded.config.uncertainty.get("samples") or DEFAULT_SAMPLES))
         prob = measured.prob
     report = compute_metrics(labels, prob, used, patients=labelled.patients)
-    if measured is not None:
+    if measured is not None and uncertainty is not None:
         report["uncertainty"] = uncertainty_report(labels, measured, used, uncertainty, loaded.config.uncertainty)
         report["scores"] = patch_scores(labels, measured)
     seen = set(loaded.config.split_patients.get("train", [])) | set(loaded.config.split_patients.get("val", []))
@@ -114,7 +114,7 @@ def uncertainty_report(labels: np.ndarray, measured: Measured, threshold: float,
     return out
 
 
-def patch_scores(labels: np.ndarray, measured: Measured) -> dict[str, list]:
+def patch_scores(labels: np.ndarray, measured: Measured) -> dict[str, list | None]:
     """Per patch: label, P(IDC), uncertainty and the sampled logits' mean and spread (6 decimals): what a
     referral curve at another threshold needs (uncertainty.decision_uncertainty)."""
     def rounded(values: np.ndarray | None) -> list[float] | None:

@@ -40,7 +40,7 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = DEFAULT_
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     try:
-        image = Image.open(io.BytesIO(data), formats=_FORMATS)
+        image: Image.Image = Image.open(io.BytesIO(data), formats=_FORMATS)
     except _PILLOW_BOMB as exc:
         raise _too_large(name, exc, max_pixels) from exc
     except UnidentifiedImageError as exc:  # its text names a BytesIO object: say what it means instead

@@ -13,9 +13,11 @@ from idc_core import CLASS_NAMES
 
 MAX_CURVE_POINTS = 200
 ECE_BINS = 10
+Labels = Sequence[int] | np.ndarray  # 0/1 per patch: a list or an array
+Probs = Sequence[float] | np.ndarray  # P(IDC) per patch
 
 
-def choose_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
+def choose_threshold(y_true: Labels, prob: Probs) -> float:
     """The threshold that maximises balanced accuracy (Youden's J) on these labels."""
     y, p = checked_scores(y_true, prob)
     if len(np.unique(y)) < 2:
@@ -25,7 +27,7 @@ def choose_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
     return float(np.clip(thresholds[best], 0.0, 1.0))
 
 
-def threshold_metrics(y_true: Sequence[int], prob: Sequence[float], threshold: float) -> dict[str, Any]:
+def threshold_metrics(y_true: Labels, prob: Probs, threshold: float) -> dict[str, Any]:
     """The metrics that depend on the decision threshold (cheap: for live sliders)."""
     y, p = checked_scores(y_true, prob)
     tn, fp, fn, tp = skm.confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
@@ -55,8 +57,8 @@ def counts_metrics(tn: int, fp: int, fn: int, tp: int) -> dict[str, Any]:
 
 
 def compute_metrics(
-    y_true: Sequence[int],
-    prob: Sequence[float],
+    y_true: Labels,
+    prob: Probs,
     threshold: float,
     *,
     patients: Sequence[str] | None = None,
@@ -87,7 +89,7 @@ def compute_metrics(
 
 
 def per_patient_table(
-    y_true: Sequence[int], prob: Sequence[float], threshold: float, patients: Sequence[str]
+    y_true: Labels, prob: Probs, threshold: float, patients: Sequence[str]
 ) -> list[dict[str, Any]]:
     """One row per patient: patches, true and predicted IDC fraction, accuracy, and the ROC-AUC within the
     patient (None with one class only): how well the model ranks that patient's patches, whatever its
@@ -119,7 +121,7 @@ def _bins(p: np.ndarray, n_bins: int) -> np.ndarray:
     return np.searchsorted(edges[1:-1], p)
 
 
-def expected_calibration_error(y_true: Sequence[int], prob: Sequence[float], n_bins: int = ECE_BINS) -> float:
+def expected_calibration_error(y_true: Labels, prob: Probs, n_bins: int = ECE_BINS) -> float:
     """ECE: sum over equal-width bins of (share of patches in the bin) x |IDC rate - mean score| in that bin."""
     y, p = checked_scores(y_true, prob)
     ids = _bins(p, n_bins)
@@ -130,7 +132,7 @@ def expected_calibration_error(y_true: Sequence[int], prob: Sequence[float], n_b
     return float(total)
 
 
-def calibration_report(y_true: Sequence[int], prob: Sequence[float], n_bins: int = ECE_BINS) -> dict[str, Any]:
+def calibration_report(y_true: Labels, prob: Probs, n_bins: int = ECE_BINS) -> dict[str, Any]:
     """Brier score, ECE and the reliability curve (non-empty bins: mean score, IDC rate, patches)."""
     y, p = checked_scores(y_true, prob)
     rate, mean_score = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
@@ -151,9 +153,9 @@ REFERRED = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 5%, ..., 50% of th
 
 
 def referral_curve(
-    y_true: Sequence[int],
-    prob: Sequence[float],
-    uncertainty: Sequence[float],
+    y_true: Labels,
+    prob: Probs,
+    uncertainty: Probs,
     threshold: float,
     referred: Sequence[float] = REFERRED,
 ) -> dict[str, list]:
@@ -177,7 +179,7 @@ def referral_curve(
     return {"referred": [float(s) for s in referred], "kept": kept, "balanced_accuracy": accuracy}
 
 
-def confidence_uncertainty(prob: Sequence[float], threshold: float) -> np.ndarray:
+def confidence_uncertainty(prob: Probs, threshold: float) -> np.ndarray:
     """The plain baseline of every uncertainty: 1 - |p - threshold| / max(threshold, 1 - threshold).
 
     It ranks patches exactly as the distance |P(IDC) - threshold| does, scaled to 1 at the threshold.
@@ -186,7 +188,7 @@ def confidence_uncertainty(prob: Sequence[float], threshold: float) -> np.ndarra
     return 1.0 - np.abs(p - threshold) / max(threshold, 1.0 - threshold, 1e-12)
 
 
-def checked_scores(y_true: Sequence[int], prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def checked_scores(y_true: Labels, prob: Probs) -> tuple[np.ndarray, np.ndarray]:
     """Labels (int 0/1) and scores (float64 in [0, 1]) as flat arrays of equal length; ValueError otherwise."""
     y = np.asarray(y_true).astype(int).ravel()
     p = np.asarray(prob, dtype=np.float64).ravel()

@@ -10,7 +10,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import keras
 
@@ -62,6 +62,14 @@ def save_model_dir(
     if history is not None:
         _write_json(out / HISTORY_FILE, history)
     return out
+
+
+@overload
+def _read_json(path: Path, *, required: Literal[True]) -> dict: ...
+
+
+@overload
+def _read_json(path: Path, *, required: bool) -> dict | None: ...
 
 
 def _read_json(path: Path, *, required: bool) -> dict | None:

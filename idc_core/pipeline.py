@@ -74,7 +74,8 @@ def dihedral_batch(images: tf.Tensor) -> tf.Tensor:
 
 
 def hed_augment_batch(images: tf.Tensor) -> tf.Tensor:
-    """Stain augmentation (Tellez et al. 2019): per patch, each stain's optical density x U(0.95, 1.05) + U(-0.05, 0.05).
+    """Stain augmentation (Tellez et al. 2019): per patch, each stain's optical density x U(0.95, 1.05)
+    + U(-0.05, 0.05).
 
     RGB (0-255) -> optical density OD = -ln((I + 1) / 256) -> haematoxylin/eosin/DAB by colour
     deconvolution -> scale and shift each stain -> back to RGB. Values 0-255 in and out.

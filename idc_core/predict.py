@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # TensorFlow is imported when a model is used, not when this 
 
     from idc_core.lite import TFLiteModel
 
-    Scorer = keras.Model | TFLiteModel  # a Keras model, or its TFLite export (python -m idc_core.export)
+    Scorer: TypeAlias = keras.Model | TFLiteModel  # a Keras model, or its TFLite export (python -m idc_core.export)
 else:
     Scorer = Any
 CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
@@ -65,10 +65,12 @@ def _compiled(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
             ref = weakref.ref(model)
 
             @tf.function(jit_compile=JIT_COMPILE)
-            def fn(patches: tf.Tensor) -> tf.Tensor:
-                return tf.reshape(ref()(tf.cast(patches, tf.float32), training=False), [-1])
+            def scores(patches: tf.Tensor) -> tf.Tensor:
+                live = ref()
+                assert live is not None  # traced inside predict_patches, which holds the model
+                return tf.reshape(live(tf.cast(patches, tf.float32), training=False), [-1])
 
-            _FUNCTIONS[key] = fn
+            fn = _FUNCTIONS[key] = scores
             weakref.finalize(model, _FUNCTIONS.pop, key, None)
         return fn
 
@@ -226,7 +228,7 @@ def predict_slide(
     spread = np.full(len(coords), np.nan, dtype=np.float32) if uncertainty else None
     index = np.flatnonzero(tissue)
     for part, patches in iter_patch_batches(image, coords[index], batch_size, PATCH_SIZE):
-        if spread is None:
+        if spread is None or uncertainty is None:
             probs[index[part]] = predict_patches(model, patches, batch_size=batch_size)
         else:
             probs[index[part]], spread[index[part]] = _with_uncertainty(model, patches, uncertainty, threshold,
@@ -267,13 +269,14 @@ def _slide_row(name: str, result: SlideResult) -> dict:
         f"slide {width}x{height}: {result.n_idc} of {result.n_tissue} tissue tiles IDC "
         f"({result.idc_fraction:.1%}); prob_idc = most suspicious tile"
     )
-    row = {"file": name, "prob_idc": f"{top:.6f}", "label": int(top >= result.threshold), "note": note}
+    row: dict[str, Any] = {"file": name, "prob_idc": f"{top:.6f}", "label": int(top >= result.threshold)}
     if result.uncertainty is not None:
         row["uncertainty"] = f"{float(result.uncertainty[top_index]):.6f}"
-        if result.uncertain is not None:
-            row["uncertain"] = int(result.uncertain[top_index])
-            row["note"] += f"; {result.uncertain_fraction:.1%} of tissue tiles uncertain"
-    return row
+        flags = result.uncertain
+        if flags is not None:
+            row["uncertain"] = int(flags[top_index])
+            note += f"; {result.uncertain_fraction:.1%} of tissue tiles uncertain"
+    return {**row, "note": note}
 
 
 def _threshold_arg(text: str) -> float:

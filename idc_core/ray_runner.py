@@ -69,7 +69,7 @@ def score_on_ray(address: str, todo: Sequence[tuple[Path, str]], out_root: Path,
         pool = ActorPool([actor.remote(str(Path(model_dir).resolve())) for _ in range(slots)])
         out = str(Path(out_root).resolve())
         for row in pool.map_unordered(
-                lambda a, item: a.score.remote(str(item[0].resolve()), item[1], out, model_id, options), todo):
+                lambda a, item: a.score.remote(str(item[0].resolve()), item[1], out, model_id, options), list(todo)):
             row["slide"] = str(next(s for s, _ in todo if str(s.resolve()) == row["slide"]))
             on_row(row)
     finally:

@@ -127,7 +127,7 @@ def _rebuild_patient(
                 f"{name}: holds {len(patients)} patients ({shown}); a slide is one patient: zip one patient's folder"
             )
         # Python ints until the size is checked: names may carry coordinates too large for int64.
-        xs, ys = ([parsed[k] for _, parsed in found.values()] for k in (1, 2))
+        xs, ys = [parsed[1] for _, parsed in found.values()], [parsed[2] for _, parsed in found.values()]
         x0, y0 = min(xs), min(ys)
         height, width = max(ys) - y0 + PATCH_SIZE, max(xs) - x0 + PATCH_SIZE
         if height * width > max_pixels:

@@ -127,6 +127,7 @@ def split_by_patient(records: Sequence[PatchRecord], fractions: Sequence[float] 
         cost = np.abs(share - target).sum() + np.abs(frac - positives.sum() / patches.sum())[target > 0].sum()
         if cost < best_cost:
             best, best_cost = split_of_patient, cost
+    assert best is not None  # CANDIDATES >= 1 assignments were tried
     record_split = best[inverse]
     indices = {name: np.flatnonzero(record_split == k) for k, name in enumerate(SPLITS)}
     return _make_split("patient", records, indices)
@@ -145,7 +146,7 @@ def split_with_test_patients(records: Sequence[PatchRecord], test_patients: Sequ
     if not in_test.any():
         raise DatasetError(f"none of the {len(test)} fixed test patients is in the data")
     rest_index = np.flatnonzero(~in_test)
-    rest = [records[i] for i in rest_index]
+    rest = [records[i] for i in rest_index.tolist()]
     train_val = (fractions[0] / (fractions[0] + fractions[1]), fractions[1] / (fractions[0] + fractions[1]), 0.0)
     inner = split_by_patient(rest, train_val, seed)
     indices = {"train": rest_index[inner.indices["train"]], "val": rest_index[inner.indices["val"]],
@@ -175,11 +176,11 @@ def split_published(records: Sequence[PatchRecord], splits_dir: str | Path) -> S
     indices: dict[str, list[int]] = {name: [] for name in SPLITS}
     unused: set[str] = set()
     for i, record in enumerate(records):
-        name = listed.get(record.patient)
-        if name is None:
+        split = listed.get(record.patient)
+        if split is None:
             unused.add(record.patient)
         else:
-            indices[name].append(i)
+            indices[split].append(i)
     for name in SPLITS:
         if not indices[name]:
             wanted = sum(1 for split in listed.values() if split == name)

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from idc_core import CLASS_NAMES, PATCH_SIZE
+from idc_core.calibration import CALIBRATION_METHODS
 from idc_core.config import (
     ARCHITECTURES,
     AUGMENT_MODES,
@@ -30,7 +31,6 @@ from idc_core.config import (
 )
 from idc_core.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.distribute import DISTRIBUTE_MODES, make_strategy, shard_by_data, write_dir
-from idc_core.calibration import CALIBRATION_METHODS
 from idc_core.errors import IDCError
 from idc_core.metrics import choose_threshold, compute_metrics
 from idc_core.predict import predict_patches
@@ -60,6 +60,7 @@ def make_split(config: TrainConfig, scan: ScanResult) -> Split:
     if config.split == "patient":
         return split_by_patient(scan.records, config.fractions, config.seed)
     if config.split == "published":
+        assert config.splits_dir is not None  # TrainConfig refuses split='published' without it
         return split_published(scan.records, config.splits_dir)
     return split_by_patch(scan.records, config.fractions, config.seed)
 
@@ -191,6 +192,8 @@ def recalibrate_batchnorm(model: keras.Model, patches: np.ndarray, batch_size: i
             total = flat.sum(0) if total is None else total + flat.sum(0)
             total_sq = (flat**2).sum(0) if total_sq is None else total_sq + (flat**2).sum(0)
             count += len(flat)
+        if total is None or total_sq is None:
+            raise ValueError("recalibrate_batchnorm needs at least one patch")
         mean = total / count
         layer.moving_mean.assign(mean.astype(np.float32))
         layer.moving_variance.assign(np.maximum(total_sq / count - mean**2, 0.0).astype(np.float32))

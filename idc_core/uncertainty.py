@@ -78,13 +78,13 @@ def sample_probabilities(model, patches: np.ndarray, *, method: str = "mc", samp
         if not hasattr(model, "layers"):
             raise ValueError("Monte-Carlo dropout needs the Keras model, not its TFLite export")
         scorer, copies = mc_dropout_view(model), samples
-
-        def expand(chunk: np.ndarray) -> np.ndarray:
-            return np.broadcast_to(chunk, (copies, *chunk.shape))
     elif method == "tta":
-        scorer, copies, expand = model, TTA_VIEWS, dihedral_views
+        scorer, copies = model, TTA_VIEWS
     else:
         raise ValueError(f"sampling method must be mc or tta, got {method!r}")
+
+    def expand(chunk: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(chunk, (copies, *chunk.shape)) if method == "mc" else dihedral_views(chunk)
     n = len(patches)
     per_call = min(n, max(1, batch_size // copies))
     out = np.empty((copies, n), dtype=np.float32)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 COMMANDS = ("train", "evaluate", "predict", "export", "slide", "calibrate")

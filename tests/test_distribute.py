@@ -9,9 +9,9 @@ import sys
 import textwrap
 
 import numpy as np
+from conftest import REPO
 from PIL import Image
 
-from conftest import REPO
 from idc_core.distribute import is_chief, task, write_dir
 
 SCRIPT = textwrap.dedent("""

@@ -86,11 +86,11 @@ def test_weights_for_a_scratch_architecture_are_a_value_error() -> None:
 @pytest.mark.parametrize("arch", ["cnn", "cancernet"])
 def test_width_scales_the_filters_and_block_dropout_sets_the_rate(arch) -> None:
     plain, wide = build_model(arch), build_model(arch, width=1.5, block_dropout=0.1)
-    convs = [l for l in plain.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.SeparableConv2D))]
-    wide_convs = [wide.get_layer(l.name) for l in convs]
-    assert [w.filters for w in wide_convs] == [round(1.5 * l.filters) for l in convs]
-    assert {l.rate for l in wide.layers if l.name.startswith("block") and l.name.endswith("_dropout")} == {0.1}
-    assert {l.rate for l in plain.layers if l.name.startswith("block") and l.name.endswith("_dropout")} == {0.25}
+    convs = [c for c in plain.layers if isinstance(c, (keras.layers.Conv2D, keras.layers.SeparableConv2D))]
+    wide_convs = [wide.get_layer(c.name) for c in convs]
+    assert [w.filters for w in wide_convs] == [round(1.5 * c.filters) for c in convs]
+    assert {d.rate for d in wide.layers if d.name.startswith("block") and d.name.endswith("_dropout")} == {0.1}
+    assert {d.rate for d in plain.layers if d.name.startswith("block") and d.name.endswith("_dropout")} == {0.25}
     assert wide.get_layer("head_dropout").rate == plain.get_layer("head_dropout").rate
 
 
@@ -219,7 +219,7 @@ def test_gap_head_pools_globally_and_convs_per_block_stacks_convolutions() -> No
     model = build_model("cnn", head="gap", convs_per_block=2, dense_units=64)
     assert isinstance(model.get_layer("head_pool"), keras.layers.GlobalAveragePooling2D)
     assert model.get_layer("head_dense").units == 64
-    convs = [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [c.name for c in model.layers if isinstance(c, keras.layers.Conv2D)]
     assert convs == [f"block{i}_conv{j}" for i in (1, 2, 3) for j in (1, 2)]
     # the GAP head has far fewer weights than flatten + dense over the 6x6x128 map
     assert model.get_layer("head_dense").count_params() == 128 * 64 + 64

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from slide_files import sample_crop, upsample, write_pyramid
 
 from idc_core.slide import main as slide_main
-from slide_files import sample_crop, upsample, write_pyramid
 
 pytest.importorskip("ray")
 

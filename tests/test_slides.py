@@ -40,7 +40,7 @@ def test_patient_zip_is_rebuilt_with_each_patch_at_its_xy(small_data):
     x0, y0 = min(p[1] for p in parsed), min(p[2] for p in parsed)
     assert slide.patient == "10253" and slide.origin == (x0, y0) and not slide.skipped
     assert slide.image.shape == (max(p[2] for p in parsed) - y0 + 50, max(p[1] for p in parsed) - x0 + 50, 3)
-    for path, (_, x, y, label) in zip(files, parsed):
+    for path, (_, x, y, _label) in zip(files, parsed):
         patch = decode_image(path.read_bytes())
         h, w = patch.shape[:2]
         np.testing.assert_array_equal(slide.image[y - y0:y - y0 + h, x - x0:x - x0 + w], patch)

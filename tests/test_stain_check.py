@@ -6,8 +6,8 @@ import csv
 
 import numpy as np
 import pytest
-
 from conftest import ASSETS
+
 from idc_core.image_io import encode_png, read_image
 from idc_core.slides import load_slide_input
 from idc_core.stain_check import not_he_reason

@@ -187,6 +187,7 @@ def test_tissue_mask_and_fractions_allocate_no_more_than_the_mask(monkeypatch: p
 def test_default_detector_keeps_the_labelled_patches_of_the_bundled_slide_and_zip() -> None:
     """Every labelled patch of the dataset is tissue: the defaults skip at most 5% on the bundled samples."""
     from conftest import ASSETS
+
     from idc_core.image_io import read_image
     from idc_core.slides import load_slide_input, read_truth_csv
     from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD

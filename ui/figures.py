@@ -82,7 +82,8 @@ def pr_figure(curve: dict[str, list[float]], ap: float | None, point: tuple[floa
     fig.add_scatter(x=[0, 1], y=[prevalence, prevalence], mode="lines", line=dict(dash="dot", color="grey"),
                     name=f"prevalence {prevalence:.2f}")
     fig.add_scatter(x=curve["recall"], y=curve["precision"], mode="lines", name=f"PR (AP {ap:.3f})" if ap else "PR",
-                    customdata=curve["thresholds"], hovertemplate="recall %{x:.3f}, precision %{y:.3f}, t=%{customdata:.3f}")
+                    customdata=curve["thresholds"],
+                    hovertemplate="recall %{x:.3f}, precision %{y:.3f}, t=%{customdata:.3f}")
     fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", name="threshold",
                     marker=dict(size=12, color=_rgb(IDC_RGB), symbol="x"))
     fig.update_layout(title="Precision-recall curve", xaxis_title="recall", yaxis_title="precision",
@@ -209,7 +210,8 @@ REPORT_LABELS = {"precision": "Precision", "recall": "Recall", "f1-score": "F1",
 def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     """sklearn's classification report dict as table rows with human labels; the overall accuracy is not a row
     (it has no precision, recall or support: show it beside the table, see report_accuracy)."""
-    return [{"Class": label, **{REPORT_LABELS[k]: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}}
+    return [{"Class": label,
+             **{REPORT_LABELS[k]: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}}
             for label, values in report.items() if isinstance(values, dict)]
 
 

@@ -52,7 +52,8 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         bar.empty()
 
 
-def csv_download(rows: list[dict[str, Any]], file_name: str, label: str = "Download CSV", key: str | None = None) -> None:
+def csv_download(rows: list[dict[str, Any]], file_name: str, label: str = "Download CSV",
+                 key: str | None = None) -> None:
     """A download button for rows as CSV."""
     data = pd.DataFrame(rows).to_csv(index=False).encode()
     st.download_button(label, data, file_name=file_name, mime="text/csv", key=key, icon=":material/download:")

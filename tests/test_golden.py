@@ -1,0 +1,91 @@
+"""Golden outputs: every shipped model still says what it said about the bundled samples.
+
+The reference CSVs in tests/data/golden/<model>/ are written by `python scripts/make_golden.py` (see its
+docstring for the inputs and the paths they go through); this test re-scores and compares them within
+ATOL (1e-4, why in the script). After a model is changed on purpose, rerun that command and commit.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_golden.py"
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_golden", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+golden = _load_script()
+MODELS = golden.shipped_models()
+
+
+@pytest.mark.skipif(not MODELS, reason="no shipped models under models/")
+def test_every_shipped_model_has_golden_outputs_and_no_other() -> None:
+    made = sorted(p.name for p in golden.GOLDEN.iterdir() if p.is_dir()) if golden.GOLDEN.is_dir() else []
+    assert made == [m.name for m in MODELS], f"golden outputs and models/ disagree: run {golden.COMMAND}"
+
+
+@pytest.mark.parametrize("model_dir", MODELS, ids=[m.name for m in MODELS])
+def test_model_predicts_what_its_golden_outputs_say(model_dir: Path, tmp_path: Path) -> None:
+    new = golden.score_model(model_dir, tmp_path / model_dir.name)
+    problems = golden.compare_model(golden.GOLDEN / model_dir.name, new)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def _write(path: Path, rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+    return path
+
+
+def test_comparison_lists_rows_beyond_the_tolerance_and_flipped_labels_only(tmp_path: Path) -> None:
+    head = ["x", "y", "size", "prob_idc", "label"]
+    gold = _write(tmp_path / "gold.csv", [head, ["0", "0", "50", "0.100000", "0"], ["50", "0", "50", "0.900000", "1"],
+                                          ["100", "0", "50", "0.500020", "1"], ["150", "0", "50", "0.300000", "0"],
+                                          ["200", "0", "50", "0.200000", "0"]])
+    new = _write(tmp_path / "new.csv", [head, ["0", "0", "50", "0.100050", "0"],  # within 1e-4
+                                         ["50", "0", "50", "0.900200", "1"],  # beyond
+                                         ["100", "0", "50", "0.499990", "0"],  # flipped, but at the threshold
+                                         ["150", "0", "50", "0.300000", "1"],  # flipped: a real difference
+                                         ["250", "0", "50", "0.200000", "0"]])  # a tile moved
+    problems = golden.compare_csv(gold, new, threshold=0.5)
+    text = "\n".join(problems)
+    assert "2 of 5 rows differ" in text and "largest |dP| 0.000200" in text
+    assert "[x=50, y=0, size=50] golden P 0.900000 label 1, now P 0.900200 label 1" in text
+    assert "[x=150, y=0, size=50]" in text and "x=0, y=0," not in text and "x=100, y=0," not in text
+    assert "1 rows missing (in golden, not scored now): [x=200, y=0, size=50]" in text
+    assert "1 rows new (scored now, not in golden): [x=250, y=0, size=50]" in text
+    assert golden.compare_csv(gold, gold, threshold=0.5) == []
+
+
+def test_a_changed_model_is_told_apart_from_changed_code(tmp_path: Path) -> None:
+    model = MODELS[0] if MODELS else pytest.skip("no shipped models under models/")
+    stored = golden.GOLDEN / model.name
+    if not stored.is_dir():
+        pytest.skip(f"no golden outputs for {model.name}")
+    new = shutil.copytree(stored, tmp_path / model.name)
+    rows = (new / "patches.csv").read_text().splitlines()
+    file, prob, label = rows[1].split(",")
+    rows[1] = f"{file},{float(prob) + 0.01:.6f},{label}"
+    (new / "patches.csv").write_text("\n".join(rows) + "\n")
+    problems = golden.compare_model(stored, new)
+    assert "so the code changed what it predicts" in problems[0] and file in "\n".join(problems)
+    meta = json.loads((new / golden.META_FILE).read_text())
+    meta["sha256"]["model.keras"] = "0" * 64
+    meta["sha256"]["calibration.json"] = "1" * 64
+    (new / golden.META_FILE).write_text(json.dumps(meta))
+    first = golden.compare_model(stored, new)[0]
+    assert "the model folder changed since the golden outputs were made" in first
+    assert "model.keras changed" in first and "calibration.json added" in first
