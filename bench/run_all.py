@@ -15,7 +15,7 @@ import time
 
 import common
 
-SCRIPTS = ("inference", "slide", "wsi", "memory", "training", "gradcam", "startup")
+SCRIPTS = ("inference", "slide", "wsi", "memory", "training", "gradcam", "startup", "uncertainty")
 
 
 def summary(out) -> list[dict]:

@@ -437,3 +437,53 @@ def test_slide_page_refuses_a_fluorescence_image_with_the_reason():
     at.file_uploader(key="slide_upload").set_value(("dapi.png", encode_png(fluorescence()), "image/png")).run()
     no_traceback(at)
     assert any("not H&E: not scored" in e.value and "fluorescence" in e.value for e in at.error)
+
+
+@pytest.fixture(scope="module")
+def unsure_root(tmp_path_factory) -> Path:
+    """A calibrated tiny model that measures uncertainty, with a cut that flags some patches and not others."""
+    return make_tiny_models_root(tmp_path_factory.mktemp("unsure"), "unsure", uncertain_above=0.6)
+
+
+def test_classify_shows_uncertainty_and_filters_the_uncertain_patches(small_data, unsure_root, monkeypatch):
+    monkeypatch.setenv("IDC_MODELS_DIR", str(unsure_root))
+    files = sorted(small_data.rglob("*.png"))[:12]
+    at = open_page("classify")
+    at.file_uploader[0].set_value(uploads(files)).run()
+    no_traceback(at)
+    table = at.dataframe[0].value
+    assert {"uncertainty", "uncertain"} <= set(table.columns) and table["uncertainty"].between(0, 1).all()
+    assert ((table["uncertainty"] > 0.6) == table["uncertain"]).all()
+    n_uncertain = int(table["uncertain"].sum())
+    assert {m.label: m.value for m in at.metric}["Uncertain"] == str(n_uncertain)
+    at.checkbox(key="classify_only_uncertain").check().run()
+    no_traceback(at)
+    shown = at.dataframe[0].value
+    assert len(shown) == n_uncertain and shown["uncertain"].all()
+    at.toggle(key="classify_measure").set_value(False).run()  # off: classified again, without the columns
+    no_traceback(at)
+    assert "uncertainty" not in at.dataframe[0].value.columns
+    assert {m.label: m.value for m in at.metric}["Uncertain"] == "not measured"
+
+
+def test_evaluation_shows_reliability_and_a_referral_curve_that_follows_the_threshold(unsure_root, monkeypatch):
+    monkeypatch.setenv("IDC_MODELS_DIR", str(unsure_root))
+    at = open_page("evaluation")
+    titles = [chart.proto.spec for chart in at.get("plotly_chart")]
+    assert any("Reliability" in spec for spec in titles)
+    assert any("Referral curve at threshold 0.50" in spec for spec in titles)
+    at.slider(key="evaluation_model_threshold").set_value(0.3).run()
+    no_traceback(at)
+    assert any("Referral curve at threshold 0.30" in chart.proto.spec for chart in at.get("plotly_chart"))
+
+
+def test_slide_page_measures_uncertainty_on_request_and_outlines_it(unsure_root, monkeypatch):
+    monkeypatch.setenv("IDC_MODELS_DIR", str(unsure_root))
+    at = open_page("slide")
+    assert {m.label: m.value for m in at.metric}["Uncertain tissue"] == "not measured"
+    at.toggle(key="slide_measure").set_value(True).run()
+    no_traceback(at)
+    result = at.session_state["slide_result"]
+    share = {m.label: m.value for m in at.metric}["Uncertain tissue"]
+    assert result.uncertainty is not None and share == f"{100 * result.uncertain_fraction:.1f}%"
+    assert at.toggle(key="slide_outline").value is True

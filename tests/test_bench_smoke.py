@@ -45,3 +45,12 @@ def test_table_aligns_columns_and_shows_missing_values(capsys):
     common.print_table("T", [{"a": "x", "b": 1.234}, {"a": "longer"}], [("a", "name", ""), ("b", "value", ".1f")])
     lines = capsys.readouterr().out.splitlines()
     assert lines[2:] == ["name    value", "------  -----", "x         1.2", "longer      -"]
+
+
+def test_quick_uncertainty_benchmark_times_every_method(tmp_path):
+    proc = subprocess.run([sys.executable, "bench/bench_uncertainty.py", "--quick", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "uncertainty.json").read_text())["results"]["rows"]
+    assert [r["method"] for r in rows] == ["plain", "confidence", "tta", "mc", "mc unbatched"]
+    assert all(r["patches_per_s"] > 0 for r in rows)
