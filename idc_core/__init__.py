@@ -5,6 +5,7 @@ that need it (models, train, evaluate, predict, gradcam, model_io).
 """
 
 import os
+from collections.abc import Callable
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides our own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,3 +14,5 @@ __version__ = "0.1.0"
 
 PATCH_SIZE = 50
 CLASS_NAMES = ("no IDC", "IDC")
+Progress = Callable[[int, int], None]
+"""progress(done, total): what every long-running function of the package calls as it goes."""

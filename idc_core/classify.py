@@ -8,13 +8,13 @@ a larger image is reported as a slide (it belongs on the slide page's tiling), n
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from idc_core import CLASS_NAMES, PATCH_SIZE
+from idc_core import CLASS_NAMES, PATCH_SIZE, Progress
 from idc_core.archive import ZipLimits, open_zip, read_member, safe_members
 from idc_core.dataset import IMAGE_EXTENSIONS, parse_patch_name
 from idc_core.errors import ArchiveError, IDCError
@@ -23,7 +23,6 @@ from idc_core.metrics import threshold_metrics
 from idc_core.predict import predict_patches
 from idc_core.uncertainty import DEFAULT_SAMPLES, predict_with_uncertainty
 
-Progress = Callable[[int, int], None]
 SLIDE_NOTE = "larger than a patch: analyse it on the slide page"
 ZIP_EXTENSIONS = (".zip",)
 _SKIPPED_PREFIXES = ("__MACOSX/",)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
+from idc_core import Progress
 from idc_core.dataset import load_labelled
 from idc_core.errors import DatasetError, IDCError
 from idc_core.metrics import compute_metrics, confidence_uncertainty, referral_curve
@@ -24,7 +24,6 @@ from idc_core.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS, Measured,
 if TYPE_CHECKING:
     from idc_core.model_io import LoadedModel
 
-Progress = Callable[[int, int], None]
 HEADLINE = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "loss")
 
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import threading
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from idc_core import PATCH_SIZE
+from idc_core import PATCH_SIZE, Progress
 from idc_core.errors import ModelError
 
-Progress = Callable[[int, int], None]
 FILE_NAMES = {"none": "model.tflite", "dynamic": "model-int8.tflite"}
 REPORT_FILE = "export.json"
 

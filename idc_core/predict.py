@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from idc_core import PATCH_SIZE
+from idc_core import PATCH_SIZE, Progress
 from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ImageError, ModelError
 from idc_core.image_io import decode_image, fit_patch
@@ -34,7 +34,6 @@ from idc_core.stain_check import not_he_reason
 from idc_core.tiling import iter_patch_batches, tile_coordinates
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
 
-Progress = Callable[[int, int], None]
 if TYPE_CHECKING:  # TensorFlow is imported when a model is used, not when this module is (fast --help)
     import keras
     import tensorflow as tf

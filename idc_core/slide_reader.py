@@ -9,7 +9,7 @@ gigapixel level 0 is never held in memory. `open_slide` picks the reader for a f
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image, TiffImagePlugin
 
+from idc_core import Progress
 from idc_core.config import DATASET_MPP
 from idc_core.errors import IDCError, ImageTooLargeError, SlideError
 from idc_core.image_io import DEFAULT_MAX_PIXELS, read_image
@@ -28,8 +29,6 @@ from idc_core.mpp import (
     require_scale,
     scale_from_properties,
 )
-
-Progress = Callable[[int, int], None]
 
 MAX_SCALED_PIXELS = 150_000_000
 """Largest slide AT THE MODEL'S SCALE (about 49 x 49 mm at 4 um/px); its level 0 may be any size."""

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
-from idc_core import PATCH_SIZE
+from idc_core import PATCH_SIZE, Progress
 from idc_core.archive import ZipLimits, open_zip, read_member, safe_members
 from idc_core.dataset import EXPECTED_LAYOUT, parse_patch_name
 from idc_core.errors import DatasetError, IDCError, ImageTooLargeError
@@ -24,8 +23,6 @@ from idc_core.image_io import DEFAULT_MAX_PIXELS, decode_image
 from idc_core.metrics import compute_metrics
 from idc_core.overlay import outcome_map, tile_map
 from idc_core.tiling import assemble_slide, label_grid
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from idc_core import Progress
 from idc_core.calibration import logit
 from idc_core.metrics import confidence_uncertainty
-from idc_core.predict import Progress, predict_patches
+from idc_core.predict import predict_patches
 
 UNCERTAINTY_METHODS = ("mc", "tta", "confidence")
 DEFAULT_SAMPLES = 16

@@ -149,9 +149,11 @@ def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
 
 def model_identity(loaded: Any) -> dict[str, Any]:
     """Name, folder, threshold, mpp and a checksum of model.keras: what 'the same model' means for a re-run."""
+    from idc_core.model_io import MODEL_FILE  # model_io imports keras: only when a model is used
+
     path = Path(loaded.path)
     return {"name": loaded.config.name, "path": str(path), "threshold": loaded.config.threshold,
-            "mpp": loaded.config.mpp, "sha256": file_checksum(path / "model.keras")}
+            "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE)}
 
 
 def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any]) -> None:

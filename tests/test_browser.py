@@ -162,6 +162,36 @@ def test_slide_page_shows_the_heatmap(page, app_url, shots, small_data):
     _shoot(page, shots / "slide.png")
 
 
+def _classify_the_samples(tab, app_url: str) -> None:
+    """Open Classify, press "Try the sample patches" and wait for the results and the Grad-CAM of the first."""
+    tab.goto(f"{app_url}/classify")
+    tab.get_by_text("Try the sample patches").first.wait_for()
+    _settle(tab)
+    tab.get_by_text("Try the sample patches").first.click()
+    tab.get_by_text("Confusion matrix of this batch").first.wait_for()
+    tab.get_by_text("Grad-CAM overlay").first.wait_for()
+    _settle(tab)
+
+
+def test_uncertain_patches_filter_and_the_referral_curve_in_the_browser(page, app_url):
+    _classify_the_samples(page, app_url)
+    value = page.locator("[data-testid='stMetric']", has_text="Uncertain").locator("[data-testid='stMetricValue']")
+    uncertain = value.first.inner_text()
+    if uncertain == "not measured":
+        pytest.skip("the model in use measures no uncertainty")
+    page.get_by_text("Show uncertain patches only").first.click()
+    _settle(page)
+    rows = page.locator("[data-testid='stDataFrame']").first.evaluate(
+        "el => el.querySelectorAll('[role=row]').length - 1")  # glide grid's accessible rows, minus the header
+    assert rows == int(uncertain)
+    total = int(page.locator("[data-testid='stMetric']", has_text="Patches classified")
+                .locator("[data-testid='stMetricValue']").first.inner_text())
+    assert 0 < rows < total  # the filter really removed rows (8-9 of the 24 samples are uncertain)
+    page.goto(f"{app_url}/evaluation")
+    page.get_by_text("Referral curve at threshold").first.wait_for()
+    page.get_by_text("Reliability: of the patches scored near p").first.wait_for()
+
+
 def test_explain_and_evaluation_pages(page, app_url, shots, small_data):
     page.goto(f"{app_url}/explain")
     page.get_by_text("Explain a prediction").first.wait_for()
@@ -214,13 +244,7 @@ def test_clicking_a_tile_on_the_heatmap_selects_it(page, app_url):
 
 
 def test_explain_this_patch_explains_the_clicked_patch(page, app_url):
-    page.goto(f"{app_url}/classify")
-    page.get_by_text("Try the sample patches").first.wait_for()
-    _settle(page)
-    page.get_by_text("Try the sample patches").first.click()
-    page.get_by_text("Confusion matrix of this batch").first.wait_for()
-    page.get_by_text("Grad-CAM overlay").first.wait_for()
-    _settle(page)
+    _classify_the_samples(page, app_url)
     heading = page.locator("h3", has_text="Selected:").first
     initial = heading.inner_text()
     thumbs = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").last

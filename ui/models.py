@@ -13,6 +13,7 @@ import streamlit as st
 
 from idc_core.errors import ModelError
 from idc_core.model_io import (
+    MODEL_FILE,
     LoadedModel,
     default_model_dir,
     list_model_dirs,
@@ -34,7 +35,7 @@ def _load(path: str, mtime: float) -> LoadedModel:
 
 
 def _mtime(path: Path) -> float:
-    model_file = path / "model.keras"
+    model_file = path / MODEL_FILE
     return model_file.stat().st_mtime if model_file.is_file() else 0.0
 
 
@@ -111,8 +112,8 @@ def uncertainty_help(settings: dict[str, Any]) -> str:
 
 def _render_card(card: dict[str, Any], path: Path) -> None:
     config, metrics = card["config"], card.get("metrics") or {}
-    model_file = path / "model.keras"
-    size = f"{model_file.stat().st_size / 1e6:.1f} MB" if model_file.is_file() else "model.keras missing"
+    model_file = path / MODEL_FILE
+    size = f"{model_file.stat().st_size / 1e6:.1f} MB" if model_file.is_file() else f"{MODEL_FILE} missing"
     with st.expander(f"Model card: {config['name']}", expanded=False):
         st.markdown(
             f"**Architecture** `{config['arch']}` · {size}  \n"
