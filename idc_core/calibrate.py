@@ -1,12 +1,13 @@
 """Make a saved model's P(IDC) a calibrated probability and fix how its uncertainty is read, on validation patients.
 
     python -m idc_core.calibrate --model models/cnn-gap-hed --data PATH [--method auto|platt|temperature]
-                                 [--uncertainty mc|tta|confidence]
+                                 [--uncertainty auto|mc|tta|confidence]
 
 Fits temperature and Platt scaling on the raw scores of the model's validation patients, keeps the one with the
 lower log loss there (or the one asked for), and writes model.keras with a final ProbabilityCalibration layer, so
-every caller gets the calibrated P(IDC). The threshold is re-chosen on validation for the calibrated output, and
-"uncertain" is fixed as the most uncertain 20% of validation patches. metrics.json is then rewritten from the
+every caller gets the calibrated P(IDC). The threshold is re-chosen on validation for the calibrated output; the
+uncertainty measure is the one that ranks validation errors best (or the one asked for), and "uncertain" is fixed
+as the most uncertain 20% of validation patches. metrics.json is then rewritten from the
 model's test patients: calibrated metrics, with the uncalibrated calibration figures beside them. A TFLite
 export of the folder is re-made from the new model (or removed if it no longer agrees). Run it again at will:
 any earlier calibration is removed before fitting.
@@ -27,7 +28,7 @@ from idc_core.calibration import CALIBRATION_METHODS, Calibration, fit_calibrati
 from idc_core.dataset import load_labelled
 from idc_core.errors import IDCError
 from idc_core.evaluate import patch_scores, uncertainty_report
-from idc_core.metrics import calibration_report, checked_scores, choose_threshold, compute_metrics
+from idc_core.metrics import calibration_report, checked_scores, choose_threshold, compute_metrics, referral_curve
 from idc_core.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
 
 if TYPE_CHECKING:
@@ -60,11 +61,22 @@ def choose_calibration(y_true: np.ndarray, raw: np.ndarray, method: str = "auto"
     return fits[method], candidates
 
 
+def referral_score(y_true: np.ndarray, prob: np.ndarray, spread: np.ndarray, threshold: float) -> float:
+    """How well an uncertainty ranks errors: the mean balanced accuracy of the patches kept over the referral curve
+    (5, 10, ..., 50% referred)."""
+    kept = referral_curve(y_true, prob, spread, threshold)["balanced_accuracy"][1:]
+    return float(np.mean([b for b in kept if b is not None])) if any(b is not None for b in kept) else 0.0
+
+
 def calibrate_model(
     model: keras.Model, val_x: np.ndarray, val_y: np.ndarray, *, method: str = "auto",
-    uncertainty: str = "mc", samples: int = DEFAULT_SAMPLES,
+    uncertainty: str = "auto", samples: int = DEFAULT_SAMPLES,
 ) -> tuple[keras.Model, float, dict[str, Any], dict[str, Any]]:
-    """(calibrated model, its validation threshold, config["calibration"], config["uncertainty"])."""
+    """(calibrated model, its validation threshold, config["calibration"], config["uncertainty"]).
+
+    uncertainty "auto" measures every method of idc_core.uncertainty on the validation patches and keeps the one
+    whose referral curve is highest there (referral_score).
+    """
     from idc_core.models import uncalibrated, with_calibration
     from idc_core.predict import predict_patches
     from idc_core.uncertainty import predict_with_uncertainty
@@ -75,8 +87,12 @@ def calibrate_model(
     calibrated = with_calibration(base, chosen.method, chosen.scale, chosen.shift)
     prob = predict_patches(calibrated, val_x)
     threshold = choose_threshold(val_y, prob)
-    spread = predict_with_uncertainty(calibrated, val_x, method=uncertainty, samples=samples,
-                                      threshold=threshold).uncertainty
+    spreads = {name: predict_with_uncertainty(calibrated, val_x, method=name, samples=samples,
+                                              threshold=threshold).uncertainty
+               for name in (UNCERTAINTY_METHODS if uncertainty == "auto" else (uncertainty,))}
+    scores = {name: referral_score(val_y, prob, spread, threshold) for name, spread in spreads.items()}
+    chosen_uncertainty = max(scores, key=lambda name: scores[name]) if uncertainty == "auto" else uncertainty
+    spread = spreads[chosen_uncertainty]
     calibration = {
         **chosen.to_dict(),
         "chosen_by": "lower log loss on the validation patients" if method == "auto" else "asked for",
@@ -86,10 +102,13 @@ def calibrate_model(
         "validation_after": calibration_report(val_y, prob),
     }
     uncertain = {
-        "method": uncertainty,
-        "samples": samples if uncertainty == "mc" else None,
+        "method": chosen_uncertainty,
+        "samples": samples if chosen_uncertainty == "mc" else None,
         "uncertain_above": float(np.quantile(spread, 1.0 - UNCERTAIN_SHARE)),
         "rule": f"the most uncertain {UNCERTAIN_SHARE:.0%} of validation patches are flagged uncertain",
+        "chosen_by": ("the highest mean balanced accuracy of the validation patches kept when 5-50% are referred"
+                      if uncertainty == "auto" else "asked for"),
+        "candidates": scores,
     }
     return calibrated, threshold, calibration, uncertain
 
@@ -103,7 +122,7 @@ def _save_model(folder: Path, model: keras.Model) -> None:
     partial.replace(folder / MODEL_FILE)
 
 
-def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "auto", uncertainty: str = "mc",
+def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "auto", uncertainty: str = "auto",
                      samples: int = DEFAULT_SAMPLES, log=print) -> dict[str, Any]:
     """Calibrate the model of `folder` on its validation patients in `data`; rewrite its files; returns metrics."""
     from idc_core.model_io import CONFIG_FILE, METRICS_FILE, load_model_dir
@@ -123,11 +142,12 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     model, threshold, calibration, uncertain = calibrate_model(
         loaded.model, val.patches, val.labels, method=method, uncertainty=uncertainty, samples=samples)
     raw_test = predict_patches(uncalibrated(loaded.model), test.patches)
-    measured = predict_with_uncertainty(model, test.patches, method=uncertainty, samples=samples, threshold=threshold)
+    chosen = uncertain["method"]
+    measured = predict_with_uncertainty(model, test.patches, method=chosen, samples=samples, threshold=threshold)
     metrics = dict(loaded.metrics or {})
     metrics.update(compute_metrics(test.labels, measured.prob, threshold, patients=test.patients))
     metrics["calibration_before"] = calibration_report(test.labels, raw_test)
-    metrics["uncertainty"] = uncertainty_report(test.labels, measured, threshold, uncertainty, uncertain)
+    metrics["uncertainty"] = uncertainty_report(test.labels, measured, threshold, chosen, uncertain)
     metrics["scores"] = patch_scores(test.labels, measured)
     metrics["validation"] = compute_metrics(val.labels, predict_patches(model, val.patches), threshold)
     metrics["evaluated_on"] = (f"test split: {len(set(test.patients))} patients, {len(test.labels)} patches, none "
@@ -167,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="model folder to calibrate (rewritten in place)")
     p.add_argument("--data", required=True, help="the labelled data it was trained on (folder or zip)")
     p.add_argument("--method", default="auto", choices=("auto", *CALIBRATION_METHODS))
-    p.add_argument("--uncertainty", default="mc", choices=UNCERTAINTY_METHODS,
-                   help="how the app and commands measure a patch's uncertainty (default mc: Monte-Carlo dropout)")
+    p.add_argument("--uncertainty", default="auto", choices=("auto", *UNCERTAINTY_METHODS),
+                   help="how the app and commands measure a patch's uncertainty (default auto: the method whose "
+                        "referral curve is highest on the validation patients)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="Monte-Carlo dropout passes per patch")
     a = p.parse_args(argv)
     try:
@@ -178,9 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     before, after = metrics["calibration_before"], metrics["calibration"]
+    referral = metrics["uncertainty"]
     print(f"{a.model}: test ECE {before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> "
           f"{after['brier']:.4f}; ROC-AUC {metrics['roc_auc']:.4f}, balanced accuracy "
-          f"{metrics['balanced_accuracy']:.4f} at threshold {metrics['threshold']:.3f}")
+          f"{metrics['balanced_accuracy']:.4f} at threshold {metrics['threshold']:.3f}; uncertainty "
+          f"{referral['method']}: balanced accuracy of the 80% most certain test patches "
+          f"{referral['referral_curve']['balanced_accuracy'][4]:.4f} (plain confidence "
+          f"{referral['referral_curve_confidence']['balanced_accuracy'][4]:.4f})")
     return 0
 
 

@@ -70,8 +70,9 @@ class TrainConfig:
     distribute: str = "none"
     calibration: str = "auto"
     """After training: fit on validation patients and build into model.keras (auto|platt|temperature), or none."""
-    uncertainty: str = "mc"
-    """How the model's uncertainty is measured (idc_core.uncertainty.UNCERTAINTY_METHODS)."""
+    uncertainty: str = "auto"
+    """How the model's uncertainty is measured (idc_core.uncertainty.UNCERTAINTY_METHODS), or auto: the one that
+    ranks validation errors best."""
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_MODES:

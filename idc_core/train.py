@@ -353,8 +353,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--calibration", default=d.calibration, choices=("auto", *CALIBRATION_METHODS, "none"),
                    help="after training, fit a calibration of P(IDC) on the validation patients and build it into "
                         "model.keras (auto: the lower validation log loss of platt and temperature; default)")
-    p.add_argument("--uncertainty", default=d.uncertainty, choices=UNCERTAINTY_METHODS,
-                   help=f"how the model's per-patch uncertainty is measured (default {d.uncertainty})")
+    p.add_argument("--uncertainty", default=d.uncertainty, choices=("auto", *UNCERTAINTY_METHODS),
+                   help="how the model's per-patch uncertainty is measured (default auto: the method whose "
+                        "referral curve is highest on the validation patients)")
     p.add_argument("--distribute", default=d.distribute, choices=DISTRIBUTE_MODES,
                    help="none (default); mirrored: all local GPUs; multiworker: the machines in TF_CONFIG. "
                         "--batch-size is the global batch")

@@ -110,12 +110,16 @@ def test_calibrate_folder_fits_on_validation_patients_and_rewrites_the_folder(tm
     model = build_model("cnn", seed=4, width=0.25)
     folder = save_model_dir(tmp_path / "m", model, ModelConfig(name="m", arch="cnn", threshold=0.5,
                                                                split_patients=split))
-    metrics = calibrate_folder(folder, small_data, uncertainty="tta", log=lambda _m: None)
+    metrics = calibrate_folder(folder, small_data, log=lambda _m: None)
     loaded = load_model_dir(folder)
     config = json.loads((folder / "config.json").read_text())
     assert isinstance(loaded.model.layers[-1], ProbabilityCalibration)
     assert config["calibration"]["method"] in ("platt", "temperature")
-    assert config["uncertainty"]["method"] == "tta" and config["uncertainty"]["uncertain_above"] >= 0
+    candidates = config["uncertainty"]["candidates"]  # auto: every method measured on validation, the best kept
+    assert set(candidates) == {"mc", "tta", "confidence"}
+    assert config["uncertainty"]["method"] == max(candidates, key=candidates.get)
+    assert config["uncertainty"]["uncertain_above"] >= 0 and metrics["uncertainty"]["method"] == max(
+        candidates, key=candidates.get)
     assert config["threshold"] == metrics["threshold"] == loaded.config.threshold
     before = config["calibration"]["validation_before"]
     after = config["calibration"]["validation_after"]
