@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,24 @@ def calibrate_model(
     return calibrated, threshold, calibration, uncertain
 
 
+def held_out_metrics(model: keras.Model, test_x: np.ndarray, test_y: np.ndarray, patients: list[str],
+                     threshold: float, uncertain: dict[str, Any]) -> dict[str, Any]:
+    """Test metrics of a calibrated model (compute_metrics), the raw score's calibration beside them
+    (calibration_before), the referral curves of its uncertainty measure and the per-patch scores."""
+    from idc_core.models import uncalibrated
+    from idc_core.predict import predict_patches
+    from idc_core.uncertainty import predict_with_uncertainty
+
+    method = uncertain["method"]
+    measured = predict_with_uncertainty(model, test_x, method=method, threshold=threshold,
+                                        samples=int(uncertain.get("samples") or DEFAULT_SAMPLES))
+    metrics = compute_metrics(test_y, measured.prob, threshold, patients=patients)
+    metrics["calibration_before"] = calibration_report(test_y, predict_patches(uncalibrated(model), test_x))
+    metrics["uncertainty"] = uncertainty_report(test_y, measured, threshold, method, uncertain)
+    metrics["scores"] = patch_scores(test_y, measured)
+    return metrics
+
+
 def _save_model(folder: Path, model: keras.Model) -> None:
     """Replace folder/model.keras atomically (a temporary file, then a rename)."""
     from idc_core.model_io import MODEL_FILE
@@ -123,12 +142,10 @@ def _save_model(folder: Path, model: keras.Model) -> None:
 
 
 def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "auto", uncertainty: str = "auto",
-                     samples: int = DEFAULT_SAMPLES, log=print) -> dict[str, Any]:
+                     samples: int = DEFAULT_SAMPLES, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Calibrate the model of `folder` on its validation patients in `data`; rewrite its files; returns metrics."""
     from idc_core.model_io import CONFIG_FILE, METRICS_FILE, load_model_dir
-    from idc_core.models import uncalibrated
     from idc_core.predict import predict_patches
-    from idc_core.uncertainty import predict_with_uncertainty
 
     folder = Path(folder)
     loaded = load_model_dir(folder)
@@ -141,14 +158,8 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
         f"test: {len(test.labels)} patches of {len(set(test.patients))} patients")
     model, threshold, calibration, uncertain = calibrate_model(
         loaded.model, val.patches, val.labels, method=method, uncertainty=uncertainty, samples=samples)
-    raw_test = predict_patches(uncalibrated(loaded.model), test.patches)
-    chosen = uncertain["method"]
-    measured = predict_with_uncertainty(model, test.patches, method=chosen, samples=samples, threshold=threshold)
     metrics = dict(loaded.metrics or {})
-    metrics.update(compute_metrics(test.labels, measured.prob, threshold, patients=test.patients))
-    metrics["calibration_before"] = calibration_report(test.labels, raw_test)
-    metrics["uncertainty"] = uncertainty_report(test.labels, measured, threshold, chosen, uncertain)
-    metrics["scores"] = patch_scores(test.labels, measured)
+    metrics.update(held_out_metrics(model, test.patches, test.labels, test.patients, threshold, uncertain))
     metrics["validation"] = compute_metrics(val.labels, predict_patches(model, val.patches), threshold)
     metrics["evaluated_on"] = (f"test split: {len(set(test.patients))} patients, {len(test.labels)} patches, none "
                                "used for training, for choosing the threshold or for fitting the calibration")
@@ -162,7 +173,7 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     return metrics
 
 
-def _refresh_export(folder: Path, log) -> None:
+def _refresh_export(folder: Path, log: Callable[[str], None]) -> None:
     """Re-make a TFLite export from the calibrated model; drop it if it no longer agrees (never leave it stale)."""
     from idc_core.export import DEFAULT_CHECK, export_model_dir, read_check_patches
     from idc_core.lite import FILE_NAMES, REPORT_FILE

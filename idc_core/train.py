@@ -142,7 +142,7 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
              f"{calibration['validation_before']['ece']:.3f} -> {calibration['validation_after']['ece']:.3f}")
     val_prob = predict_patches(model, val_x)
     threshold, rule = _threshold(val_y, val_prob)
-    metrics = _held_out_metrics(model, parts, split, scan, threshold)
+    metrics = _held_out_metrics(model, parts, split, scan, threshold, uncertainty)
     metrics["validation"] = compute_metrics(val_y, val_prob, threshold)
     metrics["train_seconds"] = round(train_seconds, 1)
 
@@ -279,11 +279,18 @@ def _held_out_metrics(
     split: Split,
     scan: ScanResult,
     threshold: float,
+    uncertainty: dict[str, Any],
 ) -> dict[str, Any]:
+    """Test metrics; of a calibrated model (one with an uncertainty measure) also the raw score's calibration, the
+    referral curves and the per-patch scores, as python -m idc_core.calibrate writes them."""
     test_x, test_y = parts["test"]
     patients = [scan.records[i].patient for i in split.indices["test"]]
-    prob = predict_patches(model, test_x)
-    metrics = compute_metrics(test_y, prob, threshold, patients=patients)
+    if uncertainty:
+        from idc_core.calibrate import held_out_metrics
+
+        metrics = held_out_metrics(model, test_x, test_y, patients, threshold, uncertainty)
+    else:
+        metrics = compute_metrics(test_y, predict_patches(model, test_x), threshold, patients=patients)
     metrics["evaluated_on"] = (
         f"test split ({split.mode} split): {len(split.patients['test'])} patients, "
         f"{len(test_y)} patches, none used for training or for choosing the threshold"

@@ -15,24 +15,27 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from idc_core import Progress
 from idc_core.calibration import logit
 from idc_core.metrics import confidence_uncertainty
-from idc_core.predict import predict_patches
+from idc_core.predict import Scorer, predict_patches
+
+if TYPE_CHECKING:
+    import keras
 
 UNCERTAINTY_METHODS = ("mc", "tta", "confidence")
 DEFAULT_SAMPLES = 16
 TTA_VIEWS = 8
 
-_VIEWS: dict[int, object] = {}
+_VIEWS: dict[int, Any] = {}
 _VIEWS_LOCK = threading.Lock()
 
 
-def mc_dropout_view(model):  # -> keras.Model
+def mc_dropout_view(model: keras.Model) -> keras.Model:
     """A model sharing `model`'s layers and weights whose Dropout layers always drop (cached per model).
 
     Batch normalisation runs in inference mode (moving statistics, never updated): only dropout samples.
@@ -69,7 +72,7 @@ def dihedral_views(patches: np.ndarray) -> np.ndarray:
     return np.stack(rotations + [r[:, :, ::-1] for r in rotations])
 
 
-def sample_probabilities(model, patches: np.ndarray, *, method: str = "mc", samples: int = DEFAULT_SAMPLES,
+def sample_probabilities(model: Scorer, patches: np.ndarray, *, method: str = "mc", samples: int = DEFAULT_SAMPLES,
                          batch_size: int = 256, progress: Progress | None = None) -> np.ndarray:
     """(copies, N) P(IDC) of each patch under MC dropout (`samples` passes) or its 8 dihedral views ("tta").
 
@@ -129,7 +132,7 @@ class Measured(NamedTuple):
 
 
 def predict_with_uncertainty(
-    model,
+    model: Scorer,
     patches: np.ndarray,
     *,
     method: str = "mc",

@@ -31,6 +31,20 @@ def test_training_writes_a_complete_model_folder(trained):
     assert len(history["loss"]) == 1
 
 
+def test_training_ends_calibrated_with_an_uncertainty_measure_chosen_on_validation(trained):
+    from idc_core.model_io import load_model_dir
+    from idc_core.models import ProbabilityCalibration
+
+    loaded = load_model_dir(trained)
+    assert isinstance(loaded.model.layers[-1], ProbabilityCalibration)
+    assert loaded.config.calibration["method"] == loaded.model.layers[-1].method
+    candidates = loaded.config.uncertainty["candidates"]
+    assert loaded.config.uncertainty["method"] == max(candidates, key=candidates.get)
+    metrics = loaded.metrics
+    assert {"calibration", "calibration_before", "uncertainty", "scores"} <= set(metrics)
+    assert len(metrics["scores"]["prob"]) == metrics["n_patches"]
+
+
 def test_config_records_a_patient_split_without_overlap(trained):
     config = json.loads((trained / "config.json").read_text())
     parts = config["split_patients"]
