@@ -57,7 +57,7 @@ def bench_pipeline(patches: np.ndarray, labels: np.ndarray, args) -> list[dict]:
         def epoch(ds=ds, steps=steps) -> int:  # this iteration's dataset: one epoch of the endless stream
             return sum(int(x.shape[0]) for x, _ in ds.take(steps))
 
-        epoch()  # warm-up: traces the map functions, fills the shuffle buffer once
+        epoch()  # warm-up: traces the map functions
         seconds = common.best_of(epoch, args.repeat)
         rows.append({"what": f"pipeline: {name}", "patches": steps * args.batch_size,
                      "pps": steps * args.batch_size / seconds})
