@@ -54,10 +54,10 @@ def bench_pipeline(patches: np.ndarray, labels: np.ndarray, args) -> list[dict]:
                          ("no augmentation", {"augment": False})):
         ds, steps = make_dataset(patches, labels, batch_size=args.batch_size, training=True, **kwargs)
 
-        def epoch(ds=ds) -> int:  # this iteration's dataset
-            return sum(int(x.shape[0]) for x, _ in ds)
+        def epoch(ds=ds, steps=steps) -> int:  # this iteration's dataset: one epoch of the endless stream
+            return sum(int(x.shape[0]) for x, _ in ds.take(steps))
 
-        epoch()  # warm-up: traces the map functions, fills the shuffle buffer once
+        epoch()  # warm-up: traces the map functions
         seconds = common.best_of(epoch, args.repeat)
         rows.append({"what": f"pipeline: {name}", "patches": steps * args.batch_size,
                      "pps": steps * args.batch_size / seconds})
@@ -98,8 +98,7 @@ def bench_train(arch: str, patches: np.ndarray, labels: np.ndarray, args) -> lis
             batch = (tf.constant(patches[:bs], tf.float32), tf.constant(labels[:bs], tf.float32))
             ds = tf.data.Dataset.from_tensors(batch).repeat()
         else:
-            ds, _ = make_dataset(patches, labels, batch_size=bs, training=True, augment=True)
-            ds = ds.repeat()
+            ds, _ = make_dataset(patches, labels, batch_size=bs, training=True, augment=True)  # endless
         timer = _epoch_timer()
         model.fit(ds, epochs=1 + args.repeat, steps_per_epoch=steps, verbose=0, callbacks=[timer])
         seconds = min(timer.times[1:])  # epoch 1 includes tracing

@@ -62,6 +62,7 @@ class TrainConfig:
     cache_dir: str | None = ".cache/idc"
     width: float = 1.0
     block_dropout: float = 0.25
+    head_dropout: float = 0.5
     head: str = "flatten"
     convs_per_block: int = 1
     dense_units: int = 128

@@ -20,6 +20,7 @@ from idc_core.errors import WeightsError
 
 OUTPUT_NAME = "idc_probability"
 DEFAULT_BLOCK_DROPOUT = 0.25
+DEFAULT_HEAD_DROPOUT = 0.5
 HEAD_PREFIX = "head_"
 
 # keras.applications builds each base from 32x32 up with include_top=False, so
@@ -121,7 +122,8 @@ def _filters(base: int, width: float) -> int:
 
 
 def _cnn(inputs: keras.KerasTensor, width: float, block_dropout: float, head: str = "flatten",
-         convs_per_block: int = 1, dense_units: int = 128, sync_bn: bool = False) -> keras.KerasTensor:
+         convs_per_block: int = 1, dense_units: int = 128, sync_bn: bool = False,
+         head_dropout: float = DEFAULT_HEAD_DROPOUT) -> keras.KerasTensor:
     """Three blocks of conv-BN-leaky ReLU (x convs_per_block), max-pool, dropout; then the head.
 
     head "flatten" is the seed projects' flatten + dense; "gap" pools each feature map globally
@@ -142,11 +144,11 @@ def _cnn(inputs: keras.KerasTensor, width: float, block_dropout: float, head: st
     else:
         x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
-    return layers.Dropout(0.5, name="head_dropout")(x)
+    return layers.Dropout(head_dropout, name="head_dropout")(x)
 
 
-def _cancernet(inputs: keras.KerasTensor, width: float, block_dropout: float, sync_bn: bool = False
-               ) -> keras.KerasTensor:
+def _cancernet(inputs: keras.KerasTensor, width: float, block_dropout: float, sync_bn: bool = False,
+               head_dropout: float = DEFAULT_HEAD_DROPOUT) -> keras.KerasTensor:
     """CancerNet (PyImageSearch): SeparableConv stages of 1, 2 and 3 convolutions."""
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     for i, (filters, depth) in enumerate(((32, 1), (64, 2), (128, 3)), start=1):
@@ -159,7 +161,7 @@ def _cancernet(inputs: keras.KerasTensor, width: float, block_dropout: float, sy
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(256, activation="relu", name="head_dense")(x)
     x = layers.BatchNormalization(synchronized=sync_bn, name="head_bn")(x)
-    return layers.Dropout(0.5, name="head_dropout")(x)
+    return layers.Dropout(head_dropout, name="head_dropout")(x)
 
 
 def _preprocess(arch: str, inputs: keras.KerasTensor) -> keras.KerasTensor:
@@ -229,6 +231,7 @@ def build_model(
     seed: int | None = None,
     width: float = 1.0,
     block_dropout: float = DEFAULT_BLOCK_DROPOUT,
+    head_dropout: float = DEFAULT_HEAD_DROPOUT,
     head: str = "flatten",
     convs_per_block: int = 1,
     dense_units: int = 128,
@@ -239,7 +242,8 @@ def build_model(
     weights: None (random), "imagenet" (downloaded by keras; WeightsError offline) or
     the path of a local notop weights file for the transfer base. `seed` seeds Keras'
     global random generators (keras.utils.set_random_seed) before building.
-    width (filters x width) and block_dropout (after each conv block) shape cnn and cancernet;
+    width (filters x width), block_dropout (after each conv block) and head_dropout (after the dense
+    head layer) shape cnn and cancernet;
     head ("flatten" or "gap"), convs_per_block and dense_units shape cnn only. synchronized_bn (cnn,
     cancernet) makes BatchNormalization use the statistics of the whole global batch under tf.distribute.
     """
@@ -247,8 +251,9 @@ def build_model(
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
     if weights is not None and arch not in TRANSFER_ARCHS:
         raise ValueError(f"weights apply to {TRANSFER_ARCHS} only, got weights={weights!r} for {arch!r}")
-    if (width, block_dropout) != (1.0, DEFAULT_BLOCK_DROPOUT) and arch in TRANSFER_ARCHS:
-        raise ValueError(f"width and block_dropout apply to cnn and cancernet only, not {arch!r}")
+    if (width, block_dropout, head_dropout) != (1.0, DEFAULT_BLOCK_DROPOUT, DEFAULT_HEAD_DROPOUT) \
+            and arch in TRANSFER_ARCHS:
+        raise ValueError(f"width, block_dropout and head_dropout apply to cnn and cancernet only, not {arch!r}")
     if (head, convs_per_block, dense_units) != ("flatten", 1, 128) and arch != "cnn":
         raise ValueError(f"head, convs_per_block and dense_units apply to cnn only, not {arch!r}")
     if head not in HEADS:
@@ -261,13 +266,15 @@ def build_model(
         raise ValueError(f"width must be in (0, 8], got {width}")
     if not 0.0 <= block_dropout < 1.0:
         raise ValueError(f"block_dropout must be in [0, 1), got {block_dropout}")
+    if not 0.0 <= head_dropout < 1.0:
+        raise ValueError(f"head_dropout must be in [0, 1), got {head_dropout}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, dtype="float32", name="rgb_0_255")
     if arch == "cnn":
-        x = _cnn(inputs, width, block_dropout, head, convs_per_block, dense_units, synchronized_bn)
+        x = _cnn(inputs, width, block_dropout, head, convs_per_block, dense_units, synchronized_bn, head_dropout)
     elif arch == "cancernet":
-        x = _cancernet(inputs, width, block_dropout, synchronized_bn)
+        x = _cancernet(inputs, width, block_dropout, synchronized_bn, head_dropout)
     else:
         x = _transfer_base(arch, inputs, input_shape, weights)
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)

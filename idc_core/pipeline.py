@@ -147,10 +147,14 @@ def make_dataset(
     seed: int = 42,
     drop_remainder: bool = False,
 ) -> tuple[tf.data.Dataset, int]:
-    """A batched, prefetched dataset of (float32 patches 0-255, float32 labels) and its steps.
+    """A batched, prefetched dataset of (float32 patches 0-255, float32 labels) and its steps per epoch.
 
-    Training sets are reshuffled every epoch; ``oversample`` draws both classes
-    with equal probability (balanced sampling) instead of the natural mix.
+    An evaluation set is one pass in order. A training set is ENDLESS: epoch after epoch of `steps`
+    batches, each epoch in its own random order (``oversample``: half the patches of each class
+    instead of the natural mix), and every new iterator replays the same sequence of epochs:
+    the order is a function of (seed, epoch) alone, not of how many iterators were opened before (Keras
+    opens one more under tf.distribute, to build the model; see tests/test_distribute.py). Take
+    `steps` batches per epoch (``model.fit(steps_per_epoch=steps)``).
     Augmentation (`augment_mode`, see AUGMENT_MODES) is applied to training batches only.
     drop_remainder keeps every batch full (tf.distribute splits batches evenly across replicas).
     """
@@ -162,27 +166,46 @@ def make_dataset(
     steps = len(labels) // batch_size if drop_remainder else math.ceil(len(labels) / batch_size)
     if steps == 0:
         raise ValueError(f"{len(labels)} patches make no full batch of {batch_size}")
-    if training and oversample:
-        parts = []
-        for cls in (0.0, 1.0):
-            idx = np.flatnonzero(labels == cls)
-            if len(idx) == 0:
-                raise ValueError(f"oversample needs both classes; class {int(cls)} has no patches")
-            part = tf.data.Dataset.from_tensor_slices((patches[idx], labels[idx]))
-            parts.append(part.shuffle(len(idx), seed=seed + int(cls)).repeat())
-        ds = tf.data.Dataset.sample_from_datasets(parts, weights=[0.5, 0.5], seed=seed).take(
-            steps * batch_size
-        )
+    if training:
+        ds = _training_batches(patches, labels, batch_size, drop_remainder, seed,
+                               steps * batch_size if oversample else None)
     else:
-        ds = tf.data.Dataset.from_tensor_slices((patches, labels))
-        if training:
-            ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = tf.data.Dataset.from_tensor_slices((patches, labels)).batch(batch_size, drop_remainder=drop_remainder)
     if training and augment:
         ds = ds.map(lambda x, y: (augment_batch(x, augment_mode), y), num_parallel_calls=AUTOTUNE)
     else:
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE), steps
+
+
+def _training_batches(patches: np.ndarray, labels: np.ndarray, batch_size: int, drop_remainder: bool, seed: int,
+                      oversample_to: int | None) -> tf.data.Dataset:
+    """Endless batches. Epoch e holds every patch once, in an order drawn by stateless random ops keyed by
+    (seed, e); with `oversample_to`, that many patches instead, half of either class (each class cycled
+    through in its own order)."""
+    members = [np.flatnonzero(labels == cls) for cls in (0.0, 1.0)]
+    if oversample_to is not None and not all(len(m) for m in members):
+        raise ValueError(f"oversample needs both classes; class {[len(m) for m in members].index(0)} has no patches")
+
+    def permutation(n: int, epoch: tf.Tensor, stream: int) -> tf.Tensor:
+        key = tf.stack([tf.constant(seed, tf.int64), 3 * epoch + stream])
+        return tf.argsort(tf.random.stateless_uniform([n], seed=key))
+
+    def order(epoch: tf.Tensor) -> tf.Tensor:
+        if oversample_to is None:
+            return permutation(len(labels), epoch, 0)
+        positive = permutation(oversample_to, epoch, 0) < oversample_to // 2  # a random half
+        drawn = []
+        for cls, idx in enumerate(members):
+            cycle = tf.gather(idx, permutation(len(idx), epoch, cls + 1))
+            rank = tf.cumsum(tf.cast(positive if cls else ~positive, tf.int32)) - 1
+            drawn.append(tf.gather(cycle, rank % len(idx)))
+        return tf.where(positive, drawn[1], drawn[0])
+
+    images, targets = tf.constant(patches), tf.constant(labels)
+    ds = tf.data.Dataset.counter().flat_map(
+        lambda epoch: tf.data.Dataset.from_tensor_slices(order(epoch)).batch(batch_size, drop_remainder=drop_remainder))
+    return ds.map(lambda idx: (tf.gather(images, idx), tf.gather(targets, idx)), num_parallel_calls=AUTOTUNE)
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:

@@ -50,14 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setter(bar: Any) -> Callable[[int, int], None]:
+    """update(done, total) that moves a tqdm bar to done of total."""
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update
+
+
 def _tile_bar(bar_factory: Callable[..., Any]) -> Callable[[str], Callable[[int, int], None]]:
+    """For each slide scored in-process, a tile bar that closes when the slide's tiles are done."""
+
     def make(name: str) -> Callable[[int, int], None]:
         bar = bar_factory(desc=f"  {name}", unit="tile", leave=False, file=sys.stderr)
+        move = _setter(bar)
 
         def update(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+            move(done, total)
             if done >= total:
                 bar.close()
 
@@ -116,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ray:
             from idc_core.ray_runner import score_on_ray
 
-            score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row)
+            # Many slides run at once on a cluster: one bar over the tiles of all the slides started so far.
+            with tqdm(total=0, unit="tile", desc="tiles", leave=False, file=sys.stderr) as tiles:
+                score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row, _setter(tiles))
         else:
             score_in_process(todo, args.out, loaded, model_id, options, on_row, _tile_bar(tqdm))
     except IDCError as exc:

@@ -94,7 +94,7 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
              f"{config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
     with strategy.scope():
         model = build_model(config.arch, weights=config.weights, seed=config.seed, width=config.width,
-                            block_dropout=config.block_dropout, head=config.head,
+                            block_dropout=config.block_dropout, head_dropout=config.head_dropout, head=config.head,
                             convs_per_block=config.convs_per_block, dense_units=config.dense_units,
                             synchronized_bn=strategy.num_replicas_in_sync > 1 and config.arch not in TRANSFER_ARCHS)
     train_ds, steps = make_dataset(
@@ -352,6 +352,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--width", type=float, default=d.width, help="cnn/cancernet: filters per layer x this (default 1)")
     p.add_argument("--block-dropout", type=float, default=d.block_dropout,
                    help=f"cnn/cancernet: dropout after each conv block (default {d.block_dropout})")
+    p.add_argument("--head-dropout", type=float, default=d.head_dropout,
+                   help=f"cnn/cancernet: dropout after the dense head layer (default {d.head_dropout})")
     p.add_argument("--head", default=d.head, choices=HEADS,
                    help="cnn: flatten + dense (default) or global average pooling + dense")
     p.add_argument("--convs-per-block", type=int, default=d.convs_per_block, choices=(1, 2, 3),
@@ -374,7 +376,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch_size=a.batch_size, learning_rate=a.lr, patience=a.patience, imbalance=a.imbalance,
         augment=not a.no_augment, weights=weights, fine_tune_epochs=a.fine_tune_epochs,
         fine_tune_learning_rate=a.fine_tune_lr, cache_dir=a.cache_dir or None, width=a.width,
-        block_dropout=a.block_dropout, head=a.head, convs_per_block=a.convs_per_block,
+        block_dropout=a.block_dropout, head_dropout=a.head_dropout, head=a.head, convs_per_block=a.convs_per_block,
         dense_units=a.dense_units, augment_mode=a.augment_mode, test_patients_from=a.test_patients_from,
         distribute=a.distribute, calibration=a.calibration, uncertainty=a.uncertainty,
     )

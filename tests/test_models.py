@@ -91,7 +91,8 @@ def test_width_scales_the_filters_and_block_dropout_sets_the_rate(arch) -> None:
     assert [w.filters for w in wide_convs] == [round(1.5 * c.filters) for c in convs]
     assert {d.rate for d in wide.layers if d.name.startswith("block") and d.name.endswith("_dropout")} == {0.1}
     assert {d.rate for d in plain.layers if d.name.startswith("block") and d.name.endswith("_dropout")} == {0.25}
-    assert wide.get_layer("head_dropout").rate == plain.get_layer("head_dropout").rate
+    assert wide.get_layer("head_dropout").rate == plain.get_layer("head_dropout").rate == 0.5
+    assert build_model(arch, head_dropout=0.0).get_layer("head_dropout").rate == 0.0
 
 
 def test_width_and_block_dropout_are_checked() -> None:
@@ -101,6 +102,10 @@ def test_width_and_block_dropout_are_checked() -> None:
         build_model("cnn", width=0.0)
     with pytest.raises(ValueError, match="block_dropout must be in"):
         build_model("cnn", block_dropout=1.0)
+    with pytest.raises(ValueError, match="head_dropout must be in"):
+        build_model("cnn", head_dropout=-0.1)
+    with pytest.raises(ValueError, match="cnn and cancernet only, not 'mobilenetv2'"):
+        build_model("mobilenetv2", head_dropout=0.0)
 
 
 def test_same_seed_builds_the_same_weights() -> None:

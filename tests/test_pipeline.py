@@ -50,9 +50,23 @@ def test_oversampling_draws_both_classes_about_equally():
 
 def test_training_order_is_shuffled_but_complete():
     x, y = _toy()
-    ds, _ = make_dataset(x, y, batch_size=8, training=True)
-    drawn = np.concatenate([b[1].numpy() for b in ds])
+    ds, steps = make_dataset(x, y, batch_size=8, training=True)
+    drawn = np.concatenate([b[1].numpy() for b in ds.take(steps)])
     assert sorted(drawn.tolist()) == sorted(y.tolist())
+
+
+def test_training_epochs_differ_and_every_iterator_replays_them():
+    # Keras opens an extra iterator under tf.distribute: the order must not depend on how many were opened.
+    x = np.arange(40 * 50 * 50 * 3).reshape(40, 50, 50, 3).astype(np.uint8)
+    ds, steps = make_dataset(x, np.arange(40) % 2, batch_size=8, training=True, seed=3)
+
+    def epochs(n: int) -> list[list[float]]:
+        firsts = [b[0].numpy()[:, 0, 0, 0].tolist() for b in ds.take(n * steps)]
+        return [sum(firsts[e * steps:(e + 1) * steps], []) for e in range(n)]
+
+    first, again = epochs(3), epochs(3)
+    assert first == again
+    assert first[0] != first[1] and sorted(first[0]) == sorted(first[1])
 
 
 def test_augmentation_keeps_shape_range_and_changes_pixels():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tqdm
 from slide_files import sample_crop, upsample, write_pyramid
 
 from idc_core.slide import main as slide_main
@@ -33,13 +34,28 @@ def cohort(tmp_path_factory) -> Path:
     return folder
 
 
-def test_ray_results_equal_in_process_ones_and_a_rerun_resumes(cohort, tmp_path):
+class _Bars(tqdm.tqdm):
+    """tqdm that keeps every bar it makes, to read where they ended."""
+
+    made: list[tqdm.tqdm] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _Bars.made.append(self)
+
+
+def test_ray_results_equal_in_process_ones_and_a_rerun_resumes(cohort, tmp_path, monkeypatch):
     here, there = tmp_path / "here", tmp_path / "ray"
     # "killed after the first slide": only a.svs done, and a half-written temporary folder left behind
     assert slide_main([str(cohort / "a.svs"), "--out", str(there)]) == 0
     (there / ".b.tmp-99999").mkdir()
-    assert slide_main([str(cohort), "--out", str(there), "--ray", "local"]) == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(tqdm, "tqdm", _Bars)
+        assert slide_main([str(cohort), "--out", str(there), "--ray", "local"]) == 1
     rows = _rows(there)
+    # The tile bar, fed by the workers through a Ray actor, ends at the tiles of the slides scored (b.tif only).
+    (tiles,) = [bar for bar in _Bars.made if bar.unit == "tile"]
+    assert tiles.n == tiles.total == int(rows["b.tif"]["tiles"]) > 0
     assert {k: r["status"] for k, r in rows.items()} == {"a.svs": "skipped", "b.tif": "ok", "c.tif": "failed",
                                                          "d.svs": "failed"}
     assert "--mpp" in rows["c.tif"]["reason"] and rows["d.svs"]["reason"].startswith("d.svs: ")

@@ -106,8 +106,9 @@ def test_parse_args_maps_options_onto_the_config():
     assert config.weights is None and config.split == "patch" and config.imbalance == "oversample"
     assert config.augment is False and config.out == "models/resnet50"
     assert (config.width, config.block_dropout) == (1.0, 0.25)
-    wide = parse_args(["--data", "d", "--width", "1.5", "--block-dropout", "0.1"])
-    assert (wide.arch, wide.width, wide.block_dropout) == ("cnn", 1.5, 0.1)
+    wide = parse_args(["--data", "d", "--width", "1.5", "--block-dropout", "0.1", "--head-dropout", "0"])
+    assert (wide.arch, wide.width, wide.block_dropout, wide.head_dropout) == ("cnn", 1.5, 0.1, 0.0)
+    assert config.head_dropout == TrainConfig.from_dict({"arch": "cnn"}).head_dropout == 0.5  # as before the option
     recipe = parse_args(["--data", "d", "--head", "gap", "--convs-per-block", "2", "--dense-units", "64",
                          "--augment-mode", "hed", "--test-patients-from", "m/config.json"])
     assert (recipe.head, recipe.convs_per_block, recipe.dense_units) == ("gap", 2, 64)
