@@ -14,6 +14,7 @@ from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.scorecam import Scorecam
 
 from idc_core import PATCH_SIZE
+from idc_core.image_io import check_patches
 from idc_core.models import OUTPUT_NAME, conv_layer_names, last_conv_layer
 
 METHODS = ("gradcam", "gradcam++", "scorecam")
@@ -69,13 +70,7 @@ def compute_heatmaps(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not isinstance(patches, np.ndarray) or patches.ndim != 4 or patches.shape[1:] != (
-        PATCH_SIZE,
-        PATCH_SIZE,
-        3,
-    ):
-        shape = getattr(patches, "shape", type(patches).__name__)
-        raise ValueError(f"patches must be an array (N, {PATCH_SIZE}, {PATCH_SIZE}, 3), got {shape}")
+    check_patches(patches, uint8=False)
     names = conv_layer_names(model)
     layer = last_conv_layer(model) if layer is None else layer
     if layer not in names:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from idc_core import PATCH_SIZE
 from idc_core.errors import ImageError, ImageTooLargeError
 
 DEFAULT_MAX_PIXELS = 60_000_000
@@ -161,3 +162,14 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def check_patches(patches: object, *, uint8: bool = True) -> np.ndarray:
+    """`patches` when it is an array (N, 50, 50, 3), of uint8 unless `uint8` is False; else ValueError saying
+    what it is instead (the one check of every function that takes a batch of patches)."""
+    if not isinstance(patches, np.ndarray) or patches.ndim != 4 or patches.shape[1:] != (PATCH_SIZE, PATCH_SIZE, 3):
+        shape = getattr(patches, "shape", type(patches).__name__)
+        raise ValueError(f"patches must be an array (N, {PATCH_SIZE}, {PATCH_SIZE}, 3), got {shape}")
+    if uint8 and patches.dtype != np.uint8:
+        raise ValueError(f"patches must be uint8 (raw RGB 0-255), got {patches.dtype}")
+    return patches

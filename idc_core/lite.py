@@ -16,6 +16,7 @@ import numpy as np
 
 from idc_core import PATCH_SIZE, Progress
 from idc_core.errors import ModelError
+from idc_core.image_io import check_patches
 
 FILE_NAMES = {"none": "model.tflite", "dynamic": "model-int8.tflite"}
 REPORT_FILE = "export.json"
@@ -51,11 +52,7 @@ class TFLiteModel:
 
         progress(done, N) after each batch.
         """
-        if not isinstance(patches, np.ndarray) or patches.ndim != 4 or patches.shape[1:] != (
-            PATCH_SIZE, PATCH_SIZE, 3,
-        ) or patches.dtype != np.uint8:
-            desc = f"{patches.dtype} {patches.shape}" if isinstance(patches, np.ndarray) else type(patches).__name__
-            raise ValueError(f"patches must be uint8 (N, {PATCH_SIZE}, {PATCH_SIZE}, 3), got {desc}")
+        check_patches(patches)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         probs = np.empty(len(patches), dtype=np.float32)

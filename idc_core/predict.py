@@ -29,7 +29,7 @@ import numpy as np
 from idc_core import PATCH_SIZE, Progress
 from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ImageError, ModelError
-from idc_core.image_io import decode_image, fit_patch
+from idc_core.image_io import check_patches, decode_image, fit_patch
 from idc_core.stain_check import not_he_reason
 from idc_core.tiling import iter_patch_batches, tile_coordinates
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
@@ -96,15 +96,7 @@ def predict_patches(
     function is not retraced; the model itself is never modified. A TFLiteModel
     scores the same patches with its interpreter.
     """
-    if not isinstance(patches, np.ndarray) or patches.ndim != 4 or patches.shape[1:] != (
-        PATCH_SIZE,
-        PATCH_SIZE,
-        3,
-    ):
-        shape = getattr(patches, "shape", type(patches).__name__)
-        raise ValueError(f"patches must be an array (N, {PATCH_SIZE}, {PATCH_SIZE}, 3), got {shape}")
-    if patches.dtype != np.uint8:
-        raise ValueError(f"patches must be uint8 (raw RGB 0-255), got {patches.dtype}")
+    check_patches(patches)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     import tensorflow as tf
