@@ -11,13 +11,14 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
-from idc_core import CLASS_NAMES, PATCH_SIZE
+from idc_core import CLASS_NAMES, PATCH_SIZE, Progress
 from idc_core.calibration import CALIBRATION_METHODS
 from idc_core.config import (
     ARCHITECTURES,
@@ -65,32 +66,37 @@ def make_split(config: TrainConfig, scan: ScanResult) -> Split:
     return split_by_patch(scan.records, config.fractions, config.seed)
 
 
-def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
-    """Run one training as the config says; returns the model folder it wrote."""
+def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Callable[[str], None] | None = None,
+          progress: Progress | None = None) -> Path:
+    """Run one training as the config says; returns the model folder it wrote.
+
+    log(message) receives what the run finds (data, split, calibration) and progress(done, total) the decoding of
+    the patches; both are silent by default (the command line prints them). verbose is Keras' fit verbosity.
+    """
     import keras  # TensorFlow is imported when a training runs, not with this module (fast --help)
 
     from idc_core.model_io import save_model_dir
     from idc_core.models import build_model, freeze_base
     from idc_core.pipeline import cached_patches, class_weights, make_dataset
 
+    say = log or (lambda _message: None)
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out or f"models/{config.arch}")
     scan = scan_dataset(config.data)
-    _log(f"data: {json.dumps(scan.summary())}")
+    say(f"data: {json.dumps(scan.summary())}")
     split = make_split(config, scan)
-    _log(f"split: {json.dumps(split.describe())}")
+    say(f"split: {json.dumps(split.describe())}")
 
     labels = np.array([r.label for r in scan.records], dtype=np.int64)
     with PatchSource.open(config.data) as source:
-        with tqdm(total=len(scan.records), desc="decoding patches", unit="patch", file=sys.stderr) as bar:
-            patches = cached_patches(source, scan.records, config.cache_dir, _tqdm_progress(bar))
+        patches = cached_patches(source, scan.records, config.cache_dir, progress)
     parts = {name: (patches[idx], labels[idx]) for name, idx in split.indices.items()}
     train_x, train_y = parts["train"]
     val_x, val_y = parts["val"]
 
     strategy = make_strategy(config.distribute)
     if strategy.num_replicas_in_sync > 1:
-        _log(f"distribute: {config.distribute} over {strategy.num_replicas_in_sync} replicas; global batch "
+        say(f"distribute: {config.distribute} over {strategy.num_replicas_in_sync} replicas; global batch "
              f"{config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
     with strategy.scope():
         model = build_model(config.arch, weights=config.weights, seed=config.seed, width=config.width,
@@ -138,7 +144,7 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
 
         model, _, calibration, uncertainty = calibrate_model(model, val_x, val_y, method=config.calibration,
                                                              uncertainty=config.uncertainty)
-        _log(f"calibration: {calibration['method']} scaling, validation ECE "
+        say(f"calibration: {calibration['method']} scaling, validation ECE "
              f"{calibration['validation_before']['ece']:.3f} -> {calibration['validation_after']['ece']:.3f}")
     val_prob = predict_patches(model, val_x)
     threshold, rule = _threshold(val_y, val_prob)
@@ -165,7 +171,7 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2) -> Path:
     if out != final_out:  # not the chief: its copy was written only to take part in the collective save
         shutil.rmtree(out, ignore_errors=True)
         return final_out
-    _print_summary(out, metrics, threshold, train_seconds)
+    say(summary(out, metrics, threshold, train_seconds))
     return out
 
 
@@ -299,24 +305,16 @@ def _held_out_metrics(
     return metrics
 
 
-def _print_summary(out: Path, metrics: dict[str, Any], threshold: float, seconds: float) -> None:
+def summary(out: Path, metrics: dict[str, Any], threshold: float, seconds: float) -> str:
+    """What a finished run reports: where the model went, its threshold and its held-out metrics."""
     keys = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
-    _log(f"\nwrote {out}/ in {seconds / 60:.1f} min of training; threshold {threshold:.3f} (validation)")
-    _log(metrics["evaluated_on"])
-    for key in keys:
-        _log(f"  {key:<18} {metrics[key]:.4f}" if metrics[key] is not None else f"  {key:<18} n/a")
+    lines = [f"\nwrote {out}/ in {seconds / 60:.1f} min of training; threshold {threshold:.3f} (validation)",
+             metrics["evaluated_on"]]
+    lines += [f"  {key:<18} {metrics[key]:.4f}" if metrics[key] is not None else f"  {key:<18} n/a" for key in keys]
+    return "\n".join(lines)
 
 
-def _tqdm_progress(bar: tqdm):
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    return update
-
-
-def _log(message: str) -> None:
+def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -386,7 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         config = parse_args(args)
-        train(config, command="python -m idc_core.train " + shlex.join(args))
+        with tqdm(desc="decoding patches", unit="patch", file=sys.stderr) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total, bar.n = total, done
+                bar.refresh()
+                if done >= total:
+                    bar.close()  # decoding done: Keras prints the epochs next
+
+            train(config, command="python -m idc_core.train " + shlex.join(args), log=_stderr, progress=progress)
     except (IDCError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -170,3 +170,14 @@ def test_batchnorm_recalibration_matches_the_statistics_of_clean_patches():
     assert np.allclose(bn.moving_mean.numpy(), flat.mean(0), atol=1e-4)
     assert np.allclose(bn.moving_variance.numpy(), flat.var(0), rtol=1e-3, atol=1e-6)
     assert not np.allclose(before, bn.moving_variance.numpy())
+
+
+def test_the_library_reports_through_callbacks_and_prints_nothing(small_data, tmp_path, capsys):
+    messages, steps = [], []
+    config = TrainConfig(arch="cnn", data=str(small_data), out=str(tmp_path / "m"), fractions=(0.5, 0.25, 0.25),
+                         epochs=1, batch_size=16, cache_dir=None, seed=2, width=0.25)
+    train(config, command="test", verbose=0, log=messages.append, progress=lambda d, n: steps.append((d, n)))
+    assert messages[0].startswith("data: ") and any(m.startswith("calibration: ") for m in messages)
+    assert "wrote " in messages[-1] and "balanced_accuracy" in messages[-1]
+    assert steps and steps[-1][0] == steps[-1][1] == 61
+    assert "data: " not in capsys.readouterr().err  # the command line prints; the library does not
