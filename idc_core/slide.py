@@ -43,7 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride", type=int, default=PATCH_SIZE,
                         help=f"tile stride in pixels at the model's scale (1-{PATCH_SIZE}; default {PATCH_SIZE})")
     parser.add_argument("--batch-size", type=int, default=256, help="tiles per model call (default 256)")
-    parser.add_argument("--force", action="store_true", help="redo slides that are already done")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also measure each tissue tile's uncertainty (the model's method; MC dropout costs "
+                             "about 20x the time): columns uncertainty and uncertain in tiles.csv, the uncertain "
+                             "share in summary.json")
+    parser.add_argument("--force", action="store_true",
+                        help="redo slides that are already done (also needed to add --uncertainty to them)")
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
                              "'ray://HOST:PORT' a remote one")
@@ -107,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     slides = slide_files(args.paths)
     model_id = model_identity(loaded)
-    options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size)
+    options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty)
     todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force)
     bar = tqdm(total=len(slides), unit="slide", desc="slides", file=sys.stderr)
     bar.update(len(rows))

@@ -17,18 +17,25 @@ from idc_core.image_io import encode_png
 from idc_core.overlay import blend, colorize, tile_map
 
 TILE_COLUMNS = ("x", "y", "size", "prob_idc", "label")
+UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
 IDC_COLOR = (230, 40, 40)
 HEATMAP_MAX_SIDE = 2048
 _BAR_WIDTH, _BAR_MARGIN = 24, 70
 
 
 def tiles_csv(result: Any, boxes: np.ndarray) -> str:
-    """One row per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at the threshold."""
+    """One row per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at the threshold, and
+    its uncertainty and uncertain flag when they were measured."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(TILE_COLUMNS)
-    for (x, y, size), prob in zip(boxes[result.tissue].tolist(), result.probs[result.tissue].tolist()):
-        writer.writerow([x, y, size, f"{prob:.6f}", int(prob >= result.threshold)])
+    measured = result.uncertainty is not None
+    writer.writerow(TILE_COLUMNS + (UNCERTAINTY_COLUMNS if measured else ()))
+    tissue = result.tissue
+    spread = result.uncertainty[tissue].tolist() if measured else [None] * int(tissue.sum())
+    flags = result.uncertain[tissue].tolist() if measured and result.uncertain is not None else [None] * len(spread)
+    for (x, y, size), prob, u, flag in zip(boxes[tissue].tolist(), result.probs[tissue].tolist(), spread, flags):
+        row = [x, y, size, f"{prob:.6f}", int(prob >= result.threshold)]
+        writer.writerow(row + ([f"{u:.6f}", "" if flag is None else int(flag)] if measured else []))
     return out.getvalue()
 
 

@@ -38,6 +38,7 @@ class SlideOptions:
     stride: int = PATCH_SIZE
     batch_size: int = 256
     min_tissue: float | None = None  # None: the library default (tissue.MIN_TISSUE)
+    uncertainty: bool = False  # also measure each tissue tile's uncertainty, as the model's config says
 
 
 @dataclass
@@ -83,6 +84,9 @@ class SlideAnalysis:
             "tissue_area_mm2": round(self.area_mm2(r.n_tissue), 4),
             "idc_area_mm2": round(self.area_mm2(r.n_idc), 4),
             "idc_share_of_tissue": round(r.idc_fraction, 6) if r.n_tissue else None,
+            "uncertain_tiles": int(r.uncertain.sum()) if r.uncertain is not None else None,
+            "uncertain_share_of_tissue": (round(r.uncertain_fraction, 6) if r.uncertain_fraction is not None
+                                          else None),
             "threshold": r.threshold,
             "tissue_threshold": r.tissue_threshold,
             "stride": r.stride,
@@ -123,8 +127,10 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 
 
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
-                  options: SlideOptions = SlideOptions(), progress: Progress | None = None) -> SlideAnalysis:
-    """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see predict.predict_slide)."""
+                  options: SlideOptions = SlideOptions(), progress: Progress | None = None,
+                  uncertainty: dict[str, Any] | None = None) -> SlideAnalysis:
+    """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see predict.predict_slide);
+    `uncertainty` (a model config's entry) is used when options.uncertainty is set."""
     from idc_core.predict import predict_slide
     from idc_core.tissue import MIN_TISSUE
 
@@ -133,7 +139,8 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
     image = reader.read_at_mpp(model_mpp)
     result = predict_slide(model, image, threshold=threshold, stride=options.stride,
                            min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
-                           batch_size=options.batch_size, progress=progress)
+                           batch_size=options.batch_size, progress=progress,
+                           uncertainty=(uncertainty or {"method": "confidence"}) if options.uncertainty else None)
     return SlideAnalysis(reader.describe(), model_mpp, reader.best_level(model_mpp), image, result,
                          time.perf_counter() - started, warnings)
 
@@ -192,7 +199,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         model_id = model_id or model_identity(loaded)
         with open_slide(path, model_mpp=loaded.config.mpp, mpp=options.mpp) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
-                                     threshold=loaded.config.threshold, options=options, progress=progress)
+                                     threshold=loaded.config.threshold, options=options, progress=progress,
+                                     uncertainty=loaded.config.uncertainty)
         target = output_dir(out_root, path)
         tmp = out_root / f".{path.stem}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -217,3 +217,16 @@ def test_a_tile_is_read_at_the_scanners_full_resolution_or_as_fine_as_max_side_a
     assert np.abs(full.astype(int) - level0[1200:1600, 800:1200].astype(int)).mean() < 6  # JPEG q90 only
     small = read_tile_at_full_resolution(slides["aperio"], (800, 1200, 400), model_mpp=4.0, max_side=100)
     assert small.shape == (100, 100, 3)
+
+
+def test_the_slide_command_measures_tile_uncertainty_on_request(slides, tmp_path):
+    assert slide_main([str(slides["generic"]), "--out", str(tmp_path), "--uncertainty"]) == 0
+    tiles = list(csv.DictReader((tmp_path / "generic" / "tiles.csv").open()))
+    summary = json.loads((tmp_path / "generic" / "summary.json").read_text())
+    assert tiles and all(0 < float(t["uncertainty"]) <= 1 and t["uncertain"] in ("0", "1") for t in tiles)
+    flagged = sum(t["uncertain"] == "1" for t in tiles)
+    assert summary["uncertain_tiles"] == flagged
+    assert summary["uncertain_share_of_tissue"] == pytest.approx(flagged / summary["tissue_tiles"], abs=1e-6)
+    assert slide_main([str(slides["generic"]), "--out", str(tmp_path / "plain")]) == 0
+    plain = list(csv.DictReader((tmp_path / "plain" / "generic" / "tiles.csv").open()))
+    assert "uncertainty" not in plain[0] and [t["prob_idc"] for t in plain] == [t["prob_idc"] for t in tiles]
