@@ -13,9 +13,10 @@ import streamlit as st
 from idc_core.gradcam import compute_heatmaps
 from idc_core.image_io import encode_png
 from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
-from idc_core.predict import SlideResult, predict_slide
+from idc_core.predict import predict_slide
 from idc_core.slide_outputs import geojson_regions, scale_metadata
 from idc_core.slide_reader import PYRAMID_SUFFIXES
+from idc_core.slide_result import SlideResult
 from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
 from idc_core.tiling import extract_patches
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask

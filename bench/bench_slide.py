@@ -29,7 +29,8 @@ def analyse(model, name: str, data: bytes, truth_csv: bytes | None, threshold: f
     """One analysis of a slide, timing each stage; returns seconds per stage and the tile counts."""
     from idc_core import PATCH_SIZE
     from idc_core.overlay import blend, tile_map
-    from idc_core.predict import SlideResult, predict_patches
+    from idc_core.predict import predict_patches
+    from idc_core.slide_result import SlideResult
     from idc_core.slides import compare_to_truth, load_slide_input
     from idc_core.tiling import iter_patch_batches, tile_coordinates
     from idc_core.tissue import tile_tissue_fraction, tissue_mask

@@ -20,7 +20,6 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -30,6 +29,7 @@ from idc_core import PATCH_SIZE, Progress
 from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ImageError, ModelError
 from idc_core.image_io import check_patches, decode_image, fit_patch
+from idc_core.slide_result import SlideResult
 from idc_core.stain_check import not_he_reason
 from idc_core.tiling import iter_patch_batches, tile_coordinates
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
@@ -120,66 +120,6 @@ def predict_patches(
         if progress is not None:
             progress(start + real, n)
     return probs
-
-
-@dataclass
-class SlideResult:
-    """Per-tile results of one slide; probs is NaN for tiles that are not tissue."""
-
-    coords: np.ndarray
-    tissue: np.ndarray
-    probs: np.ndarray
-    image_shape: tuple[int, int]
-    size: int
-    stride: int
-    tissue_threshold: float
-    threshold: float
-    uncertainty: np.ndarray | None = None  # per tile, NaN off tissue; None when not measured
-    uncertain_above: float | None = None  # the model's cut: a tile above it is flagged uncertain
-
-    @property
-    def n_tissue(self) -> int:
-        return int(self.tissue.sum())
-
-    @property
-    def n_idc(self) -> int:
-        return int((self.probs[self.tissue] >= self.threshold).sum())
-
-    @property
-    def idc_fraction(self) -> float:
-        """IDC tiles / tissue tiles (0.0 when there is no tissue: check n_tissue first)."""
-        return self.n_idc / self.n_tissue if self.n_tissue else 0.0
-
-    @property
-    def uncertain(self) -> np.ndarray | None:
-        """Tissue tiles whose uncertainty is above the model's cut (None when uncertainty was not measured)."""
-        if self.uncertainty is None or self.uncertain_above is None:
-            return None
-        return self.tissue & (np.nan_to_num(self.uncertainty, nan=-np.inf) > self.uncertain_above)
-
-    @property
-    def uncertain_fraction(self) -> float | None:
-        """Uncertain tiles / tissue tiles (None when not measured or no tissue)."""
-        flags = self.uncertain
-        return float(flags.sum() / self.n_tissue) if flags is not None and self.n_tissue else None
-
-    def to_rows(self) -> list[dict]:
-        """One dict per tile: y, x, tissue, prob_idc and label (None for background tiles), and the
-        uncertainty when it was measured."""
-        rows = []
-        spread = self.uncertainty.tolist() if self.uncertainty is not None else [None] * len(self.coords)
-        for (y, x), is_tissue, prob, u in zip(self.coords.tolist(), self.tissue.tolist(), self.probs.tolist(), spread):
-            row = {
-                "y": y,
-                "x": x,
-                "tissue": is_tissue,
-                "prob_idc": prob if is_tissue else None,
-                "label": int(prob >= self.threshold) if is_tissue else None,
-            }
-            if self.uncertainty is not None:
-                row["uncertainty"] = u if is_tissue else None
-            rows.append(row)
-        return rows
 
 
 def predict_slide(

@@ -15,6 +15,7 @@ import numpy as np
 
 from idc_core.image_io import encode_png
 from idc_core.overlay import blend, colorize, tile_map
+from idc_core.slide_result import SlideResult
 
 TILE_COLUMNS = ("x", "y", "size", "prob_idc", "label")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
@@ -23,16 +24,16 @@ HEATMAP_MAX_SIDE = 2048
 _BAR_WIDTH, _BAR_MARGIN = 24, 70
 
 
-def tiles_csv(result: Any, boxes: np.ndarray) -> str:
+def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
     """One row per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at the threshold, and
     its uncertainty and uncertain flag when they were measured."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     measured = result.uncertainty is not None
     writer.writerow(TILE_COLUMNS + (UNCERTAINTY_COLUMNS if measured else ()))
-    tissue = result.tissue
-    spread = result.uncertainty[tissue].tolist() if measured else [None] * int(tissue.sum())
-    flags = result.uncertain[tissue].tolist() if measured and result.uncertain is not None else [None] * len(spread)
+    tissue, uncertain = result.tissue, result.uncertain
+    spread = result.uncertainty[tissue].tolist() if result.uncertainty is not None else [None] * int(tissue.sum())
+    flags = uncertain[tissue].tolist() if uncertain is not None else [None] * len(spread)
     for (x, y, size), prob, u, flag in zip(boxes[tissue].tolist(), result.probs[tissue].tolist(), spread, flags):
         row = [x, y, size, f"{prob:.6f}", int(prob >= result.threshold)]
         writer.writerow(row + ([f"{u:.6f}", "" if flag is None else int(flag)] if measured else []))
@@ -45,7 +46,7 @@ def scale_metadata(info: dict[str, Any], model_name: str) -> dict[str, str]:
             "mpp_source": str(info["mpp_source"])}
 
 
-def geojson_regions(result: Any, factor: float, model_mpp: float,
+def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
                     metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """A GeoJSON FeatureCollection that QuPath imports (File > Import objects): one annotation per IDC region.
 
@@ -98,7 +99,7 @@ def _colour_bar(height: int, cmap: str) -> np.ndarray:
     return strip
 
 
-def heatmap_image(image: np.ndarray, result: Any, *, cmap: str = "jet", alpha: float = 0.45,
+def heatmap_image(image: np.ndarray, result: SlideResult, *, cmap: str = "jet", alpha: float = 0.45,
                   max_side: int = HEATMAP_MAX_SIDE) -> np.ndarray:
     """P(IDC) of the tissue tiles over the slide (at most max_side pixels), with a colour bar on the right."""
     probs = tile_map(result.coords, result.probs, image.shape, result.size, result.stride)
@@ -112,6 +113,6 @@ def heatmap_image(image: np.ndarray, result: Any, *, cmap: str = "jet", alpha: f
         if overlay.shape[0] >= 60 else overlay
 
 
-def heatmap_png(image: np.ndarray, result: Any) -> bytes:
+def heatmap_png(image: np.ndarray, result: SlideResult) -> bytes:
     """heatmap_image as PNG bytes."""
     return encode_png(heatmap_image(image, result))

@@ -22,6 +22,7 @@ from idc_core.errors import DatasetError, IDCError, ImageTooLargeError
 from idc_core.image_io import DEFAULT_MAX_PIXELS, decode_image
 from idc_core.metrics import compute_metrics
 from idc_core.overlay import outcome_map, tile_map
+from idc_core.slide_result import SlideResult
 from idc_core.tiling import assemble_slide, label_grid
 
 
@@ -155,8 +156,8 @@ def _rebuild_patient(
     return SlideInput(name, image, truth, patients[0], (x0, y0), skipped)
 
 
-def compare_to_truth(result: Any, truth: TruthTiles, threshold: float) -> SlideComparison:
-    """Map a predict.SlideResult onto the truth tiles and score it.
+def compare_to_truth(result: SlideResult, truth: TruthTiles, threshold: float) -> SlideComparison:
+    """Map a SlideResult onto the truth tiles and score it.
 
     Each truth tile gets the mean P(IDC) of the predicted tiles over its area (with stride 50 on the
     rebuilt grid that is exactly one predicted tile); tiles the tissue detector skipped are "not analysed".

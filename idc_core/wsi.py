@@ -25,6 +25,7 @@ from idc_core import PATCH_SIZE
 from idc_core.errors import IDCError
 from idc_core.slide_outputs import geojson_regions, heatmap_png, scale_metadata, tiles_csv
 from idc_core.slide_reader import Progress, SlideReader, open_slide
+from idc_core.slide_result import SlideResult
 
 SUMMARY_FILE = "summary.json"
 OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
@@ -49,7 +50,7 @@ class SlideAnalysis:
     model_mpp: float
     level: int  # the pyramid level read
     image: np.ndarray  # the slide at model_mpp
-    result: Any  # predict.SlideResult
+    result: SlideResult
     seconds: float
     warnings: list[str] = field(default_factory=list)
 

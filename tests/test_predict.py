@@ -16,7 +16,8 @@ from idc_core.config import ModelConfig
 from idc_core.image_io import encode_png, read_image
 from idc_core.model_io import save_model_dir
 from idc_core.models import build_model
-from idc_core.predict import SlideResult, main, predict_patches, predict_slide
+from idc_core.predict import main, predict_patches, predict_slide
+from idc_core.slide_result import SlideResult
 from idc_core.tiling import extract_patches
 
 PINK = (200, 80, 160)  # a saturated H&E-like colour: tissue for tissue_mask

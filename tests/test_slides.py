@@ -15,7 +15,7 @@ from idc_core.errors import DatasetError, ImageError, ImageTooLargeError
 from idc_core.image_io import decode_image, encode_png
 from idc_core.metrics import compute_metrics, threshold_metrics
 from idc_core.overlay import OUTCOME_COLORS
-from idc_core.predict import SlideResult
+from idc_core.slide_result import SlideResult
 from idc_core.slides import TruthTiles, compare_to_truth, load_slide_input, read_truth_csv
 from idc_core.tiling import tile_coordinates
 
