@@ -104,8 +104,9 @@ def calibration_and_referral(report: dict[str, Any], threshold: float, key: str)
             curves["closeness to the threshold"] = referral_curve(label, prob, confidence_uncertainty(prob, threshold),
                                                                   threshold)
         c2.plotly_chart(referral_figure(curves, threshold), key=key + "referral")
-        c2.caption("Each point sets aside the given share of patches, least sure first, and classifies the rest at "
-                   "the threshold above: a useful uncertainty climbs faster than 'closeness to the threshold'.")
+        c2.caption("Each point refers the given share of patches, least sure first, to a pathologist and classifies "
+                   "the rest at the threshold above: a useful uncertainty climbs faster than 'closeness to the "
+                   "threshold'.")
     else:
         c2.info("No per-patch uncertainty in this report: the referral curve needs it "
                 "(python -m idc_core.evaluate --uncertainty, or 'Measure uncertainty' in the next tab).")

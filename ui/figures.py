@@ -120,8 +120,7 @@ def referral_figure(curves: dict[str, dict[str, list]], threshold: float) -> go.
                         name=name, customdata=curve["kept"],
                         hovertemplate="refer %{x:.0f}%: balanced accuracy %{y:.3f} on %{customdata} patches kept"
                                       "<extra></extra>")
-    fig.update_layout(title=f"Referral curve at threshold {threshold:.2f}: refer the least sure patches to a "
-                            "pathologist", xaxis_title="patches referred (%)",
+    fig.update_layout(title=f"Referral curve at threshold {threshold:.2f}", xaxis_title="patches referred (%)",
                       yaxis_title="balanced accuracy of the rest", height=380, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(x=0.02, y=0.02))
     return fig
