@@ -35,7 +35,7 @@ def measures(prob: np.ndarray, mc: np.ndarray, tta: np.ndarray, threshold: float
         out[f"{name}: std of the logit"] = logit(samples).std(axis=0)
         out[f"{name}: closeness of the mean P(IDC) to the threshold"] = confidence_uncertainty(samples.mean(0),
                                                                                               threshold)
-        out[f"{name}: decision z-score (shipped)"] = decision_uncertainty(mean, std, threshold)
+        out[f"{name}: decision z-score (what mc and tta report)"] = decision_uncertainty(mean, std, threshold)
     return out
 
 
@@ -55,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     tta = sample_probabilities(loaded.model, data.patches, method="tta")
     print(f"{a.model}, split {a.split}: {len(data.labels)} patches, threshold {threshold:.3f}; balanced accuracy of "
           f"the patches kept when the least sure share is referred")
-    print(f"{'measure':<62}" + "".join(f"{s:>8.0%}" for s in SHOWN) + f"{'mean':>8}")
+    print(f"{'measure':<66}" + "".join(f"{s:>8.0%}" for s in SHOWN) + f"{'mean':>8}")
     curves = {}
     for name, spread in measures(prob, mc, tta, threshold).items():
         curve = referral_curve(data.labels, prob, spread, threshold)
         picked = [b for s, b in zip(curve["referred"], curve["balanced_accuracy"]) if round(s, 2) in SHOWN]
         curves[name] = curve
-        print(f"{name:<62}" + "".join(f"{b:>8.4f}" for b in picked) + f"{np.mean(picked[1:]):>8.4f}")
+        print(f"{name:<66}" + "".join(f"{b:>8.4f}" for b in picked) + f"{np.mean(picked[1:]):>8.4f}")
     if a.out:
         with open(a.out, "w") as handle:
             json.dump({"model": a.model, "split": a.split, "threshold": threshold, "curves": curves}, handle, indent=1)
