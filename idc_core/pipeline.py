@@ -27,23 +27,33 @@ HED_SCALE = (0.95, 1.05)
 HED_SHIFT = (-0.05, 0.05)
 
 
+def cache_path(source: PatchSource, records: Sequence[PatchRecord], cache_dir: str | Path) -> Path:
+    """Where the decoded patches of these records are cached: keyed on the source and the exact list of files,
+    so a different dataset or subset never reuses another's cache."""
+    key = hashlib.sha1(f"{source.kind}:{Path(source.root).resolve()}:{PATCH_SIZE}".encode())
+    for record in records:
+        key.update(record.path.encode() + b"\n")
+    return Path(cache_dir) / f"patches-{key.hexdigest()[:16]}.npy"
+
+
+def write_cache(path: Path, patches: np.ndarray) -> None:
+    """Save patches as a cache file atomically (a crash never leaves half a cache under the final name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, patches, allow_pickle=False)
+    tmp.replace(path)
+
+
 def cached_patches(
     source: PatchSource,
     records: Sequence[PatchRecord],
     cache_dir: str | Path | None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Decode the records' patches once and keep them as a .npy file for later runs.
-
-    The cache key is the source and the exact list of files, so a different
-    dataset or subset never reuses another's cache.
-    """
+    """Decode the records' patches once and keep them as a .npy file (see cache_path) for later runs."""
     if cache_dir is None:
         return load_patches(source, records, progress=progress)
-    key = hashlib.sha1(f"{source.kind}:{Path(source.root).resolve()}:{PATCH_SIZE}".encode())
-    for record in records:
-        key.update(record.path.encode() + b"\n")
-    path = Path(cache_dir) / f"patches-{key.hexdigest()[:16]}.npy"
+    path = cache_path(source, records, cache_dir)
     if path.exists():
         try:
             patches = np.load(path, allow_pickle=False, mmap_mode="r")
@@ -53,10 +63,7 @@ def cached_patches(
                 and patches.shape == (len(records), PATCH_SIZE, PATCH_SIZE, 3)):
             return np.asarray(patches)
     patches = load_patches(source, records, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, patches, allow_pickle=False)
-    tmp.replace(path)
+    write_cache(path, patches)
     return patches
 
 
