@@ -13,8 +13,8 @@ LAYERS = {
     "workflows": "cohort ray_runner wsi classify distribute",
     "scoring": "predict uncertainty gradcam lite",
     "models": "models model_io calibration",
-    "bottom": "config dataset archive split pipeline slide_reader mpp image_io tiling tissue stain_check stain_norm errors "
-              "metrics curves slide_result slide_outputs slides overlay",
+    "bottom": "config dataset archive split pipeline slide_reader mpp image_io tiling tissue stain_check stain_norm "
+              "errors metrics curves slide_result slide_outputs slides overlay",
 }
 RANK = {module: rank for rank, names in enumerate(LAYERS.values()) for module in names.split()}
 APP_PACKAGES = ("streamlit", "ui", "app_pages")
