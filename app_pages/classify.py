@@ -6,13 +6,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from idc_core.classify import ClassifyResult, classify_images, expand_uploads
+from idc_core.classify import ClassifyResult, classify_images
 from idc_core.gradcam import compute_heatmaps
 from idc_core.image_io import encode_png
 from idc_core.overlay import blend
 from ui import DISCLAIMER, SAMPLE_PATCHES, handoff
 from ui.figures import confusion_figure, thumbnails_figure
 from ui.models import require_model, uncertainty_help
+from ui.uploads import SLIDE_HINT, expand_uploads, prediction_rows
 from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, uploads_to_items, user_errors
 
 THUMBS_PER_PAGE = 120
@@ -36,7 +37,7 @@ def run_classification(items: list[tuple[str, bytes]], signature: tuple) -> None
         st.session_state[S + "slides"] = {item.name: by_name[item.name] for item in result.slides}
         st.session_state[S + "signature"] = signature
         st.session_state[S + "selected"] = next(
-            (i for i, it in enumerate(result.items) if it.patch_index is not None), None)
+            (i for i, it in enumerate(result.items) if it.patch is not None), None)
         st.session_state[S + "cams"] = {}
 
 
@@ -102,9 +103,9 @@ if result.failed:
             st.warning(item.error, icon=":material/error:")
 if result.slides:
     c1, c2 = st.columns([4, 1])
+    notes = {item.name: item.note for item in result.slides}
     big = c1.selectbox(f"{len(result.slides)} slide-sized image(s): larger than a patch, not squashed into 50x50",
-                       [item.name for item in result.slides], key=S + "slide_choice",
-                       format_func=lambda n: f"{n} ({next(i.note for i in result.slides if i.name == n)})")
+                       list(notes), key=S + "slide_choice", format_func=lambda n: f"{n} ({notes[n]}: {SLIDE_HINT})")
     if c2.button("Analyse as slide", key=S + "to_slide", icon=":material/biotech:"):
         handoff.send("slide", big, st.session_state[S + "slides"][big])
 
@@ -119,7 +120,7 @@ if batch is not None:
     right.plotly_chart(confusion_figure(batch["confusion_matrix"], "Confusion matrix of this batch"), key=S + "cm")
 
 st.subheader("Predictions")
-rows = result.rows(threshold)
+rows = prediction_rows(result, threshold)
 shown_rows = list(range(len(rows)))
 if result.measured_uncertainty and st.checkbox("Show uncertain patches only", key=S + "only_uncertain"):
     shown_rows = [i for i, item in enumerate(result.items) if item.uncertain]
@@ -132,36 +133,36 @@ st.dataframe(
                                                                 help="Higher: the model is less sure"),
                    "uncertain": st.column_config.CheckboxColumn("Uncertain")},
 )
-csv_download(result.rows(threshold), "idc_predictions.csv", "Download results (CSV)", key=S + "csv")
+csv_download(rows, "idc_predictions.csv", "Download results (CSV)", key=S + "csv")
 
 if predicted:
     st.subheader("Thumbnails")
     st.caption("Border: vermillion = predicted IDC, blue = not IDC. Click a patch (or a table row) to inspect it.")
     pages = -(-len(predicted) // THUMBS_PER_PAGE)
     page = st.number_input("Thumbnail page", 1, pages, 1, key=S + "thumb_page") if pages > 1 else 1
-    shown = [i for i, it in enumerate(result.items) if it.patch_index is not None][
+    shown = [i for i, it in enumerate(result.items) if it.patch is not None][
         (page - 1) * THUMBS_PER_PAGE: page * THUMBS_PER_PAGE]
     st.session_state[S + "thumb_items"] = shown
     items = [result.items[i] for i in shown]
-    fig = thumbnails_figure(result.patches[[it.patch_index for it in items]], [it.prob_idc for it in items],
+    fig = thumbnails_figure(np.stack([it.patch for it in items]), [it.prob_idc for it in items],
                             threshold, [it.name for it in items])
     st.plotly_chart(fig, key=S + "thumbs", on_select=select_from_thumbnails, selection_mode="points",
                     config={"displayModeBar": False})
 
 selected = st.session_state.get(S + "selected")
-if selected is not None and selected < len(result.items) and result.items[selected].patch_index is not None:
+if selected is not None and selected < len(result.items) and result.items[selected].patch is not None:
     item = result.items[selected]
-    patch = result.patches[item.patch_index]
+    patch = item.patch
     cams = st.session_state.setdefault(S + "cams", {})
-    if item.patch_index not in cams:
+    if selected not in cams:
         with user_errors("Grad-CAM"), st.spinner("Computing Grad-CAM…"):
-            cams[item.patch_index] = compute_heatmaps(model.model, patch[np.newaxis], method="gradcam")[0]
+            cams[selected] = compute_heatmaps(model.model, patch[np.newaxis], method="gradcam")[0]
     st.subheader(f"Selected: {item.name}")
     label = "IDC" if item.label(threshold) else "not IDC"
     c1, c2, c3 = st.columns([1, 1, 2])
     c1.image(enlarge(patch, 250), caption="patch (50x50, enlarged)")
-    if item.patch_index in cams:
-        c2.image(enlarge(blend(patch, cams[item.patch_index], alpha=0.45), 250), caption="Grad-CAM overlay")
+    if selected in cams:
+        c2.image(enlarge(blend(patch, cams[selected], alpha=0.45), 250), caption="Grad-CAM overlay")
     c3.metric("P(IDC)", f"{item.prob_idc:.3f}", help="A calibrated model score, not a diagnosis"
               if model.config.calibration else "A model score, not a diagnosis")
     if item.uncertainty is not None:

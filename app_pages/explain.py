@@ -10,6 +10,7 @@ from idc_core.models import conv_layer_names, last_conv_layer
 from idc_core.overlay import COLORMAPS, blend, colorize
 from ui import DISCLAIMER, SAMPLE_PATCHES, handoff
 from ui.models import require_model
+from ui.uploads import SLIDE_HINT
 from ui.widgets import IMAGE_TYPES, enlarge, uploads_to_items, user_errors
 
 S = "explain_"
@@ -71,11 +72,11 @@ if row.error:
     st.error(row.error)
     st.stop()
 if row.is_slide:
-    st.warning(f"{row.name} is {row.note}.")
+    st.warning(f"{row.name} is {row.note}: {SLIDE_HINT}.")
     st.page_link("app_pages/slide.py", label="Open the slide page", icon=":material/biotech:")
     st.stop()
 
-patch = prediction.patches[row.patch_index]
+patch = row.patch
 label = "IDC" if row.label(model.config.threshold) else "not IDC"
 st.markdown(f"**{row.name}** · P(IDC) **{row.prob_idc:.3f}** → predicted **{label}** at the model's threshold "
             f"{model.config.threshold:.3f}" + (f" · _{row.note}_" if row.note else "")

@@ -301,7 +301,7 @@ def iter_image_inputs(inputs: Sequence[str | Path], *,
             for file in files:
                 yield str(file), _read_file(file, limits)
         elif path.suffix.lower() == ".zip" and path.is_file():
-            yield from _iter_zip(path, limits)
+            yield from iter_zip_images(str(path), path, limits)
         else:
             yield str(path), _read_file(path, limits)
 
@@ -321,25 +321,38 @@ def _read_file(path: Path, limits: ZipLimits) -> bytes | IDCError:
     return data
 
 
-def _iter_zip(path: Path, limits: ZipLimits) -> Iterator[tuple[str, bytes | IDCError]]:
+def iter_zip_images(name: str, source: str | Path | bytes, limits: ZipLimits = ZipLimits(), *,
+                    skip: Callable[[str], bool] | None = None) -> Iterator[tuple[str, bytes | IDCError]]:
+    """Yield (``name/member``, bytes | error) for each image member of the zip `source`, called `name`.
+
+    A zip that cannot be opened, or that holds no image, is one (name, error); a refused member (unsafe path,
+    nested archive, over a limit) is an error of its own and the rest go on. Members without an image
+    extension, and those that `skip(member name)` is true for, are passed over.
+    """
     try:
-        zf = open_zip(path, limits)
+        zf = open_zip(source, limits)
     except ArchiveError as exc:
-        yield str(path), exc
+        yield name, _named(name, exc)
         return
     with zf:
         try:
             members, rejected = safe_members(zf)
         except ArchiveError as exc:
-            yield str(path), exc
+            yield name, _named(name, exc)
             return
-        for name, reason in rejected:
-            yield f"{path}/{name}", ArchiveError(f"{path}/{name}: refused zip member ({reason})")
-        images = [member for member in members if member.name.lower().endswith(IMAGE_EXTENSIONS)]
+        for member_name, reason in rejected:
+            yield f"{name}/{member_name}", ArchiveError(f"{name}/{member_name}: refused zip member ({reason})")
+        images = [member for member in members if member.name.lower().endswith(IMAGE_EXTENSIONS)
+                  and not (skip is not None and skip(member.name))]
         if not images and not rejected:
-            yield str(path), ArchiveError(f"{path}: zip holds no image files ({_EXTENSION_LIST})")
+            yield name, ArchiveError(f"{name}: the zip holds no image files ({_EXTENSION_LIST})")
         for member in images:
-            yield f"{path}/{member.name}", _read_zip_member(zf, member, limits)
+            yield f"{name}/{member.name}", _read_zip_member(zf, member, limits)
+
+
+def _named(name: str, exc: ArchiveError) -> ArchiveError:
+    """The error with its message starting with `name` (the zip as the user called it)."""
+    return exc if str(exc).startswith(name) else ArchiveError(f"{name}: {exc}")
 
 
 def _read_zip_member(zf: zipfile.ZipFile, member: ZipMember, limits: ZipLimits) -> bytes | IDCError:

@@ -26,14 +26,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from idc_core import PATCH_SIZE
 from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ModelError
-from idc_core.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
-from idc_core.predict import predict_patches
-from idc_core.tiling import extract_patches, tile_coordinates
-from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
+from idc_core.predict import predict_patches, tissue_tiles
+from idc_core.scoring import fit_item
+from idc_core.tiling import extract_patches
 
 if TYPE_CHECKING:
     import keras
@@ -87,21 +85,16 @@ def compare(model: keras.Model, lite: TFLiteModel, patches: np.ndarray, threshol
 
 
 def read_check_patches(paths: Sequence[str | Path]) -> np.ndarray:
-    """Patches from images/folders/zips; slides give their tissue tiles (50-px grid); unreadable inputs are skipped."""
+    """Patches from images/folders/zips, read as the predict command reads them (scoring.fit_item); slides give
+    their tissue tiles (50-px grid); unreadable inputs are skipped."""
     patches = []
     for name, data in iter_image_inputs([str(p) for p in paths]):
-        if isinstance(data, IDCError):
-            continue
-        try:
-            image = decode_image(data, name=name)
-        except IDCError:
-            continue
-        if is_patch_sized(image.shape, PATCH_SIZE):
-            patches.append(fit_patch(image, PATCH_SIZE)[0][np.newaxis])
-        else:
-            coords = tile_coordinates(*image.shape[:2])
-            tissue = tile_tissue_fraction(tissue_mask(image, TISSUE_THRESHOLD)[0], coords) >= MIN_TISSUE
-            patches.append(extract_patches(image, coords[tissue]))
+        item, slide = fit_item(name, data)
+        if item.patch is not None:
+            patches.append(item.patch[np.newaxis])
+        elif slide is not None:
+            coords, tissue, _ = tissue_tiles(slide)
+            patches.append(extract_patches(slide, coords[tissue]))
     if not patches:
         raise ModelError(f"no readable patches in {[str(p) for p in paths]} to check the export against")
     return np.concatenate(patches)

@@ -151,10 +151,7 @@ def predict_slide(
     if reason is not None:
         raise ImageError(f"not H&E: not scored ({reason})")
     height, width = image.shape[:2]
-    coords = tile_coordinates(height, width, PATCH_SIZE, stride)
-    mask, used_threshold = tissue_mask(image, tissue_threshold)
-    tissue = tile_tissue_fraction(mask, coords, PATCH_SIZE) >= min_tissue
-    del mask
+    coords, tissue, used_threshold = tissue_tiles(image, stride, tissue_threshold, min_tissue)
     probs = np.full(len(coords), np.nan, dtype=np.float32)
     spread = np.full(len(coords), np.nan, dtype=np.float32) if uncertainty else None
     index = np.flatnonzero(tissue)
@@ -162,8 +159,8 @@ def predict_slide(
         if spread is None or uncertainty is None:
             probs[index[part]] = predict_patches(model, patches, batch_size=batch_size)
         else:
-            probs[index[part]], spread[index[part]] = _with_uncertainty(model, patches, uncertainty, threshold,
-                                                                        batch_size)
+            probs[index[part]], spread[index[part]] = predict_measured(model, patches, uncertainty, threshold,
+                                                                       batch_size)
         if progress is not None:
             progress(part.stop, len(index))
     return SlideResult(
@@ -180,8 +177,19 @@ def predict_slide(
     )
 
 
-def _with_uncertainty(model: Scorer, patches: np.ndarray, settings: dict[str, Any], threshold: float,
-                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def tissue_tiles(image: np.ndarray, stride: int = PATCH_SIZE, tissue_threshold: float | None = TISSUE_THRESHOLD,
+                 min_tissue: float = MIN_TISSUE) -> tuple[np.ndarray, np.ndarray, float]:
+    """The slide's tiles (row, col top-left corners), which of them hold at least `min_tissue` tissue, and the
+    saturation threshold used (tissue_threshold, or Otsu's when None)."""
+    height, width = image.shape[:2]
+    coords = tile_coordinates(height, width, PATCH_SIZE, stride)
+    mask, used_threshold = tissue_mask(image, tissue_threshold)
+    return coords, tile_tissue_fraction(mask, coords, PATCH_SIZE) >= min_tissue, used_threshold
+
+
+def predict_measured(model: Scorer, patches: np.ndarray, settings: dict[str, Any], threshold: float,
+                     batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """P(IDC) and uncertainty of each patch, as a model config's "uncertainty" entry (`settings`) says."""
     from idc_core.uncertainty import DEFAULT_SAMPLES, predict_with_uncertainty  # it builds on this module
 
     measured = predict_with_uncertainty(model, patches, method=settings.get("method", "confidence"),
@@ -268,7 +276,7 @@ class _Runner:
         if self.uncertainty is None:
             probs = predict_patches(self.model, patches, batch_size=self.batch_size)
         else:
-            probs, spread = _with_uncertainty(self.model, patches, self.uncertainty, self.threshold, self.batch_size)
+            probs, spread = predict_measured(self.model, patches, self.uncertainty, self.threshold, self.batch_size)
             cut = self.uncertainty.get("uncertain_above")
             for (row, _), u in zip(self.pending, spread.tolist()):
                 self.rows[row].update(uncertainty=f"{u:.6f}", uncertain="" if cut is None else int(u > cut))

@@ -1,19 +1,19 @@
-"""classify_images / expand_uploads: one row per item, bad items reported, slides never squashed."""
+"""classify_images: one row per item, bad items reported, slides never squashed."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from idc_core.classify import classify_images, expand_uploads, true_label_from_name
+from idc_core.classify import classify_images
 from idc_core.errors import ArchiveError
 from idc_core.image_io import encode_png
 from idc_core.models import build_model
 from idc_core.predict import predict_patches
+from idc_core.scoring import true_label_from_name
+from ui.uploads import prediction_rows
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,8 @@ def test_patch_sized_images_are_padded_or_resized_and_larger_ones_become_slides(
     assert rows["crop.png"].note == "padded from 50x34" and rows["crop.png"].prob_idc is not None
     assert rows["big_patch.png"].note == "resized from 64x64" and rows["big_patch.png"].prob_idc is not None
     region = rows["region.png"]
-    assert region.is_slide and region.prob_idc is None and region.patch_index is None
-    assert region.note == "200x150, larger than a patch: analyse it on the slide page"
+    assert region.is_slide and region.prob_idc is None and region.patch is None
+    assert region.note == "200x150, larger than a patch"
 
 
 def test_true_labels_come_from_the_name_or_a_0_1_folder():
@@ -77,7 +77,7 @@ def test_batch_metrics_and_labels_follow_the_threshold_without_repredicting(mode
     assert metrics["n_labelled"] == 10
     assert np.sum(metrics["confusion_matrix"]) == 10
     assert result.batch_metrics(0.0)["recall"] == 1.0  # everything is IDC at threshold 0
-    rows = result.rows(threshold=float(np.median(probs)))
+    rows = prediction_rows(result, threshold=float(np.median(probs)))
     assert [row["predicted"] == "IDC" for row in rows] == list(probs >= np.median(probs))
     assert rows[-1]["true"] is None and rows[-1]["correct"] is None
 
@@ -96,39 +96,3 @@ def test_progress_reaches_the_number_of_items(model, small_data):
 def test_threshold_out_of_range_is_a_programmer_error(model):
     with pytest.raises(ValueError, match="threshold must be in"):
         classify_images(model, [], threshold=1.5)
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
-def test_expand_uploads_opens_zips_and_keeps_going_past_bad_members():
-    data = _zip({
-        "10253/0/10253_idx5_x1_y1_class0.png": _png(50, 50),
-        "README.txt": b"hello",
-        "../evil.png": _png(50, 50),
-        "inner.zip": b"PK",
-        "__MACOSX/._x.png": b"junk",
-        "corrupt.png": b"\x89PNG broken",
-    })
-    items = list(expand_uploads([("set.zip", data), ("single.png", _png(50, 50)), ("bad.zip", b"not a zip")]))
-    names = [name for name, _ in items]
-    assert "set.zip/10253/0/10253_idx5_x1_y1_class0.png" in names and "single.png" in names
-    assert not any("README" in n or "__MACOSX" in n for n in names)
-    errors = {name: str(value) for name, value in items if isinstance(value, Exception)}
-    assert "parent directory" in errors["set.zip/../evil.png"]
-    assert "nested archive" in errors["set.zip/inner.zip"]
-    assert "not a readable zip" in errors["bad.zip"]
-    corrupt = dict(items)["set.zip/corrupt.png"]
-    assert isinstance(corrupt, bytes)  # read fine; decoding fails later, in classify_images
-
-
-def test_a_corrupt_zip_member_is_one_error_row(model):
-    data = _zip({"a/1/p_idx5_x1_y1_class1.png": _png(50, 50), "a/0/bad.png": b"\x89PNG broken"})
-    result = classify_images(model, list(expand_uploads([("up.zip", data)])), threshold=0.5)
-    assert len(result.predicted) == 1 and result.predicted[0].true_label == 1
-    assert len(result.failed) == 1 and "up.zip/a/0/bad.png" in result.failed[0].error

@@ -18,9 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from idc_core.archive import ZipLimits, open_zip, read_member, safe_members
-from idc_core.classify import expand_uploads
 from idc_core.config import ModelConfig
-from idc_core.dataset import PatchSource, iter_image_inputs, load_patches, scan_dataset
+from idc_core.dataset import PatchSource, iter_image_inputs, iter_zip_images, load_patches, scan_dataset
 from idc_core.errors import ArchiveError, DatasetError, IDCError, ImageError, ImageTooLargeError, ModelError
 from idc_core.evaluate import evaluate_model
 from idc_core.image_io import decode_image, fit_patch
@@ -29,6 +28,7 @@ from idc_core.models import build_model
 from idc_core.pipeline import cached_patches
 from idc_core.predict import predict_slide
 from idc_core.slides import load_slide_input, read_truth_csv
+from ui.uploads import expand_uploads
 
 CORE = Path(__file__).resolve().parents[1] / "idc_core"
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -129,7 +129,7 @@ def _every_zip_reader(data: bytes) -> None:
             call()
         except IDCError:
             pass
-    for _, item in expand_uploads([("u.zip", data)], limits=limits):
+    for _, item in iter_zip_images("u.zip", data, limits):
         assert isinstance(item, (bytes, IDCError))
 
 

@@ -11,7 +11,7 @@ from conftest import REPO
 LAYERS = {
     "commands": "train evaluate calibrate slide export __main__",
     "workflows": "cohort ray_runner wsi classify distribute",
-    "scoring": "predict uncertainty gradcam lite",
+    "scoring": "scoring predict uncertainty gradcam lite",
     "models": "models model_io calibration",
     "bottom": "config dataset archive split pipeline slide_reader mpp image_io tiling tissue stain_check stain_norm "
               "errors metrics curves slide_result slide_outputs slides overlay",
