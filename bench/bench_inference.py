@@ -146,7 +146,8 @@ def main() -> None:
     args.jit_archs = set(filter(None, args.jit_archs.split(",")))
     args.tflite_archs = set(filter(None, args.tflite_archs.split(",")))
     if args.tflite_archs:  # real patches to compare the exports on: samples, sample slide's tissue, patient zip
-        from idc_core.export import DEFAULT_CHECK, read_check_patches
+        from idc_core.cli.export import DEFAULT_CHECK
+        from idc_core.export import read_check_patches
 
         check = read_check_patches(DEFAULT_CHECK)
     else:

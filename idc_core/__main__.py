@@ -1,6 +1,7 @@
 """`idc COMMAND ...` (after `pip install -e .`) or `python -m idc_core COMMAND ...`: one home for the commands.
 
-Each command is also `python -m idc_core.<command>`; TensorFlow is imported only when a command runs.
+Each command is a module of idc_core.cli, also run as `python -m idc_core.<command>`; TensorFlow is imported only
+when a command runs.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = {
-    "train": ("idc_core.train", "train a model on data in the dataset layout"),
-    "evaluate": ("idc_core.evaluate", "held-out metrics of a model on labelled data"),
-    "predict": ("idc_core.predict", "P(IDC) of patches, images, folders and zips (CSV)"),
-    "slide": ("idc_core.slide", "whole slides at the model's scale: tiles, QuPath GeoJSON, heatmap"),
-    "export": ("idc_core.export", "an int8 TFLite export, written only if it agrees with the model"),
-    "calibrate": ("idc_core.calibrate", "calibrate P(IDC) and fix the uncertainty cut on validation patients"),
+    "train": ("idc_core.cli.train", "train a model on data in the dataset layout"),
+    "evaluate": ("idc_core.cli.evaluate", "held-out metrics of a model on labelled data"),
+    "predict": ("idc_core.cli.predict", "P(IDC) of patches, images, folders and zips (CSV)"),
+    "slide": ("idc_core.cli.slide", "whole slides at the model's scale: tiles, QuPath GeoJSON, heatmap"),
+    "export": ("idc_core.cli.export", "an int8 TFLite export, written only if it agrees with the model"),
+    "calibrate": ("idc_core.cli.calibrate", "calibrate P(IDC) and fix the uncertainty cut on validation patients"),
 }
 
 

@@ -1,25 +1,15 @@
 """Make a saved model's P(IDC) a calibrated probability and fix how its uncertainty is read, on validation patients.
 
-    python -m idc_core.calibrate --model models/cnn-gap-hed --data PATH [--method auto|platt|temperature]
-                                 [--uncertainty auto|mc|tta|confidence]
-
-Fits temperature and Platt scaling on the raw scores of the model's validation patients, keeps the one with the
-lower log loss there (or the one asked for), and writes model.keras with a final ProbabilityCalibration layer, so
-every caller gets the calibrated P(IDC). The threshold is re-chosen on validation for the calibrated output; the
-uncertainty measure is the one that ranks validation errors best (or the one asked for), and "uncertain" is fixed
-as the most uncertain 20% of validation patches. metrics.json is then rewritten from the
-model's test patients: calibrated metrics, with the uncalibrated calibration figures beside them. A TFLite
-export of the folder is re-made from the new model (or removed if it no longer agrees). Run it again at will:
-any earlier calibration is removed before fitting.
+calibrate_model fits the calibration and the uncertainty cut (train calls it after training); calibrate_folder
+does it to a saved model folder and rewrites its files, as the command line over it (`python -m
+idc_core.calibrate`, idc_core.cli.calibrate) describes.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,8 +132,13 @@ def _save_model(folder: Path, model: keras.Model) -> None:
 
 
 def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "auto", uncertainty: str = "auto",
-                     samples: int = DEFAULT_SAMPLES, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Calibrate the model of `folder` on its validation patients in `data`; rewrite its files; returns metrics."""
+                     samples: int = DEFAULT_SAMPLES, log: Callable[[str], None] = print,
+                     check: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Calibrate the model of `folder` on its validation patients in `data`; rewrite its files; returns metrics.
+
+    A TFLite export in the folder is re-made and compared with the new model on the patches of `check`
+    (images, folders, zips: export.read_check_patches); with no `check` it is removed, never left stale.
+    """
     from idc_core.model_io import CONFIG_FILE, METRICS_FILE, load_model_dir
     from idc_core.predict import predict_patches
 
@@ -169,56 +164,31 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     _save_model(folder, model)
     config.save(folder / CONFIG_FILE)
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    _refresh_export(folder, log)
+    _refresh_export(folder, log, check)
     return metrics
 
 
-def _refresh_export(folder: Path, log: Callable[[str], None]) -> None:
+def _refresh_export(folder: Path, log: Callable[[str], None], check: Sequence[str | Path]) -> None:
     """Re-make a TFLite export from the calibrated model; drop it if it no longer agrees (never leave it stale)."""
-    from idc_core.export import DEFAULT_CHECK, export_model_dir, read_check_patches
+    from idc_core.export import export_model_dir, read_check_patches
     from idc_core.lite import FILE_NAMES, REPORT_FILE
 
     report = folder / REPORT_FILE
     if not report.is_file():
         return
     quantize = json.loads(report.read_text()).get("quantize", "dynamic")
-    written, agreement = export_model_dir(folder, quantize=quantize, check=read_check_patches(DEFAULT_CHECK))
+    written, agreement = (None, None) if not check else export_model_dir(
+        folder, quantize=quantize, check=read_check_patches(check))
     if written is None:
         for name in (*FILE_NAMES.values(), REPORT_FILE):
             (folder / name).unlink(missing_ok=True)
-        log(f"the TFLite export no longer agrees with the model ({agreement}); removed it")
+        log(f"the TFLite export no longer agrees with the model ({agreement}); removed it" if agreement else
+            "no patches to compare a new TFLite export with the calibrated model on; removed the old export")
     else:
         log(f"re-exported {written.name} from the calibrated model")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: 0 when the folder was calibrated, 1 on an error (one line)."""
-    p = argparse.ArgumentParser(prog="python -m idc_core.calibrate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model folder to calibrate (rewritten in place)")
-    p.add_argument("--data", required=True, help="the labelled data it was trained on (folder or zip)")
-    p.add_argument("--method", default="auto", choices=("auto", *CALIBRATION_METHODS))
-    p.add_argument("--uncertainty", default="auto", choices=("auto", *UNCERTAINTY_METHODS),
-                   help="how the app and commands measure a patch's uncertainty (default auto: the method whose "
-                        "referral curve is highest on the validation patients)")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="Monte-Carlo dropout passes per patch")
-    a = p.parse_args(argv)
-    try:
-        metrics = calibrate_folder(a.model, a.data, method=a.method, uncertainty=a.uncertainty, samples=a.samples,
-                                   log=lambda message: print(message, file=sys.stderr))
-    except (IDCError, ValueError) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    before, after = metrics["calibration_before"], metrics["calibration"]
-    referral = metrics["uncertainty"]
-    print(f"{a.model}: test ECE {before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> "
-          f"{after['brier']:.4f}; ROC-AUC {metrics['roc_auc']:.4f}, balanced accuracy "
-          f"{metrics['balanced_accuracy']:.4f} at threshold {metrics['threshold']:.3f}; uncertainty "
-          f"{referral['method']}: balanced accuracy of the 80% most certain test patches "
-          f"{referral['referral_curve']['balanced_accuracy'][4]:.4f} (plain confidence "
-          f"{referral['referral_curve_confidence']['balanced_accuracy'][4]:.4f})")
-    return 0
+if __name__ == "__main__":  # the command itself is idc_core.cli.calibrate
+    from idc_core.cli.calibrate import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

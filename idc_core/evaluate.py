@@ -1,25 +1,22 @@
-"""Evaluate a saved model on any labelled data in the dataset layout (folder or zip).
+"""Evaluate a saved model on any labelled data in the dataset layout (folder or zip): evaluate_model, its
+uncertainty report and per-patch scores, format_report.
 
-    python -m idc_core.evaluate --model models/cnn --data PATH [--split test] [--lite] [--out report.json]
+The command line over it (`python -m idc_core.evaluate`) is idc_core.cli.evaluate.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from idc_core import Progress
 from idc_core.dataset import load_labelled
-from idc_core.errors import DatasetError, IDCError
+from idc_core.errors import DatasetError
 from idc_core.metrics import compute_metrics, confidence_uncertainty, referral_curve
 from idc_core.predict import Scorer, predict_patches
-from idc_core.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS, Measured, predict_with_uncertainty
+from idc_core.uncertainty import DEFAULT_SAMPLES, Measured, predict_with_uncertainty
 
 if TYPE_CHECKING:
     from idc_core.model_io import LoadedModel
@@ -180,73 +177,7 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4f}" if value is not None else "n/a"
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
+if __name__ == "__main__":  # the command itself is idc_core.cli.evaluate
+    from idc_core.cli.evaluate import main
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: 0 when every file was evaluated, 1 if any was left out or nothing could be evaluated."""
-    p = argparse.ArgumentParser(prog="python -m idc_core.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="model folder (default: the one named in models/DEFAULT)")
-    p.add_argument("--data", required=True, help="labelled data: folder or .zip in the dataset layout")
-    p.add_argument("--split", default=None, help="keep only the patients of this split of the model's config")
-    p.add_argument("--threshold", type=_probability, default=None,
-                   help="decision threshold in [0, 1] (default: the model's)")
-    p.add_argument("--batch-size", type=_positive, default=256)
-    p.add_argument("--lite", action="store_true",
-                   help="score with the model's TFLite export (python -m idc_core.export writes it)")
-    p.add_argument("--uncertainty", nargs="?", const="model", default=None, choices=("model", *UNCERTAINTY_METHODS),
-                   help="also measure each patch's uncertainty and report the referral curve (bare flag: the "
-                        "model's configured method)")
-    p.add_argument("--out", default=None, help="write the full report as JSON here")
-    a = p.parse_args(argv)
-    from idc_core.lite import load_export  # TensorFlow only once a command runs
-    from idc_core.model_io import default_model_dir, load_model_dir
-
-    try:
-        loaded = load_model_dir(a.model or default_model_dir())
-        method = loaded.config.uncertainty.get("method", "confidence") if a.uncertainty == "model" else a.uncertainty
-        scorer = load_export(loaded.path)[0] if a.lite else None
-        with tqdm(desc="evaluating", unit="step", file=sys.stderr) as bar:
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
-            report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
-                                    batch_size=a.batch_size, progress=progress, scorer=scorer,
-                                    uncertainty=method)
-    except IDCError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    left_out = report["data"]["rejected"] + report["data"]["unreadable"]
-    for message in left_out:
-        print(f"left out: {_one_line(message)}", file=sys.stderr)
-    print(format_report(report))
-    if a.out:
-        try:
-            Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
-        except OSError as exc:
-            print(f"error: cannot write the report to {a.out} ({exc.strerror or exc})", file=sys.stderr)
-            return 1
-        print(f"full report written to {a.out}")
-    return 1 if left_out else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,24 +1,19 @@
 """TensorFlow Lite export of a model for faster CPU inference, accepted only if it matches Keras.
 
-    python -m idc_core.export [--model DIR] [--quantize dynamic|none] [--check PATH ...]
-
 "dynamic" is dynamic-range quantisation: int8 weights, activations quantised on the fly (about
 4x smaller; measured about 2x faster on a 2-core CPU for cnn and resnet50, see bench/README.md).
-"none" keeps float32 (same speed as the Keras graph here). The export is compared with the Keras
-model on real patches (by default the sample patches, the sample slide's tissue tiles and the
-sample patient zip in assets/, 1,376 patches; or --check images/folders/zips):
-it is written (DIR/model[-int8].tflite + DIR/export.json with the comparison) only when the
-largest probability difference and the label agreement at the model's threshold are within
-limits; otherwise nothing is written and the command exits 1.
+"none" keeps float32 (same speed as the Keras graph here). export_model_dir compares the export
+with the Keras model on real patches (read_check_patches: images, folders, zips) and writes it
+(DIR/model[-int8].tflite + DIR/export.json with the comparison) only when the largest probability
+difference and the label agreement at the model's threshold are within limits. The command line
+over it (`python -m idc_core.export`) is idc_core.cli.export.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from idc_core.dataset import iter_image_inputs
-from idc_core.errors import IDCError, ModelError
+from idc_core.errors import ModelError
 from idc_core.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
 from idc_core.predict import predict_patches, tissue_tiles
 from idc_core.scoring import fit_item
@@ -39,8 +34,6 @@ if TYPE_CHECKING:
 QUANTIZATIONS = ("none", "dynamic")
 MAX_DIFF = 0.02
 MIN_AGREEMENT = 0.995
-_ASSETS = Path(__file__).resolve().parents[1] / "assets"
-DEFAULT_CHECK = (_ASSETS / "patches", _ASSETS / "sample_slide.png", _ASSETS / "sample_patient_8980.zip")
 
 
 def to_tflite(model: keras.Model, *, quantize: str = "dynamic") -> bytes:
@@ -129,34 +122,7 @@ def export_model_dir(
     return out, agreement
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: 0 when the export was written, 1 when it did not match the model, 2 on an error."""
-    p = argparse.ArgumentParser(prog="python -m idc_core.export", description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, help="model folder (default: the one named in models/DEFAULT)")
-    p.add_argument("--quantize", choices=QUANTIZATIONS, default="dynamic")
-    p.add_argument("--check", nargs="+", default=[str(p) for p in DEFAULT_CHECK if p.exists()], metavar="PATH",
-                   help="real patches/slides/zips to compare on (default: the sample patches, slide and zip)")
-    p.add_argument("--max-diff", type=float, default=MAX_DIFF, help=f"largest |dP| allowed (default {MAX_DIFF})")
-    p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
-                   help=f"smallest share of equal labels (default {MIN_AGREEMENT})")
-    args = p.parse_args(argv)
-    from idc_core.model_io import default_model_dir  # TensorFlow only once the command runs
+if __name__ == "__main__":  # the command itself is idc_core.cli.export
+    from idc_core.cli.export import main
 
-    try:
-        folder = args.model if args.model else default_model_dir()
-        out, agreement = export_model_dir(folder, quantize=args.quantize, check=read_check_patches(args.check),
-                                          max_diff=args.max_diff, min_agreement=args.min_agreement)
-    except IDCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    summary = (f"{agreement.n} patches: max |dP| {agreement.max_abs_diff:.2e}, "
-               f"labels agree {agreement.label_agreement:.2%} at threshold {agreement.threshold:g}")
-    if out is None:
-        print(f"not written: the export does not match the model ({summary})", file=sys.stderr)
-        return 1
-    print(f"wrote {out} ({summary})", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -9,21 +9,30 @@ import sys
 import pytest
 from conftest import REPO
 
-COMMANDS = ("train", "evaluate", "predict", "export", "slide", "calibrate")
+from idc_core.__main__ import COMMANDS
+
+# each command both ways: its library module run as a script, and through `python -m idc_core COMMAND` (`idc`)
+INVOCATIONS = [(f"idc_core.{command}",) for command in COMMANDS] + [("idc_core", command) for command in COMMANDS]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_help_prints_usage_and_nothing_from_tensorflow(command):
+def test_the_command_table_names_every_module_of_idc_core_cli():
+    modules = {p.stem for p in (REPO / "idc_core" / "cli").glob("*.py")} - {"__init__", "options"}
+    assert COMMANDS.keys() == modules
+    assert all(module == f"idc_core.cli.{name}" for name, (module, _) in COMMANDS.items())
+
+
+@pytest.mark.parametrize("invocation", INVOCATIONS, ids=" ".join)
+def test_help_prints_usage_and_nothing_from_tensorflow(invocation):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run([sys.executable, "-m", f"idc_core.{command}", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", *invocation, "--help"], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("usage: python -m idc_core.")
     assert done.stderr == ""
 
 
 def test_importing_the_command_modules_does_not_import_tensorflow():
-    code = ("import sys, idc_core.train, idc_core.evaluate, idc_core.predict, idc_core.export, idc_core.slide, "
-            "idc_core.calibrate, "
-            "idc_core.__main__; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    modules = ", ".join([*(f"idc_core.{name}" for name in COMMANDS), *(module for module, _ in COMMANDS.values()),
+                         "idc_core.__main__"])
+    code = f"import sys, {modules}; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr[-500:]

@@ -30,13 +30,13 @@ from hostile_files import (
     zip_bytes,
 )
 
+from idc_core.cli.evaluate import main as evaluate_main
+from idc_core.cli.predict import main as predict_main
+from idc_core.cli.train import main as train_main
 from idc_core.config import ModelConfig
-from idc_core.evaluate import main as evaluate_main
 from idc_core.image_io import DEFAULT_MAX_PIXELS
 from idc_core.model_io import save_model_dir
 from idc_core.models import build_model
-from idc_core.predict import main as predict_main
-from idc_core.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
 

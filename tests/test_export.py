@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from idc_core.cli.export import main
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
-from idc_core.export import compare, export_model_dir, main, read_check_patches, to_tflite
+from idc_core.export import compare, export_model_dir, read_check_patches, to_tflite
 from idc_core.image_io import encode_png
 from idc_core.lite import TFLiteModel
 from idc_core.model_io import save_model_dir

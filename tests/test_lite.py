@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from idc_core import evaluate, predict
+from idc_core.cli import evaluate, predict
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
 from idc_core.export import export_model_dir

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import idc_core.predict as predict
+from idc_core.cli.predict import main
 from idc_core.config import ModelConfig
 from idc_core.image_io import encode_png, read_image
 from idc_core.model_io import save_model_dir
 from idc_core.models import build_model
-from idc_core.predict import main, predict_patches, predict_slide
+from idc_core.predict import predict_patches, predict_slide
 from idc_core.slide_result import SlideResult
 from idc_core.tiling import extract_patches
 

@@ -10,7 +10,7 @@ import pytest
 import tqdm
 from slide_files import sample_crop, upsample, write_pyramid
 
-from idc_core.slide import main as slide_main
+from idc_core.cli.slide import main as slide_main
 
 pytest.importorskip("ray")
 

@@ -44,7 +44,7 @@ def test_fluorescence_greyscale_and_another_stain_are_refused_with_the_reason(sl
 
 
 def test_the_slide_command_flags_a_fluorescence_image_and_goes_on(slide, tmp_path, capsys):
-    from idc_core.slide import main
+    from idc_core.cli.slide import main
 
     (tmp_path / "dapi.png").write_bytes(encode_png(fluorescence()))
     (tmp_path / "he.png").write_bytes(encode_png(slide[:600, :800]))

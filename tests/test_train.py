@@ -4,12 +4,13 @@ import json
 
 import pytest
 
+from idc_core.cli.evaluate import main as evaluate_main
+from idc_core.cli.train import main as train_main
+from idc_core.cli.train import parse_args
 from idc_core.config import TrainConfig
 from idc_core.evaluate import evaluate_model, format_report
-from idc_core.evaluate import main as evaluate_main
 from idc_core.model_io import load_model_dir
-from idc_core.train import main as train_main
-from idc_core.train import parse_args, train
+from idc_core.train import train
 
 
 @pytest.fixture(scope="module")

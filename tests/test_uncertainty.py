@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from idc_core import evaluate, predict, uncertainty
+from idc_core import uncertainty
+from idc_core.cli import evaluate, predict
 from idc_core.config import ModelConfig
 from idc_core.metrics import confidence_uncertainty, referral_curve, threshold_metrics
 from idc_core.model_io import save_model_dir

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from slide_files import sample_crop, upsample, write_pyramid
 
+from idc_core.cli.slide import main as slide_main
 from idc_core.errors import IDCError, SlideError
 from idc_core.model_io import default_model_dir, load_model_dir
 from idc_core.mpp import Scale, assumed_scale, scale_from_properties
-from idc_core.slide import main as slide_main
 from idc_core.slide_reader import ArrayReader, open_slide
 from idc_core.wsi import analyse_slide
 

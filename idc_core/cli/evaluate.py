@@ -1,0 +1,68 @@
+"""Evaluate a saved model on any labelled data in the dataset layout (folder or zip).
+
+    python -m idc_core.evaluate --model models/cnn --data PATH [--split test] [--lite] [--out report.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from idc_core.cli.options import (
+    add_batch_size,
+    add_model,
+    error,
+    follow,
+    model_folder,
+    one_line,
+    progress_bar,
+    unit_interval,
+)
+from idc_core.errors import IDCError
+from idc_core.evaluate import evaluate_model, format_report
+from idc_core.uncertainty import UNCERTAINTY_METHODS
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: 0 when every file was evaluated, 1 if any was left out or nothing could be evaluated."""
+    p = argparse.ArgumentParser(prog="python -m idc_core.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model(p)
+    p.add_argument("--data", required=True, help="labelled data: folder or .zip in the dataset layout")
+    p.add_argument("--split", default=None, help="keep only the patients of this split of the model's config")
+    p.add_argument("--threshold", type=unit_interval, default=None,
+                   help="decision threshold in [0, 1] (default: the model's)")
+    add_batch_size(p)
+    p.add_argument("--lite", action="store_true",
+                   help="score with the model's TFLite export (python -m idc_core.export writes it)")
+    p.add_argument("--uncertainty", nargs="?", const="model", default=None, choices=("model", *UNCERTAINTY_METHODS),
+                   help="also measure each patch's uncertainty and report the referral curve (bare flag: the "
+                        "model's configured method)")
+    p.add_argument("--out", default=None, help="write the full report as JSON here")
+    a = p.parse_args(argv)
+    from idc_core.lite import load_export  # TensorFlow only once a command runs
+    from idc_core.model_io import load_model_dir
+
+    try:
+        loaded = load_model_dir(model_folder(a.model))
+        method = loaded.config.uncertainty.get("method", "confidence") if a.uncertainty == "model" else a.uncertainty
+        scorer = load_export(loaded.path)[0] if a.lite else None
+        with progress_bar(desc="evaluating", unit="step") as bar:
+            report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
+                                    batch_size=a.batch_size, progress=follow(bar), scorer=scorer,
+                                    uncertainty=method)
+    except IDCError as exc:
+        return error(exc, 1)
+    left_out = report["data"]["rejected"] + report["data"]["unreadable"]
+    for message in left_out:
+        print(f"left out: {one_line(message)}", file=sys.stderr)
+    print(format_report(report))
+    if a.out:
+        try:
+            Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            return error(f"cannot write the report to {a.out} ({exc.strerror or exc})", 1)
+        print(f"full report written to {a.out}")
+    return 1 if left_out else 0

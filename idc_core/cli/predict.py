@@ -1,0 +1,102 @@
+"""The predict command: P(IDC) of patches, images, folders and zips, as CSV.
+
+    python -m idc_core.predict [--model DIR] [--csv OUT] [--threshold T] [--lite] PATH...
+
+PATHs are images, folders (recursive) or zips. A patch-sized image (<= 100x100) is
+padded/resized to 50x50 and classified. A larger image is analysed as a slide
+(tiled, background tiles skipped) and summarised in one row: prob_idc is its most
+suspicious tile's probability, label is 1 when any tissue tile reaches the
+threshold, and the note gives the IDC tile count and fraction; a slide with no tissue
+is reported as not classified. Each input that fails gets a CSV row with its error and
+one line on stderr, and the others go on; the exit status is 1 when any input failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from idc_core.cli.options import add_batch_size, add_model, error, model_folder, progress_bar, unit_interval
+from idc_core.dataset import iter_image_inputs
+from idc_core.errors import IDCError, ModelError
+from idc_core.scoring import ItemResult, score_items
+
+CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
+UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m idc_core.predict",
+        description="Classify 50x50 H&E patches (IDC vs no IDC); larger images are tiled as slides.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or zips")
+    add_model(parser)
+    parser.add_argument("--csv", type=Path, help="output CSV (default: standard output)")
+    parser.add_argument("--threshold", type=unit_interval, help="IDC threshold (default: the model's)")
+    add_batch_size(parser)
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="add the columns uncertainty (higher: less sure; the model's method, see "
+                             "idc_core.uncertainty) and uncertain (1 above the model's cut, chosen on validation)")
+    parser.add_argument("--lite", action="store_true",
+                        help="score with the model's TFLite export (python -m idc_core.export writes it "
+                             "only if it agrees with the model; speeds in bench/README.md)")
+    return parser
+
+
+def _row(item: ItemResult, threshold: float) -> dict[str, Any]:
+    """The item's CSV row: P(IDC), label at `threshold`, uncertainty when measured, note; or its error."""
+    if item.error or item.prob_idc is None:
+        return {"file": item.name, "error": item.error}
+    row: dict[str, Any] = {"file": item.name, "prob_idc": f"{item.prob_idc:.6f}", "label": item.label(threshold)}
+    if item.uncertainty is not None:
+        row["uncertainty"] = f"{item.uncertainty:.6f}"
+        row["uncertain"] = "" if item.uncertain is None else int(item.uncertain)
+    return {**row, "note": item.note}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: 0 when every input was classified, 1 if any failed, 2 if the model fails."""
+    args = _parser().parse_args(argv)
+    from idc_core.lite import load_export
+    from idc_core.model_io import load_model_dir
+
+    try:
+        loaded = load_model_dir(model_folder(args.model))
+        uncertainty = (loaded.config.uncertainty or {"method": "confidence"}) if args.uncertainty else None
+        if uncertainty and uncertainty.get("method") == "mc" and args.lite:
+            raise ModelError("--uncertainty of this model is Monte-Carlo dropout, which needs the Keras model: "
+                             "drop --lite")
+        scorer = load_export(loaded.path)[0] if args.lite else loaded.model
+    except IDCError as exc:
+        return error(exc, 2)
+    threshold = loaded.config.threshold if args.threshold is None else args.threshold
+    try:  # opened before the work, so an unwritable path fails at once
+        stream = open(args.csv, "w", newline="") if args.csv else sys.stdout
+    except OSError as exc:
+        return error(f"cannot write {args.csv} ({exc.strerror or exc})", 2)
+    rows, failed = [], 0
+    with progress_bar(iter_image_inputs(args.paths), unit="image", desc="predict") as bar:
+        for item in score_items(scorer, iter(bar), threshold=threshold, batch_size=args.batch_size,
+                                uncertainty=uncertainty, slides="tile"):
+            if item.error:
+                failed += 1
+                bar.write(item.error, file=sys.stderr)
+            rows.append(_row(item, threshold))
+    with stream if args.csv else contextlib.nullcontext(stream):
+        columns = (*CSV_COLUMNS[:3], *UNCERTAINTY_COLUMNS, *CSV_COLUMNS[3:]) if args.uncertainty else CSV_COLUMNS
+        writer = csv.DictWriter(stream, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(
+        f"{len(rows) - failed} classified, {failed} failed (threshold {threshold:g}, "
+        f"model {loaded.path}{', TFLite export' if args.lite else ''})",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+

@@ -1,0 +1,122 @@
+"""Whole-slide analysis at the model's scale, for one slide or a folder of thousands.
+
+    python -m idc_core.slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M] [--stride PX]
+                             [--batch-size N] [--force] [--ray local|auto|ray://HOST:PORT]
+
+Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
+per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
+heatmap.png and summary.json; DIR/slides.csv has one row per slide (ok, failed with a one-line
+reason, or skipped: already done for the same model and file). A bad slide never stops the others.
+Exit status: 0 if no slide failed, 1 if any did, 2 if the model or the output folder is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from idc_core import PATCH_SIZE, Progress
+from idc_core.cli.options import add_batch_size, add_model, error, follow, model_folder, progress_bar
+
+
+def _positive_float(text: str) -> float:
+    from idc_core.mpp import check_mpp
+
+    try:
+        return check_mpp(text, "--mpp")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m idc_core.slide", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="SLIDE_OR_FOLDER",
+                        help="slide files, or folders searched recursively")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per slide)")
+    add_model(parser)
+    parser.add_argument("--mpp", type=_positive_float,
+                        help="microns per pixel of level 0: overrides what the slide says "
+                             "(needed when it says nothing)")
+    parser.add_argument("--stride", type=int, default=PATCH_SIZE,
+                        help=f"tile stride in pixels at the model's scale (1-{PATCH_SIZE}; default {PATCH_SIZE})")
+    add_batch_size(parser, "tiles")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also measure each tissue tile's uncertainty (the model's method; MC dropout costs "
+                             "about 20x the time): columns uncertainty and uncertain in tiles.csv, the uncertain "
+                             "share in summary.json")
+    parser.add_argument("--force", action="store_true",
+                        help="redo slides that are already done (also needed to add --uncertainty to them)")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
+                             "'ray://HOST:PORT' a remote one")
+    return parser
+
+
+def _tile_bar(name: str) -> Progress:
+    """For each slide scored in-process, a tile bar that closes when the slide's tiles are done."""
+    return follow(progress_bar(desc=f"  {name}", unit="tile", leave=False), close_when_done=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (see the module docstring for the exit status)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not 1 <= args.stride <= PATCH_SIZE:
+        parser.error(f"--stride must be in 1..{PATCH_SIZE}, got {args.stride}")
+
+    from idc_core.cohort import plan, score_in_process, write_slides_csv
+    from idc_core.errors import IDCError
+    from idc_core.model_io import load_model_dir
+    from idc_core.slide_reader import slide_files
+    from idc_core.wsi import SlideOptions, model_identity
+
+    try:
+        loaded = load_model_dir(model_folder(args.model))
+    except IDCError as exc:
+        return error(exc, 2)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return error(f"cannot create {args.out} ({exc.strerror or exc})", 2)
+    slides = slide_files(args.paths)
+    model_id = model_identity(loaded)
+    options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty)
+    todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force)
+    bar = progress_bar(total=len(slides), unit="slide", desc="slides")
+    bar.update(len(rows))
+
+    def on_row(row: dict[str, Any]) -> None:
+        rows.append(row)
+        write_slides_csv(args.out, rows)  # after every slide: a killed run keeps what it did
+        if row["status"] == "failed":
+            bar.write(f"failed: {row['reason']}", file=sys.stderr)
+        elif row.get("warnings"):
+            bar.write(f"warning: {Path(row['slide']).name}: {row['warnings']}", file=sys.stderr)
+        bar.update(1)
+
+    for row in rows:
+        if row["status"] == "failed":
+            bar.write(f"failed: {row['reason']}", file=sys.stderr)
+    try:
+        if args.ray:
+            from idc_core.ray_runner import score_on_ray
+
+            # Many slides run at once on a cluster: one bar over the tiles of all the slides started so far.
+            with progress_bar(total=0, unit="tile", desc="tiles", leave=False) as tiles:
+                score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row, follow(tiles))
+        else:
+            score_in_process(todo, args.out, loaded, model_id, options, on_row, _tile_bar)
+    except IDCError as exc:
+        return error(exc, 2)
+    finally:
+        bar.close()
+    write_slides_csv(args.out, rows)
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
+    print(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; model {loaded.path} at "
+          f"{loaded.config.mpp:g} um/px; outputs in {args.out}/ (slides.csv)", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
