@@ -1,7 +1,7 @@
 """Shared helpers of the benchmarks: options, timing, real patches, models, FLOPs, tables, JSON.
 
-Every script is run as `python bench/<script>.py [--quick] [--out DIR]`; this module puts the
-repository root on sys.path, so idc_core imports from the working tree. TensorFlow is imported
+Every script is run as `python bench/<script>.py [--quick] [--out DIR]` with the package installed
+(`pip install -r requirements.txt` installs it editable, so idc_core is the working tree's). TensorFlow is imported
 lazily (inside the functions that need it), so a parent process that only launches children
 (bench_memory, bench_startup, run_all) stays light.
 """
@@ -23,8 +23,6 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 
 RESULTS = REPO / "bench" / "results"

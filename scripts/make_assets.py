@@ -27,8 +27,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as `python scripts/make_assets.py` from anywhere
-    sys.path.insert(0, str(REPO))
 
 from idc_core import PATCH_SIZE  # noqa: E402
 from idc_core.dataset import PatchRecord, PatchSource, parse_patch_name, scan_dataset  # noqa: E402

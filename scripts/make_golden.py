@@ -33,8 +33,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as `python scripts/make_golden.py` from anywhere
-    sys.path.insert(0, str(REPO))
 
 MODELS = REPO / "models"
 ASSETS = REPO / "assets"
