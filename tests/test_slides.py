@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_files import zip_bytes
 
 from idc_core.curves import operating_point
 from idc_core.dataset import parse_patch_name
@@ -20,21 +19,13 @@ from idc_core.slides import TruthTiles, compare_to_truth, load_slide_input, read
 from idc_core.tiling import tile_coordinates
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
-def _patient_zip(small_data: Path, patient: str = "10253") -> tuple[bytes, list[Path]]:
+def _patientzip_bytes(small_data: Path, patient: str = "10253") -> tuple[bytes, list[Path]]:
     files = sorted((small_data / patient).rglob("*.png"))
-    return _zip({f"{patient}/{p.parent.name}/{p.name}": p.read_bytes() for p in files}), files
+    return zip_bytes({f"{patient}/{p.parent.name}/{p.name}": p.read_bytes() for p in files}), files
 
 
 def test_patient_zip_is_rebuilt_with_each_patch_at_its_xy(small_data):
-    data, files = _patient_zip(small_data)
+    data, files = _patientzip_bytes(small_data)
     slide = load_slide_input("10253.zip", data)
     parsed = [parse_patch_name(p.name) for p in files]
     x0, y0 = min(p[1] for p in parsed), min(p[2] for p in parsed)
@@ -52,24 +43,24 @@ def test_patient_zip_skips_a_corrupt_patch_and_says_so(small_data):
     files = sorted((small_data / "10253").rglob("*.png"))
     members = {f"10253/{p.parent.name}/{p.name}": p.read_bytes() for p in files}
     members["10253/0/10253_idx5_x1_y1_class0.png"] = b"\x89PNG broken"
-    slide = load_slide_input("p.zip", _zip(members))
+    slide = load_slide_input("p.zip", zip_bytes(members))
     assert len(slide.truth) == len(files)
     assert len(slide.skipped) == 1 and slide.skipped[0].startswith("10253/0/10253_idx5_x1_y1_class0.png:")
 
 
 def test_zip_of_two_patients_or_of_other_files_is_refused_with_the_reason(small_data):
     files = sorted((small_data / "10253").rglob("*.png"))[:2] + sorted((small_data / "10254").rglob("*.png"))[:2]
-    two = _zip({f"{p.parents[1].name}/{p.parent.name}/{p.name}": p.read_bytes() for p in files})
+    two = zip_bytes({f"{p.parents[1].name}/{p.parent.name}/{p.name}": p.read_bytes() for p in files})
     with pytest.raises(DatasetError, match=r"two.zip: holds 2 patients \(10253, 10254\)"):
         load_slide_input("two.zip", two)
     with pytest.raises(DatasetError, match="no patches named like the dataset"):
-        load_slide_input("other.zip", _zip({"a.png": encode_png(np.zeros((5, 5, 3), np.uint8))}))
+        load_slide_input("other.zip", zip_bytes({"a.png": encode_png(np.zeros((5, 5, 3), np.uint8))}))
 
 
 def test_rebuilt_slide_over_the_pixel_limit_is_refused_before_decoding():
     members = {"9/0/9_idx5_x0_y0_class0.png": b"x", "9/0/9_idx5_x5000_y5000_class0.png": b"x"}
     with pytest.raises(ImageTooLargeError, match="5050x5050"):
-        load_slide_input("p.zip", _zip(members), max_pixels=1_000_000)
+        load_slide_input("p.zip", zip_bytes(members), max_pixels=1_000_000)
 
 
 def test_image_input_and_its_truth_csv():

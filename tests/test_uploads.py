@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import numpy as np
 import pytest
+from hostile_files import zip_bytes
 
 from idc_core.classify import classify_images
 from idc_core.image_io import encode_png
@@ -23,16 +21,8 @@ def _png(h: int, w: int) -> bytes:
     return encode_png(np.random.default_rng(h * 1000 + w).integers(60, 190, (h, w, 3), dtype=np.uint8))
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
 def test_expand_uploads_opens_zips_and_keeps_going_past_bad_members():
-    data = _zip({
+    data = zip_bytes({
         "10253/0/10253_idx5_x1_y1_class0.png": _png(50, 50),
         "README.txt": b"hello",
         "../evil.png": _png(50, 50),
@@ -53,7 +43,7 @@ def test_expand_uploads_opens_zips_and_keeps_going_past_bad_members():
 
 
 def test_a_corrupt_zip_member_is_one_error_row(model):
-    data = _zip({"a/1/p_idx5_x1_y1_class1.png": _png(50, 50), "a/0/bad.png": b"\x89PNG broken"})
+    data = zip_bytes({"a/1/p_idx5_x1_y1_class1.png": _png(50, 50), "a/0/bad.png": b"\x89PNG broken"})
     result = classify_images(model, list(expand_uploads([("up.zip", data)])), threshold=0.5)
     assert len(result.predicted) == 1 and result.predicted[0].true_label == 1
     assert len(result.failed) == 1 and "up.zip/a/0/bad.png" in result.failed[0].error
