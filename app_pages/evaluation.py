@@ -24,7 +24,7 @@ from ui.figures import (
     report_table,
     roc_figure,
 )
-from ui.models import require_model, uncertainty_help
+from ui.models import require_model, uncertainty_help, uncertainty_label
 from ui.widgets import csv_download, percent, progress_bar, user_errors
 
 S = "evaluation_"
@@ -98,11 +98,10 @@ def calibration_and_referral(report: dict[str, Any], threshold: float, key: str)
         spread = (confidence_uncertainty(prob, threshold) if scores.get("logit_mean") is None
                   else decision_uncertainty(np.asarray(scores["logit_mean"]), np.asarray(scores["logit_std"]),
                                             threshold))
-        curves = {f"{UNCERTAINTY_LABELS.get(method, method)} (the model's)": referral_curve(label, prob, spread,
-                                                                                          threshold)}
+        curves = {f"{uncertainty_label(method)} (the model's)": referral_curve(label, prob, spread, threshold)}
         if method != "confidence":
-            curves["closeness to the threshold"] = referral_curve(label, prob, confidence_uncertainty(prob, threshold),
-                                                                  threshold)
+            plain = confidence_uncertainty(prob, threshold)
+            curves[uncertainty_label("confidence")] = referral_curve(label, prob, plain, threshold)
         c2.plotly_chart(referral_figure(curves, threshold), key=key + "referral")
         c2.caption("Each point refers the given share of patches, least sure first, to a pathologist and classifies "
                    "the rest at the threshold above: a useful uncertainty climbs faster than 'closeness to the "
@@ -111,9 +110,6 @@ def calibration_and_referral(report: dict[str, Any], threshold: float, key: str)
         c2.info("No per-patch uncertainty in this report: the referral curve needs it "
                 "(python -m idc_core.evaluate --uncertainty, or 'Measure uncertainty' in the next tab).")
 
-
-UNCERTAINTY_LABELS = {"mc": "Monte-Carlo dropout", "tta": "test-time augmentation", "confidence":
-                      "closeness to the threshold"}
 
 PATIENT_COLUMNS = {
     "patient": st.column_config.TextColumn("Patient"),

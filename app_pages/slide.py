@@ -101,10 +101,11 @@ def tile_of_point(point: dict[str, Any]) -> tuple[int, int] | None:
 
 def select_tile() -> None:
     points = [p for p in st.session_state[S + "chart"].selection.points if p.get("curve_number") == 1]
-    tile = tile_of_point(points[0]) if points else None
+    corner = tile_of_point(points[0]) if points else None
+    result = st.session_state[S + "result"]
+    tile = result.tile_starting_at(*corner) if corner is not None else None
     if tile is not None:
-        size = st.session_state[S + "result"].size
-        st.session_state[S + "x"], st.session_state[S + "y"] = tile[0] + size // 2, tile[1] + size // 2
+        st.session_state[S + "x"], st.session_state[S + "y"] = result.tile_centre(tile)
 
 
 st.title("Analyse a slide")
@@ -191,9 +192,7 @@ if st.session_state.get(S + "settings") != settings:
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
         if result.n_tissue:  # start the tile inspector on the most suspicious tile
-            top = int(np.nanargmax(result.probs))
-            top_y, top_x = (int(v) + result.size // 2 for v in result.coords[top])
-            st.session_state[S + "y"], st.session_state[S + "x"] = top_y, top_x
+            st.session_state[S + "x"], st.session_state[S + "y"] = result.tile_centre(int(np.nanargmax(result.probs)))
 result: SlideResult | None = st.session_state.get(S + "result")
 if result is None:
     st.stop()
@@ -281,14 +280,11 @@ st.subheader("Inspect a tile")
 c1, c2 = st.columns(2)
 x = c1.number_input("x (px)", 0, image.shape[1] - 1, key=S + "x")
 y = c2.number_input("y (px)", 0, image.shape[0] - 1, key=S + "y")
-inside = (coords[:, 0] <= y) & (y < coords[:, 0] + result.size) & (coords[:, 1] <= x) & (x < coords[:, 1] + result.size)
-if not inside.any():
+tile = result.tile_at(x, y)  # an index into result.coords
+if tile is None:
     st.info("No tissue tile there: click a tile on the heatmap or type the coordinates of one.")
 else:
-    centres = coords + result.size / 2
-    candidates = np.flatnonzero(inside)
-    tile = int(candidates[np.argmin(((centres[candidates] - [y, x]) ** 2).sum(1))])
-    patch = extract_patches(image, coords[[tile]])[0]
+    patch = extract_patches(image, result.coords[[tile]])[0]
     cams = st.session_state.setdefault(S + "cams", {})
     if tile not in cams:
         with user_errors("Grad-CAM"), st.spinner("Computing Grad-CAM…"):
@@ -296,23 +292,26 @@ else:
     level0 = info["level0_per_model_pixel"]
     finer = level0 > 1 and info["format"].endswith("(OpenSlide)")  # the scanner saw more than the model does
     p1, p2, *p_full, p3 = st.columns([1, 1, 1, 1] if finer else [1, 1, 2])
-    p1.image(enlarge(patch, 250), caption=f"tile at x={coords[tile, 1]}, y={coords[tile, 0]} (level 0 of the slide: "
-                                          f"x={round(coords[tile, 1] * level0)}, y={round(coords[tile, 0] * level0)})")
+    tile_x, tile_y, _, _ = result.tile_box(tile)
+    level0_x, level0_y, level0_size, _ = result.level0_box(tile, level0)
+    p1.image(enlarge(patch, 250), caption=f"tile at x={tile_x}, y={tile_y} (level 0 of the slide: "
+                                          f"x={level0_x}, y={level0_y})")
     if tile in cams:
         p2.image(enlarge(blend(patch, cams[tile], alpha=0.45, cmap=cmap), 250), caption="Grad-CAM overlay")
     if finer:
-        box = (round(coords[tile, 1] * level0), round(coords[tile, 0] * level0), round(result.size * level0))
+        box = (level0_x, level0_y, level0_size)
         with user_errors("Reading the tile at full resolution"):
             full = session_memo(S + "memo_full", box, lambda: read_tile_at_full_resolution(
                 path, box, model_mpp=model.config.mpp, mpp=mpp, name=name), max_entries=8)
             p_full[0].image(full, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
                             f"({box[2] * info['slide_mpp']:.0f} µm), shown at {full.shape[1]} px")
-    p3.metric("P(IDC)", f"{tissue_probs[tile]:.3f}", help="A model score, not a diagnosis")
+    prob = result.probs[tile]
+    p3.metric("P(IDC)", f"{prob:.3f}", help="A model score, not a diagnosis")
     if result.uncertainty is not None:
-        spread = float(result.uncertainty[result.tissue][tile])
-        flagged = bool(result.uncertain[result.tissue][tile]) if result.uncertain is not None else False
+        spread = float(result.uncertainty[tile])
+        flagged = bool(result.uncertain[tile]) if result.uncertain is not None else False
         p3.markdown(f"Uncertainty {spread:.3f}" + (" · **uncertain**" if flagged else ""))
-    p3.markdown(f"Predicted **{'IDC' if tissue_probs[tile] >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
+    p3.markdown(f"Predicted **{'IDC' if prob >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
 
 factor = info["level0_per_model_pixel"]
 d1, d2, d3 = st.columns(3)
@@ -321,10 +320,9 @@ d1.download_button("Download heatmap overlay (PNG)",  # full size, made only whe
                    file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png", mime="image/png", icon=":material/download:")
 with d2:
     rows = result.to_rows()
-    for row in rows:  # labels at the threshold chosen above, not the model's default
-        row["label"] = None if row["prob_idc"] is None else int(row["prob_idc"] >= threshold)
-        row["x_level0"], row["y_level0"] = round(row["x"] * factor), round(row["y"] * factor)
-        row["size_level0"] = round(result.size * factor)
+    for row, (x0, y0, size0, _) in zip(rows, result.level0_boxes(factor).tolist()):
+        row["label"] = None if row["prob_idc"] is None else int(row["prob_idc"] >= threshold)  # at this threshold
+        row["x_level0"], row["y_level0"], row["size_level0"] = x0, y0, size0
     csv_download(rows, f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)",
                  key=S + "csv")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -59,11 +59,22 @@ def referral_score(y_true: np.ndarray, prob: np.ndarray, spread: np.ndarray, thr
     return float(np.mean([b for b in kept if b is not None])) if any(b is not None for b in kept) else 0.0
 
 
+class Calibrated(NamedTuple):
+    """What calibrate_model returns."""
+
+    model: keras.Model  # with a final ProbabilityCalibration layer
+    threshold: float  # chosen on the validation patches for the calibrated output
+    calibration: dict[str, Any]  # config["calibration"]
+    uncertainty: dict[str, Any]  # config["uncertainty"]
+    val_prob: np.ndarray  # the calibrated P(IDC) of the validation patches (predict_patches of `model`)
+
+
 def calibrate_model(
     model: keras.Model, val_x: np.ndarray, val_y: np.ndarray, *, method: str = "auto",
     uncertainty: str = "auto", samples: int = DEFAULT_SAMPLES,
-) -> tuple[keras.Model, float, dict[str, Any], dict[str, Any]]:
-    """(calibrated model, its validation threshold, config["calibration"], config["uncertainty"]).
+) -> Calibrated:
+    """(calibrated model, its validation threshold, config["calibration"], config["uncertainty"], the calibrated
+    validation P(IDC) it was chosen on: reuse it rather than predicting the validation patches again).
 
     uncertainty "auto" measures every method of idc_core.uncertainty on the validation patches and keeps the one
     whose referral curve is highest there (referral_score).
@@ -101,7 +112,7 @@ def calibrate_model(
                       if uncertainty == "auto" else "asked for"),
         "candidates": scores,
     }
-    return calibrated, threshold, calibration, uncertain
+    return Calibrated(calibrated, threshold, calibration, uncertain, prob)
 
 
 def held_out_metrics(model: keras.Model, test_x: np.ndarray, test_y: np.ndarray, patients: list[str],
@@ -151,7 +162,7 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     test = load_labelled(data, set(splits["test"]))
     log(f"validation: {len(val.labels)} patches of {len(set(val.patients))} patients; "
         f"test: {len(test.labels)} patches of {len(set(test.patients))} patients")
-    model, threshold, calibration, uncertain = calibrate_model(
+    model, threshold, calibration, uncertain, _ = calibrate_model(
         loaded.model, val.patches, val.labels, method=method, uncertainty=uncertainty, samples=samples)
     metrics = dict(loaded.metrics or {})
     metrics.update(held_out_metrics(model, test.patches, test.labels, test.patients, threshold, uncertain))

@@ -26,7 +26,8 @@ _BAR_WIDTH, _BAR_MARGIN = 24, 70
 
 def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
     """One row per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at the threshold, and
-    its uncertainty and uncertain flag when they were measured."""
+    its uncertainty and uncertain flag when they were measured. boxes: (N, 4) x, y, width, height of every tile
+    in level-0 pixels (SlideResult.level0_boxes; tiles are square: size is the width)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     measured = result.uncertainty is not None
@@ -34,7 +35,7 @@ def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
     tissue, uncertain = result.tissue, result.uncertain
     spread = result.uncertainty[tissue].tolist() if result.uncertainty is not None else [None] * int(tissue.sum())
     flags = uncertain[tissue].tolist() if uncertain is not None else [None] * len(spread)
-    for (x, y, size), prob, u, flag in zip(boxes[tissue].tolist(), result.probs[tissue].tolist(), spread, flags):
+    for (x, y, size, _), prob, u, flag in zip(boxes[tissue].tolist(), result.probs[tissue].tolist(), spread, flags):
         row = [x, y, size, f"{prob:.6f}", int(prob >= result.threshold)]
         writer.writerow(row + ([f"{u:.6f}", "" if flag is None else int(flag)] if measured else []))
     return out.getvalue()
@@ -58,14 +59,13 @@ def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
     from shapely.geometry import box, mapping
 
     idc = result.tissue & (np.nan_to_num(result.probs, nan=0.0) >= result.threshold)
-    coords, probs = result.coords[idc].astype(np.float64), result.probs[idc]
-    size = result.size * factor
-    tiles = [box(x * factor, y * factor, x * factor + size, y * factor + size) for y, x in coords.tolist()]
+    probs = result.probs[idc]
+    tiles = [box(x, y, x + width, y + height) for x, y, width, height in result.boxes(factor)[idc].tolist()]
     features = []
     if tiles:
         merged = shapely.unary_union(tiles)
         polygons = list(getattr(merged, "geoms", [merged]))
-        centres = shapely.points((coords[:, 1] + result.size / 2) * factor, (coords[:, 0] + result.size / 2) * factor)
+        centres = shapely.points(result.centres(factor)[idc])
         for polygon in polygons:
             inside = shapely.contains(polygon, centres)  # every region holds its tiles' centres
             um2_per_px = (model_mpp / factor) ** 2

@@ -1,5 +1,14 @@
 """The per-tile results of one slide (numpy only: the pages, the slide outputs and the truth comparison use it
-without TensorFlow)."""
+without TensorFlow).
+
+Coordinates. At the library's surface a point is (x, y) and a box is (x, y, width, height): x to the right, y
+down, in pixels, as QuPath and OpenSlide use them. A SlideResult's own pixels are those of the analysed image
+(the slide at the model's scale); level-0 pixels of the slide are those times `factor`, the level-0 pixels per
+analysed pixel (wsi.SlideAnalysis.factor, or info["level0_per_model_pixel"]). Array code (tiling, tissue,
+overlay, predict_slide) works in (row, col) = (y, x): `SlideResult.coords` is that internal (N, 2) array of
+tile top-left corners. Callers outside array code use the accessors below (tile_box, tile_centre, tile_at,
+tile_starting_at, boxes, centres, level0_box, level0_boxes) rather than indexing `coords` themselves.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,11 @@ import numpy as np
 
 @dataclass
 class SlideResult:
-    """Per-tile results of one slide; probs is NaN for tiles that are not tissue."""
+    """Per-tile results of one slide; probs is NaN for tiles that are not tissue.
+
+    coords: (N, 2) int top-left (y, x) = (row, col) of each size x size tile, in analysed-image pixels (array
+    order: use the (x, y) accessors outside array code). Tiles are `stride` apart and may overlap.
+    """
 
     coords: np.ndarray
     tissue: np.ndarray
@@ -48,6 +61,57 @@ class SlideResult:
         """Uncertain tiles / tissue tiles (None when not measured or no tissue)."""
         flags = self.uncertain
         return float(flags.sum() / self.n_tissue) if flags is not None and self.n_tissue else None
+
+    def tile_box(self, i: int) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of tile i in analysed-image pixels: its top-left corner and size."""
+        y, x = (int(v) for v in self.coords[i])
+        return x, y, self.size, self.size
+
+    def tile_centre(self, i: int) -> tuple[int, int]:
+        """(x, y) of the centre pixel of tile i in analysed-image pixels (top-left + size // 2)."""
+        x, y, width, height = self.tile_box(i)
+        return x + width // 2, y + height // 2
+
+    def tile_at(self, x: float, y: float) -> int | None:
+        """Index (into coords) of the tissue tile containing the point (x, y) of the analysed image, or None.
+
+        A tile holds the pixels x0 <= x < x0 + size, y0 <= y < y0 + size. Where tiles overlap (stride < size),
+        the one whose centre is nearest the point wins (the first in coords order on a tie).
+        """
+        ys, xs = self.coords[:, 0], self.coords[:, 1]
+        inside = self.tissue & (xs <= x) & (x < xs + self.size) & (ys <= y) & (y < ys + self.size)
+        candidates = np.flatnonzero(inside)
+        if not len(candidates):
+            return None
+        centres = self.coords[candidates, ::-1] + self.size / 2  # (x, y) of each candidate's centre
+        return int(candidates[np.argmin(((centres - [x, y]) ** 2).sum(1))])
+
+    def tile_starting_at(self, x: int, y: int) -> int | None:
+        """Index (into coords) of the tile whose top-left corner is (x, y), or None."""
+        found = np.flatnonzero((self.coords[:, 1] == x) & (self.coords[:, 0] == y))
+        return int(found[0]) if len(found) else None
+
+    def boxes(self, factor: float = 1.0) -> np.ndarray:
+        """(N, 4) float64 x, y, width, height of every tile, times `factor` (level-0 pixels per analysed pixel
+        for level-0 boxes; 1.0: analysed-image pixels)."""
+        coords = self.coords.astype(np.float64)
+        side = np.full(len(coords), self.size * factor)
+        return np.stack([coords[:, 1] * factor, coords[:, 0] * factor, side, side], axis=1)
+
+    def centres(self, factor: float = 1.0) -> np.ndarray:
+        """(N, 2) float64 x, y of every tile's geometric centre (top-left + size / 2), times `factor`."""
+        return ((self.coords[:, ::-1].astype(np.float64) + self.size / 2) * factor)
+
+    def level0_boxes(self, factor: float) -> np.ndarray:
+        """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide, rounded to the nearest
+        pixel; `factor`: level-0 pixels per analysed pixel."""
+        return np.rint(self.boxes(factor)).astype(np.int64)
+
+    def level0_box(self, i: int, factor: float) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of tile i in level-0 pixels of the slide (see level0_boxes)."""
+        y, x = self.coords[i].astype(np.float64) * factor
+        side = int(np.rint(self.size * factor))
+        return int(np.rint(x)), int(np.rint(y)), side, side
 
     def to_rows(self) -> list[dict]:
         """One dict per tile: y, x, tissue, prob_idc and label (None for background tiles), and the

@@ -132,11 +132,12 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
     if config.calibration != "none" and len(np.unique(val_y)) == 2:
         from idc_core.calibrate import calibrate_model
 
-        model, _, calibration, uncertainty = calibrate_model(model, val_x, val_y, method=config.calibration,
-                                                             uncertainty=config.uncertainty)
+        model, _, calibration, uncertainty, val_prob = calibrate_model(
+            model, val_x, val_y, method=config.calibration, uncertainty=config.uncertainty)
         say(f"calibration: {calibration['method']} scaling, validation ECE "
             f"{calibration['validation_before']['ece']:.3f} -> {calibration['validation_after']['ece']:.3f}")
-    val_prob = predict_patches(model, val_x)
+    else:
+        val_prob = predict_patches(model, val_x)
     threshold, rule = _threshold(val_y, val_prob)
     metrics = _held_out_metrics(model, parts, split, scan, threshold, uncertainty)
     metrics["validation"] = compute_metrics(val_y, val_prob, threshold)

@@ -60,11 +60,12 @@ class SlideAnalysis:
         return self.model_mpp / self.info["slide_mpp"]
 
     def level0_boxes(self) -> np.ndarray:
-        """(N, 3) int64 x, y, size of every tile in level-0 pixels of the slide (x, y: top-left)."""
-        coords = self.result.coords.astype(np.float64)
-        xs, ys = np.rint(coords[:, 1] * self.factor), np.rint(coords[:, 0] * self.factor)
-        size = np.full(len(coords), round(self.result.size * self.factor))
-        return np.stack([xs, ys, size], axis=1).astype(np.int64)
+        """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide (x, y: top-left)."""
+        return self.result.level0_boxes(self.factor)
+
+    def level0_box(self, i: int) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of tile i in level-0 pixels of the slide (x, y: top-left)."""
+        return self.result.level0_box(i, self.factor)
 
     def area_mm2(self, n_tiles: int) -> float:
         """Area of n model-scale tiles in mm2 (stride x stride each: tiles on a grid of `stride`)."""

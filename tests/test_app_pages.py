@@ -227,6 +227,26 @@ def test_a_heatmap_point_gives_its_tile_as_the_browser_or_apptest_sends_it(custo
     assert namespace["tile_of_point"]({}) is None
 
 
+def test_a_clicked_heatmap_point_moves_the_inspector_to_its_tile_centre():
+    from types import SimpleNamespace
+
+    from idc_core.slide_result import SlideResult
+    from idc_core.tiling import tile_coordinates
+
+    source = (REPO / "app_pages" / "slide.py").read_text()
+    namespace: dict = {}
+    exec(compile(source.split("\n\nst.title(")[0], "slide.py", "exec"), namespace)  # the page's functions only
+    coords = tile_coordinates(300, 400, 50, 25)
+    result = SlideResult(coords, np.ones(len(coords), bool), np.full(len(coords), 0.5, np.float32), (300, 400), 50, 25,
+                         20.0, 0.5)
+    point = {"curve_number": 1, "customdata": {"0": 150.0, "1": 75.0, "2": 0.5}}  # tile at x=150, y=75
+    state = {"slide_result": result, "slide_chart": SimpleNamespace(selection=SimpleNamespace(points=[point]))}
+    namespace["st"] = SimpleNamespace(session_state=state)
+    namespace["select_tile"]()
+    assert (state["slide_x"], state["slide_y"]) == (175, 100)
+    assert result.tile_at(175, 100) == result.tile_starting_at(150, 75)  # the inspector shows the clicked tile
+
+
 def test_slide_patient_zip_compares_with_the_truth(small_data):
     at = open_page("slide")
     at.radio(key="slide_source").set_value("Upload").run()

@@ -96,18 +96,24 @@ def require_model() -> LoadedModel:
         st.stop()
 
 
-UNCERTAINTY_NAMES = {
-    "mc": "Monte-Carlo dropout: the spread of P(IDC) over {samples} passes with dropout on",
-    "tta": "test-time augmentation: the spread of P(IDC) over the 8 rotations and flips of the patch",
-    "confidence": "closeness of P(IDC) to the threshold",
+UNCERTAINTY_NAMES = {  # method: (short label, for charts; how it is measured, with {label} and {samples} filled in)
+    "mc": ("Monte-Carlo dropout", "{label}: the spread of P(IDC) over {samples} passes with dropout on"),
+    "tta": ("test-time augmentation", "{label}: the spread of P(IDC) over the 8 rotations and flips of the patch"),
+    "confidence": ("closeness to the threshold", "closeness of P(IDC) to the threshold"),
 }
+
+
+def uncertainty_label(method: str) -> str:
+    """The short name of an uncertainty method (idc_core.uncertainty), e.g. for a chart legend."""
+    return UNCERTAINTY_NAMES[method][0] if method in UNCERTAINTY_NAMES else method
 
 
 def uncertainty_help(settings: dict[str, Any]) -> str:
     """One sentence on how a model's uncertainty is measured and what "uncertain" means."""
-    method = UNCERTAINTY_NAMES.get(settings.get("method", ""), str(settings.get("method")))
-    return (method.format(samples=settings.get("samples")) + ". A patch is flagged uncertain when it is as unsure "
-            "as the least sure 20% of the model's validation patches.")
+    method = str(settings.get("method"))
+    label, how = UNCERTAINTY_NAMES.get(method, (method, method))
+    return (how.format(label=label, samples=settings.get("samples")) + ". A patch is flagged uncertain when it is "
+            "as unsure as the least sure 20% of the model's validation patches.")
 
 
 def _render_card(card: dict[str, Any], path: Path) -> None:
