@@ -244,9 +244,8 @@ m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.unc
                  "turn on 'Measure uncertainty' under Tiling and tissue detection.")
 
 cut = threshold if only_idc else None
-coords = result.coords[result.tissue]
 figure = session_memo(S + "memo_figure", (cut, alpha, cmap, outline), lambda: slide_figure(  # a downscaled PNG
-    heatmap_overlay(result, image, cut, alpha, cmap, outline), coords, tissue_probs, result.size, cmap=cmap))
+    heatmap_overlay(result, image, cut, alpha, cmap, outline), result.boxes()[result.tissue], tissue_probs, cmap=cmap))
 st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
                 selection_mode="points", config={"scrollZoom": True})
 st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it."

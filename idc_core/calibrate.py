@@ -151,7 +151,6 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     (images, folders, zips: export.read_check_patches); with no `check` it is removed, never left stale.
     """
     from idc_core.model_io import CONFIG_FILE, METRICS_FILE, load_model_dir
-    from idc_core.predict import predict_patches
 
     folder = Path(folder)
     loaded = load_model_dir(folder)
@@ -162,11 +161,11 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     test = load_labelled(data, set(splits["test"]))
     log(f"validation: {len(val.labels)} patches of {len(set(val.patients))} patients; "
         f"test: {len(test.labels)} patches of {len(set(test.patients))} patients")
-    model, threshold, calibration, uncertain, _ = calibrate_model(
+    model, threshold, calibration, uncertain, val_prob = calibrate_model(
         loaded.model, val.patches, val.labels, method=method, uncertainty=uncertainty, samples=samples)
     metrics = dict(loaded.metrics or {})
     metrics.update(held_out_metrics(model, test.patches, test.labels, test.patients, threshold, uncertain))
-    metrics["validation"] = compute_metrics(val.labels, predict_patches(model, val.patches), threshold)
+    metrics["validation"] = compute_metrics(val.labels, val_prob, threshold)
     metrics["evaluated_on"] = (f"test split: {len(set(test.patients))} patients, {len(test.labels)} patches, none "
                                "used for training, for choosing the threshold or for fitting the calibration")
     config = dataclasses.replace(

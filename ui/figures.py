@@ -141,11 +141,12 @@ def history_figure(history: dict[str, list[float]]) -> go.Figure:
     return fig
 
 
-def slide_figure(overlay: np.ndarray, coords: np.ndarray, probs: np.ndarray, size: int,
-                 selected: int | None = None, cmap: str = "jet") -> go.Figure:
+def slide_figure(overlay: np.ndarray, boxes: np.ndarray, probs: np.ndarray, selected: int | None = None,
+                 cmap: str = "jet") -> go.Figure:
     """The slide with its heatmap, zoomable, a P(IDC) colour bar, and one invisible clickable point per tissue tile.
 
-    coords/probs are the tissue tiles only (their order is the point index of a selection).
+    boxes (x, y, width, height; SlideResult.boxes) and probs are the tissue tiles only (their order is the point
+    index of a selection); a point's customdata is its tile's top-left x, y and P(IDC).
     """
     height, width = overlay.shape[:2]
     scale = max(1.0, max(height, width) / MAX_DISPLAY_PX)  # big slides are sent downscaled
@@ -153,19 +154,19 @@ def slide_figure(overlay: np.ndarray, coords: np.ndarray, probs: np.ndarray, siz
         overlay, (round(width / scale), round(height / scale)), interpolation=cv2.INTER_AREA)
     fig = go.Figure(go.Image(source=_png_source(shown), dx=width / shown.shape[1], dy=height / shown.shape[0],
                              hoverinfo="skip"))
-    scatter = go.Scattergl if len(coords) > MAX_SELECTABLE_SVG else go.Scatter
+    scatter = go.Scattergl if len(boxes) > MAX_SELECTABLE_SVG else go.Scatter
     fig.add_trace(scatter(
-        x=coords[:, 1] + size / 2, y=coords[:, 0] + size / 2, mode="markers",
+        x=boxes[:, 0] + boxes[:, 2] / 2, y=boxes[:, 1] + boxes[:, 3] / 2, mode="markers",
         marker=dict(size=8, color=probs, colorscale=cmap.capitalize(), cmin=0.0, cmax=1.0, opacity=0.0,
                     showscale=True, colorbar=dict(title="P(IDC)", thickness=14, len=0.8)),
-        customdata=np.stack([coords[:, 1], coords[:, 0], probs], 1),
+        customdata=np.stack([boxes[:, 0], boxes[:, 1], probs], 1),
         hovertemplate="tile x=%{customdata[0]}, y=%{customdata[1]}<br>P(IDC) %{customdata[2]:.3f}<extra></extra>",
         selected=dict(marker=dict(color="white", opacity=0.9)), unselected=dict(marker=dict(opacity=0.0)),
         name="tiles", showlegend=False,
     ))
     if selected is not None:
-        y, x = coords[selected]
-        fig.add_shape(type="rect", x0=x, y0=y, x1=x + size, y1=y + size, line=dict(color="black", width=3))
+        x, y, w, h = boxes[selected]
+        fig.add_shape(type="rect", x0=x, y0=y, x1=x + w, y1=y + h, line=dict(color="black", width=3))
     fig.update_xaxes(showgrid=False, range=[0, width], constrain="domain", title="x (px)")
     fig.update_yaxes(showgrid=False, range=[height, 0], scaleanchor="x", constrain="domain", title="y (px)")
     fig.update_layout(height=min(760, max(380, int(700 * height / max(width, 1)))), margin=dict(l=10, r=10, t=10, b=10),
