@@ -104,11 +104,20 @@ def score_items(
     if slides not in SLIDE_MODES:
         raise ValueError(f"slides must be one of {SLIDE_MODES}, got {slides!r}")
     total = len(items) if isinstance(items, Sized) else None
+    return _scored(model, items, threshold, batch_size, uncertainty, slides == "tile", progress, total)
+
+
+def _scored(model: Scorer, items: Iterable[tuple[str, bytes | IDCError]], threshold: float, batch_size: int,
+            uncertainty: dict[str, Any] | None, tile: bool, progress: Progress | None,
+            total: int | None) -> Iterator[ItemResult]:
+    """score_items' generator (its arguments are checked when it is called, not when it is first read)."""
     queue: list[ItemResult] = []  # in input order, waiting for their batch
     done = 0
 
     def flush() -> Iterator[ItemResult]:
         nonlocal done
+        if not queue:
+            return
         scored = list(_score_queue(model, queue, threshold, batch_size, uncertainty))
         done += len(queue)
         queue.clear()
@@ -118,13 +127,13 @@ def score_items(
 
     for name, data in items:
         item, image = fit_item(name, data)
-        if image is not None and slides == "tile":
+        if image is not None and tile:
             yield from flush()
             queue.append(_tiled(model, item, image, threshold, batch_size, uncertainty))
             yield from flush()
             continue
         queue.append(item)
-        if sum(waiting.patch is not None for waiting in queue) >= batch_size:
+        if len(queue) >= batch_size:
             yield from flush()
     yield from flush()
 

@@ -82,5 +82,5 @@ def test_uncertainty_is_measured_and_flagged_at_the_models_cut(model):
 @pytest.mark.parametrize(("kwargs", "message"), [({"threshold": 1.5}, "threshold"), ({"batch_size": 0}, "batch_size"),
                                                  ({"slides": "squash"}, "slides")])
 def test_bad_arguments_are_programmer_errors(model, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        list(score_items(model, [], **{"threshold": 0.5, **kwargs}))
+    with pytest.raises(ValueError, match=message):  # at the call, not at the first read
+        score_items(model, [], **{"threshold": 0.5, **kwargs})

@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error(f"cannot write {args.csv} ({exc.strerror or exc})", 2)
     rows, failed = [], 0
     with progress_bar(iter_image_inputs(args.paths), unit="image", desc="predict") as bar:
+        # iter(bar): the bar counts inputs as they are read (a tqdm over a generator has no usable len())
         for item in score_items(scorer, iter(bar), threshold=threshold, batch_size=args.batch_size,
                                 uncertainty=uncertainty, slides="tile"):
             if item.error:
