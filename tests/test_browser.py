@@ -131,11 +131,7 @@ def test_sample_patches_give_a_table_a_confusion_matrix_and_thumbnails(page, app
     n_samples = len(list(SAMPLE_PATCHES.glob("*.png")))
     if not n_samples:
         pytest.skip("no sample patches in assets/patches")
-    page.goto(f"{app_url}/classify")
-    page.get_by_text("Try the sample patches").first.click()
-    page.get_by_text("Confusion matrix of this batch").first.wait_for()
-    page.get_by_text("Grad-CAM overlay").first.wait_for()
-    _settle(page)
+    _classify_the_samples(page, app_url)  # waits for the page to be ready before it clicks, as a user would
     classified = page.locator("[data-testid='stMetric']", has_text="Patches classified")
     assert classified.locator("[data-testid='stMetricValue']").first.inner_text() == str(n_samples)
     _shoot(page, shots / "classify.png")
