@@ -10,9 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from idc_core import PATCH_SIZE, Progress
+from idc_core import Progress
 from idc_core.errors import IDCError
 from idc_core.metrics import threshold_metrics
 from idc_core.scoring import ItemResult, score_items
@@ -24,12 +22,6 @@ class ClassifyResult:
 
     items: list[ItemResult]
     threshold: float
-
-    @property
-    def patches(self) -> np.ndarray:
-        """(M, 50, 50, 3) uint8: the patches of the M predicted items, in input order."""
-        patches = [item.patch for item in self.items if item.patch is not None]
-        return np.stack(patches) if patches else np.empty((0, PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
 
     @property
     def predicted(self) -> list[ItemResult]:

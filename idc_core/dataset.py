@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from idc_core.archive import IN_MEMORY, ZipLimits, ZipMember, open_zip, read_member, safe_members
-from idc_core.errors import ArchiveError, DatasetError, IDCError, ImageError
+from idc_core.errors import ArchiveError, DatasetError, IDCError, ImageError, named
 from idc_core.image_io import decode_image, pad_patch
 
 EXPECTED_LAYOUT = "<root>/<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<0|1>.png"
@@ -352,7 +352,8 @@ def iter_zip_images(name: str, source: str | Path | bytes, limits: ZipLimits = Z
 
 def _named(name: str, exc: ArchiveError) -> ArchiveError:
     """The error with its message starting with `name` (the zip as the user called it)."""
-    return exc if str(exc).startswith(name) else ArchiveError(f"{name}: {exc}")
+    text = named(name, str(exc))
+    return exc if text == str(exc) else ArchiveError(text)
 
 
 def _read_zip_member(zf: zipfile.ZipFile, member: ZipMember, limits: ZipLimits) -> bytes | IDCError:

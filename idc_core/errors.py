@@ -31,3 +31,14 @@ class WeightsError(ModelError):
 
 class SlideError(IDCError):
     """A slide file that cannot be opened, has no usable scale, or cannot be read at the model's scale."""
+
+
+def one_line(text: object) -> str:
+    """`text` (a message or an error) with every run of whitespace made one space; an empty error gives its type."""
+    line = " ".join(str(text).split())
+    return line or (type(text).__name__ if isinstance(text, BaseException) else "")
+
+
+def named(name: str, text: str) -> str:
+    """`text` naming the input once: prefixed with `name` (as the user called it) unless it starts with it."""
+    return text if text.startswith(name) else f"{name}: {text}"

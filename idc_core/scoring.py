@@ -18,7 +18,7 @@ import numpy as np
 
 from idc_core import PATCH_SIZE, Progress
 from idc_core.dataset import parse_patch_name
-from idc_core.errors import IDCError, ImageError
+from idc_core.errors import IDCError, ImageError, named, one_line
 from idc_core.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.predict import Scorer, predict_measured, predict_patches, predict_slide
 from idc_core.slide_result import SlideResult
@@ -59,10 +59,10 @@ def true_label_from_name(name: str) -> int | None:
 
 def error_text(name: str, exc: BaseException) -> str:
     """One line naming the input once: the error's text, prefixed with `name` unless it starts with it."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = one_line(exc)
     if not isinstance(exc, IDCError):
         text = f"unexpected {type(exc).__name__}: {text}"
-    return text if text.startswith(name) else f"{name}: {text}"
+    return named(name, text)
 
 
 def fit_item(name: str, data: bytes | IDCError) -> tuple[ItemResult, np.ndarray | None]:

@@ -20,7 +20,7 @@ from PIL import Image, TiffImagePlugin
 
 from idc_core import Progress
 from idc_core.config import DATASET_MPP
-from idc_core.errors import IDCError, ImageTooLargeError, SlideError
+from idc_core.errors import IDCError, ImageTooLargeError, SlideError, one_line
 from idc_core.image_io import DEFAULT_MAX_PIXELS, read_image
 from idc_core.mpp import (
     Scale,
@@ -156,7 +156,7 @@ class OpenSlideReader(SlideReader):
         try:
             self.slide = openslide.OpenSlide(str(path))
         except (openslide.OpenSlideError, OSError) as exc:
-            raise SlideError(f"{name}: OpenSlide cannot open it ({_one_line(exc)})") from exc
+            raise SlideError(f"{name}: OpenSlide cannot open it ({one_line(exc)})") from exc
         properties = dict(self.slide.properties)
         try:
             scale = require_scale(name, properties, explicit_mpp)
@@ -173,7 +173,7 @@ class OpenSlideReader(SlideReader):
         try:
             region = self.slide.read_region((x, y), level, (width, height))
         except (self._openslide.OpenSlideError, OSError, ValueError) as exc:
-            raise SlideError(f"{self.name}: cannot read level {level} at ({x}, {y}): {_one_line(exc)}") from exc
+            raise SlideError(f"{self.name}: cannot read level {level} at ({x}, {y}): {one_line(exc)}") from exc
         return _on_white(np.asarray(region, dtype=np.uint8))
 
     def close(self) -> None:
@@ -193,9 +193,6 @@ def _on_white(rgba: np.ndarray) -> np.ndarray:
         rgb[partial] = (rgb[partial] * a // 255 + (255 - a)).astype(np.uint8)
     return rgb
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _tiff_properties(path: Path) -> dict[str, str]:

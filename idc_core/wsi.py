@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from idc_core import PATCH_SIZE
-from idc_core.errors import IDCError
+from idc_core.errors import IDCError, one_line
 from idc_core.slide_outputs import geojson_regions, heatmap_png, scale_metadata, tiles_csv
 from idc_core.slide_reader import Progress, SlideReader, open_slide
 from idc_core.slide_result import SlideResult
@@ -216,16 +216,13 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         row.update(status="ok", tiles=summary["tissue_tiles"], idc_area_mm2=summary["idc_area_mm2"],
                    mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"], warnings="; ".join(analysis.warnings))
     except IDCError as exc:
-        row["reason"] = _one_line(exc)
+        row["reason"] = one_line(exc)
     except MemoryError:
         row["reason"] = f"{path.name}: out of memory"
     except Exception as exc:  # noqa: BLE001 - one slide, even one that hits a bug, never stops the others
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        row["reason"] = (f"{path.name}: unexpected {type(exc).__name__}: {_one_line(exc)} "
+        row["reason"] = (f"{path.name}: unexpected {type(exc).__name__}: {one_line(exc)} "
                          f"({Path(where.filename).name}:{where.lineno})")
     row["seconds"] = round(time.perf_counter() - started, 3)
     return row
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

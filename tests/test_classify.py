@@ -37,7 +37,8 @@ def test_every_item_gets_a_row_in_input_order_and_bad_ones_an_error(model, small
              ("broken.zip", ArchiveError("broken.zip: not a readable zip file"))]
     result = classify_images(model, items, threshold=0.5)
     assert [row.name for row in result.items] == [name for name, _ in items]
-    assert len(result.predicted) == 4 and result.patches.shape == (4, 50, 50, 3)
+    assert len(result.predicted) == 4
+    assert all(row.patch is not None and row.patch.shape == (50, 50, 3) for row in result.predicted)
     errors = {row.name: row.error for row in result.failed}
     assert "not a readable image" in errors["notes.png"]
     assert "empty file (0 bytes)" in errors["empty.png"]
@@ -48,7 +49,7 @@ def test_probabilities_match_predict_patches_whatever_the_batch_size(model, smal
     items = _patches(small_data, 7)
     one = classify_images(model, items, threshold=0.5)
     small = classify_images(model, items, threshold=0.5, batch_size=2)
-    direct = predict_patches(model, one.patches)
+    direct = predict_patches(model, np.stack([row.patch for row in one.items]))
     np.testing.assert_allclose([r.prob_idc for r in one.items], direct, rtol=1e-5)
     np.testing.assert_allclose([r.prob_idc for r in small.items], direct, rtol=1e-5)
 

@@ -16,11 +16,10 @@ from idc_core.cli.options import (
     error,
     follow,
     model_folder,
-    one_line,
     progress_bar,
     unit_interval,
 )
-from idc_core.errors import IDCError
+from idc_core.errors import IDCError, one_line
 from idc_core.evaluate import evaluate_model, format_report
 from idc_core.uncertainty import UNCERTAINTY_METHODS
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from idc_core import Progress
+from idc_core.errors import one_line
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -51,11 +52,6 @@ def unit_interval(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
     return value
-
-
-def one_line(text: object) -> str:
-    """`text` with every run of whitespace (newlines too) made one space."""
-    return " ".join(str(text).split())
 
 
 def error(message: object, status: int) -> int:
