@@ -290,7 +290,7 @@ def _held_out_metrics(
         metrics = compute_metrics(test_y, predict_patches(model, test_x), threshold, patients=patients)
     metrics["evaluated_on"] = (
         f"test split ({split.mode} split): {len(split.patients['test'])} patients, "
-        f"{len(test_y)} patches, none used for training or for choosing the threshold"
+        f"{len(test_y)} patches, none used for training, for choosing the threshold or for fitting a calibration"
     )
     metrics["split"] = split.describe()
     return metrics
