@@ -14,13 +14,16 @@ This app runs a small neural network on **50x50 pixel patches of H&E-stained bre
 
 **What it does**
 - scores patches you upload (or the bundled samples) and shows how sure the model is;
-- tiles an image of a slide region into patches, skips the background and draws a heatmap of P(IDC);
+- opens a whole-slide file (Aperio .svs, Hamamatsu .ndpi, tiled TIFF, ...) or an image of a slide region,
+  reads it at the scale the model was trained at, tiles it into patches, skips the background and draws a
+  heatmap of P(IDC);
 - shows *where* the model looked, with Grad-CAM explanations;
 - shows how well the model did on patients it never saw in training, and lets you test it on your own labelled data.
 
 **What it does not do**
 - it does not diagnose: a score is not a pathologist's reading, and the model can be confidently wrong;
-- it does not read whole-slide files (.svs, .ndpi): upload an exported region at the dataset's scale;
+- it does not look at a slide at full resolution, only at the model's own coarse scale (4 microns per pixel
+  for the shipped models: a 50x50 patch is 200 microns wide);
 - it was trained on one public dataset: other scanners, stains or magnifications can fool it.
 """
 )

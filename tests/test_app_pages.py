@@ -59,7 +59,21 @@ def test_home_shows_the_disclaimer_and_the_model_card(models_root):
     assert at.sidebar.selectbox[0].value == "tiny"
     card = " ".join(m.value for m in at.sidebar.markdown)
     assert "`cnn`" in card and "Threshold** 0.500" in card and "7 patients" in card and "Held-out metrics" in card
-    assert "**Training** imbalance class_weight · width 1 · block dropout 0.25 · up to 3 epochs" in card
+    assert ("**Training** imbalance class_weight · width 1 · block dropout 0.25 · up to 3 epochs · flatten head, "
+            "1 convolution per block · augmentation jitter") in card
+
+
+def test_the_model_card_says_how_a_model_was_trained_and_how_its_uncertainty_is_read() -> None:
+    from ui.models import _training_facts, uncertainty_help
+
+    facts = _training_facts("cnn", {"imbalance": "class_weight", "width": 1.0, "block_dropout": 0.25, "epochs": 12,
+                                    "head": "gap", "convs_per_block": 2, "augment_mode": "hed",
+                                    "learning_rate": 0.001})
+    assert facts[-3:] == ["gap head, 2 convolutions per block", "augmentation hed", "learning rate 0.001"]
+    assert "augmentation none" in _training_facts("resnet50", {"augment": False})
+    assert "head" not in " ".join(_training_facts("resnet50", {}))
+    assert "8 rotations and flips" in uncertainty_help({"method": "tta"})
+    assert "16 passes" in uncertainty_help({"method": "mc", "samples": 16})
 
 
 def test_classify_upload_shows_each_prediction_errors_and_the_batch_confusion(small_data, models_root):

@@ -97,8 +97,12 @@ def require_model() -> LoadedModel:
 
 
 UNCERTAINTY_NAMES = {  # method: (short label, for charts; how it is measured, with {label} and {samples} filled in)
-    "mc": ("Monte-Carlo dropout", "{label}: the spread of P(IDC) over {samples} passes with dropout on"),
-    "tta": ("test-time augmentation", "{label}: the spread of P(IDC) over the 8 rotations and flips of the patch"),
+    "mc": ("Monte-Carlo dropout", "{label}: how close the patch's score stays to the threshold over {samples} "
+           "passes with dropout on (the distance of their mean logit from the threshold's, in their standard "
+           "deviations)"),
+    "tta": ("test-time augmentation", "{label}: how close the patch's score stays to the threshold over its 8 "
+            "rotations and flips (the distance of their mean logit from the threshold's, in their standard "
+            "deviations)"),
     "confidence": ("closeness to the threshold", "closeness of P(IDC) to the threshold"),
 }
 
@@ -116,6 +120,20 @@ def uncertainty_help(settings: dict[str, Any]) -> str:
             "as unsure as the least sure 20% of the model's validation patches.")
 
 
+def _training_facts(arch: str, train: dict[str, Any]) -> list[str]:
+    """What a model's recorded training settings say, with the defaults of the time for older configs."""
+    facts = [f"imbalance {train.get('imbalance', '?')}", f"width {train.get('width') or 1.0:g}",
+             f"block dropout {train.get('block_dropout') or 0.25:g}", f"up to {train.get('epochs', '?')} epochs"]
+    if arch == "cnn":
+        convs = int(train.get("convs_per_block") or 1)
+        facts.append(f"{train.get('head') or 'flatten'} head, {convs} convolution{'s' * (convs > 1)} per block")
+    augment = (train.get("augment_mode") or "jitter") if train.get("augment", True) else "none"
+    facts.append(f"augmentation {augment}")
+    if "learning_rate" in train:
+        facts.append(f"learning rate {train['learning_rate']:g}")
+    return facts
+
+
 def _render_card(card: dict[str, Any], path: Path) -> None:
     config, metrics = card["config"], card.get("metrics") or {}
     model_file = path / MODEL_FILE
@@ -127,10 +145,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
         )
         train = config.get("train") or {}
         if train:
-            st.markdown(
-                f"**Training** imbalance {train.get('imbalance', '?')} · width {train.get('width', 1.0):g} · "
-                f"block dropout {train.get('block_dropout', 0.25):g} · up to {train.get('epochs', '?')} epochs"
-            )
+            st.markdown("**Training** " + " · ".join(_training_facts(config["arch"], train)))
         data = config.get("data_summary") or {}
         if data:
             counts = data.get("class_counts", {})
