@@ -5,8 +5,8 @@
 Inputs: assets/sample_slide.png (2800x2350, 979 tissue patches, with its truth CSV) and
 assets/sample_patient_8980.zip (a patient zip rebuilt into a slide). Stages:
   read     decode_image (PNG) / load_slide_input (zip: read members, decode patches, assemble)
-  tissue   tissue_mask (HSV saturation, Otsu)
-  tiling   tile_coordinates + tile_tissue_fraction + cutting the tissue tiles' patches
+  tissue   tissue_mask (HSV saturation above the default threshold, as the page and predict_slide)
+  tiling   tile_coordinates + tile_tissue_fraction (>= the default minimum) + cutting the tissue tiles' patches
   predict  predict_patches on those patches (batch 256)
   heatmap  tile_map + blend (the overlay the page shows)
   truth    compare_to_truth (maps and metrics against the truth tiles)
@@ -33,7 +33,7 @@ def analyse(model, name: str, data: bytes, truth_csv: bytes | None, threshold: f
     from idc_core.slide_result import SlideResult
     from idc_core.slides import compare_to_truth, load_slide_input
     from idc_core.tiling import iter_patch_batches, tile_coordinates
-    from idc_core.tissue import tile_tissue_fraction, tissue_mask
+    from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
 
     t: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     clock = time.perf_counter
@@ -43,12 +43,12 @@ def analyse(model, name: str, data: bytes, truth_csv: bytes | None, threshold: f
     t["read"] = clock() - start
 
     start = clock()
-    mask, used = tissue_mask(image)
+    mask, used = tissue_mask(image, TISSUE_THRESHOLD)
     t["tissue"] = clock() - start
 
     start = clock()
     coords = tile_coordinates(*image.shape[:2], PATCH_SIZE, PATCH_SIZE)
-    tissue = tile_tissue_fraction(mask, coords, PATCH_SIZE) >= 0.5
+    tissue = tile_tissue_fraction(mask, coords, PATCH_SIZE) >= MIN_TISSUE
     index = np.flatnonzero(tissue)
     probs = np.full(len(coords), np.nan, dtype=np.float32)
     batches = iter_patch_batches(image, coords[index], 256, PATCH_SIZE)
