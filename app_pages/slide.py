@@ -239,9 +239,9 @@ m[1].metric("Tissue tiles", f"{result.n_tissue:,}", help=f"saturation threshold 
 m[2].metric("IDC tiles", f"{n_idc:,}")
 m[3].metric("IDC area (of tissue)", percent(n_idc / result.n_tissue))
 m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
-m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.uncertain is not None else "not measured",
+m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.uncertain is not None else "off",
             help="Share of tissue tiles the model is unsure about (as unsure as its least sure 20% on validation); "
-                 "turn on 'Measure uncertainty' under Tiling and tissue detection.")
+                 "'off' until you turn on 'Measure uncertainty' under Tiling and tissue detection.")
 
 cut = threshold if only_idc else None
 figure = session_memo(S + "memo_figure", (cut, alpha, cmap, outline), lambda: slide_figure(  # a downscaled PNG

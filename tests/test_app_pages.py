@@ -514,7 +514,7 @@ def test_evaluation_shows_reliability_and_a_referral_curve_that_follows_the_thre
 def test_slide_page_measures_uncertainty_on_request_and_outlines_it(unsure_root, monkeypatch):
     monkeypatch.setenv("IDC_MODELS_DIR", str(unsure_root))
     at = open_page("slide")
-    assert {m.label: m.value for m in at.metric}["Uncertain tissue"] == "not measured"
+    assert {m.label: m.value for m in at.metric}["Uncertain tissue"] == "off"
     at.toggle(key="slide_measure").set_value(True).run()
     no_traceback(at)
     result = at.session_state["slide_result"]
