@@ -194,7 +194,6 @@ def _on_white(rgba: np.ndarray) -> np.ndarray:
     return rgb
 
 
-
 def _tiff_properties(path: Path) -> dict[str, str]:
     """TIFF resolution tags of a plain TIFF as OpenSlide would name them (empty for other formats)."""
     try:

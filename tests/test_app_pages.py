@@ -71,6 +71,7 @@ def test_the_model_card_says_how_a_model_was_trained_and_how_its_uncertainty_is_
                                     "learning_rate": 0.001})
     assert facts[-3:] == ["gap head, 2 convolutions per block", "augmentation hed", "learning rate 0.001"]
     assert "augmentation none" in _training_facts("resnet50", {"augment": False})
+    assert "block dropout 0" in _training_facts("cnn", {"block_dropout": 0.0})
     assert "head" not in " ".join(_training_facts("resnet50", {}))
     assert "8 rotations and flips" in uncertainty_help({"method": "tta"})
     assert "16 passes" in uncertainty_help({"method": "mc", "samples": 16})

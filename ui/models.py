@@ -122,12 +122,15 @@ def uncertainty_help(settings: dict[str, Any]) -> str:
 
 def _training_facts(arch: str, train: dict[str, Any]) -> list[str]:
     """What a model's recorded training settings say, with the defaults of the time for older configs."""
-    facts = [f"imbalance {train.get('imbalance', '?')}", f"width {train.get('width') or 1.0:g}",
-             f"block dropout {train.get('block_dropout') or 0.25:g}", f"up to {train.get('epochs', '?')} epochs"]
+    def get(key: str, default: Any) -> Any:
+        return default if train.get(key) is None else train[key]
+
+    facts = [f"imbalance {get('imbalance', '?')}", f"width {get('width', 1.0):g}",
+             f"block dropout {get('block_dropout', 0.25):g}", f"up to {get('epochs', '?')} epochs"]
     if arch == "cnn":
-        convs = int(train.get("convs_per_block") or 1)
-        facts.append(f"{train.get('head') or 'flatten'} head, {convs} convolution{'s' * (convs > 1)} per block")
-    augment = (train.get("augment_mode") or "jitter") if train.get("augment", True) else "none"
+        convs = int(get("convs_per_block", 1))
+        facts.append(f"{get('head', 'flatten')} head, {convs} convolution{'s' * (convs > 1)} per block")
+    augment = get("augment_mode", "jitter") if get("augment", True) else "none"
     facts.append(f"augmentation {augment}")
     if "learning_rate" in train:
         facts.append(f"learning rate {train['learning_rate']:g}")
