@@ -225,4 +225,3 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
                          f"({Path(where.filename).name}:{where.lineno})")
     row["seconds"] = round(time.perf_counter() - started, 3)
     return row
-
