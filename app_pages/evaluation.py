@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from idc_core.curves import operating_point
-from idc_core.evaluate import evaluate_model
-from idc_core.metrics import confidence_uncertainty, referral_curve
-from idc_core.uncertainty import decision_uncertainty
+from idc_core.inference.uncertainty import decision_uncertainty
+from idc_core.stats.curves import operating_point
+from idc_core.stats.metrics import confidence_uncertainty, referral_curve
+from idc_core.workflows.evaluate import evaluate_model
 from ui import DISCLAIMER
 from ui.figures import (
     confusion_figure,
@@ -108,7 +108,7 @@ def calibration_and_referral(report: dict[str, Any], threshold: float, key: str)
                    "threshold'.")
     else:
         c2.info("No per-patch uncertainty in this report: the referral curve needs it "
-                "(python -m idc_core.evaluate --uncertainty, or 'Measure uncertainty' in the next tab).")
+                "(python -m idc_core evaluate --uncertainty, or 'Measure uncertainty' in the next tab).")
 
 
 PATIENT_COLUMNS = {

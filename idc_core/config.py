@@ -20,7 +20,7 @@ IMBALANCE_MODES = ("class_weight", "oversample", "none")
 ARCHITECTURES = ("cnn", "cancernet", "resnet50", "mobilenetv2", "efficientnetb0")
 TRANSFER_ARCHS = ("resnet50", "mobilenetv2", "efficientnetb0")
 HEADS = ("flatten", "gap")
-"""The model builders by name (idc_core.models), here so that the command lines' options need no TensorFlow."""
+"""The model builders by name (idc_core.model.builders), here so that the command lines' options need no TensorFlow."""
 AUGMENT_MODES = ("jitter", "dihedral", "hed")
 """jitter: dihedral + zoom + HSV/brightness/contrast jitter (the original recipe); dihedral: the 8
 flips/90-degree rotations only; hed: dihedral + stain augmentation in HED optical-density space."""
@@ -72,8 +72,8 @@ class TrainConfig:
     calibration: str = "auto"
     """After training: fit on validation patients and build into model.keras (auto|platt|temperature), or none."""
     uncertainty: str = "auto"
-    """How the model's uncertainty is measured (idc_core.uncertainty.UNCERTAINTY_METHODS), or auto: the one that
-    ranks validation errors best."""
+    """How the model's uncertainty is measured (idc_core.inference.uncertainty.UNCERTAINTY_METHODS), or auto: the one
+    that ranks validation errors best."""
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_MODES:
@@ -120,7 +120,7 @@ class ModelConfig:
     keras_version: str = ""
     mpp: float = DATASET_MPP
     calibration: dict[str, Any] = field(default_factory=dict)
-    """{} when model.keras outputs the raw score; else the fitted map (python -m idc_core.calibrate)."""
+    """{} when model.keras outputs the raw score; else the fitted map (python -m idc_core calibrate)."""
     uncertainty: dict[str, Any] = field(default_factory=dict)
     """How to measure a patch's uncertainty (method, samples) and above which value it is flagged uncertain."""
 

@@ -18,11 +18,11 @@ def make_tiny_models_root(root: Path, name: str = "tiny", *, uncertain_above: fl
     with that cut, and its metrics.json carries per-patch scores and referral curves like a calibrated model's.
     """
     from idc_core.config import ModelConfig
-    from idc_core.evaluate import patch_scores, uncertainty_report
-    from idc_core.metrics import calibration_report, compute_metrics
-    from idc_core.model_io import save_model_dir
-    from idc_core.models import build_model, with_calibration
-    from idc_core.uncertainty import Measured, decision_uncertainty
+    from idc_core.inference.uncertainty import Measured, decision_uncertainty
+    from idc_core.model.builders import build_model, with_calibration
+    from idc_core.model.folder import save_model_dir
+    from idc_core.stats.metrics import calibration_report, compute_metrics
+    from idc_core.workflows.evaluate import patch_scores, uncertainty_report
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)

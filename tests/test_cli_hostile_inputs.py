@@ -34,9 +34,9 @@ from idc_core.cli.evaluate import main as evaluate_main
 from idc_core.cli.predict import main as predict_main
 from idc_core.cli.train import main as train_main
 from idc_core.config import ModelConfig
-from idc_core.image_io import DEFAULT_MAX_PIXELS
-from idc_core.model_io import save_model_dir
-from idc_core.models import build_model
+from idc_core.data.image_io import DEFAULT_MAX_PIXELS
+from idc_core.model.builders import build_model
+from idc_core.model.folder import save_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -294,13 +294,13 @@ def test_evaluate_cli_refuses_bad_options(option, capsys) -> None:
     assert f"argument {option[0]}" in capsys.readouterr().err
 
 
-# Through a real `python -m idc_core.predict` process: nothing but one line per bad input reaches stderr.
+# Through a real `python -m idc_core predict` process: nothing but one line per bad input reaches stderr.
 # (One process: TensorFlow's import costs seconds; broken model folders are covered in-process above.)
 
 def test_predict_process_mixed_batch_has_no_traceback(model_dir, batch, tmp_path) -> None:
     args, bad, good = batch
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([sys.executable, "-m", "idc_core.predict", *args, "--model", str(model_dir)],
+    result = subprocess.run([sys.executable, "-m", "idc_core", "predict", *args, "--model", str(model_dir)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     _assert_one_line_per_bad_input(result.stderr, bad)

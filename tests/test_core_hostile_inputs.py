@@ -17,17 +17,17 @@ from hostile_files import dataset_files, encode, layout_name, tissue, zip_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from idc_core.archive import ZipLimits, open_zip, read_member, safe_members
 from idc_core.config import ModelConfig
-from idc_core.dataset import PatchSource, iter_image_inputs, iter_zip_images, load_patches, scan_dataset
+from idc_core.data.archive import ZipLimits, open_zip, read_member, safe_members
+from idc_core.data.dataset import PatchSource, iter_image_inputs, iter_zip_images, load_patches, scan_dataset
+from idc_core.data.image_io import decode_image, fit_patch
+from idc_core.data.pipeline import cached_patches
 from idc_core.errors import ArchiveError, DatasetError, IDCError, ImageError, ImageTooLargeError, ModelError
-from idc_core.evaluate import evaluate_model
-from idc_core.image_io import decode_image, fit_patch
-from idc_core.model_io import LoadedModel, default_model_dir, load_model_dir, save_model_dir
-from idc_core.models import build_model
-from idc_core.pipeline import cached_patches
-from idc_core.predict import predict_slide
-from idc_core.slides import load_slide_input, read_truth_csv
+from idc_core.inference.predict import predict_slide
+from idc_core.model.builders import build_model
+from idc_core.model.folder import LoadedModel, default_model_dir, load_model_dir, save_model_dir
+from idc_core.workflows.evaluate import evaluate_model
+from idc_core.wsi.truth import load_slide_input, read_truth_csv
 from ui.uploads import expand_uploads
 
 CORE = Path(__file__).resolve().parents[1] / "idc_core"

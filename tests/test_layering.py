@@ -76,7 +76,7 @@ def test_every_core_module_has_a_layer_and_imports_only_downwards():
 
 
 def test_a_library_module_imports_only_its_own_command_when_run_as_a_script():
-    """`python -m idc_core.predict` runs idc_core.cli.predict: the one import allowed in the main block."""
+    """`python -m idc_core predict` runs idc_core.cli.predict: the one import allowed in the main block."""
     odd = {name: imports for name, path in _core_modules().items()
            if (imports := _imports(path) - _imports(path, main_block=False)) and imports != {f"idc_core.cli.{name}"}}
     assert odd == {}

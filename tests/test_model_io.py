@@ -1,4 +1,4 @@
-"""Tests of idc_core.model_io: saving, loading and rejecting broken model folders."""
+"""Tests of idc_core.model.folder: saving, loading and rejecting broken model folders."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
-from idc_core.model_io import (
+from idc_core.model.builders import build_model
+from idc_core.model.folder import (
     default_model_dir,
     list_model_dirs,
     load_model_dir,
     read_model_card,
     save_model_dir,
 )
-from idc_core.models import build_model
 
 METRICS = {"test": {"auc": 0.9}}
 HISTORY = {"loss": [0.7, 0.5]}

@@ -1,4 +1,4 @@
-"""Tests of idc_core.predict: batched patch inference, slide analysis and the CLI."""
+"""Tests of idc_core.inference.predict: batched patch inference, slide analysis and the CLI."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import keras
 import numpy as np
 import pytest
 
-import idc_core.predict as predict
+import idc_core.inference.predict as predict
 from idc_core.cli.predict import main
 from idc_core.config import ModelConfig
-from idc_core.image_io import encode_png, read_image
-from idc_core.model_io import save_model_dir
-from idc_core.models import build_model
-from idc_core.predict import predict_patches, predict_slide
-from idc_core.slide_result import SlideResult
-from idc_core.tiling import extract_patches
+from idc_core.data.image_io import encode_png, read_image
+from idc_core.inference.predict import predict_patches, predict_slide
+from idc_core.model.builders import build_model
+from idc_core.model.folder import save_model_dir
+from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tiling import extract_patches
 
 PINK = (200, 80, 160)  # a saturated H&E-like colour: tissue for tissue_mask
 
@@ -187,7 +187,7 @@ def test_cli_without_a_default_model_exits_2_and_says_why(tmp_path, monkeypatch,
 
 
 def test_the_default_model_is_found_from_any_working_directory(tmp_path, monkeypatch) -> None:
-    from idc_core.model_io import REPO_MODELS, default_model_dir
+    from idc_core.model.folder import REPO_MODELS, default_model_dir
 
     monkeypatch.delenv("IDC_MODELS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)

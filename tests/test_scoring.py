@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from slide_files import sample_crop
 
-import idc_core.scoring as scoring
+import idc_core.inference.items as scoring
+from idc_core.data.image_io import encode_png
 from idc_core.errors import ArchiveError
-from idc_core.image_io import encode_png
-from idc_core.models import build_model
-from idc_core.predict import predict_patches, predict_slide
-from idc_core.scoring import score_items
+from idc_core.inference.items import score_items
+from idc_core.inference.predict import predict_patches, predict_slide
+from idc_core.model.builders import build_model
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ import json
 import numpy as np
 import pytest
 
-from idc_core import uncertainty
 from idc_core.cli import evaluate, predict
 from idc_core.config import ModelConfig
-from idc_core.metrics import confidence_uncertainty, referral_curve, threshold_metrics
-from idc_core.model_io import save_model_dir
-from idc_core.models import build_model
-from idc_core.predict import predict_patches, predict_slide
-from idc_core.uncertainty import dihedral_views, predict_with_uncertainty
+from idc_core.inference import uncertainty
+from idc_core.inference.predict import predict_patches, predict_slide
+from idc_core.inference.uncertainty import dihedral_views, predict_with_uncertainty
+from idc_core.model.builders import build_model
+from idc_core.model.folder import save_model_dir
+from idc_core.stats.metrics import confidence_uncertainty, referral_curve, threshold_metrics
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_tta_views_are_the_eight_dihedral_ones_and_a_symmetric_patch_has_no_spre
 
 
 def test_decision_uncertainty_is_one_at_the_threshold_and_falls_with_distance_and_certainty():
-    from idc_core.calibration import logit
-    from idc_core.uncertainty import decision_uncertainty
+    from idc_core.inference.uncertainty import decision_uncertainty
+    from idc_core.stats.calibration import logit
 
     at = logit([0.3])[0]
     u = decision_uncertainty(np.array([at, at + 1, at + 1, at - 4]), np.array([0.5, 0.5, 2.0, 0.5]), 0.3)
@@ -119,7 +119,7 @@ def test_slide_tiles_carry_uncertainty_off_tissue_none_and_the_uncertain_share(m
 
 @pytest.fixture(scope="module")
 def model_dir(model, tmp_path_factory, small_data):
-    from idc_core.dataset import scan_dataset
+    from idc_core.data.dataset import scan_dataset
 
     patients = sorted({r.patient for r in scan_dataset(small_data).records})
     config = ModelConfig(name="m", arch="cnn", threshold=0.5, split_patients={"test": patients},

@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from idc_core.errors import ModelError
-from idc_core.model_io import (
+from idc_core.model.folder import (
     MODEL_FILE,
     LoadedModel,
     default_model_dir,
@@ -58,7 +58,7 @@ def sidebar_picker() -> None:
         if choice == OTHER:
             st.text_input("Model folder", key=OTHER_PATH_KEY, placeholder="/path/to/model_dir")
         if not names:
-            st.caption(f"No model folders in {root}: train one with `python -m idc_core.train`.")
+            st.caption(f"No model folders in {root}: train one with `python -m idc_core train`.")
         path = selected_path()
         if path is not None:
             try:
@@ -108,7 +108,7 @@ UNCERTAINTY_NAMES = {  # method: (short label, for charts; how it is measured, w
 
 
 def uncertainty_label(method: str) -> str:
-    """The short name of an uncertainty method (idc_core.uncertainty), e.g. for a chart legend."""
+    """The short name of an uncertainty method (idc_core.inference.uncertainty), e.g. for a chart legend."""
     return UNCERTAINTY_NAMES[method][0] if method in UNCERTAINTY_NAMES else method
 
 
@@ -166,7 +166,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             f"**P(IDC)** calibrated on validation patients ({calibration['method']} scaling)"
             + (f"; test ECE {metrics['calibration']['ece']:.3f}" if (metrics.get("calibration") or {}).get("ece")
                is not None else "")
-            if calibration else "**P(IDC)** a raw score, not calibrated (`python -m idc_core.calibrate` fits it)")
+            if calibration else "**P(IDC)** a raw score, not calibrated (`python -m idc_core calibrate` fits it)")
         if config.get("uncertainty"):
             st.markdown(f"**Uncertainty** {uncertainty_help(config['uncertainty'])}")
         if metrics:

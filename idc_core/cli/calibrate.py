@@ -1,6 +1,6 @@
 """Make a saved model's P(IDC) a calibrated probability and fix how its uncertainty is read, on validation patients.
 
-    python -m idc_core.calibrate --model models/cnn-gap-hed --data PATH [--method auto|platt|temperature]
+    python -m idc_core calibrate --model models/cnn-gap-hed --data PATH [--method auto|platt|temperature]
                                  [--uncertainty auto|mc|tta|confidence]
 
 Fits temperature and Platt scaling on the raw scores of the model's validation patients, keeps the one with the
@@ -18,17 +18,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from idc_core.calibrate import calibrate_folder
-from idc_core.calibration import CALIBRATION_METHODS
 from idc_core.cli.export import DEFAULT_CHECK
 from idc_core.cli.options import error
 from idc_core.errors import IDCError
-from idc_core.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
+from idc_core.inference.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
+from idc_core.stats.calibration import CALIBRATION_METHODS
+from idc_core.workflows.calibrate import calibrate_folder
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: 0 when the folder was calibrated, 1 on an error (one line)."""
-    p = argparse.ArgumentParser(prog="python -m idc_core.calibrate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m idc_core calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model folder to calibrate (rewritten in place)")
     p.add_argument("--data", required=True, help="the labelled data it was trained on (folder or zip)")

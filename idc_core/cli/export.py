@@ -1,6 +1,6 @@
 """TensorFlow Lite export of a model for faster CPU inference, accepted only if it matches Keras.
 
-    python -m idc_core.export [--model DIR] [--quantize dynamic|none] [--check PATH ...]
+    python -m idc_core export [--model DIR] [--quantize dynamic|none] [--check PATH ...]
 
 "dynamic" is dynamic-range quantisation: int8 weights, activations quantised on the fly (about
 4x smaller; measured about 2x faster on a 2-core CPU for cnn and resnet50, see bench/README.md).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from idc_core.cli.options import add_model, error, model_folder
 from idc_core.errors import IDCError
-from idc_core.export import MAX_DIFF, MIN_AGREEMENT, QUANTIZATIONS, export_model_dir, read_check_patches
+from idc_core.workflows.export import MAX_DIFF, MIN_AGREEMENT, QUANTIZATIONS, export_model_dir, read_check_patches
 
 _ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_CHECK = (_ASSETS / "patches", _ASSETS / "sample_slide.png", _ASSETS / "sample_patient_8980.zip")
@@ -29,7 +29,7 @@ DEFAULT_CHECK = (_ASSETS / "patches", _ASSETS / "sample_slide.png", _ASSETS / "s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: 0 when the export was written, 1 when it did not match the model, 2 on an error."""
-    p = argparse.ArgumentParser(prog="python -m idc_core.export", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m idc_core export", description=__doc__.splitlines()[0])
     add_model(p)
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="dynamic")
     p.add_argument("--check", nargs="+", default=[str(p) for p in DEFAULT_CHECK if p.exists()], metavar="PATH",

@@ -1,6 +1,6 @@
 """The predict command: P(IDC) of patches, images, folders and zips, as CSV.
 
-    python -m idc_core.predict [--model DIR] [--csv OUT] [--threshold T] [--lite] PATH...
+    python -m idc_core predict [--model DIR] [--csv OUT] [--threshold T] [--lite] PATH...
 
 PATHs are images, folders (recursive) or zips. A patch-sized image (<= 100x100) is
 padded/resized to 50x50 and classified. A larger image is analysed as a slide
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from idc_core.cli.options import add_batch_size, add_model, error, model_folder, progress_bar, unit_interval
-from idc_core.dataset import iter_image_inputs
+from idc_core.data.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ModelError
-from idc_core.scoring import ItemResult, score_items
+from idc_core.inference.items import ItemResult, score_items
 
 CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
@@ -32,7 +32,7 @@ UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m idc_core.predict",
+        prog="python -m idc_core predict",
         description="Classify 50x50 H&E patches (IDC vs no IDC); larger images are tiled as slides.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or zips")
@@ -42,9 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     add_batch_size(parser)
     parser.add_argument("--uncertainty", action="store_true",
                         help="add the columns uncertainty (higher: less sure; the model's method, see "
-                             "idc_core.uncertainty) and uncertain (1 above the model's cut, chosen on validation)")
+                             "idc_core.inference.uncertainty) and uncertain (1 above the model's cut, chosen on "
+                             "validation)")
     parser.add_argument("--lite", action="store_true",
-                        help="score with the model's TFLite export (python -m idc_core.export writes it "
+                        help="score with the model's TFLite export (python -m idc_core export writes it "
                              "only if it agrees with the model; speeds in bench/README.md)")
     return parser
 
@@ -63,8 +64,8 @@ def _row(item: ItemResult, threshold: float) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: 0 when every input was classified, 1 if any failed, 2 if the model fails."""
     args = _parser().parse_args(argv)
-    from idc_core.lite import load_export
-    from idc_core.model_io import load_model_dir
+    from idc_core.model.folder import load_model_dir
+    from idc_core.model.lite import load_export
 
     try:
         loaded = load_model_dir(model_folder(args.model))

@@ -1,6 +1,6 @@
 """Whole-slide analysis at the model's scale, for one slide or a folder of thousands.
 
-    python -m idc_core.slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M] [--stride PX]
+    python -m idc_core slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M] [--stride PX]
                              [--batch-size N] [--force] [--ray local|auto|ray://HOST:PORT]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
@@ -23,7 +23,7 @@ from idc_core.cli.options import add_batch_size, add_model, error, follow, model
 
 
 def _positive_float(text: str) -> float:
-    from idc_core.mpp import check_mpp
+    from idc_core.wsi.scale import check_mpp
 
     try:
         return check_mpp(text, "--mpp")
@@ -32,7 +32,7 @@ def _positive_float(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m idc_core.slide", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m idc_core slide", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="SLIDE_OR_FOLDER",
                         help="slide files, or folders searched recursively")
@@ -68,11 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.stride <= PATCH_SIZE:
         parser.error(f"--stride must be in 1..{PATCH_SIZE}, got {args.stride}")
 
-    from idc_core.cohort import plan, score_in_process, write_slides_csv
     from idc_core.errors import IDCError
-    from idc_core.model_io import load_model_dir
-    from idc_core.slide_reader import slide_files
-    from idc_core.wsi import SlideOptions, model_identity
+    from idc_core.model.folder import load_model_dir
+    from idc_core.workflows.cohort import plan, score_in_process, write_slides_csv
+    from idc_core.workflows.slide_analysis import SlideOptions, model_identity
+    from idc_core.wsi.reader import slide_files
 
     try:
         loaded = load_model_dir(model_folder(args.model))
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.write(f"failed: {row['reason']}", file=sys.stderr)
     try:
         if args.ray:
-            from idc_core.ray_runner import score_on_ray
+            from idc_core.workflows.ray_runner import score_on_ray
 
             # Many slides run at once on a cluster: one bar over the tiles of all the slides started so far.
             with progress_bar(total=0, unit="tile", desc="tiles", leave=False) as tiles:

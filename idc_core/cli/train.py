@@ -1,6 +1,6 @@
 """Train a model by name on data in the dataset layout and write models/<name>/.
 
-    python -m idc_core.train --data PATH --arch cnn --out models/cnn
+    python -m idc_core train --data PATH --arch cnn --out models/cnn
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import argparse
 import shlex
 import sys
 
-from idc_core.calibration import CALIBRATION_METHODS
 from idc_core.cli.options import error, follow, progress_bar
 from idc_core.config import ARCHITECTURES, AUGMENT_MODES, HEADS, IMBALANCE_MODES, SPLIT_MODES, TrainConfig
-from idc_core.distribute import DISTRIBUTE_MODES
 from idc_core.errors import IDCError
-from idc_core.train import train
-from idc_core.uncertainty import UNCERTAINTY_METHODS
+from idc_core.inference.uncertainty import UNCERTAINTY_METHODS
+from idc_core.model.distribute import DISTRIBUTE_MODES
+from idc_core.stats.calibration import CALIBRATION_METHODS
+from idc_core.workflows.train import train
 
 
 def _stderr(message: str) -> None:
@@ -23,7 +23,7 @@ def _stderr(message: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="python -m idc_core.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m idc_core train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = TrainConfig()
     p.add_argument("--data", required=True, help="dataset folder or .zip in the dataset layout")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         config = parse_args(args)
         with progress_bar(desc="decoding patches", unit="patch") as bar:
             # closed when decoding is done: Keras prints the epochs next
-            train(config, command="python -m idc_core.train " + shlex.join(args), log=_stderr,
+            train(config, command="python -m idc_core train " + shlex.join(args), log=_stderr,
                   progress=follow(bar, close_when_done=True))
     except (IDCError, ValueError) as exc:
         return error(exc, 1)
