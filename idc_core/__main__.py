@@ -1,7 +1,6 @@
 """`idc COMMAND ...` (after `pip install -e .`) or `python -m idc_core COMMAND ...`: one home for the commands.
 
-Each command is a module of idc_core.cli, also run as `python -m idc_core.<command>`; TensorFlow is imported only
-when a command runs.
+Each command is a module of idc_core.cli; TensorFlow is imported only when a command runs.
 """
 
 from __future__ import annotations

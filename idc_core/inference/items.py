@@ -20,7 +20,9 @@ from idc_core import PATCH_SIZE, Progress
 from idc_core.data.dataset import parse_patch_name
 from idc_core.data.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.errors import IDCError, ImageError, named, one_line
-from idc_core.inference.predict import Scorer, predict_measured, predict_patches, predict_slide
+from idc_core.inference.patches import Scorer, predict_patches
+from idc_core.inference.predict import predict_slide
+from idc_core.inference.uncertainty import predict_measured
 from idc_core.wsi.result import SlideResult
 
 SLIDE_MODES = ("flag", "tile")

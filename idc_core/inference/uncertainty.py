@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from idc_core import Progress
-from idc_core.inference.predict import Scorer, predict_patches
+from idc_core.inference.patches import Scorer, predict_patches
 from idc_core.stats.calibration import logit
 from idc_core.stats.metrics import confidence_uncertainty
 
@@ -152,3 +152,12 @@ def predict_with_uncertainty(
     mean, std = logit_moments(sample_probabilities(model, patches, method=method, samples=samples,
                                                    batch_size=batch_size, progress=progress))
     return Measured(prob, decision_uncertainty(mean, std, threshold), mean, std)
+
+
+def predict_measured(model: Scorer, patches: np.ndarray, settings: dict[str, Any], threshold: float,
+                     batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """P(IDC) and uncertainty of each patch, as a model config's "uncertainty" entry (`settings`) says."""
+    measured = predict_with_uncertainty(model, patches, method=settings.get("method", "confidence"),
+                                        threshold=threshold, samples=int(settings.get("samples") or DEFAULT_SAMPLES),
+                                        batch_size=batch_size)
+    return measured.prob, measured.uncertainty

@@ -79,7 +79,7 @@ def calibrate_model(
     uncertainty "auto" measures every method of idc_core.inference.uncertainty on the validation patches and keeps the
     one whose referral curve is highest there (referral_score).
     """
-    from idc_core.inference.predict import predict_patches
+    from idc_core.inference.patches import predict_patches
     from idc_core.inference.uncertainty import predict_with_uncertainty
     from idc_core.model.builders import uncalibrated, with_calibration
 
@@ -119,7 +119,7 @@ def held_out_metrics(model: keras.Model, test_x: np.ndarray, test_y: np.ndarray,
                      threshold: float, uncertain: dict[str, Any]) -> dict[str, Any]:
     """Test metrics of a calibrated model (compute_metrics), the raw score's calibration beside them
     (calibration_before), the referral curves of its uncertainty measure and the per-patch scores."""
-    from idc_core.inference.predict import predict_patches
+    from idc_core.inference.patches import predict_patches
     from idc_core.inference.uncertainty import predict_with_uncertainty
     from idc_core.model.builders import uncalibrated
 
@@ -196,9 +196,3 @@ def _refresh_export(folder: Path, log: Callable[[str], None], check: Sequence[st
             "no patches to compare a new TFLite export with the calibrated model on; removed the old export")
     else:
         log(f"re-exported {written.name} from the calibrated model")
-
-
-if __name__ == "__main__":  # the command itself is idc_core.cli.calibrate
-    from idc_core.cli.calibrate import main
-
-    raise SystemExit(main())

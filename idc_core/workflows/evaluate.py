@@ -14,7 +14,7 @@ import numpy as np
 from idc_core import Progress
 from idc_core.data.dataset import load_labelled
 from idc_core.errors import DatasetError
-from idc_core.inference.predict import Scorer, predict_patches
+from idc_core.inference.patches import Scorer, predict_patches
 from idc_core.inference.uncertainty import DEFAULT_SAMPLES, Measured, predict_with_uncertainty
 from idc_core.stats.metrics import compute_metrics, confidence_uncertainty, referral_curve
 
@@ -175,9 +175,3 @@ class _Phases:
 
 def _fmt(value: float | None) -> str:
     return f"{value:.4f}" if value is not None else "n/a"
-
-
-if __name__ == "__main__":  # the command itself is idc_core.cli.evaluate
-    from idc_core.cli.evaluate import main
-
-    raise SystemExit(main())

@@ -24,7 +24,8 @@ import numpy as np
 from idc_core.data.dataset import iter_image_inputs
 from idc_core.errors import ModelError
 from idc_core.inference.items import fit_item
-from idc_core.inference.predict import predict_patches, tissue_tiles
+from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import tissue_tiles
 from idc_core.model.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
 from idc_core.wsi.tiling import extract_patches
 
@@ -120,9 +121,3 @@ def export_model_dir(
               "limits": {"max_abs_diff": max_diff, "min_label_agreement": min_agreement}, **asdict(agreement)}
     (Path(folder) / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return out, agreement
-
-
-if __name__ == "__main__":  # the command itself is idc_core.cli.export
-    from idc_core.cli.export import main
-
-    raise SystemExit(main())

@@ -23,7 +23,7 @@ from idc_core.config import (
 )
 from idc_core.data.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.errors import IDCError
-from idc_core.inference.predict import predict_patches
+from idc_core.inference.patches import predict_patches
 from idc_core.model.distribute import make_strategy, shard_by_data, write_dir
 from idc_core.stats.metrics import choose_threshold, compute_metrics
 
@@ -303,9 +303,3 @@ def summary(out: Path, metrics: dict[str, Any], threshold: float, seconds: float
              metrics["evaluated_on"]]
     lines += [f"  {key:<18} {metrics[key]:.4f}" if metrics[key] is not None else f"  {key:<18} n/a" for key in keys]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # the command itself is idc_core.cli.train
-    from idc_core.cli.train import main
-
-    raise SystemExit(main())
