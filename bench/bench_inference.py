@@ -146,10 +146,10 @@ def main() -> None:
     args.jit_archs = set(filter(None, args.jit_archs.split(",")))
     args.tflite_archs = set(filter(None, args.tflite_archs.split(",")))
     if args.tflite_archs:  # real patches to compare the exports on: samples, sample slide's tissue, patient zip
-        from idc_core.cli.export import DEFAULT_CHECK
+        from idc_core.cli.export import CHECK_ASSETS
         from idc_core.workflows.export import read_check_patches
 
-        check = read_check_patches(DEFAULT_CHECK)
+        check = read_check_patches([common.REPO / "assets" / name for name in CHECK_ASSETS])
     else:
         check = np.zeros((0, 50, 50, 3), np.uint8)
     started = time.time()

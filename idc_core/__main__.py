@@ -9,6 +9,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from idc_core import __version__
+
 COMMANDS = {
     "train": ("idc_core.cli.train", "train a model on data in the dataset layout"),
     "evaluate": ("idc_core.cli.evaluate", "held-out metrics of a model on labelled data"),
@@ -21,10 +23,13 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["--version"], ["-V"]):
+        print(f"idc {__version__}")
+        return 0
     if not args or args[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
         lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: idc COMMAND [ARGS...]  (idc COMMAND --help for each)\n\n" + "\n".join(lines),
+        print("usage: idc COMMAND [ARGS...]  (idc COMMAND --help for each; idc --version)\n\n" + "\n".join(lines),
               file=sys.stderr if args else sys.stdout)
         return 0 if not args or args[0] in ("-h", "--help") else 2
     module = importlib.import_module(COMMANDS[args[0]][0])

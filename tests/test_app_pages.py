@@ -12,6 +12,7 @@ import pytest
 from app_support import REPO, make_tiny_models_root, zip_folder
 from streamlit.testing.v1 import AppTest
 
+from idc_core import __version__
 from idc_core.data.image_io import encode_png
 from idc_core.inference.batch import classify_images
 from idc_core.model.folder import load_model_dir
@@ -61,6 +62,7 @@ def test_home_shows_the_disclaimer_and_the_model_card(models_root):
     assert "`cnn`" in card and "Threshold** 0.500" in card and "7 patients" in card and "Held-out metrics" in card
     assert ("**Training** imbalance class_weight · width 1 · block dropout 0.25 · up to 3 epochs · flatten head, "
             "1 convolution per block · augmentation jitter") in card
+    assert f"idc_core {__version__}" in " ".join(c.value for c in at.sidebar.caption)  # the one version, pyproject's
 
 
 def test_the_model_card_says_how_a_model_was_trained_and_how_its_uncertainty_is_read() -> None:

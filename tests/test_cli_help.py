@@ -35,3 +35,14 @@ def test_importing_the_command_modules_does_not_import_tensorflow():
     code = f"import sys, {modules}; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr[-500:]
+
+
+def test_the_version_is_pyprojects_and_idc_version_prints_it():
+    import tomllib
+
+    import idc_core
+
+    assert idc_core.__version__ == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    done = subprocess.run([sys.executable, "-m", "idc_core", "--version"], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert (done.returncode, done.stdout) == (0, f"idc {idc_core.__version__}\n")

@@ -188,16 +188,6 @@ def test_cli_without_a_default_model_exits_2_and_says_why(tmp_path, monkeypatch,
     assert f"no default model: '{tmp_path}/DEFAULT' is missing" in capsys.readouterr().err
 
 
-def test_the_default_model_is_found_from_any_working_directory(tmp_path, monkeypatch) -> None:
-    from idc_core.model.folder import REPO_MODELS, default_model_dir
-
-    monkeypatch.delenv("IDC_MODELS_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert default_model_dir() == REPO_MODELS / (REPO_MODELS / "DEFAULT").read_text().strip()
-    monkeypatch.setenv("IDC_MODELS_DIR", "models")  # relative: taken from the repository, not the cwd
-    assert default_model_dir().parent == REPO_MODELS
-
-
 def test_cli_rejects_a_threshold_outside_0_1(model_dir) -> None:
     with pytest.raises(SystemExit) as info:
         main(["x.png", "--model", str(model_dir), "--threshold", "1.5"])

@@ -11,6 +11,7 @@ from typing import Any
 
 import streamlit as st
 
+from idc_core import __version__
 from idc_core.errors import ModelError
 from idc_core.model.folder import (
     MODEL_FILE,
@@ -18,11 +19,13 @@ from idc_core.model.folder import (
     default_model_dir,
     list_model_dirs,
     load_model_dir,
-    models_root,
     read_model_card,
 )
+from idc_core.paths import models_root
 from ui.widgets import percent
 
+APP_MODELS = Path(__file__).resolve().parents[1] / "models"
+"""The app's own models/ folder: the models root when $IDC_MODELS_DIR is not set, from any working directory."""
 OTHER = "Another folder…"
 PICKER_KEY = "model_choice"
 OTHER_PATH_KEY = "model_other_path"
@@ -41,7 +44,7 @@ def _mtime(path: Path) -> float:
 
 def sidebar_picker() -> None:
     """Model choice in the sidebar (shared by all pages) and the chosen model's card."""
-    root = models_root()
+    root = models_root(APP_MODELS)
     dirs = list_model_dirs(root)
     names = [d.name for d in dirs]
     try:
@@ -74,13 +77,13 @@ def selected_path() -> Path | None:
     choice = st.session_state.get(PICKER_KEY)
     if choice is None:  # picker not drawn yet in this session: the default model
         try:
-            return default_model_dir(models_root())
+            return default_model_dir(models_root(APP_MODELS))
         except ModelError:
             return None
     if choice == OTHER:
         text = st.session_state.get(OTHER_PATH_KEY, "").strip()
         return Path(text).expanduser() if text else None
-    return models_root() / choice if choice else None
+    return models_root(APP_MODELS) / choice if choice else None
 
 
 def require_model() -> LoadedModel:
@@ -178,4 +181,4 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             )
         else:
             st.caption("No metrics.json: this model has no held-out evaluation.")
-        st.caption(f"Folder: {path}")
+        st.caption(f"Folder: {path} · idc_core {__version__}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from idc_core.cli.export import DEFAULT_CHECK
+from idc_core.cli.export import default_check
 from idc_core.cli.options import error
 from idc_core.errors import IDCError
 from idc_core.inference.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         metrics = calibrate_folder(a.model, a.data, method=a.method, uncertainty=a.uncertainty, samples=a.samples,
-                                   log=lambda message: print(message, file=sys.stderr), check=DEFAULT_CHECK)
+                                   log=lambda message: print(message, file=sys.stderr), check=default_check())
     except (IDCError, ValueError) as exc:
         return error(exc, 1)
     before, after = metrics["calibration_before"], metrics["calibration"]

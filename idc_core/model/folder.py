@@ -6,7 +6,6 @@ Loading always uses safe_mode=True (no Lambda/arbitrary code) and compile=False.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import idc_core.model.builders  # noqa: F401  registers the custom layers for de
 from idc_core import PATCH_SIZE
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
+from idc_core.paths import models_root
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -153,19 +153,6 @@ def load_model_dir(path: str | Path) -> LoadedModel:
     )
 
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-
-
-def models_root() -> Path:
-    """The one rule for where models live: $IDC_MODELS_DIR, else the repository's models/ folder.
-
-    A relative $IDC_MODELS_DIR is taken from the repository, so every command and the app find the
-    same models from any working directory.
-    """
-    root = Path(os.environ.get("IDC_MODELS_DIR", str(REPO_MODELS)))
-    return root if root.is_absolute() else REPO_MODELS.parent / root
-
-
 def list_model_dirs(root: str | Path = "models") -> list[Path]:
     """Sorted sub-folders of `root` that hold a config.json ([] when root does not exist)."""
     root = Path(root)
@@ -175,7 +162,7 @@ def list_model_dirs(root: str | Path = "models") -> list[Path]:
 
 
 def default_model_dir(root: str | Path | None = None) -> Path:
-    """The folder named in `<root>/DEFAULT` (one line: a folder name inside root; root: models_root())."""
+    """The folder named in `<root>/DEFAULT` (one line: a folder name inside root; root: paths.models_root())."""
     root = models_root() if root is None else Path(root)
     marker = root / DEFAULT_FILE
     if not marker.is_file():

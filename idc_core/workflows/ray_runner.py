@@ -18,7 +18,6 @@ from idc_core import Progress
 from idc_core.errors import IDCError
 from idc_core.workflows.slide_analysis import SlideOptions
 
-REPO = Path(__file__).resolve().parents[1]
 POLL_SECONDS = 0.5
 
 
@@ -73,8 +72,7 @@ def connect(address: str) -> Any:
         import ray
     except ImportError as exc:
         raise IDCError("--ray needs the ray package: pip install -r requirements.txt") from exc
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(
-        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}}
+    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}  # the workers import the installed idc_core
     try:
         if address == "local":
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=env, log_to_driver=False,
