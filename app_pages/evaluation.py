@@ -155,7 +155,7 @@ with yours:
     st.markdown("Upload a **.zip in the dataset layout** (`<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<C>.png`). "
                 "Patients the model saw in training or validation are flagged.")
     upload = st.file_uploader("Labelled data (.zip)", type=["zip"], key=S + "upload")
-    method = model.config.uncertainty.get("method") if model.config.uncertainty else None
+    method = model.config.uncertainty.method if model.config.uncertainty else None
     measure = method is not None and st.checkbox(
         "Measure uncertainty (for the referral curve)", value=False, key=S + "measure",
         help=uncertainty_help(model.config.uncertainty) if method else None)

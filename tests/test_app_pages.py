@@ -13,6 +13,7 @@ from app_support import REPO, make_tiny_models_root, zip_folder
 from streamlit.testing.v1 import AppTest
 
 from idc_core import __version__
+from idc_core.config import UncertaintySettings
 from idc_core.data.image_io import encode_png
 from idc_core.inference.batch import classify_images
 from idc_core.model.folder import load_model_dir
@@ -75,8 +76,8 @@ def test_the_model_card_says_how_a_model_was_trained_and_how_its_uncertainty_is_
     assert "augmentation none" in _training_facts("resnet50", {"augment": False})
     assert "block dropout 0" in _training_facts("cnn", {"block_dropout": 0.0})
     assert "head" not in " ".join(_training_facts("resnet50", {}))
-    assert "8 rotations and flips" in uncertainty_help({"method": "tta"})
-    assert "16 passes" in uncertainty_help({"method": "mc", "samples": 16})
+    assert "8 rotations and flips" in uncertainty_help(UncertaintySettings(method="tta"))
+    assert "16 passes" in uncertainty_help(UncertaintySettings(method="mc", samples=16))
 
 
 def test_classify_upload_shows_each_prediction_errors_and_the_batch_confusion(small_data, models_root):

@@ -101,7 +101,7 @@ def test_a_config_saved_before_calibration_loads_as_uncalibrated(tmp_path):
     data = ModelConfig(name="m", arch="cnn").to_dict()
     del data["calibration"], data["uncertainty"]
     config = ModelConfig.from_dict(data)
-    assert config.calibration == {} and config.uncertainty == {}
+    assert config.calibration == {} and config.uncertainty is None
 
 
 def test_calibrate_folder_fits_on_validation_patients_and_rewrites_the_folder(tmp_path, small_data):

@@ -181,7 +181,7 @@ def _broken_models(root: Path, good: Path) -> dict[str, tuple[Path, str]]:
         "no_model": (no_model, "has no model.keras"),
         "no_config": (no_config, "has no config.json"),
         "corrupt": (corrupt, "corrupt or truncated"),
-        "bad_config": (bad_config, "split_patients must map split names to lists"),
+        "bad_config": (bad_config, "\"split_patients\" must be an object, got \\[1\\]"),
         "other_arch": (other_arch, "says arch 'cancernet' but model.keras holds model 'cnn'"),
         "foreign": (root / "foreign", r"takes input shape \(10,\), expected \(50, 50, 3\)"),
         "input_64": (root / "input_64", r"takes input shape \(64, 64, 3\), expected \(50, 50, 3\)"),

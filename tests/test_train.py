@@ -39,8 +39,9 @@ def test_training_ends_calibrated_with_an_uncertainty_measure_chosen_on_validati
     loaded = load_model_dir(trained)
     assert isinstance(loaded.model.layers[-1], ProbabilityCalibration)
     assert loaded.config.calibration["method"] == loaded.model.layers[-1].method
-    candidates = loaded.config.uncertainty["candidates"]
-    assert loaded.config.uncertainty["method"] == max(candidates, key=candidates.get)
+    assert loaded.config.uncertainty is not None
+    candidates = loaded.config.uncertainty.candidates
+    assert loaded.config.uncertainty.method == max(candidates, key=candidates.get)
     metrics = loaded.metrics
     assert {"calibration", "calibration_before", "uncertainty", "scores"} <= set(metrics)
     assert len(metrics["scores"]["prob"]) == metrics["n_patches"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from idc_core.cli import evaluate, predict
-from idc_core.config import ModelConfig
+from idc_core.config import ModelConfig, UncertaintySettings
 from idc_core.inference import uncertainty
 from idc_core.inference.patches import predict_patches
 from idc_core.inference.predict import predict_slide
@@ -110,7 +110,8 @@ def test_mc_needs_dropout_and_the_keras_model():
 def test_slide_tiles_carry_uncertainty_off_tissue_none_and_the_uncertain_share(model):
     image = np.full((100, 150, 3), 255, dtype=np.uint8)
     image[:, :100] = np.random.default_rng(11).integers(0, 256, (100, 100, 3), dtype=np.uint8) // 2 + [90, 20, 90]
-    result = predict_slide(model, image, threshold=0.5, uncertainty={"method": "tta", "uncertain_above": -1.0})
+    settings = UncertaintySettings(method="tta", uncertain_above=-1.0)
+    result = predict_slide(model, image, threshold=0.5, uncertainty=settings)
     assert result.uncertainty is not None
     assert np.isnan(result.uncertainty[~result.tissue]).all() and np.isfinite(result.uncertainty[result.tissue]).all()
     assert result.uncertain_fraction == 1.0  # every tissue tile is above a cut of -1
@@ -124,7 +125,7 @@ def model_dir(model, tmp_path_factory, small_data):
 
     patients = sorted({r.patient for r in scan_dataset(small_data).records})
     config = ModelConfig(name="m", arch="cnn", threshold=0.5, split_patients={"test": patients},
-                         uncertainty={"method": "mc", "samples": 4, "uncertain_above": 0.01})
+                         uncertainty=UncertaintySettings(method="mc", samples=4, uncertain_above=0.01))
     return save_model_dir(tmp_path_factory.mktemp("unc") / "m", model, config)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from idc_core import __version__
+from idc_core.config import UncertaintySettings
 from idc_core.errors import ModelError
 from idc_core.model.folder import (
     MODEL_FILE,
@@ -115,11 +116,10 @@ def uncertainty_label(method: str) -> str:
     return UNCERTAINTY_NAMES[method][0] if method in UNCERTAINTY_NAMES else method
 
 
-def uncertainty_help(settings: dict[str, Any]) -> str:
+def uncertainty_help(settings: UncertaintySettings) -> str:
     """One sentence on how a model's uncertainty is measured and what "uncertain" means."""
-    method = str(settings.get("method"))
-    label, how = UNCERTAINTY_NAMES.get(method, (method, method))
-    return (how.format(label=label, samples=settings.get("samples")) + ". A patch is flagged uncertain when it is "
+    label, how = UNCERTAINTY_NAMES.get(settings.method, (settings.method, settings.method))
+    return (how.format(label=label, samples=settings.passes) + ". A patch is flagged uncertain when it is "
             "as unsure as the least sure 20% of the model's validation patches.")
 
 
@@ -171,7 +171,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
                is not None else "")
             if calibration else "**P(IDC)** a raw score, not calibrated (`python -m idc_core calibrate` fits it)")
         if config.get("uncertainty"):
-            st.markdown(f"**Uncertainty** {uncertainty_help(config['uncertainty'])}")
+            st.markdown(f"**Uncertainty** {uncertainty_help(UncertaintySettings.from_dict(config['uncertainty']))}")
         if metrics:
             st.markdown(
                 f"**Held-out metrics** ({metrics.get('evaluated_on', 'test split')})  \n"

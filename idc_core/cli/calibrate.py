@@ -20,8 +20,8 @@ import sys
 
 from idc_core.cli.export import default_check
 from idc_core.cli.options import error
+from idc_core.config import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
 from idc_core.errors import IDCError
-from idc_core.inference.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
 from idc_core.stats.calibration import CALIBRATION_METHODS
 from idc_core.workflows.calibrate import calibrate_folder
 

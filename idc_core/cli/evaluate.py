@@ -19,8 +19,8 @@ from idc_core.cli.options import (
     progress_bar,
     unit_interval,
 )
+from idc_core.config import UNCERTAINTY_METHODS, UncertaintySettings
 from idc_core.errors import IDCError, one_line
-from idc_core.inference.uncertainty import UNCERTAINTY_METHODS
 from idc_core.workflows.evaluate import evaluate_model, format_report
 
 
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         loaded = load_model_dir(model_folder(a.model))
-        method = loaded.config.uncertainty.get("method", "confidence") if a.uncertainty == "model" else a.uncertainty
+        model_method = (loaded.config.uncertainty or UncertaintySettings()).method
+        method = model_method if a.uncertainty == "model" else a.uncertainty
         scorer = load_export(loaded.path)[0] if a.lite else None
         with progress_bar(desc="evaluating", unit="step") as bar:
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,

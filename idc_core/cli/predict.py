@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from idc_core.cli.options import add_batch_size, add_model, error, model_folder, progress_bar, unit_interval
+from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ModelError
 from idc_core.inference.items import ItemResult, score_items
@@ -69,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         loaded = load_model_dir(model_folder(args.model))
-        uncertainty = (loaded.config.uncertainty or {"method": "confidence"}) if args.uncertainty else None
-        if uncertainty and uncertainty.get("method") == "mc" and args.lite:
+        uncertainty = (loaded.config.uncertainty or UncertaintySettings()) if args.uncertainty else None
+        if uncertainty and uncertainty.method == "mc" and args.lite:
             raise ModelError("--uncertainty of this model is Monte-Carlo dropout, which needs the Keras model: "
                              "drop --lite")
         scorer = load_export(loaded.path)[0] if args.lite else loaded.model

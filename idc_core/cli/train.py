@@ -10,9 +10,16 @@ import shlex
 import sys
 
 from idc_core.cli.options import error, follow, progress_bar
-from idc_core.config import ARCHITECTURES, AUGMENT_MODES, HEADS, IMBALANCE_MODES, SPLIT_MODES, TrainConfig
+from idc_core.config import (
+    ARCHITECTURES,
+    AUGMENT_MODES,
+    HEADS,
+    IMBALANCE_MODES,
+    SPLIT_MODES,
+    UNCERTAINTY_METHODS,
+    TrainConfig,
+)
 from idc_core.errors import IDCError
-from idc_core.inference.uncertainty import UNCERTAINTY_METHODS
 from idc_core.model.distribute import DISTRIBUTE_MODES
 from idc_core.stats.calibration import CALIBRATION_METHODS
 from idc_core.workflows.train import train

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from idc_core import Progress
+from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError
 from idc_core.inference.items import ItemResult, score_items
 from idc_core.stats.metrics import threshold_metrics
@@ -62,12 +63,12 @@ def classify_images(
     threshold: float,
     batch_size: int = 256,
     progress: Progress | None = None,
-    uncertainty: dict[str, Any] | None = None,
+    uncertainty: UncertaintySettings | None = None,
 ) -> ClassifyResult:
     """Decode, fit and classify every item in batches of `batch_size`; failures become error rows.
 
     progress(done, total) is called after each batch (total = len(items) when known, else done).
-    uncertainty: a model config's "uncertainty" entry to also measure each patch's uncertainty (None: not).
+    uncertainty: a model's settings (ModelConfig.uncertainty) to also measure each patch's uncertainty (None: not).
     """
     scored = score_items(model, items, threshold=threshold, batch_size=batch_size, uncertainty=uncertainty,
                          slides="flag", progress=progress)

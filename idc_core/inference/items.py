@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from idc_core import PATCH_SIZE, Progress
+from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import parse_patch_name
 from idc_core.data.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.errors import IDCError, ImageError, named, one_line
@@ -90,13 +91,13 @@ def score_items(
     *,
     threshold: float,
     batch_size: int = 256,
-    uncertainty: dict[str, Any] | None = None,
+    uncertainty: UncertaintySettings | None = None,
     slides: str = "flag",
     progress: Progress | None = None,
 ) -> Iterator[ItemResult]:
     """One ItemResult per item, in input order, each as soon as its batch is scored.
 
-    uncertainty: a model config's "uncertainty" entry, to also measure each patch's uncertainty (None: not).
+    uncertainty: a model's settings (ModelConfig.uncertainty), to also measure each patch's uncertainty (None: not).
     progress(done, total) after each batch (total = len(items) when it has one, else done).
     """
     if not 0.0 <= threshold <= 1.0:
@@ -110,7 +111,7 @@ def score_items(
 
 
 def _scored(model: Scorer, items: Iterable[tuple[str, bytes | IDCError]], threshold: float, batch_size: int,
-            uncertainty: dict[str, Any] | None, tile: bool, progress: Progress | None,
+            uncertainty: UncertaintySettings | None, tile: bool, progress: Progress | None,
             total: int | None) -> Iterator[ItemResult]:
     """score_items' generator (its arguments are checked when it is called, not when it is first read)."""
     queue: list[ItemResult] = []  # in input order, waiting for their batch
@@ -141,7 +142,7 @@ def _scored(model: Scorer, items: Iterable[tuple[str, bytes | IDCError]], thresh
 
 
 def _score_queue(model: Scorer, queue: list[ItemResult], threshold: float, batch_size: int,
-                 uncertainty: dict[str, Any] | None) -> Iterator[ItemResult]:
+                 uncertainty: UncertaintySettings | None) -> Iterator[ItemResult]:
     """The queued items, the patch-sized ones with their P(IDC) (and uncertainty) from one batch."""
     waiting = [i for i, item in enumerate(queue) if item.patch is not None]
     scored: dict[int, dict[str, Any]] = {}
@@ -152,7 +153,7 @@ def _score_queue(model: Scorer, queue: list[ItemResult], threshold: float, batch
             scored = {i: {"prob_idc": float(p)} for i, p in zip(waiting, probs)}
         else:
             probs, spread = predict_measured(model, patches, uncertainty, threshold, batch_size)
-            cut = uncertainty.get("uncertain_above")
+            cut = uncertainty.uncertain_above
             scored = {i: dict(prob_idc=float(p), uncertainty=float(u), uncertain=None if cut is None else bool(u > cut))
                       for i, p, u in zip(waiting, probs, spread)}
     for i, item in enumerate(queue):
@@ -160,7 +161,7 @@ def _score_queue(model: Scorer, queue: list[ItemResult], threshold: float, batch
 
 
 def _tiled(model: Scorer, item: ItemResult, image: np.ndarray, threshold: float, batch_size: int,
-           uncertainty: dict[str, Any] | None) -> ItemResult:
+           uncertainty: UncertaintySettings | None) -> ItemResult:
     """A slide-sized image tiled at its own pixels, reported by its most suspicious tissue tile."""
     height, width = image.shape[:2]
     try:

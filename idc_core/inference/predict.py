@@ -4,11 +4,10 @@ tiles' uncertainty when asked (inference.uncertainty).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from idc_core import PATCH_SIZE, Progress
+from idc_core.config import UncertaintySettings
 from idc_core.errors import ImageError
 from idc_core.inference.patches import Scorer, predict_patches
 from idc_core.inference.uncertainty import predict_measured
@@ -28,12 +27,12 @@ def predict_slide(
     min_tissue: float = MIN_TISSUE,
     batch_size: int = 256,
     progress: Progress | None = None,
-    uncertainty: dict[str, Any] | None = None,
+    uncertainty: UncertaintySettings | None = None,
 ) -> SlideResult:
     """Tile an RGB uint8 slide, skip tiles with less than `min_tissue` tissue, classify the rest.
 
     tissue_threshold: the saturation above which a pixel is tissue (None: Otsu's, per slide).
-    uncertainty: a model config's "uncertainty" entry (method, samples, uncertain_above) to also measure
+    uncertainty: a model's settings (ModelConfig.uncertainty) to also measure
     each tissue tile's uncertainty (idc_core.inference.uncertainty); None: not measured.
     An image that does not look like H&E brightfield (stain_check) -> ImageError "not H&E: not scored".
     Patches are cut batch by batch, so only one batch is in memory at a time.
@@ -69,7 +68,7 @@ def predict_slide(
         tissue_threshold=used_threshold,
         threshold=threshold,
         uncertainty=spread,
-        uncertain_above=(uncertainty or {}).get("uncertain_above"),
+        uncertain_above=uncertainty.uncertain_above if uncertainty else None,
     )
 
 

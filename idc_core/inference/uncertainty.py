@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from idc_core import Progress
+from idc_core.config import DEFAULT_SAMPLES, UNCERTAINTY_METHODS, UncertaintySettings
 from idc_core.inference.patches import Scorer, predict_patches
 from idc_core.stats.calibration import logit
 from idc_core.stats.metrics import confidence_uncertainty
@@ -27,8 +28,6 @@ from idc_core.stats.metrics import confidence_uncertainty
 if TYPE_CHECKING:
     import keras
 
-UNCERTAINTY_METHODS = ("mc", "tta", "confidence")
-DEFAULT_SAMPLES = 16
 TTA_VIEWS = 8
 
 _VIEWS: dict[int, Any] = {}
@@ -154,10 +153,9 @@ def predict_with_uncertainty(
     return Measured(prob, decision_uncertainty(mean, std, threshold), mean, std)
 
 
-def predict_measured(model: Scorer, patches: np.ndarray, settings: dict[str, Any], threshold: float,
+def predict_measured(model: Scorer, patches: np.ndarray, settings: UncertaintySettings, threshold: float,
                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """P(IDC) and uncertainty of each patch, as a model config's "uncertainty" entry (`settings`) says."""
-    measured = predict_with_uncertainty(model, patches, method=settings.get("method", "confidence"),
-                                        threshold=threshold, samples=int(settings.get("samples") or DEFAULT_SAMPLES),
-                                        batch_size=batch_size)
+    """P(IDC) and uncertainty of each patch, measured as a model's settings say."""
+    measured = predict_with_uncertainty(model, patches, method=settings.method, threshold=threshold,
+                                        samples=settings.passes, batch_size=batch_size)
     return measured.prob, measured.uncertainty

@@ -94,12 +94,6 @@ def _read_config(folder: Path) -> ModelConfig:
         config = ModelConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{str(folder / CONFIG_FILE)!r} is not a valid model config: {exc}") from exc
-    splits = config.split_patients
-    if not isinstance(splits, dict) or not all(isinstance(ids, list) for ids in splits.values()):
-        raise ModelError(
-            f"{str(folder / CONFIG_FILE)!r} is not a valid model config: "
-            f"split_patients must map split names to lists of patient ids"
-        )
     return config
 
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from idc_core.config import DEFAULT_SAMPLES, UNCERTAINTY_METHODS, UncertaintySettings
 from idc_core.data.dataset import load_labelled
 from idc_core.errors import IDCError
-from idc_core.inference.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
 from idc_core.stats.calibration import CALIBRATION_METHODS, Calibration, fit_calibration
 from idc_core.stats.metrics import calibration_report, checked_scores, choose_threshold, compute_metrics, referral_curve
 from idc_core.workflows.evaluate import patch_scores, uncertainty_report
@@ -65,7 +65,7 @@ class Calibrated(NamedTuple):
     model: keras.Model  # with a final ProbabilityCalibration layer
     threshold: float  # chosen on the validation patches for the calibrated output
     calibration: dict[str, Any]  # config["calibration"]
-    uncertainty: dict[str, Any]  # config["uncertainty"]
+    uncertainty: UncertaintySettings  # how its uncertainty is measured and cut
     val_prob: np.ndarray  # the calibrated P(IDC) of the validation patches (predict_patches of `model`)
 
 
@@ -103,29 +103,28 @@ def calibrate_model(
         "validation_before": calibration_report(val_y, raw),
         "validation_after": calibration_report(val_y, prob),
     }
-    uncertain = {
-        "method": chosen_uncertainty,
-        "samples": samples if chosen_uncertainty == "mc" else None,
-        "uncertain_above": float(np.quantile(spread, 1.0 - UNCERTAIN_SHARE)),
-        "rule": f"the most uncertain {UNCERTAIN_SHARE:.0%} of validation patches are flagged uncertain",
-        "chosen_by": ("the highest mean balanced accuracy of the validation patches kept when 5-50% are referred"
-                      if uncertainty == "auto" else "asked for"),
-        "candidates": scores,
-    }
+    uncertain = UncertaintySettings(
+        method=chosen_uncertainty,
+        samples=samples if chosen_uncertainty == "mc" else None,
+        uncertain_above=float(np.quantile(spread, 1.0 - UNCERTAIN_SHARE)),
+        rule=f"the most uncertain {UNCERTAIN_SHARE:.0%} of validation patches are flagged uncertain",
+        chosen_by=("the highest mean balanced accuracy of the validation patches kept when 5-50% are referred"
+                   if uncertainty == "auto" else "asked for"),
+        candidates=scores,
+    )
     return Calibrated(calibrated, threshold, calibration, uncertain, prob)
 
 
 def held_out_metrics(model: keras.Model, test_x: np.ndarray, test_y: np.ndarray, patients: list[str],
-                     threshold: float, uncertain: dict[str, Any]) -> dict[str, Any]:
+                     threshold: float, uncertain: UncertaintySettings) -> dict[str, Any]:
     """Test metrics of a calibrated model (compute_metrics), the raw score's calibration beside them
     (calibration_before), the referral curves of its uncertainty measure and the per-patch scores."""
     from idc_core.inference.patches import predict_patches
     from idc_core.inference.uncertainty import predict_with_uncertainty
     from idc_core.model.builders import uncalibrated
 
-    method = uncertain["method"]
-    measured = predict_with_uncertainty(model, test_x, method=method, threshold=threshold,
-                                        samples=int(uncertain.get("samples") or DEFAULT_SAMPLES))
+    method = uncertain.method
+    measured = predict_with_uncertainty(model, test_x, method=method, threshold=threshold, samples=uncertain.passes)
     metrics = compute_metrics(test_y, measured.prob, threshold, patients=patients)
     metrics["calibration_before"] = calibration_report(test_y, predict_patches(uncalibrated(model), test_x))
     metrics["uncertainty"] = uncertainty_report(test_y, measured, threshold, method, uncertain)

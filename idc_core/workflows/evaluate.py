@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from idc_core import Progress
+from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import load_labelled
 from idc_core.errors import DatasetError
 from idc_core.inference.patches import Scorer, predict_patches
-from idc_core.inference.uncertainty import DEFAULT_SAMPLES, Measured, predict_with_uncertainty
+from idc_core.inference.uncertainty import Measured, predict_with_uncertainty
 from idc_core.stats.metrics import compute_metrics, confidence_uncertainty, referral_curve
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def evaluate_model(
     else:
         measured = predict_with_uncertainty(scoring, patches, method=uncertainty, threshold=used,
                                             batch_size=batch_size, progress=counted.phase(1),
-                                            samples=int(loaded.config.uncertainty.get("samples") or DEFAULT_SAMPLES))
+                                            samples=(loaded.config.uncertainty or UncertaintySettings()).passes)
         prob = measured.prob
     report = compute_metrics(labels, prob, used, patients=labelled.patients)
     if measured is not None and uncertainty is not None:
@@ -95,7 +96,7 @@ def evaluate_model(
 
 
 def uncertainty_report(labels: np.ndarray, measured: Measured, threshold: float, method: str,
-                       settings: dict[str, Any]) -> dict[str, Any]:
+                       settings: UncertaintySettings | None) -> dict[str, Any]:
     """The referral curves of `method` and of plain confidence, and the share above the model's cut when the
     model's settings are for this method."""
     prob, spread = measured.prob, measured.uncertainty
@@ -104,9 +105,8 @@ def uncertainty_report(labels: np.ndarray, measured: Measured, threshold: float,
         "referral_curve": referral_curve(labels, prob, spread, threshold),
         "referral_curve_confidence": referral_curve(labels, prob, confidence_uncertainty(prob, threshold), threshold),
     }
-    cut = settings.get("uncertain_above")
-    if cut is not None and settings.get("method") == method:
-        out["uncertain_share"] = float((spread > cut).mean())
+    if settings is not None and settings.uncertain_above is not None and settings.method == method:
+        out["uncertain_share"] = float((spread > settings.uncertain_above).mean())
     return out
 
 

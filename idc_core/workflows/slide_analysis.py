@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from idc_core import PATCH_SIZE
+from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
 from idc_core.wsi.outputs import geojson_regions, heatmap_png, scale_metadata, tiles_csv
 from idc_core.wsi.reader import Progress, SlideReader, open_slide
@@ -130,9 +131,9 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
-                  uncertainty: dict[str, Any] | None = None) -> SlideAnalysis:
+                  uncertainty: UncertaintySettings | None = None) -> SlideAnalysis:
     """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see predict.predict_slide);
-    `uncertainty` (a model config's entry) is used when options.uncertainty is set."""
+    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
     from idc_core.inference.predict import predict_slide
     from idc_core.wsi.tissue import MIN_TISSUE
 
@@ -142,7 +143,7 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
     result = predict_slide(model, image, threshold=threshold, stride=options.stride,
                            min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
                            batch_size=options.batch_size, progress=progress,
-                           uncertainty=(uncertainty or {"method": "confidence"}) if options.uncertainty else None)
+                           uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
     return SlideAnalysis(reader.describe(), model_mpp, reader.best_level(model_mpp), image, result,
                          time.perf_counter() - started, warnings)
 

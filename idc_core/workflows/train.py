@@ -20,6 +20,7 @@ from idc_core.config import (
     TRANSFER_ARCHS,
     ModelConfig,
     TrainConfig,
+    UncertaintySettings,
 )
 from idc_core.data.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.errors import IDCError
@@ -128,7 +129,7 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
     train_seconds = time.time() - started
 
     calibration: dict[str, Any] = {}
-    uncertainty: dict[str, Any] = {}
+    uncertainty: UncertaintySettings | None = None
     if config.calibration != "none" and len(np.unique(val_y)) == 2:
         from idc_core.workflows.calibrate import calibrate_model
 
@@ -276,7 +277,7 @@ def _held_out_metrics(
     split: Split,
     scan: ScanResult,
     threshold: float,
-    uncertainty: dict[str, Any],
+    uncertainty: UncertaintySettings | None,
 ) -> dict[str, Any]:
     """Test metrics; of a calibrated model (one with an uncertainty measure) also the raw score's calibration, the
     referral curves and the per-patch scores, as python -m idc_core calibrate writes them."""
