@@ -65,8 +65,8 @@ def _problem(value: Any, tp: Any, name: str) -> str | None:
     if dataclasses.is_dataclass(tp):
         return wrong if not isinstance(value, dict) else _fields_problem(tp, value, f"{name}.")  # type: ignore[arg-type]
     if origin in (tuple, list):
-        items = args if origin is tuple else (args[0],) * len(value) if isinstance(value, list) else ()
-        if not isinstance(value, list) or len(value) != len(items):
+        items = args if origin is tuple else (args[0],) * len(value) if isinstance(value, (list, tuple)) else ()
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
             return wrong
         return next((p for i, (v, a) in enumerate(zip(value, items)) if (p := _problem(v, a, f"{name}[{i}]"))), None)
     if origin is dict:

@@ -15,7 +15,7 @@ input, P(IDC) with 6 decimals and the label at the model's threshold:
   comparison can say whether the model changed or the code did.
 
 The patches go through the `idc predict` command itself (idc_core.__main__.main, with --csv), the slides
-through wsi.analyse_slide, what `idc slide` runs for each slide, without the heatmap and GeoJSON it
+through workflows.slide_analysis.analyse_slide, what `idc slide` runs for each slide, without the heatmap and GeoJSON it
 writes besides. The whole folder is replaced, so golden outputs of a model that is gone are removed.
 """
 
@@ -91,7 +91,7 @@ def _predict_rows(model_dir: Path) -> dict[str, str]:
 
 
 def _slide_rows(loaded) -> dict[str, str]:
-    """The tiles.csv of each of SLIDE_INPUTS, as `idc slide` scores it (wsi.analyse_slide)."""
+    """The tiles.csv of each of SLIDE_INPUTS, as `idc slide` scores it (workflows.slide_analysis.analyse_slide)."""
     from idc_core.workflows.slide_analysis import analyse_slide
     from idc_core.wsi.outputs import tiles_csv
     from idc_core.wsi.reader import open_slide

@@ -45,7 +45,7 @@ def test_load_export_gives_the_model_and_its_comparison(exported, patches):
 
 
 def test_a_folder_without_export_says_how_to_make_one(tmp_path):
-    with pytest.raises(ModelError, match=r"no usable TFLite export.*python -m idc_core\.export --model"):
+    with pytest.raises(ModelError, match=r"no usable TFLite export.*python -m idc_core export --model"):
         load_export(tmp_path)
 
 

@@ -26,7 +26,7 @@ def add_model(parser: argparse.ArgumentParser) -> None:
 
 
 def model_folder(given: Path | None) -> Path:
-    """The --model folder, else the one named in models/DEFAULT (model_io.default_model_dir: ModelError if none)."""
+    """The --model folder, else the one named in models/DEFAULT (model.folder.default_model_dir: ModelError if none)."""
     from idc_core.model.folder import default_model_dir  # TensorFlow only once a command runs
 
     return given if given else default_model_dir()

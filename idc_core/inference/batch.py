@@ -1,6 +1,6 @@
 """Classify a batch of uploaded images as patches (the app's Classify and Explain pages): one row per item.
 
-Items are scored by scoring.score_items with slides flagged, not tiled: a slide-sized image belongs on the
+Items are scored by items.score_items with slides flagged, not tiled: a slide-sized image belongs on the
 slide page, which reads it at the model's scale. Bad items are rows with an error, never fatal.
 """
 

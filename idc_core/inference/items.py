@@ -3,7 +3,7 @@
 An item is (name, bytes) or (name, IDCError), as dataset.iter_image_inputs yields them. A patch-sized image
 (both sides <= 100 px) is padded or resized to 50x50 (the note says which) and scored in batches with the
 other items' patches. A larger image is a slide: with slides="tile" it is tiled at its own pixels
-(predict.predict_slide) and reported by its most suspicious tissue tile; with slides="flag" it is only marked,
+(inference.predict.predict_slide) and reported by its most suspicious tissue tile; with slides="flag" it is only marked,
 for a caller that analyses slides at the model's scale (the app's slide page). An item that fails gets an
 error naming it, and the others go on.
 """

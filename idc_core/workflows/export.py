@@ -79,7 +79,7 @@ def compare(model: keras.Model, lite: TFLiteModel, patches: np.ndarray, threshol
 
 
 def read_check_patches(paths: Sequence[str | Path]) -> np.ndarray:
-    """Patches from images/folders/zips, read as the predict command reads them (scoring.fit_item); slides give
+    """Patches from images/folders/zips, read as the predict command reads them (inference.items.fit_item); slides give
     their tissue tiles (50-px grid); unreadable inputs are skipped."""
     patches = []
     for name, data in iter_image_inputs([str(p) for p in paths]):

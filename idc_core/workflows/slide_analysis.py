@@ -105,12 +105,12 @@ class ScaledSlide:
     image: np.ndarray
     info: dict[str, Any]  # reader.describe() + model_mpp, level_read, level0_per_model_pixel
     warnings: list[str]
-    source: Any = None  # slides.SlideInput of a patient zip (truth tiles, skipped members), else None
+    source: Any = None  # wsi.truth.SlideInput of a patient zip (truth tiles, skipped members), else None
 
 
 def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None = None, name: str | None = None,
                       mpp_source: str | None = None, progress: Progress | None = None) -> ScaledSlide:
-    """Open any slide file (see slide_reader.open_slide) and read it whole at the model's mpp."""
+    """Open any slide file (see wsi.reader.open_slide) and read it whole at the model's mpp."""
     with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name, mpp_source=mpp_source) as reader:
         image = reader.read_at_mpp(model_mpp, progress)
         info = {**reader.describe(), "model_mpp": model_mpp, "level_read": reader.best_level(model_mpp),
@@ -132,7 +132,7 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
                   uncertainty: UncertaintySettings | None = None) -> SlideAnalysis:
-    """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see predict.predict_slide);
+    """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see inference.predict.predict_slide);
     `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
     from idc_core.inference.predict import predict_slide
     from idc_core.wsi.tissue import MIN_TISSUE

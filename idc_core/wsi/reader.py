@@ -1,6 +1,6 @@
 """One way to read any slide input at a given scale: OpenSlide pyramids, plain images, patient zips.
 
-Every reader tells its format, its level-0 size, its microns per pixel with their source (mpp.Scale),
+Every reader tells its format, its level-0 size, its microns per pixel with their source (scale.Scale),
 and reads a region, or the whole slide, at a requested mpp: from the coarsest pyramid level that is
 still at least as fine as the target, in bands of rows, resampled with area interpolation, so a
 gigapixel level 0 is never held in memory. `open_slide` picks the reader for a file.
