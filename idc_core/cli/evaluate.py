@@ -13,8 +13,10 @@ from pathlib import Path
 from idc_core.cli.options import (
     add_batch_size,
     add_model,
+    command_prog,
     error,
     follow,
+    import_tensorflow,
     model_folder,
     progress_bar,
     unit_interval,
@@ -26,7 +28,7 @@ from idc_core.uncertainty import UNCERTAINTY_METHODS
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: 0 when every file was evaluated, 1 if any was left out or nothing could be evaluated."""
-    p = argparse.ArgumentParser(prog="python -m idc_core.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog=command_prog("evaluate"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model(p)
     p.add_argument("--data", required=True, help="labelled data: folder or .zip in the dataset layout")
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                         "model's configured method)")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
+    import_tensorflow()
     from idc_core.lite import load_export  # TensorFlow only once a command runs
     from idc_core.model_io import load_model_dir
 

@@ -1,4 +1,5 @@
-"""What several commands share: the --model and --batch-size options, argument types, one-line errors, progress bars.
+"""What several commands share: their usage name, the --model and --batch-size options, argument types, one-line
+errors, progress bars, and TensorFlow's import without its lines about a missing GPU.
 
 Cheap to import: the model registry (TensorFlow) and tqdm are imported only once a command runs.
 """
@@ -6,7 +7,10 @@ Cheap to import: the model registry (TensorFlow) and tqdm are imported only once
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +21,45 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 BATCH_SIZE = 256
+# What TensorFlow prints while it loads on a machine without a GPU, none of it an error of the command: its INFO
+# records (oneDNN, "Could not find cuda drivers", CPU instructions, and that message's second line), absl's note
+# on where early records go, and the ERROR record "failed call to cuInit" (no CUDA device).
+_TF_NOISE = re.compile(r"I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl::InitializeLog|"
+                       r"To enable the following instructions:|E\d{4} .*failed call to cuInit")
+
+
+def command_prog(command: str) -> str:
+    """The usage name of `command` as it was run: `idc X` (the console script), `python -m idc_core X` or
+    `python -m idc_core.X` (the default, also for a call from Python)."""
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if script in ("idc", "idc.exe"):
+        return f"idc {command}"
+    if script == "__main__.py":
+        return f"python -m idc_core {command}"
+    return f"python -m idc_core.{command}"
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow and find its devices, as the commands do before any work, printing what it says on stderr
+    except the lines about a GPU that is not there (_TF_NOISE); other errors go through. (Later records obey
+    TF_CPP_MIN_LOG_LEVEL, 2 by default: see idc_core/__init__.py.) Nothing is done when TensorFlow is imported already.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as said:
+        os.dup2(said.fileno(), 2)  # TensorFlow's C++ logging writes to file descriptor 2, not to sys.stderr
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # CUDA is initialised (and cuInit fails) here
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            said.seek(0)
+            lines = said.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not _TF_NOISE.match(line)))
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from idc_core.cli.options import add_batch_size, add_model, error, model_folder, progress_bar, unit_interval
+from idc_core.cli.options import (
+    add_batch_size,
+    add_model,
+    command_prog,
+    error,
+    import_tensorflow,
+    model_folder,
+    progress_bar,
+    unit_interval,
+)
 from idc_core.dataset import iter_image_inputs
 from idc_core.errors import IDCError, ModelError
 from idc_core.scoring import ItemResult, score_items
@@ -32,7 +41,7 @@ UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m idc_core.predict",
+        prog=command_prog("predict"),
         description="Classify 50x50 H&E patches (IDC vs no IDC); larger images are tiled as slides.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or zips")
@@ -63,6 +72,7 @@ def _row(item: ItemResult, threshold: float) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: 0 when every input was classified, 1 if any failed, 2 if the model fails."""
     args = _parser().parse_args(argv)
+    import_tensorflow()
     from idc_core.lite import load_export
     from idc_core.model_io import load_model_dir
 
