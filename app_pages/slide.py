@@ -14,7 +14,7 @@ from idc_core.gradcam import compute_heatmaps
 from idc_core.image_io import encode_png
 from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
 from idc_core.predict import predict_slide
-from idc_core.slide_outputs import geojson_regions, scale_metadata
+from idc_core.slide_outputs import slide_geojson
 from idc_core.slide_reader import PYRAMID_SUFFIXES
 from idc_core.slide_result import SlideResult
 from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
@@ -325,7 +325,6 @@ with d2:
     csv_download(rows, f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)",
                  key=S + "csv")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above
-                   lambda: json.dumps(geojson_regions(replace(result, threshold=threshold), factor, info["model_mpp"],
-                                                      scale_metadata(info, model.config.name))),
+                   lambda: json.dumps(slide_geojson(replace(result, threshold=threshold), info, model.config.name)),
                    file_name=f"{name.rsplit('.', 1)[0]}.geojson", mime="application/geo+json",
                    icon=":material/download:", help="QuPath: File > Import objects")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from idc_core.cli.options import (
@@ -15,10 +16,9 @@ from idc_core.cli.options import (
     add_model,
     command_prog,
     error,
-    follow,
     import_tensorflow,
+    later_bar,
     model_folder,
-    progress_bar,
     unit_interval,
 )
 from idc_core.errors import IDCError, one_line
@@ -51,10 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model_dir(model_folder(a.model))
         method = loaded.config.uncertainty.get("method", "confidence") if a.uncertainty == "model" else a.uncertainty
         scorer = load_export(loaded.path)[0] if a.lite else None
-        with progress_bar(desc="evaluating", unit="step") as bar:
+        with ExitStack() as bars:  # one bar per phase, each of N patches
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
-                                    batch_size=a.batch_size, progress=follow(bar), scorer=scorer,
-                                    uncertainty=method)
+                                    batch_size=a.batch_size, scorer=scorer, uncertainty=method,
+                                    read_progress=later_bar(bars, desc="reading", unit="patch"),
+                                    progress=later_bar(bars, desc="scoring", unit="patch"))
     except IDCError as exc:
         return error(exc, 1)
     left_out = report["data"]["rejected"] + report["data"]["unreadable"]

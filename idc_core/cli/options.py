@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,13 +112,30 @@ def progress_bar(iterable: Any = None, **options: Any) -> tqdm:
 
 
 def follow(bar: tqdm, *, close_when_done: bool = False) -> Progress:
-    """progress(done, total) that moves `bar` to done of total, and closes it at the end when told to."""
+    """progress(done, total) that moves `bar` to done of total, and closes it at the end when told to.
+
+    The last step is drawn only by closing the bar (here, or by its owner): its 100% line is printed once.
+    """
 
     def update(done: int, total: int) -> None:
         bar.total = total
         bar.n = done
-        bar.refresh()
-        if close_when_done and done >= total:
+        if done < total:
+            bar.refresh()
+        elif close_when_done:
             bar.close()
+
+    return update
+
+
+def later_bar(stack: ExitStack, **options: Any) -> Progress:
+    """progress(done, total) for a phase that starts later: its bar (progress_bar's options) is opened at the first
+    call, followed and closed when done reaches total (or by `stack` in any case)."""
+    bars: list[tqdm] = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(stack.enter_context(progress_bar(total=total, **options)))
+        follow(bars[0], close_when_done=True)(done, total)
 
     return update
