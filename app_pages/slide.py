@@ -14,7 +14,7 @@ from idc_core.data.image_io import encode_png
 from idc_core.inference.gradcam import compute_heatmaps
 from idc_core.inference.predict import predict_slide
 from idc_core.workflows.slide_analysis import read_scaled_slide, read_tile_at_full_resolution
-from idc_core.wsi.outputs import geojson_regions, scale_metadata
+from idc_core.wsi.outputs import slide_geojson
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
 from idc_core.wsi.reader import PYRAMID_SUFFIXES
 from idc_core.wsi.result import SlideResult
@@ -325,7 +325,6 @@ with d2:
     csv_download(rows, f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)",
                  key=S + "csv")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above
-                   lambda: json.dumps(geojson_regions(replace(result, threshold=threshold), factor, info["model_mpp"],
-                                                      scale_metadata(info, model.config.name))),
+                   lambda: json.dumps(slide_geojson(replace(result, threshold=threshold), info, model.config.name)),
                    file_name=f"{name.rsplit('.', 1)[0]}.geojson", mime="application/geo+json",
                    icon=":material/download:", help="QuPath: File > Import objects")

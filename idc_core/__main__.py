@@ -6,6 +6,7 @@ Each command is a module of idc_core.cli; TensorFlow is imported only when a com
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -29,9 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
         lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: idc COMMAND [ARGS...]  (idc COMMAND --help for each; idc --version)\n\n" + "\n".join(lines),
-              file=sys.stderr if args else sys.stdout)
-        return 0 if not args or args[0] in ("-h", "--help") else 2
+        run = "idc" if os.path.basename(sys.argv[0]) in ("idc", "idc.exe") else "python -m idc_core"
+        asked = not args or args[0] in ("-h", "--help")
+        print(f"usage: {run} COMMAND [ARGS...]  ({run} COMMAND --help for each; {run} --version)\n\n"
+              + "\n".join(lines), file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     module = importlib.import_module(COMMANDS[args[0]][0])
     return int(module.main(args[1:]) or 0)
 

@@ -22,12 +22,22 @@ def test_the_command_table_names_every_module_of_idc_core_cli():
 
 
 @pytest.mark.parametrize("invocation", INVOCATIONS, ids=" ".join)
-def test_help_prints_usage_and_nothing_from_tensorflow(invocation):
+def test_help_prints_usage_under_the_name_it_was_run_by_and_nothing_from_tensorflow(invocation):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run([sys.executable, "-m", *invocation, "--help"], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=120)
-    assert done.returncode == 0 and done.stdout.startswith("usage: python -m idc_core ")
+    assert done.returncode == 0 and done.stdout.startswith(f"usage: python -m {' '.join(invocation)} ")
     assert done.stderr == ""
+
+
+def test_the_idc_console_script_names_itself_in_every_usage_line(tmp_path):
+    script = tmp_path / "idc"  # what `pip install` writes for the [project.scripts] entry idc
+    script.write_text("import sys\nfrom idc_core.__main__ import main\nsys.exit(main())\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for command in ("", *COMMANDS):
+        done = subprocess.run([sys.executable, str(script), *command.split(), "--help"], capture_output=True,
+                              text=True, cwd=REPO, env=env, timeout=120)
+        assert done.returncode == 0 and done.stdout.startswith(f"usage: idc {command or 'COMMAND'} "), done.stdout
 
 
 def test_importing_the_command_modules_does_not_import_tensorflow():

@@ -29,6 +29,7 @@ from hostile_files import (
     unreadable_files,
     zip_bytes,
 )
+from slide_files import sample_crop, upsample, write_pyramid
 
 from idc_core.cli.evaluate import main as evaluate_main
 from idc_core.cli.predict import main as predict_main
@@ -142,6 +143,37 @@ def test_predict_cli_mixed_batch_reports_each_bad_input_once_and_classifies_the_
     # 30 full tiles and 30 edge tiles with 10 of 50 rows of tissue (>= MIN_TISSUE 0.1)
     assert re.match(r"slide 3000x60: \d+ of 60 tissue tiles IDC", rows[str(root / "slide_strip.png")]["note"])
     assert f"{len(good)} classified, {len(bad)} failed" in stderr
+    assert re.search(rf"predict: 100%.*\| {len(rows)}/{len(rows)} ", stderr)  # the bar knew its total
+
+
+def test_predict_cli_refuses_every_whole_slide_file_with_one_pointer_to_the_slide_command(
+    model_dir, tmp_path, capsys
+) -> None:
+    """Single-level and pyramid .svs, a tiled TIFF, named or in a folder: never tiled at their own pixels."""
+    crop = sample_crop()
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    slides = {
+        write_pyramid(folder / "single.svs", crop[:300, :400], aperio="AppMag = 20|MPP = 0.499"): "aperio",
+        write_pyramid(folder / "pyramid.svs", upsample(crop, 2), aperio="AppMag = 20|MPP = 2"): "aperio",
+        write_pyramid(tmp_path / "tiled.tif", crop, mpp=4.0): "generic-tiff",
+    }
+    patch = tmp_path / "patch.png"
+    patch.write_bytes(encode(tissue(50, 50)))
+    out = tmp_path / "out.csv"
+
+    assert predict_main([str(folder), str(tmp_path / "tiled.tif"), str(patch), "--model", str(model_dir),
+                         "--csv", str(out)]) == 1
+
+    stderr = capsys.readouterr().err
+    rows = {row["file"]: row for row in csv.DictReader(out.open())}
+    assert rows[str(patch)]["error"] == "" and rows[str(patch)]["prob_idc"]
+    for path, fmt in slides.items():
+        [line] = _error_lines(stderr, str(path))
+        assert line == (f"{path}: a whole-slide file ({fmt}): this command would tile it at its own pixels; "
+                        f"`idc slide {path} --out DIR` reads it at the model's scale")
+        assert rows[str(path)]["prob_idc"] == "" and rows[str(path)]["error"] == line
+    assert re.search(r"predict: 100%.*\| 4/4 ", stderr)
 
 
 def test_predict_cli_unwritable_csv_fails_at_once_in_one_line(model_dir, batch, tmp_path, capsys) -> None:
@@ -286,6 +318,17 @@ def test_evaluate_cli_unwritable_report_is_one_error_line_after_the_report(model
     _only_error_line(captured.err, "cannot write the report to .*No such file or directory")
 
 
+def test_evaluate_cli_bars_count_the_patches_once_per_phase_and_draw_each_100_percent_once(
+    model_dir, data_zip, capsys
+) -> None:
+    assert evaluate_main(["--model", str(model_dir), "--data", str(data_zip)]) == 0
+    drawn = re.split(r"[\r\n]", capsys.readouterr().err)
+    for phase in ("reading", "scoring"):
+        lines = [line for line in drawn if line.startswith(f"{phase}:")]
+        assert lines and all(re.search(r"\| \d+/12 ", line) for line in lines), lines  # 12 patches, not 24 steps
+        assert sum("100%" in line for line in lines) == 1, lines
+
+
 @pytest.mark.parametrize("option", [["--threshold", "1.5"], ["--threshold", "nan"], ["--batch-size", "0"]])
 def test_evaluate_cli_refuses_bad_options(option, capsys) -> None:
     with pytest.raises(SystemExit) as info:
@@ -294,15 +337,18 @@ def test_evaluate_cli_refuses_bad_options(option, capsys) -> None:
     assert f"argument {option[0]}" in capsys.readouterr().err
 
 
-# Through a real `python -m idc_core predict` process: nothing but one line per bad input reaches stderr.
+# Through a real `python -m idc_core predict` process: nothing but one line per bad input reaches stderr, and
+# nothing from TensorFlow about the GPU this machine lacks (TF_CPP_MIN_LOG_LEVEL left as a user has it).
 # (One process: TensorFlow's import costs seconds; broken model folders are covered in-process above.)
 
-def test_predict_process_mixed_batch_has_no_traceback(model_dir, batch, tmp_path) -> None:
+def test_predict_process_mixed_batch_has_no_traceback_and_no_tensorflow_lines(model_dir, batch, tmp_path) -> None:
     args, bad, good = batch
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run([sys.executable, "-m", "idc_core", "predict", *args, "--model", str(model_dir)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                            cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 1, result.stderr
     _assert_one_line_per_bad_input(result.stderr, bad)
+    assert "cuInit" not in result.stderr and not re.search(r"^[IWE]\d{4} ", result.stderr, re.M), result.stderr[:2000]
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert {row["file"] for row in rows} == set(bad) | good

@@ -230,3 +230,37 @@ def test_the_slide_command_measures_tile_uncertainty_on_request(slides, tmp_path
     assert slide_main([str(slides["generic"]), "--out", str(tmp_path / "plain")]) == 0
     plain = list(csv.DictReader((tmp_path / "plain" / "generic" / "tiles.csv").open()))
     assert "uncertainty" not in plain[0] and [t["prob_idc"] for t in plain] == [t["prob_idc"] for t in tiles]
+
+
+def test_touching_tiles_are_one_region_where_level0_tile_edges_are_not_whole_pixels():
+    """0.499 um/px read at 4 um/px: 8.016... level-0 pixels per model pixel, where x * f + 50 * f and (x + 50) * f
+    differ in floating point (e.g. x = 100): the tiles are merged on the model-scale grid, then scaled once."""
+    from shapely.geometry import shape
+
+    from idc_core.wsi.outputs import geojson_regions
+    from idc_core.wsi.result import SlideResult
+
+    row = [(100, x) for x in range(0, 600, 50)]  # (y, x): 12 touching tiles in a row, 2 in a column below
+    coords = np.array(row + [(150, 100), (200, 100), (400, 1000)])  # and one tile on its own
+    result = SlideResult(coords, np.ones(len(coords), bool), np.full(len(coords), 0.9, np.float32), (500, 1100), 50,
+                         50, 15.0, 0.5)
+    factor = 4.0 / 0.499
+    features = geojson_regions(result, factor, 4.0)["features"]
+    assert sorted(f["properties"]["measurements"]["tiles"] for f in features) == [1, 14]
+    big = shape(max(features, key=lambda f: f["properties"]["measurements"]["tiles"])["geometry"])
+    assert big.is_valid and len(big.interiors) == 0
+    assert big.bounds == (0, round(100 * factor), round(600 * factor), round(250 * factor))
+    assert big.area == pytest.approx(14 * (50 * factor) ** 2, rel=0.005)  # vertices on whole level-0 pixels
+    areas = sorted(f["properties"]["measurements"]["area mm2"] for f in features)
+    assert areas == pytest.approx([0.04, 0.56])  # 200 um x 200 um a tile
+
+
+def test_the_slide_command_and_the_slide_page_write_the_same_geojson_from_the_slides_description():
+    from idc_core.wsi.outputs import geojson_regions, scale_metadata, slide_geojson
+    from idc_core.wsi.result import SlideResult
+
+    result = SlideResult(np.array([[0, 0], [0, 50]]), np.ones(2, bool), np.array([0.9, 0.2], np.float32), (50, 100),
+                         50, 50, 15.0, 0.5)
+    info = {"model_mpp": 4.0, "slide_mpp": 0.499, "mpp_source": "slide metadata (openslide.mpp-x/y)",
+            "level0_per_model_pixel": 8.016032}  # rounded for display: not the factor used
+    assert slide_geojson(result, info, "m") == geojson_regions(result, 4.0 / 0.499, 4.0, scale_metadata(info, "m"))

@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from idc_core.cli.export import default_check
-from idc_core.cli.options import error
+from idc_core.cli.options import command_prog, error, import_tensorflow
 from idc_core.config import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
 from idc_core.errors import IDCError
 from idc_core.stats.calibration import CALIBRATION_METHODS
@@ -28,7 +28,7 @@ from idc_core.workflows.calibrate import calibrate_folder
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: 0 when the folder was calibrated, 1 on an error (one line)."""
-    p = argparse.ArgumentParser(prog="python -m idc_core calibrate", description=__doc__,
+    p = argparse.ArgumentParser(prog=command_prog("calibrate"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model folder to calibrate (rewritten in place)")
     p.add_argument("--data", required=True, help="the labelled data it was trained on (folder or zip)")
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                         "referral curve is highest on the validation patients)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="Monte-Carlo dropout passes per patch")
     a = p.parse_args(argv)
+    import_tensorflow()
     try:
         metrics = calibrate_folder(a.model, a.data, method=a.method, uncertainty=a.uncertainty, samples=a.samples,
                                    log=lambda message: print(message, file=sys.stderr), check=default_check())

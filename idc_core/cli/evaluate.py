@@ -8,15 +8,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from idc_core.cli.options import (
     add_batch_size,
     add_model,
+    command_prog,
     error,
-    follow,
+    import_tensorflow,
+    later_bar,
     model_folder,
-    progress_bar,
     unit_interval,
 )
 from idc_core.config import UNCERTAINTY_METHODS, UncertaintySettings
@@ -26,7 +28,7 @@ from idc_core.workflows.evaluate import evaluate_model, format_report
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: 0 when every file was evaluated, 1 if any was left out or nothing could be evaluated."""
-    p = argparse.ArgumentParser(prog="python -m idc_core evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog=command_prog("evaluate"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model(p)
     p.add_argument("--data", required=True, help="labelled data: folder or .zip in the dataset layout")
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                         "model's configured method)")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
+    import_tensorflow()
     from idc_core.model.folder import load_model_dir
     from idc_core.model.lite import load_export  # TensorFlow only once a command runs
 
@@ -49,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         model_method = (loaded.config.uncertainty or UncertaintySettings()).method
         method = model_method if a.uncertainty == "model" else a.uncertainty
         scorer = load_export(loaded.path)[0] if a.lite else None
-        with progress_bar(desc="evaluating", unit="step") as bar:
+        with ExitStack() as bars:  # one bar per phase, each of N patches
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
-                                    batch_size=a.batch_size, progress=follow(bar), scorer=scorer,
-                                    uncertainty=method)
+                                    batch_size=a.batch_size, scorer=scorer, uncertainty=method,
+                                    read_progress=later_bar(bars, desc="reading", unit="patch"),
+                                    progress=later_bar(bars, desc="scoring", unit="patch"))
     except IDCError as exc:
         return error(exc, 1)
     left_out = report["data"]["rejected"] + report["data"]["unreadable"]

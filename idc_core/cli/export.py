@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from idc_core.cli.options import add_model, error, model_folder
+from idc_core.cli.options import add_model, command_prog, error, import_tensorflow, model_folder
 from idc_core.errors import IDCError
 from idc_core.paths import assets_root
 from idc_core.workflows.export import MAX_DIFF, MIN_AGREEMENT, QUANTIZATIONS, export_model_dir, read_check_patches
@@ -34,7 +34,7 @@ def default_check() -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: 0 when the export was written, 1 when it did not match the model, 2 on an error."""
-    p = argparse.ArgumentParser(prog="python -m idc_core export", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=command_prog("export"), description=__doc__.splitlines()[0])
     add_model(p)
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="dynamic")
     p.add_argument("--check", nargs="+", default=[str(p) for p in default_check()], metavar="PATH",
@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
                    help=f"smallest share of equal labels (default {MIN_AGREEMENT})")
     args = p.parse_args(argv)
+    import_tensorflow()
     try:
         folder = model_folder(args.model)
         out, agreement = export_model_dir(folder, quantize=args.quantize, check=read_check_patches(args.check),

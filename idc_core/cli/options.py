@@ -1,4 +1,5 @@
-"""What several commands share: the --model and --batch-size options, argument types, one-line errors, progress bars.
+"""What several commands share: their usage name, the --model and --batch-size options, argument types, one-line
+errors, progress bars, and TensorFlow's import without its lines about a missing GPU.
 
 Cheap to import: the model registry (TensorFlow) and tqdm are imported only once a command runs.
 """
@@ -6,7 +7,11 @@ Cheap to import: the model registry (TensorFlow) and tqdm are imported only once
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +22,41 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 BATCH_SIZE = 256
+# What TensorFlow prints while it loads on a machine without a GPU, none of it an error of the command: its INFO
+# records (oneDNN, "Could not find cuda drivers", CPU instructions, and that message's second line), absl's note
+# on where early records go, and the ERROR record "failed call to cuInit" (no CUDA device).
+_TF_NOISE = re.compile(r"I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl::InitializeLog|"
+                       r"To enable the following instructions:|E\d{4} .*failed call to cuInit")
+
+
+def command_prog(command: str) -> str:
+    """The usage name of `command` as it was run: `idc X` (the console script) or `python -m idc_core X` (also for
+    a call from Python)."""
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return f"idc {command}" if script in ("idc", "idc.exe") else f"python -m idc_core {command}"
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow and find its devices, as the commands do before any work, printing what it says on stderr
+    except the lines about a GPU that is not there (_TF_NOISE); other errors go through. (Later records obey
+    TF_CPP_MIN_LOG_LEVEL, 2 by default: see idc_core/__init__.py.) Nothing is done when TensorFlow is imported already.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as said:
+        os.dup2(said.fileno(), 2)  # TensorFlow's C++ logging writes to file descriptor 2, not to sys.stderr
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # CUDA is initialised (and cuInit fails) here
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            said.seek(0)
+            lines = said.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not _TF_NOISE.match(line)))
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
@@ -68,13 +108,30 @@ def progress_bar(iterable: Any = None, **options: Any) -> tqdm:
 
 
 def follow(bar: tqdm, *, close_when_done: bool = False) -> Progress:
-    """progress(done, total) that moves `bar` to done of total, and closes it at the end when told to."""
+    """progress(done, total) that moves `bar` to done of total, and closes it at the end when told to.
+
+    The last step is drawn only by closing the bar (here, or by its owner): its 100% line is printed once.
+    """
 
     def update(done: int, total: int) -> None:
         bar.total = total
         bar.n = done
-        bar.refresh()
-        if close_when_done and done >= total:
+        if done < total:
+            bar.refresh()
+        elif close_when_done:
             bar.close()
+
+    return update
+
+
+def later_bar(stack: ExitStack, **options: Any) -> Progress:
+    """progress(done, total) for a phase that starts later: its bar (progress_bar's options) is opened at the first
+    call, followed and closed when done reaches total (or by `stack` in any case)."""
+    bars: list[tqdm] = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(stack.enter_context(progress_bar(total=total, **options)))
+        follow(bars[0], close_when_done=True)(done, total)
 
     return update

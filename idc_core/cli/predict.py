@@ -3,12 +3,15 @@
     python -m idc_core predict [--model DIR] [--csv OUT] [--threshold T] [--lite] PATH...
 
 PATHs are images, folders (recursive) or zips. A patch-sized image (<= 100x100) is
-padded/resized to 50x50 and classified. A larger image is analysed as a slide
-(tiled, background tiles skipped) and summarised in one row: prob_idc is its most
-suspicious tile's probability, label is 1 when any tissue tile reaches the
-threshold, and the note gives the IDC tile count and fraction; a slide with no tissue
-is reported as not classified. Each input that fails gets a CSV row with its error and
-one line on stderr, and the others go on; the exit status is 1 when any input failed.
+padded/resized to 50x50 and classified. A larger plain image (PNG, JPEG, a TIFF that is not
+tiled) is taken to be at the model's scale, tiled at its own pixels (background tiles
+skipped) and summarised in one row: prob_idc is its most suspicious tile's probability,
+label is 1 when any tissue tile reaches the threshold, and the note gives the IDC tile
+count and fraction; one with no tissue is reported as not classified. A whole-slide file
+(.svs, .ndpi, .scn, .mrxs, tiled TIFF, DICOM, ...: any file the slide reader opens with
+OpenSlide, whatever its levels) is refused unread, with the command that reads it at the
+model's scale (idc slide). Each input that fails gets a CSV row with its error and one line
+on stderr, and the others go on; the exit status is 1 when any input failed.
 """
 
 from __future__ import annotations
@@ -21,11 +24,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from idc_core.cli.options import add_batch_size, add_model, error, model_folder, progress_bar, unit_interval
+from idc_core.cli.options import (
+    add_batch_size,
+    add_model,
+    command_prog,
+    error,
+    import_tensorflow,
+    model_folder,
+    progress_bar,
+    unit_interval,
+)
 from idc_core.config import UncertaintySettings
-from idc_core.data.dataset import iter_image_inputs
-from idc_core.errors import IDCError, ModelError
+from idc_core.data.dataset import IMAGE_EXTENSIONS, count_image_inputs, iter_image_inputs
+from idc_core.errors import IDCError, ImageError, ModelError
 from idc_core.inference.items import ItemResult, score_items
+from idc_core.wsi.reader import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, whole_slide_format
 
 CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
@@ -33,8 +46,9 @@ UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m idc_core predict",
-        description="Classify 50x50 H&E patches (IDC vs no IDC); larger images are tiled as slides.",
+        prog=command_prog("predict"),
+        description="Classify 50x50 H&E patches (IDC vs no IDC); larger plain images are tiled at their own "
+                    "pixels; whole-slide files are refused (idc slide reads them at the model's scale).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or zips")
     add_model(parser)
@@ -51,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def refuse_whole_slide(path: Path) -> IDCError | None:
+    """The error for a whole-slide file (tiled here at its own pixels it would be scored at the wrong scale),
+    None for any other file; files named as plain images (.png, .jpg, ...) are not looked into."""
+    fmt = None if path.suffix.lower() in IMAGE_SUFFIXES else whole_slide_format(path)
+    if fmt is None:
+        return None
+    return ImageError(f"{path}: a whole-slide file ({fmt}): this command would tile it at its own pixels; "
+                      f"`idc slide {path} --out DIR` reads it at the model's scale")
+
+
 def _row(item: ItemResult, threshold: float) -> dict[str, Any]:
     """The item's CSV row: P(IDC), label at `threshold`, uncertainty when measured, note; or its error."""
     if item.error or item.prob_idc is None:
@@ -65,6 +89,7 @@ def _row(item: ItemResult, threshold: float) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: 0 when every input was classified, 1 if any failed, 2 if the model fails."""
     args = _parser().parse_args(argv)
+    import_tensorflow()
     from idc_core.model.folder import load_model_dir
     from idc_core.model.lite import load_export
 
@@ -83,8 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return error(f"cannot write {args.csv} ({exc.strerror or exc})", 2)
     rows, failed = [], 0
-    with progress_bar(iter_image_inputs(args.paths), unit="image", desc="predict") as bar:
-        # iter(bar): the bar counts inputs as they are read (a tqdm over a generator has no usable len())
+    extensions = IMAGE_EXTENSIONS + PYRAMID_SUFFIXES  # a folder's whole-slide files are refused, not passed over
+    inputs = iter_image_inputs(args.paths, refuse=refuse_whole_slide, extensions=extensions)
+    total = count_image_inputs(args.paths, refuse=refuse_whole_slide, extensions=extensions)
+    with progress_bar(inputs, total=total, unit="image", desc="predict") as bar:
+        # iter(bar): the bar counts inputs as they are read (score_items would take a tqdm's len() for its own)
         for item in score_items(scorer, iter(bar), threshold=threshold, batch_size=args.batch_size,
                                 uncertainty=uncertainty, slides="tile"):
             if item.error:

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from idc_core import PATCH_SIZE, Progress
-from idc_core.cli.options import add_batch_size, add_model, error, follow, model_folder, progress_bar
+from idc_core.cli.options import (
+    add_batch_size,
+    add_model,
+    command_prog,
+    error,
+    follow,
+    import_tensorflow,
+    model_folder,
+    progress_bar,
+)
 
 
 def _positive_float(text: str) -> float:
@@ -32,7 +41,7 @@ def _positive_float(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m idc_core slide", description=__doc__,
+    parser = argparse.ArgumentParser(prog=command_prog("slide"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="SLIDE_OR_FOLDER",
                         help="slide files, or folders searched recursively")
@@ -67,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.stride <= PATCH_SIZE:
         parser.error(f"--stride must be in 1..{PATCH_SIZE}, got {args.stride}")
+    import_tensorflow()
 
     from idc_core.errors import IDCError
     from idc_core.model.folder import load_model_dir

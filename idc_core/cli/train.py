@@ -9,7 +9,7 @@ import argparse
 import shlex
 import sys
 
-from idc_core.cli.options import error, follow, progress_bar
+from idc_core.cli.options import command_prog, error, follow, import_tensorflow, progress_bar
 from idc_core.config import (
     ARCHITECTURES,
     AUGMENT_MODES,
@@ -30,7 +30,7 @@ def _stderr(message: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="python -m idc_core train", description=__doc__,
+    p = argparse.ArgumentParser(prog=command_prog("train"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = TrainConfig()
     p.add_argument("--data", required=True, help="dataset folder or .zip in the dataset layout")
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         config = parse_args(args)
+        import_tensorflow()
         with progress_bar(desc="decoding patches", unit="patch") as bar:
             # closed when decoding is done: Keras prints the epochs next
             train(config, command="python -m idc_core train " + shlex.join(args), log=_stderr,

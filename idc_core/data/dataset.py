@@ -284,26 +284,50 @@ def _load_patch(source: PatchSource, record: PatchRecord, size: int) -> np.ndarr
         raise DatasetError(f"{record.path}: {exc}") from exc
 
 
-def iter_image_inputs(inputs: Sequence[str | Path], *,
-                      limits: ZipLimits = ZipLimits()) -> Iterator[tuple[str, bytes | IDCError]]:
+def iter_image_inputs(inputs: Sequence[str | Path], *, limits: ZipLimits = ZipLimits(),
+                      refuse: Callable[[Path], IDCError | None] | None = None,
+                      extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> Iterator[tuple[str, bytes | IDCError]]:
     """Yield (name, bytes) for each image in files, folders (recursive) and zips (members ``zip/name``).
 
-    A failing item yields (name, error) and the iteration goes on. Folders and zips give only files with
-    an image extension (one with none yields an error); a file named explicitly is read whatever its
-    extension. Files over ``limits.max_member_bytes`` are refused like oversized zip members.
+    A failing item yields (name, error) and the iteration goes on. Folders give only files with one of
+    `extensions` and zips only images (one with none yields an error); a file named explicitly is read whatever
+    its extension. Files over ``limits.max_member_bytes`` are refused like oversized zip members.
+    refuse(path): an error for a file not to read at all (the predict command's whole-slide files), else None.
     """
+    return _image_inputs(inputs, limits, refuse, extensions, read=True)
+
+
+def count_image_inputs(inputs: Sequence[str | Path], *, limits: ZipLimits = ZipLimits(),
+                       refuse: Callable[[Path], IDCError | None] | None = None,
+                       extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> int:
+    """How many items iter_image_inputs yields for the same arguments (a progress total), reading no file's bytes
+    (folders are listed and zips' directories read)."""
+    return sum(1 for _ in _image_inputs(inputs, limits, refuse, extensions, read=False))
+
+
+def _image_inputs(inputs: Sequence[str | Path], limits: ZipLimits, refuse: Callable[[Path], IDCError | None] | None,
+                  extensions: tuple[str, ...], read: bool) -> Iterator[tuple[str, bytes | IDCError]]:
+    """iter_image_inputs; with read=False every file and member that would be read is b"" instead."""
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
             if not files:
                 yield str(path), ImageError(f"{path}: folder holds no image files ({_EXTENSION_LIST})")
             for file in files:
-                yield str(file), _read_file(file, limits)
+                yield str(file), _read_unless_refused(file, limits, refuse, read)
         elif path.suffix.lower() == ".zip" and path.is_file():
-            yield from iter_zip_images(str(path), path, limits)
+            yield from iter_zip_images(str(path), path, limits, read=read)
         else:
-            yield str(path), _read_file(path, limits)
+            yield str(path), _read_unless_refused(path, limits, refuse, read)
+
+
+def _read_unless_refused(path: Path, limits: ZipLimits, refuse: Callable[[Path], IDCError | None] | None,
+                         read: bool) -> bytes | IDCError:
+    refused = refuse(path) if refuse is not None and path.is_file() else None
+    if refused is not None:
+        return refused
+    return _read_file(path, limits) if read else b""
 
 
 def _read_file(path: Path, limits: ZipLimits) -> bytes | IDCError:
@@ -322,12 +346,14 @@ def _read_file(path: Path, limits: ZipLimits) -> bytes | IDCError:
 
 
 def iter_zip_images(name: str, source: str | Path | bytes, limits: ZipLimits = ZipLimits(), *,
-                    skip: Callable[[str], bool] | None = None) -> Iterator[tuple[str, bytes | IDCError]]:
+                    skip: Callable[[str], bool] | None = None, read: bool = True
+                    ) -> Iterator[tuple[str, bytes | IDCError]]:
     """Yield (``name/member``, bytes | error) for each image member of the zip `source`, called `name`.
 
     A zip that cannot be opened, or that holds no image, is one (name, error); a refused member (unsafe path,
     nested archive, over a limit) is an error of its own and the rest go on. Members without an image
-    extension, and those that `skip(member name)` is true for, are passed over.
+    extension, and those that `skip(member name)` is true for, are passed over. read=False: b"" for each
+    member that would be read (to count them).
     """
     try:
         zf = open_zip(source, limits)
@@ -347,7 +373,7 @@ def iter_zip_images(name: str, source: str | Path | bytes, limits: ZipLimits = Z
         if not images and not rejected:
             yield name, ArchiveError(f"{name}: the zip holds no image files ({_EXTENSION_LIST})")
         for member in images:
-            yield f"{name}/{member.name}", _read_zip_member(zf, member, limits)
+            yield f"{name}/{member.name}", _read_zip_member(zf, member, limits) if read else b""
 
 
 def _named(name: str, exc: ArchiveError) -> ArchiveError:

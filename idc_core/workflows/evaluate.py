@@ -35,8 +35,12 @@ def evaluate_model(
     progress: Progress | None = None,
     scorer: Scorer | None = None,
     uncertainty: str | None = None,
+    read_progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Metrics of a loaded model on labelled data, at its saved threshold unless told otherwise.
+
+    progress(done, total) follows reading and then scoring the N patches as one job of 2N steps; or, when
+    read_progress is given, only the scoring (N steps), read_progress(done, N) following the reading.
 
     ``scorer`` scores the patches instead of ``loaded.model`` (its TFLite export, say);
     the threshold and the split still come from ``loaded``.
@@ -57,8 +61,10 @@ def evaluate_model(
         if not wanted:
             raise DatasetError(f"the model's config lists no patients for split {split!r}")
     counted = _Phases(progress)
+    read_steps, score_steps = ((read_progress, progress) if read_progress is not None
+                               else (counted.phase(0), counted.phase(1)))
     try:
-        labelled = load_labelled(data, wanted, progress=counted.phase(0))
+        labelled = load_labelled(data, wanted, progress=read_steps)
     except DatasetError as exc:
         raise DatasetError(f"{exc}" + (f" (split {split!r})" if split else "")) from exc
     patches, labels = labelled.patches, labelled.labels
@@ -66,10 +72,10 @@ def evaluate_model(
     scoring = scorer if scorer is not None else loaded.model
     measured = None
     if uncertainty is None:
-        prob = predict_patches(scoring, patches, batch_size=batch_size, progress=counted.phase(1))
+        prob = predict_patches(scoring, patches, batch_size=batch_size, progress=score_steps)
     else:
         measured = predict_with_uncertainty(scoring, patches, method=uncertainty, threshold=used,
-                                            batch_size=batch_size, progress=counted.phase(1),
+                                            batch_size=batch_size, progress=score_steps,
                                             samples=(loaded.config.uncertainty or UncertaintySettings()).passes)
         prob = measured.prob
     report = compute_metrics(labels, prob, used, patients=labelled.patients)

@@ -24,7 +24,7 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
-from idc_core.wsi.outputs import geojson_regions, heatmap_png, scale_metadata, tiles_csv
+from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
 from idc_core.wsi.reader import Progress, SlideReader, open_slide
 from idc_core.wsi.result import SlideResult
 
@@ -171,8 +171,7 @@ def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any])
     boxes = analysis.level0_boxes()
     (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes))
     info = {**analysis.info, "model_mpp": analysis.model_mpp}
-    geojson = geojson_regions(analysis.result, analysis.factor, analysis.model_mpp,
-                              scale_metadata(info, str((extra.get("model") or {}).get("name", ""))))
+    geojson = slide_geojson(analysis.result, info, str((extra.get("model") or {}).get("name", "")))
     (out_dir / "slide.geojson").write_text(json.dumps(geojson))
     (out_dir / "heatmap.png").write_bytes(heatmap_png(analysis.image, analysis.result))
     summary = {**analysis.summary(), **extra}

@@ -51,27 +51,29 @@ def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
                     metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """A GeoJSON FeatureCollection that QuPath imports (File > Import objects): one annotation per IDC region.
 
-    A region is the union of touching IDC tiles (exact polygons with holes, in level-0 pixels); its
-    measurements are the mean P(IDC) of its tiles, their count and its area in mm2; `metadata` (strings,
-    e.g. scale_metadata) goes with every region.
+    A region is the union of touching IDC tiles (exact polygons with holes), formed on the model-scale grid,
+    whose integer edges meet exactly, and then converted to level-0 pixels (times `factor`, rounded to whole
+    pixels) as one polygon: touching tiles always merge, whatever the scale. Its measurements are the mean
+    P(IDC) of its tiles, their count and its area in mm2; `metadata` (strings, e.g. scale_metadata) goes with
+    every region.
     """
     import shapely
     from shapely.geometry import box, mapping
 
     idc = result.tissue & (np.nan_to_num(result.probs, nan=0.0) >= result.threshold)
     probs = result.probs[idc]
-    tiles = [box(x, y, x + width, y + height) for x, y, width, height in result.boxes(factor)[idc].tolist()]
+    tiles = [box(x, y, x + width, y + height) for x, y, width, height in result.boxes()[idc].tolist()]
     features = []
     if tiles:
         merged = shapely.unary_union(tiles)
         polygons = list(getattr(merged, "geoms", [merged]))
-        centres = shapely.points(result.centres(factor)[idc])
+        centres = shapely.points(result.centres()[idc])
         for polygon in polygons:
             inside = shapely.contains(polygon, centres)  # every region holds its tiles' centres
-            um2_per_px = (model_mpp / factor) ** 2
+            level0 = shapely.set_precision(shapely.transform(polygon, lambda xy: xy * factor), 1.0)
             features.append({
                 "type": "Feature",
-                "geometry": mapping(shapely.set_precision(polygon, 1.0)),
+                "geometry": mapping(level0),
                 "properties": {
                     "objectType": "annotation",
                     "name": "IDC (model prediction)",
@@ -80,11 +82,21 @@ def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
                     "measurements": {
                         "mean P(IDC)": round(float(probs[inside].mean()), 4),  # QuPath reads numbers only
                         "tiles": int(inside.sum()),
-                        "area mm2": round(polygon.area * um2_per_px / 1e6, 5),
+                        "area mm2": round(polygon.area * model_mpp**2 / 1e6, 5),
                     },
                 },
             })
     return {"type": "FeatureCollection", "features": features}
+
+
+def slide_geojson(result: SlideResult, info: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """geojson_regions of a slide as the slide command writes it and the app's slide page downloads it.
+
+    info: the reader's description with the model's scale (slide_mpp, mpp_source, model_mpp: e.g. summary.json);
+    level-0 pixels per model-scale pixel are model_mpp / slide_mpp.
+    """
+    factor = info["model_mpp"] / info["slide_mpp"]
+    return geojson_regions(result, factor, info["model_mpp"], scale_metadata(info, model_name))
 
 
 def _colour_bar(height: int, cmap: str) -> np.ndarray:

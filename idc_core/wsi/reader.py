@@ -238,8 +238,7 @@ def _open(path: Path, name: str, model_mpp: float, mpp: float | None, max_pixels
         raise SlideError(f"{name}: no such file")
     if path.suffix.lower() == ".zip":
         return _patient_zip(path, name, mpp, max_pixels)
-    fmt = _openslide_format(path)
-    if (fmt is not None and fmt != "generic-tiff") or (fmt == "generic-tiff" and _is_tiled(path)):
+    if whole_slide_format(path) is not None:
         return OpenSlideReader(path, name, mpp)
     if path.suffix.lower() in PYRAMID_SUFFIXES and path.suffix.lower() not in (".tif", ".tiff"):
         raise SlideError(f"{name}: not a slide file OpenSlide can open (truncated, corrupt or another format)")
@@ -253,6 +252,13 @@ def _open(path: Path, name: str, model_mpp: float, mpp: float | None, max_pixels
     scale = scale_from_properties(_tiff_properties(path), mpp) or assumed_scale(model_mpp, mpp)
     kind = Image.registered_extensions().get(path.suffix.lower(), "image")
     return ArrayReader(name, f"{kind} image", image, scale)
+
+
+def whole_slide_format(path: str | Path) -> str | None:
+    """OpenSlide's name of a whole-slide file's format ("aperio", "hamamatsu", "generic-tiff", ...), whatever its
+    number of levels; None for any other file. open_slide reads exactly these files through OpenSlide."""
+    fmt = _openslide_format(Path(path))
+    return fmt if fmt is not None and (fmt != "generic-tiff" or _is_tiled(Path(path))) else None
 
 
 def _is_tiled(path: Path) -> bool:
