@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from idc_core import __version__
+from idc_core import CLASS_NAMES, __version__
 from idc_core.config import UncertaintySettings
 from idc_core.errors import ModelError
 from idc_core.model.folder import (
@@ -62,7 +62,7 @@ def sidebar_picker() -> None:
         if choice == OTHER:
             st.text_input("Model folder", key=OTHER_PATH_KEY, placeholder="/path/to/model_dir")
         if not names:
-            st.caption(f"No model folders in {root}: train one with `python -m idc_core train`.")
+            st.caption(f"No model folders in {root}: train one (see the README) or choose another folder.")
         path = selected_path()
         if path is not None:
             try:
@@ -111,6 +111,13 @@ UNCERTAINTY_NAMES = {  # method: (short label, for charts; how it is measured, w
 }
 
 
+def model_scope(model_mpp: float) -> str:
+    """What the shipped models know, said beside a slide result: other tissue gets calls that mean nothing."""
+    return (f"What this model knows: H&E-stained **breast** tissue from one public dataset, at {model_mpp:g} µm/px "
+            f"(about {10 / model_mpp:g}x). It cannot tell other tissue: on skin, lymph node or any other organ it "
+            "still calls tiles IDC, and those calls mean nothing.")
+
+
 def uncertainty_label(method: str) -> str:
     """The short name of an uncertainty method (idc_core.inference.uncertainty), e.g. for a chart legend."""
     return UNCERTAINTY_NAMES[method][0] if method in UNCERTAINTY_NAMES else method
@@ -157,7 +164,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             counts = data.get("class_counts", {})
             st.markdown(
                 f"**Training data** {data.get('patients', '?')} patients, {data.get('patches', 0):,} patches "
-                f"({counts.get('1', 0):,} IDC, {counts.get('0', 0):,} not IDC)"
+                f"({counts.get('1', 0):,} IDC, {counts.get('0', 0):,} {CLASS_NAMES[0]})"
             )
         split = config.get("split_patients") or {}
         if split:
@@ -169,7 +176,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             f"**P(IDC)** calibrated on validation patients ({calibration['method']} scaling)"
             + (f"; test ECE {metrics['calibration']['ece']:.3f}" if (metrics.get("calibration") or {}).get("ece")
                is not None else "")
-            if calibration else "**P(IDC)** a raw score, not calibrated (`python -m idc_core calibrate` fits it)")
+            if calibration else "**P(IDC)** a raw score, not calibrated")
         if config.get("uncertainty"):
             st.markdown(f"**Uncertainty** {uncertainty_help(UncertaintySettings.from_dict(config['uncertainty']))}")
         if metrics:
