@@ -123,6 +123,8 @@ class ModelConfig:
     """{} when model.keras outputs the raw score; else the fitted map (python -m idc_core.calibrate)."""
     uncertainty: dict[str, Any] = field(default_factory=dict)
     """How to measure a patch's uncertainty (method, samples) and above which value it is flagged uncertain."""
+    context: str = ""
+    """The file of the folder that holds its slide-context step (idc_core.slide_context; "" = none)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mpp, (int, float)) and 0.05 <= self.mpp <= 100):

@@ -23,6 +23,7 @@ import numpy as np
 
 from idc_core import PATCH_SIZE
 from idc_core.errors import IDCError, one_line
+from idc_core.slide_context import ContextSettings, apply_context, context_summary
 from idc_core.slide_outputs import geojson_regions, heatmap_png, scale_metadata, tiles_csv
 from idc_core.slide_reader import Progress, SlideReader, open_slide
 from idc_core.slide_result import SlideResult
@@ -53,6 +54,7 @@ class SlideAnalysis:
     result: SlideResult
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    context: ContextSettings | None = None  # the slide-context step applied to result (None: tiles alone)
 
     @property
     def factor(self) -> float:
@@ -90,6 +92,7 @@ class SlideAnalysis:
             "uncertain_share_of_tissue": (round(r.uncertain_fraction, 6) if r.uncertain_fraction is not None
                                           else None),
             "threshold": r.threshold,
+            "context": context_summary(self.context),
             "tissue_threshold": r.tissue_threshold,
             "stride": r.stride,
             "seconds": round(self.seconds, 3),
@@ -130,9 +133,11 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
-                  uncertainty: dict[str, Any] | None = None) -> SlideAnalysis:
+                  uncertainty: dict[str, Any] | None = None, context: ContextSettings | None = None) -> SlideAnalysis:
     """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see predict.predict_slide);
-    `uncertainty` (a model config's entry) is used when options.uncertainty is set."""
+    `uncertainty` (a model config's entry) is used when options.uncertainty is set; `context` (the model's
+    slide-context step, LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping each tile's
+    own score as result.probs_tile."""
     from idc_core.predict import predict_slide
     from idc_core.tissue import MIN_TISSUE
 
@@ -143,8 +148,9 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
                            min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
                            batch_size=options.batch_size, progress=progress,
                            uncertainty=(uncertainty or {"method": "confidence"}) if options.uncertainty else None)
+    result = apply_context(result, context)
     return SlideAnalysis(reader.describe(), model_mpp, reader.best_level(model_mpp), image, result,
-                         time.perf_counter() - started, warnings)
+                         time.perf_counter() - started, warnings, context)
 
 
 def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
@@ -202,7 +208,7 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         with open_slide(path, model_mpp=loaded.config.mpp, mpp=options.mpp) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
-                                     uncertainty=loaded.config.uncertainty)
+                                     uncertainty=loaded.config.uncertainty, context=loaded.context)
         target = output_dir(out_root, path)
         tmp = out_root / f".{path.stem}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
