@@ -9,10 +9,11 @@ from conftest import REPO
 
 # top to bottom; a module may import its own layer and the ones below (data and results are one bottom layer)
 LAYERS = {
-    "commands": "cli cli.options cli.train cli.evaluate cli.predict cli.calibrate cli.slide cli.export __main__",
-    "workflows": "train evaluate calibrate slide export cohort ray_runner wsi classify distribute",
+    "commands": "cli cli.options cli.train cli.evaluate cli.predict cli.calibrate cli.slide cli.export cli.context "
+                "__main__",
+    "workflows": "train evaluate calibrate slide export cohort ray_runner wsi classify distribute context",
     "scoring": "scoring predict uncertainty gradcam lite",
-    "models": "models model_io calibration",
+    "models": "models model_io calibration slide_context",
     "bottom": "config dataset archive split pipeline slide_reader mpp image_io tiling tissue stain_check stain_norm "
               "errors metrics curves slide_result slide_outputs slides overlay",
 }
