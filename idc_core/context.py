@@ -1,9 +1,9 @@
 """Fit, choose and prove a model's slide-context step on slides rebuilt from the dataset's patch names.
 
     score every patch of the data (the tile grid at the dataset's 50-px stride, x/y from the names)
-    -> fit each candidate on the training patients' slides -> recalibrate (Platt on the logit) and re-choose the
-    threshold on the complete validation slides -> keep the candidate with the highest mean balanced accuracy
-    per complete validation slide -> report every complete test slide with and without context
+    -> fit each candidate on the training patients' complete slides -> recalibrate it (Platt on the logit) and
+    re-choose its threshold on the complete validation slides -> keep the candidate with the highest mean balanced
+    accuracy per complete validation slide -> report every complete test slide with and without context
 
 The command line over it is idc_core.cli.context (`idc context`, `python -m idc_core.context`).
 """
@@ -129,7 +129,7 @@ def complete_patients(scores: TileScores, *, min_tiles: int = 100, min_connected
 
 
 def _slide_metrics(labels: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Tile-level balanced accuracy, ROC-AUC and counts of one slide."""
+    """Tile-level balanced accuracy (with its recall and specificity) and ROC-AUC of one slide."""
     from sklearn.metrics import roc_auc_score
 
     both = len(np.unique(labels)) == 2

@@ -163,12 +163,14 @@ def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
 
 
 def model_identity(loaded: Any) -> dict[str, Any]:
-    """Name, folder, threshold, mpp and a checksum of model.keras: what 'the same model' means for a re-run."""
+    """Name, folder, threshold, mpp, a checksum of model.keras and one of its slide-context step (None without
+    one): what 'the same model' means for a re-run."""
     from idc_core.model_io import MODEL_FILE  # model_io imports keras: only when a model is used
 
     path = Path(loaded.path)
+    context = file_checksum(path / loaded.config.context) if loaded.context is not None else None
     return {"name": loaded.config.name, "path": str(path), "threshold": loaded.config.threshold,
-            "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE)}
+            "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE), "context_sha256": context}
 
 
 def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any]) -> None:

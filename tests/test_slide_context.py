@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +200,39 @@ def test_fitting_keeps_the_tiles_alone_when_context_does_not_help():
                         np.where(noisy, 0.8, 0.2).astype(np.float32))
     settings, report = fit_context(scores, splits, 0.5, log=lambda _: None)
     assert not settings.used and settings.threshold == 0.5 and "test" not in report
+
+
+def test_the_slide_command_writes_context_aware_outputs_and_redoes_slides_when_the_step_changes(tmp_path):
+    import csv
+    import shutil
+
+    from conftest import REPO
+    from PIL import Image
+    from slide_files import sample_crop
+
+    from idc_core.cli.slide import main as slide_main
+
+    model = Path(shutil.copytree(REPO / "models" / "cnn-2conv", tmp_path / "model",
+                                 ignore=shutil.ignore_patterns("*.tflite")))
+    config = json.loads((model / "config.json").read_text())
+    slide = tmp_path / "crop.png"
+    Image.fromarray(sample_crop()).save(slide)
+    out = tmp_path / "out"
+
+    def run() -> tuple[list[dict], dict, str]:
+        assert slide_main([str(slide), "--out", str(out), "--model", str(model)]) == 0
+        status = next(csv.DictReader((out / "slides.csv").open()))["status"]
+        return (list(csv.DictReader((out / "crop" / "tiles.csv").open())),
+                json.loads((out / "crop" / "summary.json").read_text()), status)
+
+    (model / "config.json").write_text(json.dumps({**config, "context": ""}))  # an older folder: no step
+    alone, summary, status = run()
+    assert status == "ok" and "prob_idc_tile" not in alone[0] and summary["context"] == {"used": False}
+    assert run()[2] == "skipped"
+    (model / "config.json").write_text(json.dumps(config))  # the step named again: the same model.keras, redone
+    aware, summary, status = run()
+    assert status == "ok" and summary["context"]["used"] and summary["threshold"] == summary["context"]["threshold"]
+    assert [t["prob_idc_tile"] for t in aware] == [t["prob_idc"] for t in alone]
+    assert [t["label"] for t in aware] == [str(int(float(t["prob_idc"]) >= summary["threshold"])) for t in aware]
+    assert summary["idc_tiles"] == sum(t["label"] == "1" for t in aware)
+    assert [t["prob_idc"] for t in aware] != [t["prob_idc"] for t in alone]
