@@ -65,6 +65,7 @@ def select_from_thumbnails() -> None:
 
 st.title("Classify patches")
 st.caption(DISCLAIMER)
+st.caption("Each patch is scored alone, with no neighbouring tiles (the slide page can use a tile's neighbours).")
 model = require_model()
 
 files = st.file_uploader(

@@ -15,6 +15,7 @@ from idc_core.data.image_io import encode_png
 from idc_core.inference.gradcam import compute_heatmaps
 from idc_core.inference.predict import predict_slide
 from idc_core.workflows.slide_analysis import read_scaled_slide, read_tile_at_full_resolution
+from idc_core.wsi.context import apply_context
 from idc_core.wsi.outputs import heatmap_image, slide_geojson
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
 from idc_core.wsi.reader import PYRAMID_SUFFIXES
@@ -262,10 +263,18 @@ if result.n_tissue == 0:
     st.stop()
 
 c1, c2, c3, c4 = st.columns(4)
-threshold_follows(S + "threshold", model)
-threshold = c1.slider("Decision threshold", 0.0, 1.0, step=0.001, format="%.3f", key=S + "threshold",
+use_context = model.context is not None and c4.toggle(
+    "Use neighbouring tiles", value=True, key=S + "context", persist_state=KEEP,
+    help=f"P(IDC) of each tile from its own score and its neighbours' ({model.context.describe()}), recalibrated, "
+         "at its own threshold (both chosen on validation slides). Off: each tile scored alone." if model.context
+    else None)
+result = apply_context(result, model.context) if use_context else result
+threshold_key = S + ("threshold_context" if use_context else "threshold")
+threshold_follows(threshold_key, model, float(result.threshold))
+threshold = c1.slider("Decision threshold", 0.0, 1.0, step=0.001, format="%.3f", key=threshold_key,
                       persist_state=KEEP,
-                      help=f"The model's own threshold is {model.config.threshold:.3f}.")
+                      help=f"The model's own threshold is {result.threshold:.3f}"
+                           + (" (for the score with neighbouring tiles)." if use_context else "."))
 alpha = c2.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=S + "alpha", persist_state=KEEP)
 cmap = c3.selectbox("Colour map", COLORMAPS, key=S + "cmap", persist_state=KEEP)
 only_idc = c4.toggle("Colour only tiles ≥ threshold", key=S + "only_idc", persist_state=KEEP)
@@ -286,7 +295,7 @@ m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.unc
 st.info(model_scope(model.config.mpp), icon=":material/info:")
 
 cut = threshold if only_idc else None
-figure = session_memo(S + "memo_figure", (cut, alpha, cmap, outline), lambda: slide_figure(  # a downscaled PNG
+figure = session_memo(S + "memo_figure", (cut, alpha, cmap, outline, use_context), lambda: slide_figure(  # downscaled
     heatmap_overlay(result, image, cut, alpha, cmap, outline), result.boxes()[result.tissue], tissue_probs, cmap=cmap))
 inspected = result.tile_at(st.session_state.get(S + "x", -1), st.session_state.get(S + "y", -1))
 outline_box(figure, None if inspected is None else result.tile_box(inspected))  # the tile inspected below
@@ -298,7 +307,7 @@ st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel
 
 if slide.truth is not None:
     truth_image, pred_image, outcome, met, n_not_analysed = session_memo(
-        S + "memo_truth", threshold, lambda: truth_view(result, slide, threshold))
+        S + "memo_truth", (threshold, use_context), lambda: truth_view(result, slide, threshold))
     st.subheader("Against the ground truth" + (f" of patient {slide.patient}" if slide.patient else ""))
     t1, t2, t3 = st.columns(3)
     t1.image(truth_image, caption=f"true IDC (red) / {NO_IDC} (blue)")
@@ -351,7 +360,11 @@ else:
             p_full[0].image(full, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
                             f"({box[2] * info['slide_mpp']:.0f} µm), shown at {full.shape[1]} px")
     prob = result.probs[tile]
-    p3.metric("P(IDC)", f"{prob:.3f}", help="A model score, not a diagnosis")
+    p3.metric("P(IDC) with neighbours" if use_context else "P(IDC)", f"{prob:.3f}",
+              help="A model score, not a diagnosis")
+    if result.probs_tile is not None:
+        p3.markdown(f"The tile alone: P(IDC) {result.probs_tile[tile]:.3f} (its threshold "
+                    f"{model.config.threshold:.2f})")
     if result.uncertainty is not None:
         spread = float(result.uncertainty[tile])
         flagged = bool(result.uncertain[tile]) if result.uncertain is not None else False

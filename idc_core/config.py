@@ -238,6 +238,8 @@ class ModelConfig:
     uncertainty: UncertaintySettings | None = None
     """How to measure a patch's uncertainty and above which value it is flagged uncertain; None (written {}): the
     model has no measure of its own (not calibrated)."""
+    context: str = ""
+    """The file of the folder that holds its slide-context step (idc_core.wsi.context; "" = none)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mpp, (int, float)) and 0.05 <= self.mpp <= 100):

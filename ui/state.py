@@ -23,10 +23,11 @@ def keep_upload(uploader_key: str) -> None:
     st.session_state[uploader_key + "ed"] = st.session_state.get(uploader_key)
 
 
-def threshold_follows(key: str, model: LoadedModel) -> None:
-    """Put the threshold slider `key` at the model's own threshold when it is first drawn and whenever another
-    model was chosen since; the user's own setting stays while the model does."""
+def threshold_follows(key: str, model: LoadedModel, value: float | None = None) -> None:
+    """Put the threshold slider `key` at the model's own threshold (or `value`, e.g. that of its context-aware
+    score) when it is first drawn and whenever another model was chosen since; the user's own setting stays while
+    the model does."""
     owner = key + "_model"
     if st.session_state.get(owner) != str(model.path) or key not in st.session_state:
-        st.session_state[key] = float(model.config.threshold)
+        st.session_state[key] = float(model.config.threshold if value is None else value)
         st.session_state[owner] = str(model.path)

@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     slides = slide_files(args.paths)
     model_id = model_identity(loaded)
     options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty)
-    todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force)
+    todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force, context_sha256=model_id["context_sha256"])
     bar = progress_bar(total=len(slides), unit="slide", desc="slides")
     bar.update(len(rows))
 

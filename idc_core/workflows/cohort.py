@@ -30,17 +30,21 @@ CSV_COLUMNS = ("slide", "status", "reason", "tiles", "idc_area_mm2", "mpp", "mpp
 RowCallback = Callable[[dict[str, Any]], None]
 
 
-def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str) -> bool:
-    """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model."""
+def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
+                 context_sha256: str | None = None) -> bool:
+    """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model (model.keras
+    and its slide-context step, None for none)."""
     try:
         summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return summary.get("slide_sha256") == checksum and (summary.get("model") or {}).get("sha256") == model_sha256
+    model = summary.get("model") or {}
+    return (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
+            and model.get("context_sha256") == context_sha256)
 
 
-def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bool = False
-         ) -> tuple[list[tuple[Path, str]], list[dict[str, Any]]]:
+def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bool = False,
+         context_sha256: str | None = None) -> tuple[list[tuple[Path, str]], list[dict[str, Any]]]:
     """(slides to score with their checksums, rows of slides skipped or refused before any work).
 
     Two slides with the same file stem would share an output folder: the second is refused.
@@ -60,7 +64,7 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
             rows.append({"slide": str(slide), "status": "failed",
                          "reason": f"{slide}: cannot read ({exc.strerror or exc})"})
             continue
-        if not force and already_done(slide, out_root, checksum, model_sha256):
+        if not force and already_done(slide, out_root, checksum, model_sha256, context_sha256):
             summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
             rows.append({"slide": str(slide), "status": "skipped", "reason": "already done for this model and file",
                          "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),

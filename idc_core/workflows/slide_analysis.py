@@ -24,6 +24,7 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
+from idc_core.wsi.context import ContextSettings, apply_context, context_summary
 from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
 from idc_core.wsi.reader import Progress, SlideReader, open_slide
 from idc_core.wsi.result import SlideResult
@@ -54,6 +55,7 @@ class SlideAnalysis:
     result: SlideResult
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    context: ContextSettings | None = None  # the slide-context step applied to result (None: tiles alone)
 
     @property
     def factor(self) -> float:
@@ -91,6 +93,7 @@ class SlideAnalysis:
             "uncertain_share_of_tissue": (round(r.uncertain_fraction, 6) if r.uncertain_fraction is not None
                                           else None),
             "threshold": r.threshold,
+            "context": context_summary(self.context),
             "tissue_threshold": r.tissue_threshold,
             "stride": r.stride,
             "seconds": round(self.seconds, 3),
@@ -131,9 +134,12 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
-                  uncertainty: UncertaintySettings | None = None) -> SlideAnalysis:
+                  uncertainty: UncertaintySettings | None = None, context: ContextSettings | None = None
+                  ) -> SlideAnalysis:
     """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see inference.predict.predict_slide);
-    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
+    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set; `context` (the
+    model's slide-context step, LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping each
+    tile's own score as result.probs_tile."""
     from idc_core.inference.predict import predict_slide
     from idc_core.wsi.tissue import MIN_TISSUE
 
@@ -144,8 +150,9 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
                            min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
                            batch_size=options.batch_size, progress=progress,
                            uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
+    result = apply_context(result, context)
     return SlideAnalysis(reader.describe(), model_mpp, reader.best_level(model_mpp), image, result,
-                         time.perf_counter() - started, warnings)
+                         time.perf_counter() - started, warnings, context)
 
 
 def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
@@ -158,12 +165,14 @@ def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
 
 
 def model_identity(loaded: Any) -> dict[str, Any]:
-    """Name, folder, threshold, mpp and a checksum of model.keras: what 'the same model' means for a re-run."""
-    from idc_core.model.folder import MODEL_FILE  # model_io imports keras: only when a model is used
+    """Name, folder, threshold, mpp, a checksum of model.keras and one of its slide-context step (None without
+    one): what 'the same model' means for a re-run."""
+    from idc_core.model.folder import MODEL_FILE  # the model folder module imports keras: only when a model is used
 
     path = Path(loaded.path)
+    context = file_checksum(path / loaded.config.context) if loaded.context is not None else None
     return {"name": loaded.config.name, "path": str(path), "threshold": loaded.config.threshold,
-            "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE)}
+            "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE), "context_sha256": context}
 
 
 def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any]) -> None:
@@ -202,7 +211,7 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         with open_slide(path, model_mpp=loaded.config.mpp, mpp=options.mpp) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
-                                     uncertainty=loaded.config.uncertainty)
+                                     uncertainty=loaded.config.uncertainty, context=loaded.context)
         target = output_dir(out_root, path)
         tmp = out_root / f".{path.stem}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
