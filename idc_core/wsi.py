@@ -24,7 +24,7 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.errors import IDCError, one_line
 from idc_core.slide_outputs import geojson_regions, heatmap_png, scale_metadata, tiles_csv
-from idc_core.slide_reader import Progress, SlideReader, open_slide
+from idc_core.slide_reader import LevelChoice, Progress, SlideReader, open_slide
 from idc_core.slide_result import SlideResult
 
 SUMMARY_FILE = "summary.json"
@@ -40,6 +40,7 @@ class SlideOptions:
     batch_size: int = 256
     min_tissue: float | None = None  # None: the library default (tissue.MIN_TISSUE)
     uncertainty: bool = False  # also measure each tissue tile's uncertainty, as the model's config says
+    read_mode: str = "auto"  # which pyramid level serves the model's scale (slide_reader.READ_MODES)
 
 
 @dataclass
@@ -48,7 +49,7 @@ class SlideAnalysis:
 
     info: dict[str, Any]  # reader.describe(): slide, format, level-0 size, slide mpp and its source
     model_mpp: float
-    level: int  # the pyramid level read
+    read: LevelChoice  # the pyramid level read, and why
     image: np.ndarray  # the slide at model_mpp
     result: SlideResult
     seconds: float
@@ -77,7 +78,9 @@ class SlideAnalysis:
         return {
             **self.info,
             "model_mpp": self.model_mpp,
-            "level_read": self.level,
+            "level_read": self.read.level,
+            "read_mode": self.read.mode,
+            "read_reason": self.read.reason,
             "level0_per_model_pixel": round(self.factor, 6),
             "scaled_size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "tiles": int(len(r.coords)),
@@ -108,12 +111,15 @@ class ScaledSlide:
 
 
 def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None = None, name: str | None = None,
-                      mpp_source: str | None = None, progress: Progress | None = None) -> ScaledSlide:
-    """Open any slide file (see slide_reader.open_slide) and read it whole at the model's mpp."""
+                      mpp_source: str | None = None, progress: Progress | None = None,
+                      read_mode: str = "auto") -> ScaledSlide:
+    """Open any slide file (see slide_reader.open_slide) and read it whole at the model's mpp, from the level that
+    `read_mode` chooses (slide_reader.READ_MODES)."""
     with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name, mpp_source=mpp_source) as reader:
-        image = reader.read_at_mpp(model_mpp, progress)
-        info = {**reader.describe(), "model_mpp": model_mpp, "level_read": reader.best_level(model_mpp),
-                "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
+        read = reader.choose_level(model_mpp, read_mode)
+        image = reader.read_at_mpp(model_mpp, progress, read.level)
+        info = {**reader.describe(), "model_mpp": model_mpp, "level_read": read.level, "read_mode": read.mode,
+                "read_reason": read.reason, "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
         return ScaledSlide(image, info, [reader.scale.warning] if reader.scale.warning else [],
                            getattr(reader, "source", None))
 
@@ -138,12 +144,13 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
 
     started = time.perf_counter()
     warnings = [reader.scale.warning] if reader.scale.warning else []
-    image = reader.read_at_mpp(model_mpp)
+    read = reader.choose_level(model_mpp, options.read_mode)
+    image = reader.read_at_mpp(model_mpp, level=read.level)
     result = predict_slide(model, image, threshold=threshold, stride=options.stride,
                            min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
                            batch_size=options.batch_size, progress=progress,
                            uncertainty=(uncertainty or {"method": "confidence"}) if options.uncertainty else None)
-    return SlideAnalysis(reader.describe(), model_mpp, reader.best_level(model_mpp), image, result,
+    return SlideAnalysis(reader.describe(), model_mpp, read, image, result,
                          time.perf_counter() - started, warnings)
 
 
@@ -169,7 +176,8 @@ def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any])
     """The four outputs of one slide into out_dir (which must exist and be empty)."""
     boxes = analysis.level0_boxes()
     (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes))
-    info = {**analysis.info, "model_mpp": analysis.model_mpp}
+    info = {**analysis.info, "model_mpp": analysis.model_mpp, "level_read": analysis.read.level,
+            "read_reason": analysis.read.reason}
     geojson = geojson_regions(analysis.result, analysis.factor, analysis.model_mpp,
                               scale_metadata(info, str((extra.get("model") or {}).get("name", ""))))
     (out_dir / "slide.geojson").write_text(json.dumps(geojson))

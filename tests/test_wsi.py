@@ -131,7 +131,10 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     assert sorted(p.name for p in out.iterdir()) == ["heatmap.png", "slide.geojson", "summary.json", "tiles.csv"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["format"] == "aperio (OpenSlide)" and summary["level0_size"] == [6400, 4800]
-    assert summary["model_mpp"] == 4.0 and summary["level0_per_model_pixel"] == 8.0 and summary["level_read"] == 3
+    assert summary["model_mpp"] == 4.0 and summary["level0_per_model_pixel"] == 8.0
+    # a JPEG file is read 4x finer than the model's scale (level 1, 1 um/px) and averaged, and says so
+    assert summary["compression"] == "JPEG Q=90" and summary["level_read"] == 1 and summary["read_mode"] == "4x"
+    assert "JPEG Q=90" in summary["read_reason"] and "level 1 (1 um/px)" in summary["read_reason"]
     tiles = list(csv.DictReader((out / "tiles.csv").open()))
     assert {t["size"] for t in tiles} == {"400"}  # a 50-px tile at 4 um/px is 400 px at 0.5 um/px
     idc = [t for t in tiles if t["label"] == "1"]
@@ -147,6 +150,7 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
         meta = feature["properties"]["metadata"]
         assert meta["slide_mpp"] == "0.5" and meta["model_mpp"] == "4" and "openslide.mpp" in meta["mpp_source"]
         assert meta["model"] == summary["model"]["name"]
+        assert meta["level_read"] == "1" and meta["read_reason"] == summary["read_reason"]
     union = shapely.unary_union(geoms)
     for t in idc:
         x, y, s = int(t["x"]), int(t["y"]), int(t["size"])

@@ -1,7 +1,7 @@
 """Whole-slide analysis at the model's scale, for one slide or a folder of thousands.
 
     python -m idc_core.slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M] [--stride PX]
-                             [--batch-size N] [--force] [--ray local|auto|ray://HOST:PORT]
+                             [--batch-size N] [--read MODE] [--force] [--ray local|auto|ray://HOST:PORT]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
@@ -32,6 +32,8 @@ def _positive_float(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from idc_core.slide_reader import READ_MODES
+
     parser = argparse.ArgumentParser(prog="python -m idc_core.slide", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="SLIDE_OR_FOLDER",
@@ -44,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride", type=int, default=PATCH_SIZE,
                         help=f"tile stride in pixels at the model's scale (1-{PATCH_SIZE}; default {PATCH_SIZE})")
     add_batch_size(parser, "tiles")
+    parser.add_argument("--read", choices=READ_MODES, default="auto", dest="read_mode",
+                        help="which pyramid level serves the model's scale: auto (default: 4x finer and "
+                             "area-averaged for a JPEG or other lossy file, the nearest level for a lossless one), "
+                             "model (the nearest level), 2x or 4x (that much finer); summary.json says which was "
+                             "read and why")
     parser.add_argument("--uncertainty", action="store_true",
                         help="also measure each tissue tile's uncertainty (the model's method; MC dropout costs "
                              "about 20x the time): columns uncertainty and uncertain in tiles.csv, the uncertain "
@@ -84,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error(f"cannot create {args.out} ({exc.strerror or exc})", 2)
     slides = slide_files(args.paths)
     model_id = model_identity(loaded)
-    options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty)
+    options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty,
+                           read_mode=args.read_mode)
     todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force)
     bar = progress_bar(total=len(slides), unit="slide", desc="slides")
     bar.update(len(rows))
