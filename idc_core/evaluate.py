@@ -14,6 +14,7 @@ import numpy as np
 from idc_core import Progress
 from idc_core.dataset import load_labelled
 from idc_core.errors import DatasetError
+from idc_core.image_io import jpeg_roundtrip
 from idc_core.metrics import compute_metrics, confidence_uncertainty, referral_curve
 from idc_core.predict import Scorer, predict_patches
 from idc_core.uncertainty import DEFAULT_SAMPLES, Measured, predict_with_uncertainty
@@ -34,6 +35,7 @@ def evaluate_model(
     progress: Progress | None = None,
     scorer: Scorer | None = None,
     uncertainty: str | None = None,
+    jpeg_quality: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of a loaded model on labelled data, at its saved threshold unless told otherwise.
 
@@ -61,6 +63,8 @@ def evaluate_model(
     except DatasetError as exc:
         raise DatasetError(f"{exc}" + (f" (split {split!r})" if split else "")) from exc
     patches, labels = labelled.patches, labelled.labels
+    if jpeg_quality is not None:
+        patches = jpeg_roundtrip(patches, jpeg_quality)
     used = threshold if threshold is not None else loaded.config.threshold
     scoring = scorer if scorer is not None else loaded.model
     measured = None
@@ -72,6 +76,7 @@ def evaluate_model(
                                             samples=int(loaded.config.uncertainty.get("samples") or DEFAULT_SAMPLES))
         prob = measured.prob
     report = compute_metrics(labels, prob, used, patients=labelled.patients)
+    report["jpeg_quality"] = jpeg_quality
     if measured is not None and uncertainty is not None:
         report["uncertainty"] = uncertainty_report(labels, measured, used, uncertainty, loaded.config.uncertainty)
         report["scores"] = patch_scores(labels, measured)
@@ -130,7 +135,8 @@ def format_report(report: dict[str, Any]) -> str:
         + f"), threshold {report['threshold']:.3f}"
         f" ({report['model']['threshold_source']})",
         f"data {d['source']}" + (f", split {d['split']}" if d["split"] else "")
-        + f": {report['n_patches']} patches ({report['n_idc']} IDC) of {d['patients']} patients",
+        + f": {report['n_patches']} patches ({report['n_idc']} IDC) of {d['patients']} patients"
+        + (f", each re-encoded as JPEG at quality {report['jpeg_quality']}" if report.get("jpeg_quality") else ""),
     ]
     if d["patients_seen_in_training_or_validation"]:
         lines.append(

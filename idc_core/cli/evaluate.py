@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uncertainty", nargs="?", const="model", default=None, choices=("model", *UNCERTAINTY_METHODS),
                    help="also measure each patch's uncertainty and report the referral curve (bare flag: the "
                         "model's configured method)")
+    p.add_argument("--jpeg-quality", type=int, default=None, choices=range(1, 101), metavar="Q",
+                   help="re-encode every patch as JPEG at quality Q (1-100) before scoring: the model on patches "
+                        "saved as JPEG")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
     from idc_core.lite import load_export  # TensorFlow only once a command runs
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         with progress_bar(desc="evaluating", unit="step") as bar:
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
                                     batch_size=a.batch_size, progress=follow(bar), scorer=scorer,
-                                    uncertainty=method)
+                                    uncertainty=method, jpeg_quality=a.jpeg_quality)
     except IDCError as exc:
         return error(exc, 1)
     left_out = report["data"]["rejected"] + report["data"]["unreadable"]
