@@ -15,7 +15,7 @@ from idc_core.image_io import encode_png
 from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
 from idc_core.predict import predict_slide
 from idc_core.slide_outputs import geojson_regions, scale_metadata
-from idc_core.slide_reader import PYRAMID_SUFFIXES
+from idc_core.slide_reader import PYRAMID_SUFFIXES, READ_MODES
 from idc_core.slide_result import SlideResult
 from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
 from idc_core.tiling import extract_patches
@@ -34,6 +34,8 @@ SAMPLE, PATIENT, UPLOAD, SERVER, HANDOFF = ("Sample slide", "Sample patient (zip
 # views of the current result, cleared whenever the result changes, so their keys are the view settings alone
 MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask", S + "memo_full")
 SAMPLE_SCALE = "the bundled sample: a dataset patient at the dataset's own scale"
+READ_MODE_LABELS = {"auto": "Automatic (4x finer for JPEG files)", "model": "Nearest to the model's scale",
+                    "2x": "2x finer, averaged", "4x": "4x finer, averaged"}
 PYRAMID_TYPES = [s.lstrip(".") for s in PYRAMID_SUFFIXES if s not in (".mrxs", ".vms")]  # multi-file formats
 
 
@@ -154,6 +156,12 @@ with st.expander("Scale (microns per pixel)", expanded=source in (UPLOAD, SERVER
                         "scale is assumed unless you set it here."):
         mpp_override = st.number_input("Microns per pixel of the slide (level 0)", 0.05, 100.0,
                                        float(model.config.mpp), 0.05, format="%.3f", key=S + "mpp")
+    read_mode = st.selectbox(
+        "Pyramid level read", READ_MODES, key=S + "read_mode", format_func=READ_MODE_LABELS.get,
+        help="Scanner files store every level as JPEG. Reading a level 4x finer than the model's scale and "
+             "averaging it removes the JPEG blocks, which otherwise make the model under-call IDC (measured in "
+             "bench/bench_jpeg_reading.py). Automatic does that for a JPEG file and reads the nearest level of a "
+             "lossless one.")
 
 try:
     chosen = chosen_input(source)
@@ -166,7 +174,7 @@ if chosen is None:
 name, path, truth_csv, known_scale = chosen
 mpp = mpp_override if mpp_override is not None else (model.config.mpp if known_scale else None)
 mpp_source = known_scale if mpp_override is None else None
-file_key = (name, str(path), path.stat().st_size, mpp, str(model.path))
+file_key = (name, str(path), path.stat().st_size, mpp, str(model.path), read_mode)
 settings = (*file_key, stride, tissue_threshold, min_tissue, measure)
 if st.session_state.get(S + "settings") != settings:
     st.session_state.pop(S + "result", None)
@@ -176,7 +184,7 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state.pop(S + "input", None)
             with progress_bar(f"Reading {name} at {model.config.mpp:g} µm/px") as progress:
                 scaled = read_scaled_slide(path, model_mpp=model.config.mpp, mpp=mpp, name=name,
-                                           mpp_source=mpp_source, progress=progress)
+                                           mpp_source=mpp_source, progress=progress, read_mode=read_mode)
             zipped = scaled.source
             truth = read_truth_csv(truth_csv, name=f"{name} truth") if truth_csv is not None else None
             st.session_state[S + "input"] = zipped if zipped is not None else SlideInput(name, scaled.image, truth)
@@ -203,8 +211,9 @@ image = slide.image
 info, scale_warnings = st.session_state[S + "scale"]
 st.caption(
     f"**{info['format']}**, level 0 {info['level0_size'][0]:,} x {info['level0_size'][1]:,} px at "
-    f"{info['slide_mpp']:.4g} µm/px ({info['mpp_source']}); read from level {info['level_read']} and resampled "
-    f"to the model's {info['model_mpp']:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px.")
+    f"{info['slide_mpp']:.4g} µm/px ({info['mpp_source']}), stored {info['compression']}; resampled to the model's "
+    f"{info['model_mpp']:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px. Read from "
+    + info["read_reason"].replace(" um/px", " µm/px") + ".")
 for warning in scale_warnings:
     st.warning(f"Scale: {warning}.")
 if slide.skipped:
