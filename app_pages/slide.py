@@ -13,14 +13,13 @@ import streamlit as st
 from idc_core.gradcam import compute_heatmaps
 from idc_core.image_io import encode_png
 from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
-from idc_core.predict import predict_slide
 from idc_core.slide_outputs import geojson_regions, scale_metadata
 from idc_core.slide_reader import PYRAMID_SUFFIXES, READ_MODES
 from idc_core.slide_result import SlideResult
 from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
 from idc_core.tiling import extract_patches
 from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
-from idc_core.wsi import read_scaled_slide, read_tile_at_full_resolution
+from idc_core.wsi import SlideOptions, read_scaled_slide, read_tile_at_full_resolution, score_scaled_slide
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
 from ui.figures import display_jpeg, slide_figure
 from ui.memo import clear_memos, session_memo
@@ -174,8 +173,10 @@ if chosen is None:
 name, path, truth_csv, known_scale = chosen
 mpp = mpp_override if mpp_override is not None else (model.config.mpp if known_scale else None)
 mpp_source = known_scale if mpp_override is None else None
+options = SlideOptions(mpp=mpp, stride=stride, tissue_threshold=tissue_threshold, min_tissue=min_tissue,
+                       uncertainty=measure, read_mode=read_mode)
 file_key = (name, str(path), path.stat().st_size, mpp, str(model.path), read_mode)
-settings = (*file_key, stride, tissue_threshold, min_tissue, measure)
+settings = (*file_key, options)
 if st.session_state.get(S + "settings") != settings:
     st.session_state.pop(S + "result", None)
     clear_memos(*MEMOS)
@@ -192,10 +193,9 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state[S + "input_key"] = file_key
         slide: SlideInput = st.session_state[S + "input"]
         with progress_bar("Classifying tissue tiles") as progress:
-            st.session_state[S + "result"] = predict_slide(
-                model.model, slide.image, threshold=model.config.threshold, stride=stride,
-                tissue_threshold=tissue_threshold, min_tissue=min_tissue, progress=progress,
-                uncertainty=model.config.uncertainty if measure else None)
+            st.session_state[S + "result"] = score_scaled_slide(
+                slide.image, model.model, threshold=model.config.threshold, options=options, progress=progress,
+                uncertainty=model.config.uncertainty)
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]

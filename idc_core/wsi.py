@@ -24,8 +24,9 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.errors import IDCError, one_line
 from idc_core.slide_outputs import geojson_regions, heatmap_png, scale_metadata, tiles_csv
-from idc_core.slide_reader import LevelChoice, Progress, SlideReader, open_slide
+from idc_core.slide_reader import READ_MODES, LevelChoice, Progress, SlideReader, open_slide
 from idc_core.slide_result import SlideResult
+from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD
 
 SUMMARY_FILE = "summary.json"
 OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
@@ -33,14 +34,19 @@ OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
 
 @dataclass(frozen=True)
 class SlideOptions:
-    """How to analyse a slide: explicit mpp (None: from the file), tiling stride and batch size, at model scale."""
+    """How to analyse a slide, the same for the slide page, the slide command and the Ray actors."""
 
-    mpp: float | None = None
-    stride: int = PATCH_SIZE
+    mpp: float | None = None  # the slide's level-0 microns per pixel when it does not say (None: from the file)
+    stride: int = PATCH_SIZE  # tiling stride in pixels at the model's scale
     batch_size: int = 256
-    min_tissue: float | None = None  # None: the library default (tissue.MIN_TISSUE)
+    tissue_threshold: float | None = TISSUE_THRESHOLD  # saturation above which a pixel is tissue; None: Otsu's
+    min_tissue: float = MIN_TISSUE  # tiles with less tissue than this are background, not classified
     uncertainty: bool = False  # also measure each tissue tile's uncertainty, as the model's config says
     read_mode: str = "auto"  # which pyramid level serves the model's scale (slide_reader.READ_MODES)
+
+    def __post_init__(self) -> None:
+        if self.read_mode not in READ_MODES:
+            raise ValueError(f"read mode must be one of {READ_MODES}, got {self.read_mode!r}")
 
 
 @dataclass
@@ -137,21 +143,28 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
                   uncertainty: dict[str, Any] | None = None) -> SlideAnalysis:
-    """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see predict.predict_slide);
-    `uncertainty` (a model config's entry) is used when options.uncertainty is set."""
-    from idc_core.predict import predict_slide
-    from idc_core.tissue import MIN_TISSUE
-
+    """Read `reader` at the model's mpp (from the level options.read_mode chooses), then score_scaled_slide."""
     started = time.perf_counter()
     warnings = [reader.scale.warning] if reader.scale.warning else []
     read = reader.choose_level(model_mpp, options.read_mode)
     image = reader.read_at_mpp(model_mpp, level=read.level)
-    result = predict_slide(model, image, threshold=threshold, stride=options.stride,
-                           min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
-                           batch_size=options.batch_size, progress=progress,
-                           uncertainty=(uncertainty or {"method": "confidence"}) if options.uncertainty else None)
+    result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,
+                                uncertainty=uncertainty)
     return SlideAnalysis(reader.describe(), model_mpp, read, image, result,
                          time.perf_counter() - started, warnings)
+
+
+def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
+                       progress: Progress | None = None, uncertainty: dict[str, Any] | None = None) -> SlideResult:
+    """Tile a slide already at the model's scale, detect tissue and predict its tissue tiles as `options` say (see
+    predict.predict_slide): the one scoring step of the slide page, the slide command and the Ray actors.
+    `uncertainty` (a model config's entry) is used when options.uncertainty is set."""
+    from idc_core.predict import predict_slide
+
+    return predict_slide(model, image, threshold=threshold, stride=options.stride,
+                         tissue_threshold=options.tissue_threshold, min_tissue=options.min_tissue,
+                         batch_size=options.batch_size, progress=progress,
+                         uncertainty=(uncertainty or {"method": "confidence"}) if options.uncertainty else None)
 
 
 def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:

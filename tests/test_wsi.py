@@ -234,3 +234,18 @@ def test_the_slide_command_measures_tile_uncertainty_on_request(slides, tmp_path
     assert slide_main([str(slides["generic"]), "--out", str(tmp_path / "plain")]) == 0
     plain = list(csv.DictReader((tmp_path / "plain" / "generic" / "tiles.csv").open()))
     assert "uncertainty" not in plain[0] and [t["prob_idc"] for t in plain] == [t["prob_idc"] for t in tiles]
+
+
+def test_the_slide_command_takes_the_slide_pages_tissue_settings(slides, tmp_path, capsys):
+    """One workflow: what the page sets (Otsu's threshold per slide, the saturation threshold, the minimum tissue)
+    the command sets too, through the same SlideOptions."""
+    runs = {}
+    for name, extra in (("default", []), ("otsu", ["--tissue-threshold", "otsu"]), ("strict", ["--min-tissue", "0.9"])):
+        assert slide_main([str(slides["lossless4"]), "--out", str(tmp_path / name), *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "lossless4" / "summary.json").read_text())
+    assert runs["default"]["tissue_threshold"] == 15.0
+    assert runs["otsu"]["tissue_threshold"] != 15.0  # Otsu's, chosen on this slide and reported
+    assert runs["strict"]["tissue_tiles"] < runs["default"]["tissue_tiles"]
+    with pytest.raises(SystemExit):
+        slide_main([str(slides["lossless4"]), "--out", str(tmp_path / "bad"), "--tissue-threshold", "pink"])
+    assert "--tissue-threshold must be a saturation 0-255 or 'otsu'" in capsys.readouterr().err
