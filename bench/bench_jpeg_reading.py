@@ -10,6 +10,8 @@ patient zip), upsampled bicubically to 40x (0.25 um/px; levels 1, 4, 16, 64) and
 level, or one 2x / 4x finer, area-averaged), tiled and scored with the slide command's defaults by each model,
 and compared tile by tile with the patient's patch labels (slides.compare_to_truth). The default patients are the
 two complete slides among the shipped models' test patients (../shared/data/README.md lists the complete ones).
+--cache DIR keeps each slide as read in each mode (and the seconds it took), so that another model can be
+scored later on the same reads without writing the pyramids again.
 Caveat: the finer levels are bicubic upsamplings of the 4 um/px slide, smoother than a real scan, so JPEG costs
 them less than it would a real 40x level. --quick: one patient, a 600 x 500 px crop, 20x only.
 """
@@ -17,6 +19,7 @@ them less than it would a real 40x level. --quick: one patient, a 600 x 500 px c
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 import time
 import zipfile
@@ -96,9 +99,39 @@ def score(loaded, image: np.ndarray, truth) -> dict:
             "called_idc": result.idc_fraction, "truth_tiles_scored": metrics.get("n")}
 
 
+def reads(args, patient: str, image: np.ndarray, mag: int, level0_mpp: float, downsamples: tuple[int, ...],
+          quality: int | None, mpp: float) -> dict[str, dict]:
+    """The slide written as one pyramid and read at `mpp` in each read mode: {mode: image, level mpp, seconds,
+    whether auto picks it}; from args.cache when it holds them."""
+    from idc_core.slide_reader import open_slide
+
+    stem = f"{patient}_{mag}x_{quality or 'lossless'}{'_quick' if args.quick else ''}"
+    cached = args.cache / f"{stem}.npz" if args.cache else None
+    if cached is not None and cached.exists():
+        with np.load(cached, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return {mode: {**meta[mode], "image": data[mode]} for mode in meta}
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-jpeg-") as tmp:
+        path = Path(tmp) / f"{stem}.svs"
+        _, write_s = common.timed(lambda: write_svs(path, image, source_mpp=mpp, mpp=level0_mpp,
+                                                    downsamples=downsamples, quality=quality))
+        print(f"{stem}: written in {write_s:.0f} s ({path.stat().st_size / 2**20:.0f} MB)", flush=True)
+        with open_slide(path, model_mpp=mpp) as reader:
+            for mode in ("model", "2x", "4x"):
+                choice = reader.choose_level(mpp, mode)
+                scaled, seconds = common.timed(lambda c=choice: reader.read_at_mpp(mpp, level=c.level))
+                out[mode] = {"image": scaled, "seconds": seconds, "auto": reader.choose_level(mpp, "auto").mode == mode,
+                             "level_mpp": level0_mpp * reader.level_downsamples[choice.level]}
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        meta = {mode: {k: v for k, v in read.items() if k != "image"} for mode, read in out.items()}
+        np.savez(cached, meta=json.dumps(meta), **{mode: read["image"] for mode, read in out.items()})
+    return out
+
+
 def run(args) -> dict:
     from idc_core.model_io import load_model_dir
-    from idc_core.slide_reader import open_slide
 
     models = {Path(m).name: load_model_dir(m) for m in args.models}
     mpp = next(iter(models.values())).config.mpp
@@ -118,27 +151,15 @@ def run(args) -> dict:
         for name, metrics in reference.items():
             rows.append({"patient": patient, "file": "dataset patches (PNG)", "mode": "-", "level_mpp": mpp,
                          "model": name, "read_s": 0.0, **metrics})
-        with tempfile.TemporaryDirectory(prefix="bench-jpeg-") as tmp:
-            for mag, (level0_mpp, downsamples) in magnifications.items():
-                for quality in QUALITIES:
-                    path = Path(tmp) / f"{patient}_{mag}x_{quality or 'lossless'}.svs"
-                    _, write_s = common.timed(lambda p=path, m=level0_mpp, d=downsamples, q=quality, i=image: write_svs(
-                        p, i, source_mpp=mpp, mpp=m, downsamples=d, quality=q))
-                    label = f"{mag}x " + (f"JPEG Q{quality}" if quality else "lossless")
-                    print(f"{patient} {label}: written in {write_s:.0f} s ({path.stat().st_size / 2**20:.0f} MB)",
-                          flush=True)
-                    with open_slide(path, model_mpp=mpp) as reader:
-                        for mode in ("model", "2x", "4x"):
-                            choice = reader.choose_level(mpp, mode)
-                            scaled, read_s = common.timed(lambda r=reader, c=choice: r.read_at_mpp(mpp, level=c.level))
-                            h, w = min(scaled.shape[0], image.shape[0]), min(scaled.shape[1], image.shape[1])
-                            scaled = scaled[:h, :w]
-                            for name, loaded in models.items():
-                                rows.append({"patient": patient, "file": label, "mode": mode,
-                                             "level_mpp": level0_mpp * reader.level_downsamples[choice.level],
-                                             "auto": reader.choose_level(mpp, "auto").mode == mode,
-                                             "model": name, "read_s": read_s, **score(loaded, scaled, truth)})
-                    path.unlink()
+        for mag, (level0_mpp, downsamples) in magnifications.items():
+            for quality in QUALITIES:
+                label = f"{mag}x " + (f"JPEG Q{quality}" if quality else "lossless")
+                for mode, read in reads(args, patient, image, mag, level0_mpp, downsamples, quality, mpp).items():
+                    scaled = read["image"][:image.shape[0], :image.shape[1]]
+                    for name, loaded in models.items():
+                        rows.append({"patient": patient, "file": label, "mode": mode, "level_mpp": read["level_mpp"],
+                                     "auto": read["auto"], "model": name, "read_s": read["seconds"],
+                                     **score(loaded, scaled, truth)})
     common.print_table("Tile metrics against the patients' labels, by file and read mode", rows, [
         ("patient", "patient", "s"), ("file", "file", "s"), ("mode", "read", "s"), ("level_mpp", "level um/px", "g"),
         ("model", "model", "s"), ("balanced_accuracy", "bal. acc.", ".3f"), ("roc_auc", "ROC-AUC", ".3f"),
@@ -170,6 +191,7 @@ def main() -> None:
                    help="the dataset folder (default ../shared/data/idc)")
     p.add_argument("--models", nargs="+", default=[str(common.MODELS / "cnn-2conv")], help="model folders to compare")
     p.add_argument("--patients", nargs="+", default=["8863", "8980"], help="patients whose complete slides to use")
+    p.add_argument("--cache", type=Path, default=None, help="folder that keeps the slides as read in each mode")
     args = p.parse_args()
     common.quiet_tensorflow()
     started = time.time()
