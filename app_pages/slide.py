@@ -13,12 +13,16 @@ import streamlit as st
 from idc_core import CLASS_NAMES
 from idc_core.data.image_io import encode_png
 from idc_core.inference.gradcam import compute_heatmaps
-from idc_core.inference.predict import predict_slide
-from idc_core.workflows.slide_analysis import read_scaled_slide, read_tile_at_full_resolution
+from idc_core.workflows.slide_analysis import (
+    SlideOptions,
+    read_scaled_slide,
+    read_tile_at_full_resolution,
+    score_scaled_slide,
+)
 from idc_core.wsi.context import apply_context
 from idc_core.wsi.outputs import heatmap_image, slide_geojson
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
-from idc_core.wsi.reader import PYRAMID_SUFFIXES
+from idc_core.wsi.reader import PYRAMID_SUFFIXES, READ_MODES
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tiling import extract_patches
 from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
@@ -40,6 +44,8 @@ MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_
 SAMPLE_SCALE = "the bundled sample: a dataset patient at the dataset's own scale"
 USER_SCALE = "set by the user on the slide page"
 NO_IDC = CLASS_NAMES[0]
+READ_MODE_LABELS = {"auto": "Automatic (4x finer for JPEG files)", "model": "Nearest to the model's scale",
+                    "2x": "2x finer, averaged", "4x": "4x finer, averaged"}
 PYRAMID_TYPES = [s.lstrip(".") for s in PYRAMID_SUFFIXES if s not in (".mrxs", ".vms")]  # multi-file formats
 
 
@@ -191,6 +197,12 @@ with st.expander("Scale (microns per pixel)", expanded=source in (UPLOAD, SERVER
                         "scale is assumed unless you set it here."):
         mpp_override = st.number_input("Microns per pixel of the slide (level 0)", 0.05, 100.0,
                                        float(model.config.mpp), 0.05, format="%.3f", key=S + "mpp", persist_state=KEEP)
+    read_mode = st.selectbox(
+        "Pyramid level read", READ_MODES, key=S + "read_mode", format_func=READ_MODE_LABELS.get, persist_state=KEEP,
+        help="Scanner files store every level as JPEG. Reading a level 4x finer than the model's scale and "
+             "averaging it removes the JPEG blocks, which otherwise make the model under-call IDC (measured in "
+             "bench/bench_jpeg_reading.py). Automatic does that for a JPEG file and reads the nearest level of a "
+             "lossless one.")
 
 try:
     chosen = chosen_input(source)
@@ -204,8 +216,10 @@ if chosen is None:
 name, path, truth_csv, known_scale = chosen
 mpp = mpp_override if mpp_override is not None else (model.config.mpp if known_scale else None)
 mpp_source = known_scale if mpp_override is None else USER_SCALE
-file_key = (name, str(path), path.stat().st_size, mpp, str(model.path))
-settings = (*file_key, stride, tissue_threshold, min_tissue, measure)
+options = SlideOptions(mpp=mpp, stride=stride, tissue_threshold=tissue_threshold, min_tissue=min_tissue,
+                       uncertainty=measure, read_mode=read_mode)
+file_key = (name, str(path), path.stat().st_size, mpp, str(model.path), read_mode)
+settings = (*file_key, options)
 if st.session_state.get(S + "settings") != settings:
     st.session_state.pop(S + "result", None)
     clear_memos(*MEMOS)
@@ -214,7 +228,7 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state.pop(S + "input", None)
             with progress_bar(f"Reading {name} at {model.config.mpp:g} µm/px") as progress:
                 scaled = read_scaled_slide(path, model_mpp=model.config.mpp, mpp=mpp, name=name,
-                                           mpp_source=mpp_source, progress=progress)
+                                           mpp_source=mpp_source, progress=progress, read_mode=read_mode)
             zipped = scaled.source
             truth = read_truth_csv(truth_csv, name=f"{name} truth") if truth_csv is not None else None
             st.session_state[S + "input"] = zipped if zipped is not None else SlideInput(name, scaled.image, truth)
@@ -222,10 +236,9 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state[S + "input_key"] = file_key
         slide: SlideInput = st.session_state[S + "input"]
         with progress_bar("Classifying tissue tiles") as progress:
-            st.session_state[S + "result"] = predict_slide(
-                model.model, slide.image, threshold=model.config.threshold, stride=stride,
-                tissue_threshold=tissue_threshold, min_tissue=min_tissue, progress=progress,
-                uncertainty=model.config.uncertainty if measure else None)
+            st.session_state[S + "result"] = score_scaled_slide(
+                slide.image, model.model, threshold=model.config.threshold, options=options, progress=progress,
+                uncertainty=model.config.uncertainty)
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
@@ -241,8 +254,9 @@ image = slide.image
 info, scale_warnings = st.session_state[S + "scale"]
 st.caption(
     f"**{info['format']}**, level 0 {info['level0_size'][0]:,} x {info['level0_size'][1]:,} px at "
-    f"{info['slide_mpp']:.4g} µm/px ({info['mpp_source']}); read from level {info['level_read']} and resampled "
-    f"to the model's {info['model_mpp']:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px.")
+    f"{info['slide_mpp']:.4g} µm/px ({info['mpp_source']}), stored {info['compression']}; resampled to the model's "
+    f"{info['model_mpp']:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px. Read from "
+    + info["read_reason"].replace(" um/px", " µm/px") + ".")
 for warning in scale_warnings:
     st.warning(f"Scale: {page_words(warning)}.")
 if slide.skipped:

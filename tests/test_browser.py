@@ -275,7 +275,8 @@ def test_slide_page_reads_an_uploaded_pyramid_at_the_model_scale(page, app_url, 
     page.get_by_text("aperio (OpenSlide)").first.wait_for()
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
     _settle(page)
-    assert page.get_by_text("read from level 3 and resampled to the model's 4 µm/px").first.is_visible()
+    assert page.get_by_text("resampled to the model's 4 µm/px").first.is_visible()
+    assert page.get_by_text("Read from level 1 (1 µm/px): read 4x finer").first.is_visible()  # JPEG: averaged
     assert page.get_by_text("the scanner's view: 400 x 400 level-0 px").first.is_visible()  # 8x the model's tile
     _shoot(page, shots / "slide_pyramid.png")
 

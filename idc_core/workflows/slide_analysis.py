@@ -26,8 +26,9 @@ from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
 from idc_core.wsi.context import ContextSettings, apply_context, context_summary
 from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
-from idc_core.wsi.reader import Progress, SlideReader, open_slide
+from idc_core.wsi.reader import READ_MODES, LevelChoice, Progress, SlideReader, open_slide
 from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
 
 SUMMARY_FILE = "summary.json"
 OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
@@ -35,13 +36,19 @@ OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
 
 @dataclass(frozen=True)
 class SlideOptions:
-    """How to analyse a slide: explicit mpp (None: from the file), tiling stride and batch size, at model scale."""
+    """How to analyse a slide, the same for the slide page, the slide command and the Ray actors."""
 
-    mpp: float | None = None
-    stride: int = PATCH_SIZE
+    mpp: float | None = None  # the slide's level-0 microns per pixel when it does not say (None: from the file)
+    stride: int = PATCH_SIZE  # tiling stride in pixels at the model's scale
     batch_size: int = 256
-    min_tissue: float | None = None  # None: the library default (tissue.MIN_TISSUE)
+    tissue_threshold: float | None = TISSUE_THRESHOLD  # saturation above which a pixel is tissue; None: Otsu's
+    min_tissue: float = MIN_TISSUE  # tiles with less tissue than this are background, not classified
     uncertainty: bool = False  # also measure each tissue tile's uncertainty, as the model's config says
+    read_mode: str = "auto"  # which pyramid level serves the model's scale (slide_reader.READ_MODES)
+
+    def __post_init__(self) -> None:
+        if self.read_mode not in READ_MODES:
+            raise ValueError(f"read mode must be one of {READ_MODES}, got {self.read_mode!r}")
 
 
 @dataclass
@@ -50,7 +57,7 @@ class SlideAnalysis:
 
     info: dict[str, Any]  # reader.describe(): slide, format, level-0 size, slide mpp and its source
     model_mpp: float
-    level: int  # the pyramid level read
+    read: LevelChoice  # the pyramid level read, and why
     image: np.ndarray  # the slide at model_mpp
     result: SlideResult
     seconds: float
@@ -80,7 +87,9 @@ class SlideAnalysis:
         return {
             **self.info,
             "model_mpp": self.model_mpp,
-            "level_read": self.level,
+            "level_read": self.read.level,
+            "read_mode": self.read.mode,
+            "read_reason": self.read.reason,
             "level0_per_model_pixel": round(self.factor, 6),
             "scaled_size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "tiles": int(len(r.coords)),
@@ -112,12 +121,15 @@ class ScaledSlide:
 
 
 def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None = None, name: str | None = None,
-                      mpp_source: str | None = None, progress: Progress | None = None) -> ScaledSlide:
-    """Open any slide file (see wsi.reader.open_slide) and read it whole at the model's mpp."""
+                      mpp_source: str | None = None, progress: Progress | None = None,
+                      read_mode: str = "auto") -> ScaledSlide:
+    """Open any slide file (see wsi.reader.open_slide) and read it whole at the model's mpp, from the level that
+    `read_mode` chooses (wsi.reader.READ_MODES)."""
     with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name, mpp_source=mpp_source) as reader:
-        image = reader.read_at_mpp(model_mpp, progress)
-        info = {**reader.describe(), "model_mpp": model_mpp, "level_read": reader.best_level(model_mpp),
-                "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
+        read = reader.choose_level(model_mpp, read_mode)
+        image = reader.read_at_mpp(model_mpp, progress, read.level)
+        info = {**reader.describe(), "model_mpp": model_mpp, "level_read": read.level, "read_mode": read.mode,
+                "read_reason": read.reason, "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
         return ScaledSlide(image, info, [reader.scale.warning] if reader.scale.warning else [],
                            getattr(reader, "source", None))
 
@@ -136,23 +148,31 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
                   uncertainty: UncertaintySettings | None = None, context: ContextSettings | None = None
                   ) -> SlideAnalysis:
-    """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see inference.predict.predict_slide);
-    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set; `context` (the
-    model's slide-context step, LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping each
-    tile's own score as result.probs_tile."""
-    from idc_core.inference.predict import predict_slide
-    from idc_core.wsi.tissue import MIN_TISSUE
-
+    """Read `reader` at the model's mpp (from the level options.read_mode chooses), then score_scaled_slide; `context`
+    (the model's slide-context step, LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping
+    each tile's own score as result.probs_tile."""
     started = time.perf_counter()
     warnings = [reader.scale.warning] if reader.scale.warning else []
-    image = reader.read_at_mpp(model_mpp)
-    result = predict_slide(model, image, threshold=threshold, stride=options.stride,
-                           min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
-                           batch_size=options.batch_size, progress=progress,
-                           uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
+    read = reader.choose_level(model_mpp, options.read_mode)
+    image = reader.read_at_mpp(model_mpp, level=read.level)
+    result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,
+                                uncertainty=uncertainty)
     result = apply_context(result, context)
-    return SlideAnalysis(reader.describe(), model_mpp, reader.best_level(model_mpp), image, result,
+    return SlideAnalysis(reader.describe(), model_mpp, read, image, result,
                          time.perf_counter() - started, warnings, context)
+
+
+def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
+                       progress: Progress | None = None, uncertainty: UncertaintySettings | None = None) -> SlideResult:
+    """Tile a slide already at the model's scale, detect tissue and predict its tissue tiles as `options` say (see
+    inference.predict.predict_slide): the one scoring step of the slide page, the slide command and the Ray actors.
+    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
+    from idc_core.inference.predict import predict_slide
+
+    return predict_slide(model, image, threshold=threshold, stride=options.stride,
+                         tissue_threshold=options.tissue_threshold, min_tissue=options.min_tissue,
+                         batch_size=options.batch_size, progress=progress,
+                         uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
 
 
 def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
@@ -179,7 +199,8 @@ def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any])
     """The four outputs of one slide into out_dir (which must exist and be empty)."""
     boxes = analysis.level0_boxes()
     (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes))
-    info = {**analysis.info, "model_mpp": analysis.model_mpp}
+    info = {**analysis.info, "model_mpp": analysis.model_mpp, "level_read": analysis.read.level,
+            "read_reason": analysis.read.reason}
     geojson = slide_geojson(analysis.result, info, str((extra.get("model") or {}).get("name", "")))
     (out_dir / "slide.geojson").write_text(json.dumps(geojson))
     (out_dir / "heatmap.png").write_bytes(heatmap_png(analysis.image, analysis.result))

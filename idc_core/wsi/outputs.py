@@ -46,9 +46,11 @@ def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
 
 
 def scale_metadata(info: dict[str, Any], model_name: str) -> dict[str, str]:
-    """What a region's numbers rest on, as QuPath object metadata (strings): model, its mpp, the slide's mpp, source."""
+    """What a region's numbers rest on, as QuPath object metadata (strings): model, its mpp, the slide's mpp, source,
+    and (where `info` says it) the pyramid level read and why."""
+    read: dict[str, str] = {key: str(info[key]) for key in ("level_read", "read_reason") if key in info}
     return {"model": model_name, "model_mpp": f"{info['model_mpp']:g}", "slide_mpp": f"{info['slide_mpp']:g}",
-            "mpp_source": str(info["mpp_source"])}
+            "mpp_source": str(info["mpp_source"]), **read}
 
 
 def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
