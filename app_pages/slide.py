@@ -12,7 +12,7 @@ import streamlit as st
 
 from idc_core.data.image_io import encode_png
 from idc_core.inference.gradcam import compute_heatmaps
-from idc_core.inference.predict import predict_slide
+from idc_core.inference.tiles import predict_slide
 from idc_core.workflows.slide_analysis import read_scaled_slide, read_tile_at_full_resolution
 from idc_core.wsi.outputs import geojson_regions, scale_metadata
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map

@@ -21,8 +21,8 @@ from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import parse_patch_name
 from idc_core.data.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.errors import IDCError, ImageError, named, one_line
-from idc_core.inference.patches import Scorer, predict_patches
-from idc_core.inference.predict import predict_slide
+from idc_core.inference.predict import Scorer, predict_patches
+from idc_core.inference.tiles import predict_slide
 from idc_core.inference.uncertainty import predict_measured
 from idc_core.wsi.result import SlideResult
 

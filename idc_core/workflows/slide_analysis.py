@@ -134,7 +134,7 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
                   uncertainty: UncertaintySettings | None = None) -> SlideAnalysis:
     """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see inference.predict.predict_slide);
     `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
-    from idc_core.inference.predict import predict_slide
+    from idc_core.inference.tiles import predict_slide
     from idc_core.wsi.tissue import MIN_TISSUE
 
     started = time.perf_counter()
