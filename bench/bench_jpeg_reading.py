@@ -89,7 +89,7 @@ def write_svs(path: Path, source: np.ndarray, *, source_mpp: float, mpp: float, 
 
 def score(loaded, image: np.ndarray, truth) -> dict:
     """Tile metrics of one model on one slide image at the model's scale (the slide command's defaults)."""
-    from idc_core.inference.predict import predict_slide
+    from idc_core.inference.tiles import predict_slide
     from idc_core.wsi.tissue import MIN_TISSUE
     from idc_core.wsi.truth import compare_to_truth
 

@@ -279,13 +279,13 @@ def test_slide_patient_zip_compares_with_the_truth(small_data):
 
 
 def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views(small_data, monkeypatch):
-    import idc_core.inference.predict
+    import idc_core.inference.tiles
     import idc_core.wsi.overlay
     import idc_core.wsi.truth
 
     at = open_page("slide")
     calls: Counter[str] = Counter()
-    for module, name in ((idc_core.inference.predict, "predict_slide"), (idc_core.wsi.truth, "compare_to_truth"),
+    for module, name in ((idc_core.inference.tiles, "predict_slide"), (idc_core.wsi.truth, "compare_to_truth"),
                          (idc_core.wsi.overlay, "tile_map")):
         def counted(*args, _name=name, _original=getattr(module, name), **kwargs):
             calls[_name] += 1

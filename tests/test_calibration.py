@@ -12,7 +12,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from idc_core.config import ModelConfig
 from idc_core.data.dataset import load_labelled, scan_dataset
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import ProbabilityCalibration, build_model, uncalibrated, with_calibration
 from idc_core.model.folder import load_model_dir, save_model_dir
 from idc_core.model.lite import load_export

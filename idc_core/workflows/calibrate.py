@@ -79,7 +79,7 @@ def calibrate_model(
     uncertainty "auto" measures every method of idc_core.inference.uncertainty on the validation patches and keeps the
     one whose referral curve is highest there (referral_score).
     """
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
     from idc_core.inference.uncertainty import predict_with_uncertainty
     from idc_core.model.builders import uncalibrated, with_calibration
 
@@ -119,7 +119,7 @@ def held_out_metrics(model: keras.Model, test_x: np.ndarray, test_y: np.ndarray,
                      threshold: float, uncertain: UncertaintySettings) -> dict[str, Any]:
     """Test metrics of a calibrated model (compute_metrics), the raw score's calibration beside them
     (calibration_before), the referral curves of its uncertainty measure and the per-patch scores."""
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
     from idc_core.inference.uncertainty import predict_with_uncertainty
     from idc_core.model.builders import uncalibrated
 

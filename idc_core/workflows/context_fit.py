@@ -32,7 +32,7 @@ from idc_core.wsi.context import (
 )
 
 if TYPE_CHECKING:
-    from idc_core.inference.patches import Scorer
+    from idc_core.inference.predict import Scorer
 
 CHUNK = 4096  # patches decoded and scored at a time
 GAUSSIAN_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -70,7 +70,7 @@ def score_tiles(model: Scorer, data: str | Path, patients: set[str] | None = Non
 
     Patches are decoded and scored CHUNK at a time (bounded memory); unreadable ones are left out and counted.
     """
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
 
     scan = scan_dataset(data)
     records = [r for r in scan.records if r.label is not None and (patients is None or r.patient in patients)]

@@ -16,7 +16,7 @@ from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import load_labelled
 from idc_core.data.image_io import jpeg_roundtrip
 from idc_core.errors import DatasetError
-from idc_core.inference.patches import Scorer, predict_patches
+from idc_core.inference.predict import Scorer, predict_patches
 from idc_core.inference.uncertainty import Measured, predict_with_uncertainty
 from idc_core.stats.metrics import compute_metrics, confidence_uncertainty, referral_curve
 

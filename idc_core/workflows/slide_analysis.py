@@ -165,9 +165,9 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
 def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
                        progress: Progress | None = None, uncertainty: UncertaintySettings | None = None) -> SlideResult:
     """Tile a slide already at the model's scale, detect tissue and predict its tissue tiles as `options` say (see
-    inference.predict.predict_slide): the one scoring step of the slide page, the slide command and the Ray actors.
+    inference.tiles.predict_slide): the one scoring step of the slide page, the slide command and the Ray actors.
     `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
-    from idc_core.inference.predict import predict_slide
+    from idc_core.inference.tiles import predict_slide
 
     return predict_slide(model, image, threshold=threshold, stride=options.stride,
                          tissue_threshold=options.tissue_threshold, min_tissue=options.min_tissue,

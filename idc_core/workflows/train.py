@@ -24,7 +24,7 @@ from idc_core.config import (
 )
 from idc_core.data.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.errors import IDCError
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.model.distribute import make_strategy, shard_by_data, write_dir
 from idc_core.stats.metrics import choose_threshold, compute_metrics
 
