@@ -33,13 +33,39 @@ OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
 
 @dataclass(frozen=True)
 class SlideOptions:
-    """How to analyse a slide: explicit mpp (None: from the file), tiling stride and batch size, at model scale."""
+    """How to analyse slides: the scales given (see scale_request), tiling stride and batch size, at model scale."""
 
-    mpp: float | None = None
+    mpp: float | None = None  # level-0 mpp of a slide that states no scale (--mpp); a stated scale wins
     stride: int = PATCH_SIZE
     batch_size: int = 256
     min_tissue: float | None = None  # None: the library default (tissue.MIN_TISSUE)
     uncertainty: bool = False  # also measure each tissue tile's uncertainty, as the model's config says
+    override_mpp: float | None = None  # level-0 mpp of every slide, whatever it states (--override-mpp)
+    mpp_table: tuple[tuple[str, float], ...] = ()  # (file, mpp) of single slides, whatever they state (--mpp-table)
+    mpp_table_name: str = ""  # where the table came from, for the source of its values
+
+    def listed_mpp(self, slide: Path) -> float | None:
+        """The mpp_table's value for a slide (see names_slide), None when it has none."""
+        return next((mpp for file, mpp in self.mpp_table if names_slide(file, slide)), None)
+
+    def scale_request(self, slide: Path) -> dict[str, Any]:
+        """open_slide's scale keywords for this slide (also kept in summary.json: a re-run with other scales redoes
+        it): mpp over what it states (its table entry, else --override-mpp), missing_mpp for a slide stating none."""
+        request: dict[str, Any] = {}
+        listed = self.listed_mpp(slide)
+        if listed is not None:
+            request.update(mpp=listed, mpp_source=f"given by the user (--mpp-table {self.mpp_table_name})")
+        elif self.override_mpp is not None:
+            request.update(mpp=self.override_mpp, mpp_source="given by the user (--override-mpp)")
+        if self.mpp is not None:
+            request.update(missing_mpp=self.mpp, missing_source="given by the user (--mpp), the slide stating none")
+        return request
+
+
+def names_slide(file: str, slide: Path) -> bool:
+    """Whether a table's `file` is this slide: its file name, or its path (relative to the working folder or
+    absolute)."""
+    return file == slide.name or Path(file).resolve() == slide.resolve()
 
 
 @dataclass
@@ -198,7 +224,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
     try:
         checksum = checksum or file_checksum(path)
         model_id = model_id or model_identity(loaded)
-        with open_slide(path, model_mpp=loaded.config.mpp, mpp=options.mpp) as reader:
+        request = options.scale_request(path)
+        with open_slide(path, model_mpp=loaded.config.mpp, **request) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
                                      uncertainty=loaded.config.uncertainty)
@@ -207,7 +234,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         write_outputs(analysis, tmp, {"slide_path": str(path), "slide_sha256": checksum, "model": model_id,
-                                      "mpp_used": loaded.config.mpp})
+                                      "model_scope": loaded.config.scope, "mpp_used": loaded.config.mpp,
+                                      "scale_request": request})
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
