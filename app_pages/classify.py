@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from idc_core.classify import ClassifyResult, classify_images
-from idc_core.gradcam import compute_heatmaps
-from idc_core.image_io import encode_png
-from idc_core.overlay import blend
+from idc_core.data.image_io import encode_png
+from idc_core.inference.batch import ClassifyResult, classify_images
+from idc_core.inference.gradcam import compute_heatmaps
+from idc_core.wsi.overlay import blend
 from ui import DISCLAIMER, SAMPLE_PATCHES, handoff
 from ui.figures import confusion_figure, thumbnails_figure
 from ui.models import require_model, uncertainty_help

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from idc_core.curves import operating_point
-from idc_core.evaluate import evaluate_model
-from idc_core.metrics import confidence_uncertainty, referral_curve
-from idc_core.uncertainty import decision_uncertainty
+from idc_core.inference.uncertainty import decision_uncertainty
+from idc_core.stats.curves import operating_point
+from idc_core.stats.metrics import confidence_uncertainty, referral_curve
+from idc_core.workflows.evaluate import evaluate_model
 from ui import DISCLAIMER
 from ui.figures import (
     confusion_figure,
@@ -108,7 +108,7 @@ def calibration_and_referral(report: dict[str, Any], threshold: float, key: str)
                    "threshold'.")
     else:
         c2.info("No per-patch uncertainty in this report: the referral curve needs it "
-                "(python -m idc_core.evaluate --uncertainty, or 'Measure uncertainty' in the next tab).")
+                "(python -m idc_core evaluate --uncertainty, or 'Measure uncertainty' in the next tab).")
 
 
 PATIENT_COLUMNS = {
@@ -155,7 +155,7 @@ with yours:
     st.markdown("Upload a **.zip in the dataset layout** (`<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<C>.png`). "
                 "Patients the model saw in training or validation are flagged.")
     upload = st.file_uploader("Labelled data (.zip)", type=["zip"], key=S + "upload")
-    method = model.config.uncertainty.get("method") if model.config.uncertainty else None
+    method = model.config.uncertainty.method if model.config.uncertainty else None
     measure = method is not None and st.checkbox(
         "Measure uncertainty (for the referral curve)", value=False, key=S + "measure",
         help=uncertainty_help(model.config.uncertainty) if method else None)

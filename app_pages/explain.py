@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from idc_core.classify import classify_images
-from idc_core.gradcam import METHODS, compute_heatmaps
-from idc_core.models import conv_layer_names, last_conv_layer
-from idc_core.overlay import COLORMAPS, blend, colorize
+from idc_core.inference.batch import classify_images
+from idc_core.inference.gradcam import METHODS, compute_heatmaps
+from idc_core.model.builders import conv_layer_names, last_conv_layer
+from idc_core.wsi.overlay import COLORMAPS, blend, colorize
 from ui import DISCLAIMER, SAMPLE_PATCHES, handoff
 from ui.models import require_model
 from ui.uploads import SLIDE_HINT

@@ -10,17 +10,17 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from idc_core.gradcam import compute_heatmaps
-from idc_core.image_io import encode_png
-from idc_core.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
-from idc_core.predict import predict_slide
-from idc_core.slide_outputs import slide_geojson
-from idc_core.slide_reader import PYRAMID_SUFFIXES
-from idc_core.slide_result import SlideResult
-from idc_core.slides import SlideInput, compare_to_truth, read_truth_csv
-from idc_core.tiling import extract_patches
-from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
-from idc_core.wsi import read_scaled_slide, read_tile_at_full_resolution
+from idc_core.data.image_io import encode_png
+from idc_core.inference.gradcam import compute_heatmaps
+from idc_core.inference.predict import predict_slide
+from idc_core.workflows.slide_analysis import read_scaled_slide, read_tile_at_full_resolution
+from idc_core.wsi.outputs import slide_geojson
+from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
+from idc_core.wsi.reader import PYRAMID_SUFFIXES
+from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tiling import extract_patches
+from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
+from idc_core.wsi.truth import SlideInput, compare_to_truth, read_truth_csv
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
 from ui.figures import display_jpeg, slide_figure
 from ui.memo import clear_memos, session_memo

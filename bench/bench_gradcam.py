@@ -1,4 +1,4 @@
-"""Grad-CAM time per patch for each architecture (idc_core.gradcam.compute_heatmaps).
+"""Grad-CAM time per patch for each architecture (idc_core.inference.gradcam.compute_heatmaps).
 
     python bench/bench_gradcam.py [--quick] [--archs cnn,resnet50] [--methods gradcam,gradcam++]
 
@@ -29,7 +29,7 @@ def main() -> None:
         args.archs, args.batch, args.repeat = "cnn", 4, 1
     started = time.time()
     common.quiet_tensorflow()
-    from idc_core.gradcam import compute_heatmaps
+    from idc_core.inference.gradcam import compute_heatmaps
 
     patches, _ = common.real_patches(args.batch)
     shipped = common.shipped_model_dirs()

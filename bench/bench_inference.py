@@ -3,11 +3,11 @@ against the machine's own limit (FLOPs per patch x patches/s over a float32 matm
 
     python bench/bench_inference.py [--quick] [--archs cnn,resnet50] [--n 2048]
 
-Batched = idc_core.predict.predict_patches (one compiled tf.function per model, fixed batch shape).
+Batched = idc_core.inference.patches.predict_patches (one compiled tf.function per model, fixed batch shape).
 Naive   = model.predict(one patch, verbose=0) per patch, as demo apps do.
 Both run on the same real patches (assets/patches, repeated), in the same process and run.
 Also: a batch-size sweep, the same model under tf.function(jit_compile=True) (XLA), and the TFLite
-exports of idc_core.export (float32 and dynamic-range int8) with their largest probability
+exports of idc_core.workflows.export (float32 and dynamic-range int8) with their largest probability
 difference and label agreement against the Keras model on real patches (the 24 samples, the
 sample slide's tissue tiles and the sample patient zip; threshold = the shipped model's, else 0.5).
 resnet50/mobilenetv2/efficientnetb0 are timed on n/4 patches and their exports compared on 256.
@@ -51,8 +51,8 @@ def _run_fn(fn, patches: np.ndarray, batch_size: int) -> np.ndarray:
 def bench_tflite(model, patches: np.ndarray, batch_size: int, repeat: int, check: np.ndarray,
                  threshold: float) -> dict:
     """Throughput of the TFLite exports (float32 and dynamic-range int8), and how well they match."""
-    from idc_core.export import QUANTIZATIONS, compare, to_tflite
-    from idc_core.lite import TFLiteModel
+    from idc_core.model.lite import TFLiteModel
+    from idc_core.workflows.export import QUANTIZATIONS, compare, to_tflite
 
     out = {}
     for quantize in QUANTIZATIONS:
@@ -69,7 +69,7 @@ def bench_tflite(model, patches: np.ndarray, batch_size: int, repeat: int, check
 
 
 def bench_arch(arch: str, patches: np.ndarray, check: np.ndarray, args, shipped: dict) -> dict:
-    from idc_core.predict import predict_patches
+    from idc_core.inference.patches import predict_patches
 
     model, source = common.model_for(arch, shipped)
     flops, flops_method = common.flops_per_patch(model)
@@ -146,10 +146,10 @@ def main() -> None:
     args.jit_archs = set(filter(None, args.jit_archs.split(",")))
     args.tflite_archs = set(filter(None, args.tflite_archs.split(",")))
     if args.tflite_archs:  # real patches to compare the exports on: samples, sample slide's tissue, patient zip
-        from idc_core.cli.export import DEFAULT_CHECK
-        from idc_core.export import read_check_patches
+        from idc_core.cli.export import CHECK_ASSETS
+        from idc_core.workflows.export import read_check_patches
 
-        check = read_check_patches(DEFAULT_CHECK)
+        check = read_check_patches([common.REPO / "assets" / name for name in CHECK_ASSETS])
     else:
         check = np.zeros((0, 50, 50, 3), np.uint8)
     started = time.time()

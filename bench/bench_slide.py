@@ -28,12 +28,12 @@ STAGES = ("read", "tissue", "tiling", "predict", "heatmap", "truth")
 def analyse(model, name: str, data: bytes, truth_csv: bytes | None, threshold: float) -> dict[str, float]:
     """One analysis of a slide, timing each stage; returns seconds per stage and the tile counts."""
     from idc_core import PATCH_SIZE
-    from idc_core.overlay import blend, tile_map
-    from idc_core.predict import predict_patches
-    from idc_core.slide_result import SlideResult
-    from idc_core.slides import compare_to_truth, load_slide_input
-    from idc_core.tiling import iter_patch_batches, tile_coordinates
-    from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
+    from idc_core.inference.patches import predict_patches
+    from idc_core.wsi.overlay import blend, tile_map
+    from idc_core.wsi.result import SlideResult
+    from idc_core.wsi.tiling import iter_patch_batches, tile_coordinates
+    from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
+    from idc_core.wsi.truth import compare_to_truth, load_slide_input
 
     t: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     clock = time.perf_counter
@@ -80,8 +80,8 @@ def analyse(model, name: str, data: bytes, truth_csv: bytes | None, threshold: f
 
 
 def bench_input(model, name: str, data: bytes, truth_csv: bytes | None, repeat: int) -> dict:
-    from idc_core.predict import predict_slide
-    from idc_core.slides import load_slide_input
+    from idc_core.inference.predict import predict_slide
+    from idc_core.wsi.truth import load_slide_input
 
     cold = analyse(model, name, data, truth_csv, 0.5)
     runs = [analyse(model, name, data, truth_csv, 0.5) for _ in range(repeat)]

@@ -10,7 +10,7 @@ Measured from the moment the server process is launched (127.0.0.1 only, a free 
              "first page with the model loaded". Needs the playwright package and /usr/bin/chromium;
              skipped with --no-browser or --quick. The browser is started before the server and
              its own start-up is not counted.
-  fresh_load_s  separately, in a fresh Python process: import idc_core.model_io (imports TensorFlow)
+  fresh_load_s  separately, in a fresh Python process: import idc_core.model.folder (imports TensorFlow)
              + load_model_dir(default model) + the first predict_patches call (tracing).
              Without a browser, http_s + fresh_load_s estimates the same thing.
 Uses models/ when models/DEFAULT exists, else a temporary folder with an untrained cnn.
@@ -41,8 +41,8 @@ FRESH_LOAD = """
 import json, time
 start = time.perf_counter()
 import numpy as np
-from idc_core.model_io import default_model_dir, load_model_dir
-from idc_core.predict import predict_patches
+from idc_core.model.folder import default_model_dir, load_model_dir
+from idc_core.inference.patches import predict_patches
 imported = time.perf_counter()
 loaded = load_model_dir(default_model_dir({root!r}))
 ready = time.perf_counter()
@@ -54,8 +54,8 @@ print("RESULT " + json.dumps({{"import_s": imported - start, "load_s": ready - i
 
 MAKE_TINY = """
 from idc_core.config import ModelConfig
-from idc_core.model_io import save_model_dir
-from idc_core.models import build_model
+from idc_core.model.folder import save_model_dir
+from idc_core.model.builders import build_model
 from pathlib import Path
 root = Path({root!r})
 save_model_dir(root / "cnn-untrained", build_model("cnn", weights=None, seed=0),

@@ -25,9 +25,9 @@ MIN_TISSUES = (0.05, 0.1, 0.2, 0.3, 0.5)
 
 def rebuilt(data: Path, patient: str) -> tuple[np.ndarray, np.ndarray]:
     """(slide image, (N, 2) row/col of its labelled patches) for one complete patient."""
-    from idc_core.dataset import parse_patch_name
-    from idc_core.image_io import read_image
-    from idc_core.tiling import assemble_slide
+    from idc_core.data.dataset import parse_patch_name
+    from idc_core.data.image_io import read_image
+    from idc_core.wsi.tiling import assemble_slide
 
     files = sorted((data / patient).rglob("*.png"))
     parsed = [parse_patch_name(f.name) for f in files]
@@ -37,7 +37,7 @@ def rebuilt(data: Path, patient: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(data: Path, patients: list[str]) -> dict:
-    from idc_core.tissue import MIN_OTSU, tile_tissue_fraction, tissue_mask
+    from idc_core.wsi.tissue import MIN_OTSU, tile_tissue_fraction, tissue_mask
 
     skipped = {(cap, m): [] for cap in CAPS for m in MIN_TISSUES}
     per_patient = []

@@ -4,9 +4,9 @@
 
 decode    load_patches (PNG decode in a thread pool) from assets/sample_patient_8980.zip, or from
           --data (first --data-n records); and reading the decoded .npy cache (what later runs do)
-pipeline  idc_core.pipeline.make_dataset over in-memory real patches, iterated alone (no model):
+pipeline  idc_core.data.pipeline.make_dataset over in-memory real patches, iterated alone (no model):
           training=True with augmentation (the training default), without it, and with oversampling
-train     model.fit, compiled as idc_core.train does (Adam, BCE, accuracy, AUC), fed one cached
+train     model.fit, compiled as idc_core.workflows.train does (Adam, BCE, accuracy, AUC), fed one cached
           batch repeated (so the data costs nothing: the model's own speed); and fed the real
           augmenting pipeline (what training gets)
 Target: the pipeline delivers >= 3x what training consumes.
@@ -24,7 +24,7 @@ import numpy as np
 
 
 def bench_decode(args) -> list[dict]:
-    from idc_core.dataset import PatchSource, load_patches, scan_dataset
+    from idc_core.data.dataset import PatchSource, load_patches, scan_dataset
 
     root = args.data or common.SAMPLE_ZIP
     scan = scan_dataset(root)
@@ -46,7 +46,7 @@ def bench_decode(args) -> list[dict]:
 
 
 def bench_pipeline(patches: np.ndarray, labels: np.ndarray, args) -> list[dict]:
-    from idc_core.pipeline import make_dataset
+    from idc_core.data.pipeline import make_dataset
 
     rows = []
     for name, kwargs in (("augment (training default)", {"augment": True}),
@@ -85,8 +85,8 @@ def bench_train(arch: str, patches: np.ndarray, labels: np.ndarray, args) -> lis
     import keras
     import tensorflow as tf
 
-    from idc_core.models import build_model
-    from idc_core.pipeline import make_dataset
+    from idc_core.data.pipeline import make_dataset
+    from idc_core.model.builders import build_model
 
     rows = []
     bs, steps = args.batch_size, args.steps

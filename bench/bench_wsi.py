@@ -94,10 +94,10 @@ def scale_agreement(quick: bool) -> list[dict]:
     import cv2
     from PIL import Image
 
-    from idc_core.model_io import default_model_dir, load_model_dir
-    from idc_core.mpp import Scale
-    from idc_core.slide_reader import ArrayReader, open_slide
-    from idc_core.wsi import analyse_slide
+    from idc_core.model.folder import default_model_dir, load_model_dir
+    from idc_core.workflows.slide_analysis import analyse_slide
+    from idc_core.wsi.reader import ArrayReader, open_slide
+    from idc_core.wsi.scale import Scale
 
     loaded = load_model_dir(default_model_dir())
     mpp, threshold = loaded.config.mpp, loaded.config.threshold
@@ -134,12 +134,12 @@ def scale_agreement(quick: bool) -> list[dict]:
 def child(path: str, out: str) -> None:
     """In a fresh process: analyse one slide end to end, then time the model alone on its tissue tiles."""
     common.quiet_tensorflow()
-    from idc_core.model_io import default_model_dir, load_model_dir
-    from idc_core.predict import predict_patches
-    from idc_core.slide_reader import open_slide
-    from idc_core.tiling import extract_patches, tile_coordinates
-    from idc_core.tissue import tile_tissue_fraction, tissue_mask
-    from idc_core.wsi import analyse_slide, analyse_slide_file
+    from idc_core.inference.patches import predict_patches
+    from idc_core.model.folder import default_model_dir, load_model_dir
+    from idc_core.workflows.slide_analysis import analyse_slide, analyse_slide_file
+    from idc_core.wsi.reader import open_slide
+    from idc_core.wsi.tiling import extract_patches, tile_coordinates
+    from idc_core.wsi.tissue import tile_tissue_fraction, tissue_mask
 
     loaded = load_model_dir(default_model_dir())
     predict_patches(loaded.model, np.zeros((256, 50, 50, 3), np.uint8))  # warm up the compiled function
@@ -206,7 +206,7 @@ def ray_overhead(tmp: Path, copies: int = 4) -> dict:
         (folder / f"s{i}.svs").write_bytes((folder / "s0.svs").read_bytes())
     result = {"slides": copies, "level0": "4000x3300"}
     for name, extra in (("in_process", []), ("ray_local", ["--ray", "local"])):
-        command = [sys.executable, "-m", "idc_core.slide", str(folder), "--out", str(tmp / name), *extra]
+        command = [sys.executable, "-m", "idc_core", "slide", str(folder), "--out", str(tmp / name), *extra]
         _, seconds = common.timed(lambda c=command: subprocess.run(c, capture_output=True, check=True, cwd=common.REPO))
         result[f"{name}_s"] = seconds
         result[f"{name}_slides_per_min"] = 60 * copies / seconds

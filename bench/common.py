@@ -156,8 +156,8 @@ def _json_default(value: Any) -> Any:
 
 def real_patches(n: int) -> tuple[np.ndarray, np.ndarray]:
     """n real patches (uint8 (n, 50, 50, 3)) and labels: the bundled 24, repeated in order."""
-    from idc_core.dataset import parse_patch_name
-    from idc_core.image_io import fit_patch, read_image
+    from idc_core.data.dataset import parse_patch_name
+    from idc_core.data.image_io import fit_patch, read_image
 
     paths = sorted(PATCHES.glob("*.png"))
     if not paths:
@@ -170,7 +170,7 @@ def real_patches(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def shipped_model_dirs() -> dict[str, Path]:
     """arch -> the shipped model folder to benchmark for it (the default model first, else by name)."""
-    from idc_core.model_io import default_model_dir, list_model_dirs, read_model_card
+    from idc_core.model.folder import default_model_dir, list_model_dirs, read_model_card
 
     dirs = list_model_dirs(MODELS)
     try:
@@ -191,8 +191,8 @@ def shipped_model_dirs() -> dict[str, Path]:
 
 def model_for(arch: str, shipped: dict[str, Path] | None = None) -> tuple[Any, str]:
     """(keras model, where it came from): the shipped model of that arch, else built with weights=None."""
-    from idc_core.model_io import load_model_dir
-    from idc_core.models import build_model
+    from idc_core.model.builders import build_model
+    from idc_core.model.folder import load_model_dir
 
     shipped = shipped_model_dirs() if shipped is None else shipped
     if arch in shipped:
@@ -202,15 +202,15 @@ def model_for(arch: str, shipped: dict[str, Path] | None = None) -> tuple[Any, s
 
 def model_threshold(arch: str, shipped: dict[str, Path]) -> float:
     """The decision threshold of the shipped model of `arch`, else 0.5."""
-    from idc_core.model_io import read_model_card
+    from idc_core.model.folder import read_model_card
 
     return float(read_model_card(shipped[arch])["config"]["threshold"]) if arch in shipped else 0.5
 
 
 def default_model() -> tuple[Any, str]:
     """The model named by models/DEFAULT, else an untrained cnn (the numbers do not depend on weights)."""
-    from idc_core.model_io import default_model_dir, load_model_dir
-    from idc_core.models import build_model
+    from idc_core.model.builders import build_model
+    from idc_core.model.folder import default_model_dir, load_model_dir
 
     try:
         folder = default_model_dir(MODELS)

@@ -1,16 +1,21 @@
-"""idc_core: detection of invasive ductal carcinoma (IDC) in 50x50 H&E patches.
+"""idc_core: detection of invasive ductal carcinoma (IDC) in 50x50 H&E patches and whole slides.
 
-Importing this package is cheap: TensorFlow is imported only by the modules
-that need it (models, train, evaluate, predict, gradcam, model_io).
+The root holds what every layer shares (constants, errors, config, paths); the sub-packages are the layers
+(README, "How the code is organised"). Importing the package is cheap: TensorFlow is imported only by the modules
+that use a model.
 """
 
 import os
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides our own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("idc-core")  # pyproject.toml is the one place the version is written
+except PackageNotFoundError:  # a checkout that was never installed
+    __version__ = "unknown"
 
 PATCH_SIZE = 50
 CLASS_NAMES = ("no IDC", "IDC")

@@ -1,7 +1,6 @@
 """`idc COMMAND ...` (after `pip install -e .`) or `python -m idc_core COMMAND ...`: one home for the commands.
 
-Each command is a module of idc_core.cli, also run as `python -m idc_core.<command>`; TensorFlow is imported only
-when a command runs.
+Each command is a module of idc_core.cli; TensorFlow is imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -10,6 +9,8 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+
+from idc_core import __version__
 
 COMMANDS = {
     "train": ("idc_core.cli.train", "train a model on data in the dataset layout"),
@@ -23,13 +24,16 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["--version"], ["-V"]):
+        print(f"idc {__version__}")
+        return 0
     if not args or args[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
         lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
         run = "idc" if os.path.basename(sys.argv[0]) in ("idc", "idc.exe") else "python -m idc_core"
         asked = not args or args[0] in ("-h", "--help")
-        print(f"usage: {run} COMMAND [ARGS...]  ({run} COMMAND --help for each)\n\n" + "\n".join(lines),
-              file=sys.stdout if asked else sys.stderr)
+        print(f"usage: {run} COMMAND [ARGS...]  ({run} COMMAND --help for each; {run} --version)\n\n"
+              + "\n".join(lines), file=sys.stdout if asked else sys.stderr)
         return 0 if asked else 2
     module = importlib.import_module(COMMANDS[args[0]][0])
     return int(module.main(args[1:]) or 0)

@@ -1,9 +1,12 @@
-"""Hyperparameters and model metadata as frozen dataclasses with a JSON round-trip."""
+"""Hyperparameters and model metadata as frozen dataclasses with a JSON round-trip; a model's config.json is
+checked field by field against ModelConfig (check_json) before it is used."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,10 +23,84 @@ IMBALANCE_MODES = ("class_weight", "oversample", "none")
 ARCHITECTURES = ("cnn", "cancernet", "resnet50", "mobilenetv2", "efficientnetb0")
 TRANSFER_ARCHS = ("resnet50", "mobilenetv2", "efficientnetb0")
 HEADS = ("flatten", "gap")
-"""The model builders by name (idc_core.models), here so that the command lines' options need no TensorFlow."""
+"""The model builders by name (idc_core.model.builders), here so that the command lines' options need no TensorFlow."""
 AUGMENT_MODES = ("jitter", "dihedral", "hed")
 """jitter: dihedral + zoom + HSV/brightness/contrast jitter (the original recipe); dihedral: the 8
 flips/90-degree rotations only; hed: dihedral + stain augmentation in HED optical-density space."""
+UNCERTAINTY_METHODS = ("mc", "tta", "confidence")
+"""How a patch's uncertainty is measured (idc_core.inference.uncertainty): Monte-Carlo dropout, test-time
+augmentation, closeness to the threshold."""
+DEFAULT_SAMPLES = 16
+"""Monte-Carlo dropout passes per patch when a model's settings do not say."""
+
+
+def _what(tp: Any) -> str:
+    """A JSON type in words: 'a number', 'a list of 3 integers', 'a string or null'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_what(a) for a in args)
+    if origin is tuple:
+        return f"a list of {len(args)} {_what(args[0]).split(' ', 1)[1]}s" if len(set(args)) == 1 else "a list"
+    if origin is list:
+        return "a list"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "an object"
+    return {float: "a number", int: "an integer", str: "a string", bool: "true or false",
+            type(None): "null"}.get(tp, str(tp))
+
+
+def _problem(value: Any, tp: Any, name: str) -> str | None:
+    """Why a JSON value does not fit the type `tp` of field `name` (None: it fits), naming the innermost field."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    wrong = f'"{name}" must be {_what(tp)}, got {json.dumps(value)[:80]}'
+    if tp is Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        if len(options) == 1:  # X | None: what is wrong inside X
+            return _problem(value, options[0], name)
+        return None if any(_problem(value, a, name) is None for a in options) else wrong
+    if dataclasses.is_dataclass(tp):
+        return wrong if not isinstance(value, dict) else _fields_problem(tp, value, f"{name}.")  # type: ignore[arg-type]
+    if origin in (tuple, list):
+        items = args if origin is tuple else (args[0],) * len(value) if isinstance(value, (list, tuple)) else ()
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            return wrong
+        return next((p for i, (v, a) in enumerate(zip(value, items)) if (p := _problem(v, a, f"{name}[{i}]"))), None)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return wrong
+        return next((p for k, v in value.items() if (p := _problem(v, args[1], f"{name}.{k}"))), None)
+    if tp is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else wrong
+    if tp is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else wrong
+    if tp is type(None):
+        return None if value is None else wrong
+    return None if isinstance(value, tp) else wrong
+
+
+def _fields_problem(cls: type, data: dict[str, Any], prefix: str = "") -> str | None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                return f'"{prefix}{f.name}" is missing'
+        elif problem := _problem(data[f.name], hints[f.name], prefix + f.name):
+            return problem
+    return None
+
+
+def check_json(cls: type, data: Any) -> None:
+    """ValueError naming the first field of `data` (parsed JSON) that does not fit the dataclass `cls`: a missing
+    field without a default, or a value of the wrong type (nested objects and lists included). Unknown keys are
+    left alone (newer files)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"must hold a JSON object, got {type(data).__name__}")
+    if problem := _fields_problem(cls, data):
+        raise ValueError(problem)
 
 
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -72,8 +149,8 @@ class TrainConfig:
     calibration: str = "auto"
     """After training: fit on validation patients and build into model.keras (auto|platt|temperature), or none."""
     uncertainty: str = "auto"
-    """How the model's uncertainty is measured (idc_core.uncertainty.UNCERTAINTY_METHODS), or auto: the one that
-    ranks validation errors best."""
+    """How the model's uncertainty is measured (idc_core.inference.uncertainty.UNCERTAINTY_METHODS), or auto: the one
+    that ranks validation errors best."""
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_MODES:
@@ -100,6 +177,43 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class UncertaintySettings:
+    """How a model's per-patch uncertainty is measured and read (config.json's "uncertainty"), chosen on its
+    validation patients by idc_core.workflows.calibrate."""
+
+    method: str = "confidence"
+    """One of UNCERTAINTY_METHODS."""
+    samples: int | None = None
+    """Monte-Carlo dropout passes per patch ("mc"; None: DEFAULT_SAMPLES): see passes."""
+    uncertain_above: float | None = None
+    """The cut: a patch whose uncertainty is above it is flagged uncertain (None: the value only, no flag)."""
+    rule: str = ""
+    """How the cut was chosen, in words."""
+    chosen_by: str = ""
+    """How the method was chosen, in words."""
+    candidates: dict[str, float] = field(default_factory=dict)
+    """Each method's referral score on the validation patients, when the method was chosen among them."""
+
+    def __post_init__(self) -> None:
+        if self.method not in UNCERTAINTY_METHODS:
+            raise ValueError(f'"uncertainty.method" must be one of {UNCERTAINTY_METHODS}, got {self.method!r}')
+        if self.samples is not None and self.samples < 1:
+            raise ValueError(f'"uncertainty.samples" must be at least 1, got {self.samples}')
+
+    @property
+    def passes(self) -> int:
+        """Monte-Carlo dropout passes per patch."""
+        return self.samples or DEFAULT_SAMPLES
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UncertaintySettings:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """What a saved model needs to be used: written as models/<name>/config.json."""
 
@@ -120,15 +234,16 @@ class ModelConfig:
     keras_version: str = ""
     mpp: float = DATASET_MPP
     calibration: dict[str, Any] = field(default_factory=dict)
-    """{} when model.keras outputs the raw score; else the fitted map (python -m idc_core.calibrate)."""
-    uncertainty: dict[str, Any] = field(default_factory=dict)
-    """How to measure a patch's uncertainty (method, samples) and above which value it is flagged uncertain."""
+    """{} when model.keras outputs the raw score; else the fitted map (python -m idc_core calibrate)."""
+    uncertainty: UncertaintySettings | None = None
+    """How to measure a patch's uncertainty and above which value it is flagged uncertain; None (written {}): the
+    model has no measure of its own (not calibrated)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mpp, (int, float)) and 0.05 <= self.mpp <= 100):
-            raise ValueError(f"mpp (microns per pixel) must be in [0.05, 100], got {self.mpp!r}")
+            raise ValueError(f'"mpp" (microns per pixel) must be in [0.05, 100], got {self.mpp!r}')
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+            raise ValueError(f'"threshold" must be in [0, 1], got {self.threshold}')
 
     @property
     def scope(self) -> str:
@@ -139,11 +254,17 @@ class ModelConfig:
                 "stain) mean nothing.")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["uncertainty"] = data["uncertainty"] or {}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return _from_dict(cls, data)
+        """A config from parsed JSON, checked first (check_json: ValueError naming the bad field)."""
+        check_json(cls, {**data, "uncertainty": data.get("uncertainty") or None})
+        config = _from_dict(cls, data)
+        settings = data.get("uncertainty")
+        return dataclasses.replace(config, uncertainty=UncertaintySettings.from_dict(settings) if settings else None)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -16,12 +16,13 @@ import sys
 
 import numpy as np
 
-from idc_core.calibration import logit
-from idc_core.dataset import load_labelled
-from idc_core.metrics import confidence_uncertainty, referral_curve
-from idc_core.model_io import load_model_dir
-from idc_core.predict import predict_patches
-from idc_core.uncertainty import DEFAULT_SAMPLES, decision_uncertainty, logit_moments, sample_probabilities
+from idc_core.config import DEFAULT_SAMPLES
+from idc_core.data.dataset import load_labelled
+from idc_core.inference.patches import predict_patches
+from idc_core.inference.uncertainty import decision_uncertainty, logit_moments, sample_probabilities
+from idc_core.model.folder import load_model_dir
+from idc_core.stats.calibration import logit
+from idc_core.stats.metrics import confidence_uncertainty, referral_curve
 
 SHOWN = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 

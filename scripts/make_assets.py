@@ -29,10 +29,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 from idc_core import PATCH_SIZE  # noqa: E402
-from idc_core.dataset import PatchRecord, PatchSource, parse_patch_name, scan_dataset  # noqa: E402
+from idc_core.data.dataset import PatchRecord, PatchSource, parse_patch_name, scan_dataset  # noqa: E402
+from idc_core.data.image_io import decode_image, encode_png  # noqa: E402
 from idc_core.errors import DatasetError, IDCError  # noqa: E402
-from idc_core.image_io import decode_image, encode_png  # noqa: E402
-from idc_core.tiling import assemble_slide  # noqa: E402
+from idc_core.wsi.tiling import assemble_slide  # noqa: E402
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same data gives the same zip bytes
 DATASET = (

@@ -15,7 +15,7 @@ input, P(IDC) with 6 decimals and the label at the model's threshold:
   comparison can say whether the model changed or the code did.
 
 The patches go through the `idc predict` command itself (idc_core.__main__.main, with --csv), the slides
-through wsi.analyse_slide, what `idc slide` runs for each slide, without the heatmap and GeoJSON it
+through workflows.slide_analysis.analyse_slide, what `idc slide` runs for each slide, without the heatmap and GeoJSON it
 writes besides. The whole folder is replaced, so golden outputs of a model that is gone are removed.
 """
 
@@ -57,7 +57,7 @@ VALUE_COLUMNS = ("prob_idc", "label")
 
 def shipped_models(root: Path = MODELS) -> list[Path]:
     """The model folders under models/ that have a config.json, sorted."""
-    from idc_core.model_io import list_model_dirs
+    from idc_core.model.folder import list_model_dirs
 
     return list_model_dirs(root)
 
@@ -91,10 +91,10 @@ def _predict_rows(model_dir: Path) -> dict[str, str]:
 
 
 def _slide_rows(loaded) -> dict[str, str]:
-    """The tiles.csv of each of SLIDE_INPUTS, as `idc slide` scores it (wsi.analyse_slide)."""
-    from idc_core.slide_outputs import tiles_csv
-    from idc_core.slide_reader import open_slide
-    from idc_core.wsi import analyse_slide
+    """The tiles.csv of each of SLIDE_INPUTS, as `idc slide` scores it (workflows.slide_analysis.analyse_slide)."""
+    from idc_core.workflows.slide_analysis import analyse_slide
+    from idc_core.wsi.outputs import tiles_csv
+    from idc_core.wsi.reader import open_slide
 
     texts = {}
     for golden, name in SLIDE_INPUTS.items():
@@ -107,8 +107,8 @@ def _slide_rows(loaded) -> dict[str, str]:
 
 def score_model(model_dir: Path, out: Path) -> Path:
     """Write the golden CSVs and model.json of one model folder into out/ (created); returns out."""
-    from idc_core.model_io import load_model_dir
-    from idc_core.wsi import file_checksum
+    from idc_core.model.folder import load_model_dir
+    from idc_core.workflows.slide_analysis import file_checksum
 
     loaded = load_model_dir(model_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
     python -m scripts.stain_slide_cache --data ../shared/data/idc --cache-dir runs/cache-reinhard-slide \\
         --test-patients-from models/cnn-wide/config.json
-    python -m idc_core.train --data ../shared/data/idc --arch cnn --out runs/reinhard-slide \\
+    python -m idc_core train --data ../shared/data/idc --arch cnn --out runs/reinhard-slide \\
         --test-patients-from models/cnn-wide/config.json --head gap --lr 1e-3 --augment-mode hed --epochs 12 \\
         --cache-dir runs/cache-reinhard-slide
 
@@ -22,10 +22,10 @@ from collections import defaultdict
 import numpy as np
 
 from idc_core.config import TrainConfig
-from idc_core.dataset import PatchSource, scan_dataset
-from idc_core.pipeline import cache_path, cached_patches, write_cache
-from idc_core.stain_norm import lab_stats, normalise, reference_stats
-from idc_core.train import make_split
+from idc_core.data.dataset import PatchSource, scan_dataset
+from idc_core.data.pipeline import cache_path, cached_patches, write_cache
+from idc_core.workflows.train import make_split
+from idc_core.wsi.stain_norm import lab_stats, normalise, reference_stats
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,12 @@ def make_tiny_models_root(root: Path, name: str = "tiny", *, uncertain_above: fl
     With `uncertain_above`, the model is calibrated (a Platt layer), measures uncertainty by MC dropout (4 passes)
     with that cut, and its metrics.json carries per-patch scores and referral curves like a calibrated model's.
     """
-    from idc_core.config import ModelConfig
-    from idc_core.evaluate import patch_scores, uncertainty_report
-    from idc_core.metrics import calibration_report, compute_metrics
-    from idc_core.model_io import save_model_dir
-    from idc_core.models import build_model, with_calibration
-    from idc_core.uncertainty import Measured, decision_uncertainty
+    from idc_core.config import ModelConfig, UncertaintySettings
+    from idc_core.inference.uncertainty import Measured, decision_uncertainty
+    from idc_core.model.builders import build_model, with_calibration
+    from idc_core.model.folder import save_model_dir
+    from idc_core.stats.metrics import calibration_report, compute_metrics
+    from idc_core.workflows.evaluate import patch_scores, uncertainty_report
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
@@ -37,7 +37,7 @@ def make_tiny_models_root(root: Path, name: str = "tiny", *, uncertain_above: fl
     if uncertain_above is not None:
         model = with_calibration(model, "platt", 0.8, -0.3)
         extra = {"calibration": {"method": "platt", "scale": 0.8, "shift": -0.3},
-                 "uncertainty": {"method": "mc", "samples": 4, "uncertain_above": uncertain_above}}
+                 "uncertainty": UncertaintySettings(method="mc", samples=4, uncertain_above=uncertain_above)}
         mean, std = 4 * prob - 2, 0.2 + rng.random(200)
         measured = Measured(prob, decision_uncertainty(mean, std, 0.5), mean, std)
         metrics["calibration_before"] = calibration_report(y, np.clip(prob * 1.2, 0, 1))

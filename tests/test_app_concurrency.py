@@ -16,8 +16,8 @@ import pytest
 from app_support import REPO, make_tiny_models_root
 from streamlit.testing.v1 import AppTest
 
-from idc_core.classify import classify_images
-from idc_core.model_io import load_model_dir
+from idc_core.inference.batch import classify_images
+from idc_core.model.folder import load_model_dir
 from ui.models import _load
 
 SESSIONS = 4

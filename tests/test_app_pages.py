@@ -12,10 +12,12 @@ import pytest
 from app_support import REPO, make_tiny_models_root, zip_folder
 from streamlit.testing.v1 import AppTest
 
-from idc_core.classify import classify_images
-from idc_core.image_io import encode_png
-from idc_core.model_io import load_model_dir
-from idc_core.tiling import assemble_slide
+from idc_core import __version__
+from idc_core.config import UncertaintySettings
+from idc_core.data.image_io import encode_png
+from idc_core.inference.batch import classify_images
+from idc_core.model.folder import load_model_dir
+from idc_core.wsi.tiling import assemble_slide
 from ui import SAMPLE_PATCHES, SAMPLE_SLIDE
 
 APP = str(REPO / "app.py")
@@ -61,6 +63,7 @@ def test_home_shows_the_disclaimer_and_the_model_card(models_root):
     assert "`cnn`" in card and "Threshold** 0.500" in card and "7 patients" in card and "Held-out metrics" in card
     assert ("**Training** imbalance class_weight · width 1 · block dropout 0.25 · up to 3 epochs · flatten head, "
             "1 convolution per block · augmentation jitter") in card
+    assert f"idc_core {__version__}" in " ".join(c.value for c in at.sidebar.caption)  # the one version, pyproject's
 
 
 def test_the_model_card_says_how_a_model_was_trained_and_how_its_uncertainty_is_read() -> None:
@@ -73,8 +76,8 @@ def test_the_model_card_says_how_a_model_was_trained_and_how_its_uncertainty_is_
     assert "augmentation none" in _training_facts("resnet50", {"augment": False})
     assert "block dropout 0" in _training_facts("cnn", {"block_dropout": 0.0})
     assert "head" not in " ".join(_training_facts("resnet50", {}))
-    assert "8 rotations and flips" in uncertainty_help({"method": "tta"})
-    assert "16 passes" in uncertainty_help({"method": "mc", "samples": 16})
+    assert "8 rotations and flips" in uncertainty_help(UncertaintySettings(method="tta"))
+    assert "16 passes" in uncertainty_help(UncertaintySettings(method="mc", samples=16))
 
 
 def test_classify_upload_shows_each_prediction_errors_and_the_batch_confusion(small_data, models_root):
@@ -167,8 +170,8 @@ def test_classify_hostile_zip_is_reported_not_raised():
 
 
 def _slide_png(small_data: Path) -> bytes:
-    from idc_core.dataset import parse_patch_name
-    from idc_core.image_io import read_image
+    from idc_core.data.dataset import parse_patch_name
+    from idc_core.data.image_io import read_image
 
     files = sorted((small_data / "10253").rglob("*.png"))
     parsed = [parse_patch_name(p.name) for p in files]
@@ -245,8 +248,8 @@ def test_a_heatmap_point_gives_its_tile_as_the_browser_or_apptest_sends_it(custo
 def test_a_clicked_heatmap_point_moves_the_inspector_to_its_tile_centre():
     from types import SimpleNamespace
 
-    from idc_core.slide_result import SlideResult
-    from idc_core.tiling import tile_coordinates
+    from idc_core.wsi.result import SlideResult
+    from idc_core.wsi.tiling import tile_coordinates
 
     source = (REPO / "app_pages" / "slide.py").read_text()
     namespace: dict = {}
@@ -274,14 +277,14 @@ def test_slide_patient_zip_compares_with_the_truth(small_data):
 
 
 def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views(small_data, monkeypatch):
-    import idc_core.overlay
-    import idc_core.predict
-    import idc_core.slides
+    import idc_core.inference.predict
+    import idc_core.wsi.overlay
+    import idc_core.wsi.truth
 
     at = open_page("slide")
     calls: Counter[str] = Counter()
-    for module, name in ((idc_core.predict, "predict_slide"), (idc_core.slides, "compare_to_truth"),
-                         (idc_core.overlay, "tile_map")):
+    for module, name in ((idc_core.inference.predict, "predict_slide"), (idc_core.wsi.truth, "compare_to_truth"),
+                         (idc_core.wsi.overlay, "tile_map")):
         def counted(*args, _name=name, _original=getattr(module, name), **kwargs):
             calls[_name] += 1
             return _original(*args, **kwargs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from idc_core.archive import ZipLimits, open_zip, read_member, safe_members
+from idc_core.data.archive import ZipLimits, open_zip, read_member, safe_members
 from idc_core.errors import ArchiveError
 
 

@@ -26,7 +26,7 @@ def test_quick_gradcam_benchmark_prints_a_table_and_writes_json(tmp_path):
 
 
 def test_flops_of_the_cnn_match_its_multiply_adds():
-    from idc_core.models import build_model
+    from idc_core.model.builders import build_model
 
     model = build_model("cnn", seed=0)
     macs = 50 * 50 * 27 * 32 + 25 * 25 * 288 * 64 + 12 * 12 * 576 * 128 + 6 * 6 * 128 * 128 + 128

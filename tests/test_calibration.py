@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from idc_core.calibrate import calibrate_folder, choose_calibration
-from idc_core.calibration import Calibration, fit_calibration, logit
 from idc_core.config import ModelConfig
-from idc_core.dataset import load_labelled, scan_dataset
-from idc_core.export import export_model_dir
-from idc_core.lite import load_export
-from idc_core.metrics import calibration_report, expected_calibration_error
-from idc_core.model_io import load_model_dir, save_model_dir
-from idc_core.models import ProbabilityCalibration, build_model, uncalibrated, with_calibration
-from idc_core.predict import predict_patches
+from idc_core.data.dataset import load_labelled, scan_dataset
+from idc_core.inference.patches import predict_patches
+from idc_core.model.builders import ProbabilityCalibration, build_model, uncalibrated, with_calibration
+from idc_core.model.folder import load_model_dir, save_model_dir
+from idc_core.model.lite import load_export
+from idc_core.stats.calibration import Calibration, fit_calibration, logit
+from idc_core.stats.metrics import calibration_report, expected_calibration_error
+from idc_core.workflows.calibrate import calibrate_folder, choose_calibration
+from idc_core.workflows.export import export_model_dir
 
 
 def test_ece_matches_a_hand_computed_example():
@@ -101,7 +101,7 @@ def test_a_config_saved_before_calibration_loads_as_uncalibrated(tmp_path):
     data = ModelConfig(name="m", arch="cnn").to_dict()
     del data["calibration"], data["uncertainty"]
     config = ModelConfig.from_dict(data)
-    assert config.calibration == {} and config.uncertainty == {}
+    assert config.calibration == {} and config.uncertainty is None
 
 
 def test_calibrate_folder_fits_on_validation_patients_and_rewrites_the_folder(tmp_path, small_data):

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from idc_core.classify import classify_images
+from idc_core.data.image_io import encode_png
 from idc_core.errors import ArchiveError
-from idc_core.image_io import encode_png
-from idc_core.models import build_model
-from idc_core.predict import predict_patches
-from idc_core.scoring import true_label_from_name
+from idc_core.inference.batch import classify_images
+from idc_core.inference.items import true_label_from_name
+from idc_core.inference.patches import predict_patches
+from idc_core.model.builders import build_model
 from ui.uploads import prediction_rows
 
 

@@ -11,8 +11,8 @@ from conftest import REPO
 
 from idc_core.__main__ import COMMANDS
 
-# each command both ways: its library module run as a script, and through `python -m idc_core COMMAND` (`idc`)
-INVOCATIONS = [(f"idc_core.{command}",) for command in COMMANDS] + [("idc_core", command) for command in COMMANDS]
+# each command through `python -m idc_core COMMAND` (what the `idc` script runs)
+INVOCATIONS = [("idc_core", command) for command in COMMANDS]
 
 
 def test_the_command_table_names_every_module_of_idc_core_cli():
@@ -41,8 +41,18 @@ def test_the_idc_console_script_names_itself_in_every_usage_line(tmp_path):
 
 
 def test_importing_the_command_modules_does_not_import_tensorflow():
-    modules = ", ".join([*(f"idc_core.{name}" for name in COMMANDS), *(module for module, _ in COMMANDS.values()),
-                         "idc_core.__main__"])
+    modules = ", ".join([*(module for module, _ in COMMANDS.values()), "idc_core.__main__"])
     code = f"import sys, {modules}; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr[-500:]
+
+
+def test_the_version_is_pyprojects_and_idc_version_prints_it():
+    import tomllib
+
+    import idc_core
+
+    assert idc_core.__version__ == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    done = subprocess.run([sys.executable, "-m", "idc_core", "--version"], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert (done.returncode, done.stdout) == (0, f"idc {idc_core.__version__}\n")

@@ -35,9 +35,9 @@ from idc_core.cli.evaluate import main as evaluate_main
 from idc_core.cli.predict import main as predict_main
 from idc_core.cli.train import main as train_main
 from idc_core.config import ModelConfig
-from idc_core.image_io import DEFAULT_MAX_PIXELS
-from idc_core.model_io import save_model_dir
-from idc_core.models import build_model
+from idc_core.data.image_io import DEFAULT_MAX_PIXELS
+from idc_core.model.builders import build_model
+from idc_core.model.folder import save_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,7 +213,7 @@ def _broken_models(root: Path, good: Path) -> dict[str, tuple[Path, str]]:
         "no_model": (no_model, "has no model.keras"),
         "no_config": (no_config, "has no config.json"),
         "corrupt": (corrupt, "corrupt or truncated"),
-        "bad_config": (bad_config, "split_patients must map split names to lists"),
+        "bad_config": (bad_config, "\"split_patients\" must be an object, got \\[1\\]"),
         "other_arch": (other_arch, "says arch 'cancernet' but model.keras holds model 'cnn'"),
         "foreign": (root / "foreign", r"takes input shape \(10,\), expected \(50, 50, 3\)"),
         "input_64": (root / "input_64", r"takes input shape \(64, 64, 3\), expected \(50, 50, 3\)"),
@@ -337,14 +337,14 @@ def test_evaluate_cli_refuses_bad_options(option, capsys) -> None:
     assert f"argument {option[0]}" in capsys.readouterr().err
 
 
-# Through a real `python -m idc_core.predict` process: nothing but one line per bad input reaches stderr, and
+# Through a real `python -m idc_core predict` process: nothing but one line per bad input reaches stderr, and
 # nothing from TensorFlow about the GPU this machine lacks (TF_CPP_MIN_LOG_LEVEL left as a user has it).
 # (One process: TensorFlow's import costs seconds; broken model folders are covered in-process above.)
 
 def test_predict_process_mixed_batch_has_no_traceback_and_no_tensorflow_lines(model_dir, batch, tmp_path) -> None:
     args, bad, good = batch
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run([sys.executable, "-m", "idc_core.predict", *args, "--model", str(model_dir)],
+    result = subprocess.run([sys.executable, "-m", "idc_core", "predict", *args, "--model", str(model_dir)],
                             cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1, result.stderr

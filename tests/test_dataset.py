@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from idc_core.archive import ZipLimits
-from idc_core.dataset import (
+from idc_core.data.archive import ZipLimits
+from idc_core.data.dataset import (
     PatchRecord,
     PatchSource,
     iter_image_inputs,
@@ -19,8 +19,8 @@ from idc_core.dataset import (
     parse_patch_name,
     scan_dataset,
 )
+from idc_core.data.image_io import decode_image, encode_png
 from idc_core.errors import ArchiveError, DatasetError, ImageError
-from idc_core.image_io import decode_image, encode_png
 
 BORDER_CROP = "12930_idx5_x951_y2701_class0.png"  # 50 wide, 34 high
 

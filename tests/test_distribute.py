@@ -12,7 +12,7 @@ import numpy as np
 from conftest import REPO
 from PIL import Image
 
-from idc_core.distribute import is_chief, task, write_dir
+from idc_core.model.distribute import is_chief, task, write_dir
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -21,8 +21,8 @@ SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from idc_core.config import TrainConfig
-    from idc_core.model_io import load_model_dir
-    from idc_core.train import train
+    from idc_core.model.folder import load_model_dir
+    from idc_core.workflows.train import train
     mode, data, out = sys.argv[1:4]
     # No randomness that differs between one device and two replicas: no augmentation (its parallel map draws
     # from a stateful generator in thread order, so even two one-device runs differ) and no dropout (under

@@ -9,13 +9,13 @@ import pytest
 
 from idc_core.cli.export import main
 from idc_core.config import ModelConfig
+from idc_core.data.image_io import encode_png
 from idc_core.errors import ModelError
-from idc_core.export import compare, export_model_dir, read_check_patches, to_tflite
-from idc_core.image_io import encode_png
-from idc_core.lite import TFLiteModel
-from idc_core.model_io import save_model_dir
-from idc_core.models import build_model
-from idc_core.predict import predict_patches
+from idc_core.inference.patches import predict_patches
+from idc_core.model.builders import build_model
+from idc_core.model.folder import save_model_dir
+from idc_core.model.lite import TFLiteModel
+from idc_core.workflows.export import compare, export_model_dir, read_check_patches, to_tflite
 
 
 @pytest.fixture(scope="module")

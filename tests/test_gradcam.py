@@ -1,4 +1,4 @@
-"""Tests of idc_core.gradcam: heatmaps for every architecture, without touching the model."""
+"""Tests of idc_core.inference.gradcam: heatmaps for every architecture, without touching the model."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from idc_core.gradcam import METHODS, _logit_view, compute_heatmaps
-from idc_core.models import ARCHITECTURES, build_model
+from idc_core.inference.gradcam import METHODS, _logit_view, compute_heatmaps
+from idc_core.model.builders import ARCHITECTURES, build_model
 
 LARGE = ("resnet50", "efficientnetb0")  # slow on CPU: one patch only
 

@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from idc_core.errors import IDCError, ImageError, ImageTooLargeError
-from idc_core.image_io import (
+from idc_core.data.image_io import (
     DEFAULT_MAX_PIXELS,
     decode_image,
     encode_png,
@@ -23,6 +22,7 @@ from idc_core.image_io import (
     pad_patch,
     read_image,
 )
+from idc_core.errors import IDCError, ImageError, ImageTooLargeError
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:

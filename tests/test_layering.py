@@ -1,4 +1,5 @@
-"""The layering the README draws ("How the pieces depend on each other"), read from every module's imports."""
+"""The layering the README draws ("How the code is organised"): one layer per sub-package of idc_core, imports
+only downwards, no import cycle, read from every module's imports (those inside functions count)."""
 
 from __future__ import annotations
 
@@ -7,82 +8,94 @@ from pathlib import Path
 
 from conftest import REPO
 
-# top to bottom; a module may import its own layer and the ones below (data and results are one bottom layer)
-LAYERS = {
-    "commands": "cli cli.options cli.train cli.evaluate cli.predict cli.calibrate cli.slide cli.export __main__",
-    "workflows": "train evaluate calibrate slide export cohort ray_runner wsi classify distribute",
-    "scoring": "scoring predict uncertainty gradcam lite",
-    "models": "models model_io calibration",
-    "bottom": "config dataset archive split pipeline slide_reader mpp image_io tiling tissue stain_check stain_norm "
-              "errors metrics curves slide_result slide_outputs slides overlay",
-}
-RANK = {module: rank for rank, names in enumerate(LAYERS.values()) for module in names.split()}
+CORE = REPO / "idc_core"
+# bottom to top; a module may import its own sub-package and the ones below. "" is the root (errors, config, paths).
+LAYERS = ("", "data", "stats", "wsi", "model", "inference", "workflows", "cli")
+RANK = {package: rank for rank, package in enumerate(LAYERS)}
 APP_PACKAGES = ("streamlit", "ui", "app_pages")
 
 
-def _is_main_test(test: ast.expr) -> bool:
-    """`__name__ == "__main__"`, exactly."""
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq) and len(test.comparators) == 1
-            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__")
+def _name(path: Path) -> str:
+    """idc_core.wsi.tissue for idc_core/wsi/tissue.py; idc_core.wsi for its __init__.py."""
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path, *, main_block: bool = True) -> set[str]:
-    """Top-level names of everything a module imports, at any depth (lazy imports inside functions count).
+def _modules() -> dict[str, Path]:
+    return {_name(path): path for path in sorted(CORE.rglob("*.py"))}
 
-    main_block=False leaves out the body of its top-level `if __name__ == "__main__":` (what runs only as a script).
-    """
-    nodes: list[ast.AST] = []
-    for top in ast.parse(path.read_text()).body:
-        if not main_block and isinstance(top, ast.If) and _is_main_test(top.test):
-            nodes += [top.test, *top.orelse]
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The idc_core modules a module imports, at any depth: `from idc_core.wsi import tissue` is idc_core.wsi.tissue."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path.name}: a relative import"
+            base = node.module or ""
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
         else:
-            nodes.append(top)
-    names = set()
-    for node in (inner for top in nodes for inner in ast.walk(top)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return names
+            continue
+        found.update(name for name in names if name.split(".")[0] in ("idc_core", *APP_PACKAGES))
+    return found
 
 
-def _core_modules() -> dict[str, Path]:
-    """idc_core's modules by their name in LAYERS: 'predict', 'cli' (the package), 'cli.predict'."""
-    core = REPO / "idc_core"
-    modules = {p.stem: p for p in core.glob("*.py") if p.stem != "__init__"}
-    modules.update({"cli" if p.stem == "__init__" else f"cli.{p.stem}": p for p in (core / "cli").glob("*.py")})
-    return modules
+def _layer(module: str) -> str:
+    """The sub-package of an idc_core module ("" for the root's own modules; idc_core.__main__ is a command)."""
+    parts = module.split(".")
+    if parts[1:] == ["__main__"]:
+        return "cli"
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in RANK) else ""
 
 
-def _layer_key(imported: str) -> str | None:
-    """The LAYERS name of an imported idc_core module (None for idc_core itself, whose __init__ imports nothing)."""
-    parts = imported.split(".")
-    if parts[0] != "idc_core" or len(parts) < 2:
-        return None
-    return ".".join(parts[1:3])
+def test_every_sub_package_is_a_layer_and_says_what_it_holds():
+    packages = {path.parent.name for path in CORE.glob("*/__init__.py")}
+    assert packages == set(LAYERS) - {""}, "a sub-package was added or removed: place it in LAYERS and the README"
+    for package in packages:
+        assert ast.get_docstring(ast.parse((CORE / package / "__init__.py").read_text())), package
 
 
-def test_every_core_module_has_a_layer_and_imports_only_downwards():
-    modules = _core_modules()
-    assert set(modules) == set(RANK), "a module was added or removed: place it in LAYERS and in the README"
-    upward = []
-    for name, path in modules.items():
-        for imported in _imports(path, main_block=False):
-            key = _layer_key(imported)
-            if key is not None and RANK[key] < RANK[name]:
-                upward.append(f"{name} imports {key}")
+def test_imports_go_only_downwards():
+    modules = _modules()
+    upward = [f"{module} imports {imported}" for module, path in modules.items()
+              for imported in _imports(path, set(modules)) if imported.startswith("idc_core")
+              and RANK[_layer(imported)] > RANK[_layer(module)]]
     assert upward == []
 
 
-def test_a_library_module_imports_only_its_own_command_when_run_as_a_script():
-    """`python -m idc_core.predict` runs idc_core.cli.predict: the one import allowed in the main block."""
-    odd = {name: imports for name, path in _core_modules().items()
-           if (imports := _imports(path) - _imports(path, main_block=False)) and imports != {f"idc_core.cli.{name}"}}
-    assert odd == {}
+def test_there_is_no_import_cycle():
+    modules = _modules()
+    graph = {module: {i for i in _imports(path, set(modules)) if i in modules and i != module and
+                      not module.startswith(i + ".")} for module, path in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                cycles.append(" -> ".join([*path[path.index(imported):], imported]))
+            elif imported not in state:
+                visit(imported, [*path, imported])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_the_library_never_imports_the_command_line_nor_runs_as_a_script():
+    """The commands are `idc COMMAND` and `python -m idc_core COMMAND` (idc_core.__main__), nothing else."""
+    modules = _modules()
+    library = {module: path for module, path in modules.items() if _layer(module) != "cli"}
+    assert [m for m, path in library.items() for i in _imports(path, set(modules)) if _layer(i) == "cli"] == []
+    assert [m for m, path in library.items() if "__main__" in path.read_text()] == []
 
 
 def test_the_core_never_imports_the_app():
-    offenders = [f"{p.name}: {m}" for p in (REPO / "idc_core").rglob("*.py") for m in _imports(p)
-                 if m.split(".")[0] in APP_PACKAGES]
+    modules = _modules()
+    offenders = [f"{module}: {imported}" for module, path in modules.items()
+                 for imported in _imports(path, set(modules)) if imported.split(".")[0] in APP_PACKAGES]
     assert offenders == []

@@ -12,11 +12,11 @@ import pytest
 from idc_core.cli import evaluate, predict
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
-from idc_core.export import export_model_dir
-from idc_core.lite import REPORT_FILE, TFLiteModel, load_export
-from idc_core.model_io import load_model_dir, save_model_dir
-from idc_core.models import build_model
-from idc_core.predict import predict_patches
+from idc_core.inference.patches import predict_patches
+from idc_core.model.builders import build_model
+from idc_core.model.folder import load_model_dir, save_model_dir
+from idc_core.model.lite import REPORT_FILE, TFLiteModel, load_export
+from idc_core.workflows.export import export_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_load_export_gives_the_model_and_its_comparison(exported, patches):
 
 
 def test_a_folder_without_export_says_how_to_make_one(tmp_path):
-    with pytest.raises(ModelError, match=r"no usable TFLite export.*python -m idc_core\.export --model"):
+    with pytest.raises(ModelError, match=r"no usable TFLite export.*python -m idc_core export --model"):
         load_export(tmp_path)
 
 
@@ -74,7 +74,7 @@ def test_lite_without_an_export_is_one_error_line_and_exit_2(tmp_path, small_dat
     folder = save_model_dir(tmp_path / "m", build_model("cnn", seed=0), ModelConfig(name="m", arch="cnn"))
     assert predict.main(["--model", str(folder), "--lite", str(small_data)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "python -m idc_core.export" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and "python -m idc_core export" in err[0]
 
 
 def test_evaluate_cli_lite_reports_what_scored(exported, small_data, tmp_path, capsys):

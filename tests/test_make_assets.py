@@ -11,8 +11,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from idc_core.dataset import scan_dataset
-from idc_core.image_io import read_image
+from idc_core.data.dataset import scan_dataset
+from idc_core.data.image_io import read_image
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_assets.py"
 

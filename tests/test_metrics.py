@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from idc_core.curves import operating_point
-from idc_core.metrics import choose_threshold, compute_metrics, per_patient_table, threshold_metrics
+from idc_core.stats.curves import operating_point
+from idc_core.stats.metrics import choose_threshold, compute_metrics, per_patient_table, threshold_metrics
 
 # 4 negatives, 4 positives; at threshold 0.5: TN=3 FP=1 FN=1 TP=3
 Y = [0, 0, 0, 0, 1, 1, 1, 1]

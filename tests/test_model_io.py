@@ -1,7 +1,8 @@
-"""Tests of idc_core.model_io: saving, loading and rejecting broken model folders."""
+"""Tests of idc_core.model.folder: saving, loading and rejecting broken model folders."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -10,16 +11,16 @@ import keras
 import numpy as np
 import pytest
 
-from idc_core.config import ModelConfig
+from idc_core.config import ModelConfig, UncertaintySettings
 from idc_core.errors import ModelError
-from idc_core.model_io import (
+from idc_core.model.builders import build_model
+from idc_core.model.folder import (
     default_model_dir,
     list_model_dirs,
     load_model_dir,
     read_model_card,
     save_model_dir,
 )
-from idc_core.models import build_model
 
 METRICS = {"test": {"auc": 0.9}}
 HISTORY = {"loss": [0.7, 0.5]}
@@ -88,13 +89,46 @@ def test_missing_config_is_a_model_error(copy) -> None:
         ("{not json", "is not valid JSON"),
         ("[1, 2]", "must hold a JSON object, got list"),
         ('{"arch": "cnn"}', "is not a valid model config"),
-        ('{"name": "x", "arch": "cnn", "threshold": 3}', "threshold must be in"),
+        ('{"name": "x", "arch": "cnn", "threshold": 3}', '"threshold" must be in'),
     ],
 )
 def test_invalid_config_is_a_model_error(copy, text, message) -> None:
     (copy / "config.json").write_text(text)
     with pytest.raises(ModelError, match=message):
         load_model_dir(copy)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": None}, '"name" is missing'),
+        ({"mpp": "abc"}, '"mpp" must be a number, got "abc"'),
+        ({"threshold": True}, '"threshold" must be a number, got true'),
+        ({"input_shape": [50, 50]}, r'"input_shape" must be a list of 3 integers, got \[50, 50\]'),
+        ({"split_patients": {"test": "p1"}}, '"split_patients.test" must be a list, got "p1"'),
+        ({"split_patients": {"test": [1]}}, r'"split_patients.test\[0\]" must be a string, got 1'),
+        ({"uncertainty": {"method": "mc", "uncertain_above": "high"}},
+         '"uncertainty.uncertain_above" must be a number, got "high"'),
+        ({"uncertainty": {"method": "dropout"}}, '"uncertainty.method" must be one of'),
+        ({"uncertainty": [1]}, r'"uncertainty" must be an object, got \[1\]'),
+    ],
+)
+def test_config_json_is_checked_against_the_model_config_and_the_message_names_the_field(copy, fields, message):
+    config = {"name": "x", "arch": "cnn", **fields}
+    (copy / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    with pytest.raises(ModelError, match=f"config.json' is not a valid model config: {message}"):
+        read_model_card(copy)
+
+
+def test_an_old_config_without_uncertainty_settings_loads_and_the_shipped_ones_round_trip_byte_for_byte(copy):
+    (copy / "config.json").write_text('{"name": "x", "arch": "cnn", "uncertainty": {}}')
+    assert load_model_dir(copy).config.uncertainty is None
+    shipped = sorted(Path(__file__).resolve().parents[1].glob("models/*/config.json"))
+    for path in shipped:
+        text = path.read_text()
+        config = ModelConfig.from_dict(json.loads(text))
+        assert isinstance(config.uncertainty, UncertaintySettings), path
+        assert json.dumps(config.to_dict(), indent=2) + "\n" == text, path
 
 
 @pytest.mark.parametrize("damage", ["random bytes", "truncated", "empty"])

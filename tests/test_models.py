@@ -1,4 +1,4 @@
-"""Tests of idc_core.models: builders, preprocessing inside the model, weights, freezing."""
+"""Tests of idc_core.model.builders: builders, preprocessing inside the model, weights, freezing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from keras.src.legacy.saving import legacy_h5_format  # noqa: I001  (writes the 
 from keras.src.utils import file_utils
 
 from idc_core.errors import WeightsError
-from idc_core.models import (
+from idc_core.model.builders import (
     ARCHITECTURES,
     OUTPUT_NAME,
     TRANSFER_ARCHS,

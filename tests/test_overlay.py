@@ -1,11 +1,11 @@
-"""Tests of idc_core.overlay: colour maps, blending, tile maps and outcome maps."""
+"""Tests of idc_core.wsi.overlay: colour maps, blending, tile maps and outcome maps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from idc_core.overlay import (
+from idc_core.wsi.overlay import (
     COLORMAPS,
     OUTCOME_COLORS,
     blend,

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from idc_core.dataset import PatchSource, scan_dataset
-from idc_core.pipeline import (
+from idc_core.data.dataset import PatchSource, scan_dataset
+from idc_core.data.pipeline import (
     HED_FROM_RGB,
     RGB_FROM_HED,
     augment_batch,

@@ -1,4 +1,4 @@
-"""Tests of idc_core.predict: batched patch inference, slide analysis and the CLI."""
+"""Tests of idc_core.inference.patches and .predict: batched patch inference, slide analysis and the CLI."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ import keras
 import numpy as np
 import pytest
 
-import idc_core.predict as predict
+import idc_core.inference.patches as patches_module
+import idc_core.inference.predict as predict
 from idc_core.cli.predict import main
 from idc_core.config import ModelConfig
-from idc_core.image_io import encode_png, read_image
-from idc_core.model_io import save_model_dir
-from idc_core.models import build_model
-from idc_core.predict import predict_patches, predict_slide
-from idc_core.slide_result import SlideResult
-from idc_core.tiling import extract_patches
+from idc_core.data.image_io import encode_png, read_image
+from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_slide
+from idc_core.model.builders import build_model
+from idc_core.model.folder import save_model_dir
+from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tiling import extract_patches
 
 PINK = (200, 80, 160)  # a saturated H&E-like colour: tissue for tissue_mask
 
@@ -50,14 +52,14 @@ def test_predict_patches_equals_calling_the_model_and_reports_progress(model) ->
 
 
 def test_predict_patches_traces_once_for_inputs_of_several_sizes(model) -> None:
-    predict._FUNCTIONS.pop(id(model), None)
+    patches_module._FUNCTIONS.pop(id(model), None)
     for n in (5, 9, 13):
         predict_patches(model, _patches(n), batch_size=4)
-    assert predict._compiled(model).experimental_get_tracing_count() == 1
+    assert patches_module._compiled(model).experimental_get_tracing_count() == 1
 
 
 def test_small_input_is_padded_to_a_power_of_two_not_to_the_batch_size() -> None:
-    assert [predict._batch_shape(n, 256) for n in (1, 2, 3, 5, 200, 256, 1000)] == [
+    assert [patches_module._batch_shape(n, 256) for n in (1, 2, 3, 5, 200, 256, 1000)] == [
         1, 2, 4, 8, 256, 256, 256
     ]
 
@@ -66,10 +68,10 @@ def test_compiled_function_is_dropped_with_its_model() -> None:
     tiny = build_model("cnn")
     predict_patches(tiny, _patches(2))
     key = id(tiny)
-    assert key in predict._FUNCTIONS
+    assert key in patches_module._FUNCTIONS
     del tiny
     gc.collect()
-    assert key not in predict._FUNCTIONS
+    assert key not in patches_module._FUNCTIONS
 
 
 def test_predict_patches_of_nothing_is_empty(model) -> None:
@@ -184,16 +186,6 @@ def test_cli_without_a_default_model_exits_2_and_says_why(tmp_path, monkeypatch,
     monkeypatch.setenv("IDC_MODELS_DIR", str(tmp_path))
     assert main(["x.png"]) == 2
     assert f"no default model: '{tmp_path}/DEFAULT' is missing" in capsys.readouterr().err
-
-
-def test_the_default_model_is_found_from_any_working_directory(tmp_path, monkeypatch) -> None:
-    from idc_core.model_io import REPO_MODELS, default_model_dir
-
-    monkeypatch.delenv("IDC_MODELS_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert default_model_dir() == REPO_MODELS / (REPO_MODELS / "DEFAULT").read_text().strip()
-    monkeypatch.setenv("IDC_MODELS_DIR", "models")  # relative: taken from the repository, not the cwd
-    assert default_model_dir().parent == REPO_MODELS
 
 
 def test_cli_rejects_a_threshold_outside_0_1(model_dir) -> None:

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from slide_files import sample_crop
 
-import idc_core.scoring as scoring
+import idc_core.inference.items as scoring
+from idc_core.config import UncertaintySettings
+from idc_core.data.image_io import encode_png
 from idc_core.errors import ArchiveError
-from idc_core.image_io import encode_png
-from idc_core.models import build_model
-from idc_core.predict import predict_patches, predict_slide
-from idc_core.scoring import score_items
+from idc_core.inference.items import score_items
+from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_slide
+from idc_core.model.builders import build_model
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +74,10 @@ def test_a_failing_item_is_an_error_row_naming_it_even_when_the_failure_is_a_bug
 
 def test_uncertainty_is_measured_and_flagged_at_the_models_cut(model):
     items = [(f"{i}.png", _png(50, 50, i)) for i in range(6)]
-    settings = {"method": "confidence", "uncertain_above": 0.5}
+    settings = UncertaintySettings(method="confidence", uncertain_above=0.5)
     rows = list(score_items(model, items, threshold=0.5, uncertainty=settings))
     assert all(r.uncertainty is not None and r.uncertain == (r.uncertainty > 0.5) for r in rows)
-    no_cut = list(score_items(model, items, threshold=0.5, uncertainty={"method": "confidence"}))
+    no_cut = list(score_items(model, items, threshold=0.5, uncertainty=UncertaintySettings(method="confidence")))
     assert all(r.uncertainty is not None and r.uncertain is None for r in no_cut)
 
 

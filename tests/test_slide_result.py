@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from idc_core.slide_result import SlideResult
-from idc_core.tiling import tile_coordinates
+from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tiling import tile_coordinates
 
 
 def _result(height: int, width: int, stride: int, tissue=None, size: int = 50) -> SlideResult:

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from hostile_files import zip_bytes
 
-from idc_core.curves import operating_point
-from idc_core.dataset import parse_patch_name
+from idc_core.data.dataset import parse_patch_name
+from idc_core.data.image_io import decode_image, encode_png
 from idc_core.errors import DatasetError, ImageError, ImageTooLargeError
-from idc_core.image_io import decode_image, encode_png
-from idc_core.metrics import compute_metrics, threshold_metrics
-from idc_core.overlay import OUTCOME_COLORS
-from idc_core.slide_result import SlideResult
-from idc_core.slides import TruthTiles, compare_to_truth, load_slide_input, read_truth_csv
-from idc_core.tiling import tile_coordinates
+from idc_core.stats.curves import operating_point
+from idc_core.stats.metrics import compute_metrics, threshold_metrics
+from idc_core.wsi.overlay import OUTCOME_COLORS
+from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tiling import tile_coordinates
+from idc_core.wsi.truth import TruthTiles, compare_to_truth, load_slide_input, read_truth_csv
 
 
 def _patientzip_bytes(small_data: Path, patient: str = "10253") -> tuple[bytes, list[Path]]:

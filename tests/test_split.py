@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from idc_core.dataset import PatchRecord
-from idc_core.errors import DatasetError
-from idc_core.split import (
+from idc_core.data.dataset import PatchRecord
+from idc_core.data.split import (
     Split,
     assert_patient_disjoint,
     split_by_patch,
@@ -17,6 +16,7 @@ from idc_core.split import (
     split_published,
     split_with_test_patients,
 )
+from idc_core.errors import DatasetError
 
 
 def _records(n_patients: int = 50, seed: int = 0) -> list[PatchRecord]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import ASSETS
 
-from idc_core.image_io import encode_png, read_image
-from idc_core.slides import load_slide_input
-from idc_core.stain_check import not_he_reason
+from idc_core.data.image_io import encode_png, read_image
+from idc_core.wsi.stain_check import not_he_reason
+from idc_core.wsi.truth import load_slide_input
 
 
 @pytest.fixture(scope="module")

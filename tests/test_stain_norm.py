@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from idc_core.stain_norm import LabStats, _lab, lab_stats, normalise, reference_stats
+from idc_core.wsi.stain_norm import LabStats, _lab, lab_stats, normalise, reference_stats
 
 
 def _tissue(seed: int, tint: tuple[int, int, int]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests of idc_core.tiling: grid coordinates, patch extraction, slide assembly."""
+"""Tests of idc_core.wsi.tiling: grid coordinates, patch extraction, slide assembly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idc_core.tiling import (
+from idc_core.wsi.tiling import (
     assemble_slide,
     extract_patches,
     iter_patch_batches,

@@ -1,4 +1,4 @@
-"""Tests of idc_core.tissue: saturation-based tissue mask and per-tile fractions."""
+"""Tests of idc_core.wsi.tissue: saturation-based tissue mask and per-tile fractions."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from idc_core import tissue
-from idc_core.tiling import tile_coordinates
-from idc_core.tissue import MIN_OTSU, tile_tissue_fraction, tissue_mask
+from idc_core.wsi import tissue
+from idc_core.wsi.tiling import tile_coordinates
+from idc_core.wsi.tissue import MIN_OTSU, tile_tissue_fraction, tissue_mask
 
 PINK = (200, 100, 180)  # H&E-like eosin pink: HSV saturation 128
 
@@ -188,9 +188,9 @@ def test_default_detector_keeps_the_labelled_patches_of_the_bundled_slide_and_zi
     """Every labelled patch of the dataset is tissue: the defaults skip at most 5% on the bundled samples."""
     from conftest import ASSETS
 
-    from idc_core.image_io import read_image
-    from idc_core.slides import load_slide_input, read_truth_csv
-    from idc_core.tissue import MIN_TISSUE, TISSUE_THRESHOLD
+    from idc_core.data.image_io import read_image
+    from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
+    from idc_core.wsi.truth import load_slide_input, read_truth_csv
 
     slide = read_image(ASSETS / "sample_slide.png")
     truth = read_truth_csv((ASSETS / "sample_slide_tiles.csv").read_bytes())
@@ -206,7 +206,7 @@ def test_default_detector_keeps_the_labelled_patches_of_the_bundled_slide_and_zi
 
 
 def test_default_threshold_leaves_tinted_glass_out() -> None:
-    from idc_core.tissue import TISSUE_THRESHOLD
+    from idc_core.wsi.tissue import TISSUE_THRESHOLD
 
     glass = np.full((100, 100, 3), (245, 240, 232), np.uint8)  # slightly warm white: saturation 13.5
     stain = np.full((100, 100, 3), (200, 150, 190), np.uint8)  # pale eosin: saturation 63

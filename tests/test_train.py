@@ -8,9 +8,9 @@ from idc_core.cli.evaluate import main as evaluate_main
 from idc_core.cli.train import main as train_main
 from idc_core.cli.train import parse_args
 from idc_core.config import TrainConfig
-from idc_core.evaluate import evaluate_model, format_report
-from idc_core.model_io import load_model_dir
-from idc_core.train import train
+from idc_core.model.folder import load_model_dir
+from idc_core.workflows.evaluate import evaluate_model, format_report
+from idc_core.workflows.train import train
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +33,15 @@ def test_training_writes_a_complete_model_folder(trained):
 
 
 def test_training_ends_calibrated_with_an_uncertainty_measure_chosen_on_validation(trained):
-    from idc_core.model_io import load_model_dir
-    from idc_core.models import ProbabilityCalibration
+    from idc_core.model.builders import ProbabilityCalibration
+    from idc_core.model.folder import load_model_dir
 
     loaded = load_model_dir(trained)
     assert isinstance(loaded.model.layers[-1], ProbabilityCalibration)
     assert loaded.config.calibration["method"] == loaded.model.layers[-1].method
-    candidates = loaded.config.uncertainty["candidates"]
-    assert loaded.config.uncertainty["method"] == max(candidates, key=candidates.get)
+    assert loaded.config.uncertainty is not None
+    candidates = loaded.config.uncertainty.candidates
+    assert loaded.config.uncertainty.method == max(candidates, key=candidates.get)
     metrics = loaded.metrics
     assert {"calibration", "calibration_before", "uncertainty", "scores"} <= set(metrics)
     assert len(metrics["scores"]["prob"]) == metrics["n_patches"]
@@ -158,8 +159,8 @@ def test_batchnorm_recalibration_matches_the_statistics_of_clean_patches():
     import keras
     import numpy as np
 
-    from idc_core.models import build_model
-    from idc_core.train import recalibrate_batchnorm
+    from idc_core.model.builders import build_model
+    from idc_core.workflows.train import recalibrate_batchnorm
 
     model = build_model("cnn", seed=0)
     patches = np.random.default_rng(0).integers(0, 256, (64, 50, 50, 3), dtype=np.uint8)

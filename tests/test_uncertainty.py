@@ -10,14 +10,15 @@ import json
 import numpy as np
 import pytest
 
-from idc_core import uncertainty
 from idc_core.cli import evaluate, predict
-from idc_core.config import ModelConfig
-from idc_core.metrics import confidence_uncertainty, referral_curve, threshold_metrics
-from idc_core.model_io import save_model_dir
-from idc_core.models import build_model
-from idc_core.predict import predict_patches, predict_slide
-from idc_core.uncertainty import dihedral_views, predict_with_uncertainty
+from idc_core.config import ModelConfig, UncertaintySettings
+from idc_core.inference import uncertainty
+from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_slide
+from idc_core.inference.uncertainty import dihedral_views, predict_with_uncertainty
+from idc_core.model.builders import build_model
+from idc_core.model.folder import save_model_dir
+from idc_core.stats.metrics import confidence_uncertainty, referral_curve, threshold_metrics
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +68,8 @@ def test_tta_views_are_the_eight_dihedral_ones_and_a_symmetric_patch_has_no_spre
 
 
 def test_decision_uncertainty_is_one_at_the_threshold_and_falls_with_distance_and_certainty():
-    from idc_core.calibration import logit
-    from idc_core.uncertainty import decision_uncertainty
+    from idc_core.inference.uncertainty import decision_uncertainty
+    from idc_core.stats.calibration import logit
 
     at = logit([0.3])[0]
     u = decision_uncertainty(np.array([at, at + 1, at + 1, at - 4]), np.array([0.5, 0.5, 2.0, 0.5]), 0.3)
@@ -109,7 +110,8 @@ def test_mc_needs_dropout_and_the_keras_model():
 def test_slide_tiles_carry_uncertainty_off_tissue_none_and_the_uncertain_share(model):
     image = np.full((100, 150, 3), 255, dtype=np.uint8)
     image[:, :100] = np.random.default_rng(11).integers(0, 256, (100, 100, 3), dtype=np.uint8) // 2 + [90, 20, 90]
-    result = predict_slide(model, image, threshold=0.5, uncertainty={"method": "tta", "uncertain_above": -1.0})
+    settings = UncertaintySettings(method="tta", uncertain_above=-1.0)
+    result = predict_slide(model, image, threshold=0.5, uncertainty=settings)
     assert result.uncertainty is not None
     assert np.isnan(result.uncertainty[~result.tissue]).all() and np.isfinite(result.uncertainty[result.tissue]).all()
     assert result.uncertain_fraction == 1.0  # every tissue tile is above a cut of -1
@@ -119,11 +121,11 @@ def test_slide_tiles_carry_uncertainty_off_tissue_none_and_the_uncertain_share(m
 
 @pytest.fixture(scope="module")
 def model_dir(model, tmp_path_factory, small_data):
-    from idc_core.dataset import scan_dataset
+    from idc_core.data.dataset import scan_dataset
 
     patients = sorted({r.patient for r in scan_dataset(small_data).records})
     config = ModelConfig(name="m", arch="cnn", threshold=0.5, split_patients={"test": patients},
-                         uncertainty={"method": "mc", "samples": 4, "uncertain_above": 0.01})
+                         uncertainty=UncertaintySettings(method="mc", samples=4, uncertain_above=0.01))
     return save_model_dir(tmp_path_factory.mktemp("unc") / "m", model, config)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hostile_files import zip_bytes
 
-from idc_core.classify import classify_images
-from idc_core.image_io import encode_png
-from idc_core.models import build_model
+from idc_core.data.image_io import encode_png
+from idc_core.inference.batch import classify_images
+from idc_core.model.builders import build_model
 from ui.uploads import SLIDE_HINT, expand_uploads, prediction_rows
 
 

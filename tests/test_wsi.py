@@ -14,10 +14,10 @@ from slide_files import sample_crop, upsample, write_pyramid
 from idc_core.cli.slide import main as slide_main
 from idc_core.config import ModelConfig
 from idc_core.errors import IDCError, SlideError
-from idc_core.model_io import default_model_dir, load_model_dir
-from idc_core.mpp import Scale, assumed_scale, scale_from_properties
-from idc_core.slide_reader import ArrayReader, open_slide
-from idc_core.wsi import analyse_slide
+from idc_core.model.folder import default_model_dir, load_model_dir
+from idc_core.workflows.slide_analysis import analyse_slide
+from idc_core.wsi.reader import ArrayReader, open_slide
+from idc_core.wsi.scale import Scale, assumed_scale, scale_from_properties
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +255,7 @@ def test_model_folders_without_mpp_are_read_at_the_dataset_scale(tmp_path):
 
 
 def test_transparent_pixels_of_a_region_are_white_glass_and_opaque_ones_unchanged():
-    from idc_core.slide_reader import _on_white
+    from idc_core.wsi.reader import _on_white
 
     rgba = np.array([[[10, 20, 30, 255], [10, 20, 30, 0], [200, 100, 0, 128]]], dtype=np.uint8)
     assert _on_white(rgba).tolist() == [[[10, 20, 30], [255, 255, 255], [227, 177, 127]]]
@@ -270,14 +270,14 @@ def test_a_plain_image_over_the_decode_limit_is_refused_with_what_to_do(tmp_path
 
 
 def test_an_image_too_large_to_decode_points_to_the_slide_command(slides):
-    from idc_core.image_io import read_image
+    from idc_core.data.image_io import read_image
 
-    with pytest.raises(IDCError, match=r"aperio\.svs: .* over the limit of 1,000 pixels .*python -m idc_core\.slide"):
+    with pytest.raises(IDCError, match=r"aperio\.svs: .* over the limit of 1,000 pixels .*python -m idc_core slide"):
         read_image(slides["aperio"], max_pixels=1_000, name="aperio.svs")
 
 
 def test_a_tile_is_read_at_the_scanners_full_resolution_or_as_fine_as_max_side_allows(slides):
-    from idc_core.wsi import read_tile_at_full_resolution
+    from idc_core.workflows.slide_analysis import read_tile_at_full_resolution
 
     level0 = upsample(sample_crop(), 8)  # what was written as aperio.svs, 0.5 um/px
     full = read_tile_at_full_resolution(slides["aperio"], (800, 1200, 400), model_mpp=4.0)
@@ -305,8 +305,8 @@ def test_touching_tiles_are_one_region_where_level0_tile_edges_are_not_whole_pix
     differ in floating point (e.g. x = 100): the tiles are merged on the model-scale grid, then scaled once."""
     from shapely.geometry import shape
 
-    from idc_core.slide_outputs import geojson_regions
-    from idc_core.slide_result import SlideResult
+    from idc_core.wsi.outputs import geojson_regions
+    from idc_core.wsi.result import SlideResult
 
     row = [(100, x) for x in range(0, 600, 50)]  # (y, x): 12 touching tiles in a row, 2 in a column below
     coords = np.array(row + [(150, 100), (200, 100), (400, 1000)])  # and one tile on its own
@@ -324,8 +324,8 @@ def test_touching_tiles_are_one_region_where_level0_tile_edges_are_not_whole_pix
 
 
 def test_the_slide_command_and_the_slide_page_write_the_same_geojson_from_the_slides_description():
-    from idc_core.slide_outputs import geojson_regions, scale_metadata, slide_geojson
-    from idc_core.slide_result import SlideResult
+    from idc_core.wsi.outputs import geojson_regions, scale_metadata, slide_geojson
+    from idc_core.wsi.result import SlideResult
 
     result = SlideResult(np.array([[0, 0], [0, 50]]), np.ones(2, bool), np.array([0.9, 0.2], np.float32), (50, 100),
                          50, 50, 15.0, 0.5)

@@ -12,8 +12,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from idc_core import CLASS_NAMES
-from idc_core.image_io import encode_png
-from idc_core.overlay import OUTCOME_COLORS
+from idc_core.data.image_io import encode_png
+from idc_core.wsi.overlay import OUTCOME_COLORS
 
 IDC_RGB = OUTCOME_COLORS["TP"]  # vermillion
 NOT_IDC_RGB = OUTCOME_COLORS["FP"]  # blue

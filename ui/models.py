@@ -11,18 +11,22 @@ from typing import Any
 
 import streamlit as st
 
+from idc_core import __version__
+from idc_core.config import UncertaintySettings
 from idc_core.errors import ModelError
-from idc_core.model_io import (
+from idc_core.model.folder import (
     MODEL_FILE,
     LoadedModel,
     default_model_dir,
     list_model_dirs,
     load_model_dir,
-    models_root,
     read_model_card,
 )
+from idc_core.paths import models_root
 from ui.widgets import percent
 
+APP_MODELS = Path(__file__).resolve().parents[1] / "models"
+"""The app's own models/ folder: the models root when $IDC_MODELS_DIR is not set, from any working directory."""
 OTHER = "Another folder…"
 PICKER_KEY = "model_choice"
 OTHER_PATH_KEY = "model_other_path"
@@ -41,7 +45,7 @@ def _mtime(path: Path) -> float:
 
 def sidebar_picker() -> None:
     """Model choice in the sidebar (shared by all pages) and the chosen model's card."""
-    root = models_root()
+    root = models_root(APP_MODELS)
     dirs = list_model_dirs(root)
     names = [d.name for d in dirs]
     try:
@@ -58,7 +62,7 @@ def sidebar_picker() -> None:
         if choice == OTHER:
             st.text_input("Model folder", key=OTHER_PATH_KEY, placeholder="/path/to/model_dir")
         if not names:
-            st.caption(f"No model folders in {root}: train one with `python -m idc_core.train`.")
+            st.caption(f"No model folders in {root}: train one with `python -m idc_core train`.")
         path = selected_path()
         if path is not None:
             try:
@@ -74,13 +78,13 @@ def selected_path() -> Path | None:
     choice = st.session_state.get(PICKER_KEY)
     if choice is None:  # picker not drawn yet in this session: the default model
         try:
-            return default_model_dir(models_root())
+            return default_model_dir(models_root(APP_MODELS))
         except ModelError:
             return None
     if choice == OTHER:
         text = st.session_state.get(OTHER_PATH_KEY, "").strip()
         return Path(text).expanduser() if text else None
-    return models_root() / choice if choice else None
+    return models_root(APP_MODELS) / choice if choice else None
 
 
 def require_model() -> LoadedModel:
@@ -108,15 +112,14 @@ UNCERTAINTY_NAMES = {  # method: (short label, for charts; how it is measured, w
 
 
 def uncertainty_label(method: str) -> str:
-    """The short name of an uncertainty method (idc_core.uncertainty), e.g. for a chart legend."""
+    """The short name of an uncertainty method (idc_core.inference.uncertainty), e.g. for a chart legend."""
     return UNCERTAINTY_NAMES[method][0] if method in UNCERTAINTY_NAMES else method
 
 
-def uncertainty_help(settings: dict[str, Any]) -> str:
+def uncertainty_help(settings: UncertaintySettings) -> str:
     """One sentence on how a model's uncertainty is measured and what "uncertain" means."""
-    method = str(settings.get("method"))
-    label, how = UNCERTAINTY_NAMES.get(method, (method, method))
-    return (how.format(label=label, samples=settings.get("samples")) + ". A patch is flagged uncertain when it is "
+    label, how = UNCERTAINTY_NAMES.get(settings.method, (settings.method, settings.method))
+    return (how.format(label=label, samples=settings.passes) + ". A patch is flagged uncertain when it is "
             "as unsure as the least sure 20% of the model's validation patches.")
 
 
@@ -166,9 +169,9 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             f"**P(IDC)** calibrated on validation patients ({calibration['method']} scaling)"
             + (f"; test ECE {metrics['calibration']['ece']:.3f}" if (metrics.get("calibration") or {}).get("ece")
                is not None else "")
-            if calibration else "**P(IDC)** a raw score, not calibrated (`python -m idc_core.calibrate` fits it)")
+            if calibration else "**P(IDC)** a raw score, not calibrated (`python -m idc_core calibrate` fits it)")
         if config.get("uncertainty"):
-            st.markdown(f"**Uncertainty** {uncertainty_help(config['uncertainty'])}")
+            st.markdown(f"**Uncertainty** {uncertainty_help(UncertaintySettings.from_dict(config['uncertainty']))}")
         if metrics:
             st.markdown(
                 f"**Held-out metrics** ({metrics.get('evaluated_on', 'test split')})  \n"
@@ -178,4 +181,4 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             )
         else:
             st.caption("No metrics.json: this model has no held-out evaluation.")
-        st.caption(f"Folder: {path}")
+        st.caption(f"Folder: {path} · idc_core {__version__}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from idc_core.slide_reader import SLIDE_SUFFIXES
+from idc_core.wsi.reader import SLIDE_SUFFIXES
 
 SLIDES_DIR_ENV = "IDC_SLIDES_DIR"
 _TMP_KEY = "slide_tmpdir"

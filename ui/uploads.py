@@ -10,10 +10,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from idc_core import CLASS_NAMES
-from idc_core.archive import ZipLimits
-from idc_core.classify import ClassifyResult
-from idc_core.dataset import iter_zip_images
+from idc_core.data.archive import ZipLimits
+from idc_core.data.dataset import iter_zip_images
 from idc_core.errors import IDCError
+from idc_core.inference.batch import ClassifyResult
 
 SLIDE_HINT = "analyse it on the slide page"
 

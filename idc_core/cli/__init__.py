@@ -1,3 +1,4 @@
-"""The command lines: one module per command (`python -m idc_core COMMAND`, `idc COMMAND`, or
-`python -m idc_core.<command>`) over the shared options of `options`. The work itself is done by the
-library modules of idc_core; these parse arguments, print and choose the exit status."""
+"""The command lines, the top layer: one module per command (`idc COMMAND`, `python -m idc_core COMMAND`) over options.
+
+They parse arguments, print and choose the exit status; the work is done by the library, which never imports them.
+"""

@@ -1,6 +1,6 @@
 """Make a saved model's P(IDC) a calibrated probability and fix how its uncertainty is read, on validation patients.
 
-    python -m idc_core.calibrate --model models/cnn-gap-hed --data PATH [--method auto|platt|temperature]
+    python -m idc_core calibrate --model models/cnn-gap-hed --data PATH [--method auto|platt|temperature]
                                  [--uncertainty auto|mc|tta|confidence]
 
 Fits temperature and Platt scaling on the raw scores of the model's validation patients, keeps the one with the
@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from idc_core.calibrate import calibrate_folder
-from idc_core.calibration import CALIBRATION_METHODS
-from idc_core.cli.export import DEFAULT_CHECK
+from idc_core.cli.export import default_check
 from idc_core.cli.options import command_prog, error, import_tensorflow
+from idc_core.config import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
 from idc_core.errors import IDCError
-from idc_core.uncertainty import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
+from idc_core.stats.calibration import CALIBRATION_METHODS
+from idc_core.workflows.calibrate import calibrate_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     import_tensorflow()
     try:
         metrics = calibrate_folder(a.model, a.data, method=a.method, uncertainty=a.uncertainty, samples=a.samples,
-                                   log=lambda message: print(message, file=sys.stderr), check=DEFAULT_CHECK)
+                                   log=lambda message: print(message, file=sys.stderr), check=default_check())
     except (IDCError, ValueError) as exc:
         return error(exc, 1)
     before, after = metrics["calibration_before"], metrics["calibration"]

@@ -1,6 +1,6 @@
 """Evaluate a saved model on any labelled data in the dataset layout (folder or zip).
 
-    python -m idc_core.evaluate --model models/cnn --data PATH [--split test] [--lite] [--out report.json]
+    python -m idc_core evaluate --model models/cnn --data PATH [--split test] [--lite] [--out report.json]
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from idc_core.cli.options import (
     model_folder,
     unit_interval,
 )
+from idc_core.config import UNCERTAINTY_METHODS, UncertaintySettings
 from idc_core.errors import IDCError, one_line
-from idc_core.evaluate import evaluate_model, format_report
-from idc_core.uncertainty import UNCERTAINTY_METHODS
+from idc_core.workflows.evaluate import evaluate_model, format_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,19 +37,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="decision threshold in [0, 1] (default: the model's)")
     add_batch_size(p)
     p.add_argument("--lite", action="store_true",
-                   help="score with the model's TFLite export (python -m idc_core.export writes it)")
+                   help="score with the model's TFLite export (python -m idc_core export writes it)")
     p.add_argument("--uncertainty", nargs="?", const="model", default=None, choices=("model", *UNCERTAINTY_METHODS),
                    help="also measure each patch's uncertainty and report the referral curve (bare flag: the "
                         "model's configured method)")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
     import_tensorflow()
-    from idc_core.lite import load_export  # TensorFlow only once a command runs
-    from idc_core.model_io import load_model_dir
+    from idc_core.model.folder import load_model_dir
+    from idc_core.model.lite import load_export  # TensorFlow only once a command runs
 
     try:
         loaded = load_model_dir(model_folder(a.model))
-        method = loaded.config.uncertainty.get("method", "confidence") if a.uncertainty == "model" else a.uncertainty
+        model_method = (loaded.config.uncertainty or UncertaintySettings()).method
+        method = model_method if a.uncertainty == "model" else a.uncertainty
         scorer = load_export(loaded.path)[0] if a.lite else None
         with ExitStack() as bars:  # one bar per phase, each of N patches
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,

@@ -1,6 +1,6 @@
 """TensorFlow Lite export of a model for faster CPU inference, accepted only if it matches Keras.
 
-    python -m idc_core.export [--model DIR] [--quantize dynamic|none] [--check PATH ...]
+    python -m idc_core export [--model DIR] [--quantize dynamic|none] [--check PATH ...]
 
 "dynamic" is dynamic-range quantisation: int8 weights, activations quantised on the fly (about
 4x smaller; measured about 2x faster on a 2-core CPU for cnn and resnet50, see bench/README.md).
@@ -21,10 +21,15 @@ from pathlib import Path
 
 from idc_core.cli.options import add_model, command_prog, error, import_tensorflow, model_folder
 from idc_core.errors import IDCError
-from idc_core.export import MAX_DIFF, MIN_AGREEMENT, QUANTIZATIONS, export_model_dir, read_check_patches
+from idc_core.paths import assets_root
+from idc_core.workflows.export import MAX_DIFF, MIN_AGREEMENT, QUANTIZATIONS, export_model_dir, read_check_patches
 
-_ASSETS = Path(__file__).resolve().parents[2] / "assets"
-DEFAULT_CHECK = (_ASSETS / "patches", _ASSETS / "sample_slide.png", _ASSETS / "sample_patient_8980.zip")
+CHECK_ASSETS = ("patches", "sample_slide.png", "sample_patient_8980.zip")
+
+
+def default_check() -> list[Path]:
+    """The sample patches, slide and patient zip of paths.assets_root() that exist."""
+    return [path for name in CHECK_ASSETS if (path := assets_root() / name).exists()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,8 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=command_prog("export"), description=__doc__.splitlines()[0])
     add_model(p)
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="dynamic")
-    p.add_argument("--check", nargs="+", default=[str(p) for p in DEFAULT_CHECK if p.exists()], metavar="PATH",
-                   help="real patches/slides/zips to compare on (default: the sample patches, slide and zip)")
+    p.add_argument("--check", nargs="+", default=[str(p) for p in default_check()], metavar="PATH",
+                   help="real patches/slides/zips to compare on (default: the sample patches, slide and zip of "
+                        "$IDC_ASSETS_DIR, else of assets/ in this folder)")
     p.add_argument("--max-diff", type=float, default=MAX_DIFF, help=f"largest |dP| allowed (default {MAX_DIFF})")
     p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
                    help=f"smallest share of equal labels (default {MIN_AGREEMENT})")

@@ -30,14 +30,10 @@ _TF_NOISE = re.compile(r"I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before 
 
 
 def command_prog(command: str) -> str:
-    """The usage name of `command` as it was run: `idc X` (the console script), `python -m idc_core X` or
-    `python -m idc_core.X` (the default, also for a call from Python)."""
+    """The usage name of `command` as it was run: `idc X` (the console script) or `python -m idc_core X` (also for
+    a call from Python)."""
     script = os.path.basename(sys.argv[0]) if sys.argv else ""
-    if script in ("idc", "idc.exe"):
-        return f"idc {command}"
-    if script == "__main__.py":
-        return f"python -m idc_core {command}"
-    return f"python -m idc_core.{command}"
+    return f"idc {command}" if script in ("idc", "idc.exe") else f"python -m idc_core {command}"
 
 
 def import_tensorflow() -> None:
@@ -70,8 +66,8 @@ def add_model(parser: argparse.ArgumentParser) -> None:
 
 
 def model_folder(given: Path | None) -> Path:
-    """The --model folder, else the one named in models/DEFAULT (model_io.default_model_dir: ModelError if none)."""
-    from idc_core.model_io import default_model_dir  # TensorFlow only once a command runs
+    """The --model folder, else the one named in models/DEFAULT (model.folder.default_model_dir: ModelError if none)."""
+    from idc_core.model.folder import default_model_dir  # TensorFlow only once a command runs
 
     return given if given else default_model_dir()
 

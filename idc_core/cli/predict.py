@@ -1,6 +1,6 @@
 """The predict command: P(IDC) of patches, images, folders and zips, as CSV.
 
-    python -m idc_core.predict [--model DIR] [--csv OUT] [--threshold T] [--lite] PATH...
+    python -m idc_core predict [--model DIR] [--csv OUT] [--threshold T] [--lite] PATH...
 
 PATHs are images, folders (recursive) or zips. A patch-sized image (<= 100x100) is
 padded/resized to 50x50 and classified. A larger plain image (PNG, JPEG, a TIFF that is not
@@ -34,10 +34,11 @@ from idc_core.cli.options import (
     progress_bar,
     unit_interval,
 )
-from idc_core.dataset import IMAGE_EXTENSIONS, count_image_inputs, iter_image_inputs
+from idc_core.config import UncertaintySettings
+from idc_core.data.dataset import IMAGE_EXTENSIONS, count_image_inputs, iter_image_inputs
 from idc_core.errors import IDCError, ImageError, ModelError
-from idc_core.scoring import ItemResult, score_items
-from idc_core.slide_reader import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, whole_slide_format
+from idc_core.inference.items import ItemResult, score_items
+from idc_core.wsi.reader import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, whole_slide_format
 
 CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
@@ -56,9 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     add_batch_size(parser)
     parser.add_argument("--uncertainty", action="store_true",
                         help="add the columns uncertainty (higher: less sure; the model's method, see "
-                             "idc_core.uncertainty) and uncertain (1 above the model's cut, chosen on validation)")
+                             "idc_core.inference.uncertainty) and uncertain (1 above the model's cut, chosen on "
+                             "validation)")
     parser.add_argument("--lite", action="store_true",
-                        help="score with the model's TFLite export (python -m idc_core.export writes it "
+                        help="score with the model's TFLite export (python -m idc_core export writes it "
                              "only if it agrees with the model; speeds in bench/README.md)")
     return parser
 
@@ -88,13 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: 0 when every input was classified, 1 if any failed, 2 if the model fails."""
     args = _parser().parse_args(argv)
     import_tensorflow()
-    from idc_core.lite import load_export
-    from idc_core.model_io import load_model_dir
+    from idc_core.model.folder import load_model_dir
+    from idc_core.model.lite import load_export
 
     try:
         loaded = load_model_dir(model_folder(args.model))
-        uncertainty = (loaded.config.uncertainty or {"method": "confidence"}) if args.uncertainty else None
-        if uncertainty and uncertainty.get("method") == "mc" and args.lite:
+        uncertainty = (loaded.config.uncertainty or UncertaintySettings()) if args.uncertainty else None
+        if uncertainty and uncertainty.method == "mc" and args.lite:
             raise ModelError("--uncertainty of this model is Monte-Carlo dropout, which needs the Keras model: "
                              "drop --lite")
         scorer = load_export(loaded.path)[0] if args.lite else loaded.model

@@ -1,7 +1,8 @@
 """Whole-slide analysis at the model's scale, for one slide or a folder of thousands.
 
-    idc slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M] [--override-mpp M | --mpp-table CSV]
-              [--stride PX] [--batch-size N] [--force] [--ray local|auto|ray://HOST:PORT]
+    python -m idc_core slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M]
+                             [--override-mpp M | --mpp-table CSV] [--stride PX] [--batch-size N] [--force]
+                             [--ray local|auto|ray://HOST:PORT]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 def _mpp(text: str) -> float:
     """argparse type: a plausible microns per pixel."""
-    from idc_core.mpp import check_mpp
+    from idc_core.wsi.scale import check_mpp
 
     try:
         return check_mpp(text, "the value")
@@ -49,7 +50,7 @@ def _mpp(text: str) -> float:
 
 def _mpp_table(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
     """argparse type: (the file as given, its (file, mpp) rows) of a CSV with the columns file,mpp."""
-    from idc_core.mpp import check_mpp
+    from idc_core.wsi.scale import check_mpp
 
     try:
         with open(text, newline="", encoding="utf-8-sig") as handle:
@@ -108,11 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--stride must be in 1..{PATCH_SIZE}, got {args.stride}")
     import_tensorflow()
 
-    from idc_core.cohort import plan, read_slides_csv, score_in_process, write_slides_csv
     from idc_core.errors import IDCError
-    from idc_core.model_io import load_model_dir
-    from idc_core.slide_reader import slide_files
-    from idc_core.wsi import SlideOptions, model_identity, names_slide
+    from idc_core.model.folder import load_model_dir
+    from idc_core.workflows.cohort import plan, read_slides_csv, score_in_process, write_slides_csv
+    from idc_core.workflows.slide_analysis import SlideOptions, model_identity, names_slide
+    from idc_core.wsi.reader import slide_files
 
     try:
         loaded = load_model_dir(model_folder(args.model))
@@ -156,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.write(f"failed: {row['reason']}", file=sys.stderr)
     try:
         if args.ray:
-            from idc_core.ray_runner import score_on_ray
+            from idc_core.workflows.ray_runner import score_on_ray
 
             # Many slides run at once on a cluster: one bar over the tiles of all the slides started so far.
             with progress_bar(total=0, unit="tile", desc="tiles", leave=False) as tiles:

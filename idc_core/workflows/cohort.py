@@ -1,0 +1,108 @@
+"""Score many slides into one output folder: resumable, one row per slide in OUT/slides.csv.
+
+The file system is the contract (as in WSInfer): OUT/<slide stem>/ holds each slide's outputs, written
+atomically with the model's checksum and the slide's in summary.json; a re-run skips every slide already
+done for the same model, file and given scales, and redoes only the missing or failed ones (`force` redoes all).
+The work itself runs in this process, or on a Ray cluster (idc_core.workflows.ray_runner) with the same results.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from idc_core.workflows.slide_analysis import (
+    SUMMARY_FILE,
+    SlideOptions,
+    analyse_slide_file,
+    file_checksum,
+    output_dir,
+)
+
+SLIDES_CSV = "slides.csv"
+CSV_COLUMNS = ("slide", "status", "reason", "tiles", "idc_area_mm2", "mpp", "mpp_source", "seconds", "worker",
+               "warnings")
+RowCallback = Callable[[dict[str, Any]], None]
+
+
+def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
+                 scale_request: dict[str, Any] | None = None) -> bool:
+    """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model, with the same
+    scales given (SlideOptions.scale_request; none: {})."""
+    try:
+        summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (summary.get("slide_sha256") == checksum and (summary.get("model") or {}).get("sha256") == model_sha256
+            and summary.get("scale_request", {}) == (scale_request or {}))
+
+
+def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bool = False,
+         options: SlideOptions = SlideOptions()) -> tuple[list[tuple[Path, str]], list[dict[str, Any]]]:
+    """(slides to score with their checksums, rows of slides skipped or refused before any work).
+
+    Two slides with the same file stem would share an output folder: the second is refused. A slide is skipped
+    when already done with the same model and the same scales given (`options`).
+    """
+    todo: list[tuple[Path, str]] = []
+    rows: list[dict[str, Any]] = []
+    stems: dict[str, Path] = {}
+    for slide in slides:
+        first = stems.setdefault(slide.stem, slide)
+        if first != slide:
+            rows.append({"slide": str(slide), "status": "failed",
+                         "reason": f"{slide.name}: same file stem as {first}, whose outputs go to the same folder"})
+            continue
+        try:
+            checksum = file_checksum(slide)
+        except OSError as exc:
+            rows.append({"slide": str(slide), "status": "failed",
+                         "reason": f"{slide}: cannot read ({exc.strerror or exc})"})
+            continue
+        if not force and already_done(slide, out_root, checksum, model_sha256, options.scale_request(slide)):
+            summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
+            rows.append({"slide": str(slide), "status": "skipped", "reason": "already done for this model and file",
+                         "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
+                         "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", "")})
+        else:
+            todo.append((slide, checksum))
+    return todo, rows
+
+
+def read_slides_csv(out_root: Path) -> list[dict[str, Any]]:
+    """The rows of OUT/slides.csv as an earlier run left it (none when there is no readable one)."""
+    try:
+        with open(out_root / SLIDES_CSV, newline="") as handle:
+            return [row for row in csv.DictReader(handle) if row.get("slide")]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def write_slides_csv(out_root: Path, rows: Sequence[dict[str, Any]], earlier: Sequence[dict[str, Any]] = ()) -> None:
+    """OUT/slides.csv: this run's `rows`, and the `earlier` rows (read_slides_csv before the run) of every slide it did
+    not touch: the index of the whole folder, one row per output folder (OUT/<slide file stem>/), the latest
+    winning. Sorted by slide, written to a temporary name and renamed (never half-written)."""
+    touched = {Path(row["slide"]).stem for row in rows}
+    kept = [row for row in earlier if Path(row["slide"]).stem not in touched]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted([*kept, *rows], key=lambda r: r["slide"]))
+    tmp = out_root / f".{SLIDES_CSV}.tmp-{os.getpid()}"
+    tmp.write_text(text.getvalue())
+    tmp.replace(out_root / SLIDES_CSV)
+
+
+def score_in_process(todo: Sequence[tuple[Path, str]], out_root: Path, loaded: Any, model_id: dict[str, Any],
+                     options: SlideOptions, on_row: RowCallback,
+                     tile_progress: Callable[[str], Callable[[int, int], None]] | None = None) -> None:
+    """Score each slide here, one after another; on_row(row) after each."""
+    for slide, checksum in todo:
+        progress = tile_progress(slide.name) if tile_progress else None
+        on_row(analyse_slide_file(slide, out_root, loaded, options=options, model_id=model_id,
+                                  checksum=checksum, progress=progress))

@@ -1,0 +1,255 @@
+"""Whole-slide analysis at the model's scale: read, tile, detect tissue, predict; the per-slide outputs.
+
+    reader (any format, its own mpp) -> the slide at the model's mpp -> predict_slide -> SlideAnalysis
+    -> tiles.csv (level-0 boxes), slide.geojson (QuPath), heatmap.png, summary.json
+
+`analyse_slide_file` is the unit of batch work (the slide command, and a Ray worker): it writes one
+slide's outputs atomically (a temporary folder, then a rename) and never raises for a bad slide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from idc_core import PATCH_SIZE
+from idc_core.config import UncertaintySettings
+from idc_core.errors import IDCError, one_line
+from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
+from idc_core.wsi.reader import Progress, SlideReader, open_slide
+from idc_core.wsi.result import SlideResult
+
+SUMMARY_FILE = "summary.json"
+OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
+
+
+@dataclass(frozen=True)
+class SlideOptions:
+    """How to analyse slides: the scales given (see scale_request), tiling stride and batch size, at model scale."""
+
+    mpp: float | None = None  # level-0 mpp of a slide that states no scale (--mpp); a stated scale wins
+    stride: int = PATCH_SIZE
+    batch_size: int = 256
+    min_tissue: float | None = None  # None: the library default (tissue.MIN_TISSUE)
+    uncertainty: bool = False  # also measure each tissue tile's uncertainty, as the model's config says
+    override_mpp: float | None = None  # level-0 mpp of every slide, whatever it states (--override-mpp)
+    mpp_table: tuple[tuple[str, float], ...] = ()  # (file, mpp) of single slides, whatever they state (--mpp-table)
+    mpp_table_name: str = ""  # where the table came from, for the source of its values
+
+    def listed_mpp(self, slide: Path) -> float | None:
+        """The mpp_table's value for a slide (see names_slide), None when it has none."""
+        return next((mpp for file, mpp in self.mpp_table if names_slide(file, slide)), None)
+
+    def scale_request(self, slide: Path) -> dict[str, Any]:
+        """open_slide's scale keywords for this slide (also kept in summary.json: a re-run with other scales redoes
+        it): mpp over what it states (its table entry, else --override-mpp), missing_mpp for a slide stating none."""
+        request: dict[str, Any] = {}
+        listed = self.listed_mpp(slide)
+        if listed is not None:
+            request.update(mpp=listed, mpp_source=f"given by the user (--mpp-table {self.mpp_table_name})")
+        elif self.override_mpp is not None:
+            request.update(mpp=self.override_mpp, mpp_source="given by the user (--override-mpp)")
+        if self.mpp is not None:
+            request.update(missing_mpp=self.mpp, missing_source="given by the user (--mpp), the slide stating none")
+        return request
+
+
+def names_slide(file: str, slide: Path) -> bool:
+    """Whether a table's `file` is this slide: its file name, or its path (relative to the working folder or
+    absolute)."""
+    return file == slide.name or Path(file).resolve() == slide.resolve()
+
+
+@dataclass
+class SlideAnalysis:
+    """One slide analysed at the model's scale: the resampled image, per-tile results, and where they came from."""
+
+    info: dict[str, Any]  # reader.describe(): slide, format, level-0 size, slide mpp and its source
+    model_mpp: float
+    level: int  # the pyramid level read
+    image: np.ndarray  # the slide at model_mpp
+    result: SlideResult
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def factor(self) -> float:
+        """Level-0 pixels per model-scale pixel."""
+        return self.model_mpp / self.info["slide_mpp"]
+
+    def level0_boxes(self) -> np.ndarray:
+        """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide (x, y: top-left)."""
+        return self.result.level0_boxes(self.factor)
+
+    def level0_box(self, i: int) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of tile i in level-0 pixels of the slide (x, y: top-left)."""
+        return self.result.level0_box(i, self.factor)
+
+    def area_mm2(self, n_tiles: int) -> float:
+        """Area of n model-scale tiles in mm2 (stride x stride each: tiles on a grid of `stride`)."""
+        side_um = self.result.stride * self.model_mpp
+        return n_tiles * side_um * side_um / 1e6
+
+    def summary(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            **self.info,
+            "model_mpp": self.model_mpp,
+            "level_read": self.level,
+            "level0_per_model_pixel": round(self.factor, 6),
+            "scaled_size": [int(self.image.shape[1]), int(self.image.shape[0])],
+            "tiles": int(len(r.coords)),
+            "tissue_tiles": r.n_tissue,
+            "idc_tiles": r.n_idc,
+            "tissue_area_mm2": round(self.area_mm2(r.n_tissue), 4),
+            "idc_area_mm2": round(self.area_mm2(r.n_idc), 4),
+            "idc_share_of_tissue": round(r.idc_fraction, 6) if r.n_tissue else None,
+            "uncertain_tiles": int(r.uncertain.sum()) if r.uncertain is not None else None,
+            "uncertain_share_of_tissue": (round(r.uncertain_fraction, 6) if r.uncertain_fraction is not None
+                                          else None),
+            "threshold": r.threshold,
+            "tissue_threshold": r.tissue_threshold,
+            "stride": r.stride,
+            "seconds": round(self.seconds, 3),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class ScaledSlide:
+    """A slide read at the model's scale, for the slide page: the image, where it came from, its truth tiles."""
+
+    image: np.ndarray
+    info: dict[str, Any]  # reader.describe() + model_mpp, level_read, level0_per_model_pixel
+    warnings: list[str]
+    source: Any = None  # wsi.truth.SlideInput of a patient zip (truth tiles, skipped members), else None
+
+
+def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None = None, name: str | None = None,
+                      mpp_source: str | None = None, progress: Progress | None = None) -> ScaledSlide:
+    """Open any slide file (see wsi.reader.open_slide) and read it whole at the model's mpp."""
+    with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name, mpp_source=mpp_source) as reader:
+        image = reader.read_at_mpp(model_mpp, progress)
+        info = {**reader.describe(), "model_mpp": model_mpp, "level_read": reader.best_level(model_mpp),
+                "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
+        return ScaledSlide(image, info, [reader.scale.warning] if reader.scale.warning else [],
+                           getattr(reader, "source", None))
+
+
+def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *, model_mpp: float,
+                                 mpp: float | None = None, name: str | None = None, max_side: int = 512) -> np.ndarray:
+    """The level-0 box (x, y, size) of a slide file as the scanner saw it: at the slide's own mpp, or as fine as
+    `max_side` pixels allow (read from the matching pyramid level), for a pathologist to look at."""
+    x, y, size = box
+    with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name) as reader:
+        target = reader.scale.mpp * max(1.0, size / max_side)
+        return reader.read_region_at_mpp(x, y, size, size, target)
+
+
+def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
+                  options: SlideOptions = SlideOptions(), progress: Progress | None = None,
+                  uncertainty: UncertaintySettings | None = None) -> SlideAnalysis:
+    """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see inference.predict.predict_slide);
+    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
+    from idc_core.inference.predict import predict_slide
+    from idc_core.wsi.tissue import MIN_TISSUE
+
+    started = time.perf_counter()
+    warnings = [reader.scale.warning] if reader.scale.warning else []
+    image = reader.read_at_mpp(model_mpp)
+    result = predict_slide(model, image, threshold=threshold, stride=options.stride,
+                           min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
+                           batch_size=options.batch_size, progress=progress,
+                           uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
+    return SlideAnalysis(reader.describe(), model_mpp, reader.best_level(model_mpp), image, result,
+                         time.perf_counter() - started, warnings)
+
+
+def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
+    """sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_identity(loaded: Any) -> dict[str, Any]:
+    """Name, folder, threshold, mpp and a checksum of model.keras: what 'the same model' means for a re-run."""
+    from idc_core.model.folder import MODEL_FILE  # model_io imports keras: only when a model is used
+
+    path = Path(loaded.path)
+    return {"name": loaded.config.name, "path": str(path), "threshold": loaded.config.threshold,
+            "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE)}
+
+
+def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any]) -> None:
+    """The four outputs of one slide into out_dir (which must exist and be empty)."""
+    boxes = analysis.level0_boxes()
+    (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes))
+    info = {**analysis.info, "model_mpp": analysis.model_mpp}
+    geojson = slide_geojson(analysis.result, info, str((extra.get("model") or {}).get("name", "")))
+    (out_dir / "slide.geojson").write_text(json.dumps(geojson))
+    (out_dir / "heatmap.png").write_bytes(heatmap_png(analysis.image, analysis.result))
+    summary = {**analysis.summary(), **extra}
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def output_dir(out_root: Path, slide: Path) -> Path:
+    """Where a slide's outputs go: OUT/<slide file stem>/."""
+    return out_root / slide.stem
+
+
+def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, options: SlideOptions = SlideOptions(),
+                       model_id: dict[str, Any] | None = None, checksum: str | None = None,
+                       progress: Progress | None = None) -> dict[str, Any]:
+    """Analyse one slide file into OUT/<stem>/, atomically; the slides.csv row (status ok or failed).
+
+    Outputs are written to a temporary folder beside the target and renamed into place, so a killed
+    run leaves either the complete old outputs or the complete new ones. Never raises for a bad slide:
+    the row's `reason` says what was wrong in one line.
+    """
+    path, out_root = Path(path), Path(out_root)
+    started = time.perf_counter()
+    row: dict[str, Any] = {"slide": str(path), "status": "failed", "reason": "", "tiles": "",
+                           "idc_area_mm2": "", "seconds": "", "worker": f"{os.uname().nodename}:{os.getpid()}"}
+    try:
+        checksum = checksum or file_checksum(path)
+        model_id = model_id or model_identity(loaded)
+        request = options.scale_request(path)
+        with open_slide(path, model_mpp=loaded.config.mpp, **request) as reader:
+            analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
+                                     threshold=loaded.config.threshold, options=options, progress=progress,
+                                     uncertainty=loaded.config.uncertainty)
+        target = output_dir(out_root, path)
+        tmp = out_root / f".{path.stem}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write_outputs(analysis, tmp, {"slide_path": str(path), "slide_sha256": checksum, "model": model_id,
+                                      "model_scope": loaded.config.scope, "mpp_used": loaded.config.mpp,
+                                      "scale_request": request})
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        summary = analysis.summary()
+        row.update(status="ok", tiles=summary["tissue_tiles"], idc_area_mm2=summary["idc_area_mm2"],
+                   mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"], warnings="; ".join(analysis.warnings))
+    except IDCError as exc:
+        row["reason"] = one_line(exc)
+    except MemoryError:
+        row["reason"] = f"{path.name}: out of memory"
+    except Exception as exc:  # noqa: BLE001 - one slide, even one that hits a bug, never stops the others
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        row["reason"] = (f"{path.name}: unexpected {type(exc).__name__}: {one_line(exc)} "
+                         f"({Path(where.filename).name}:{where.lineno})")
+    row["seconds"] = round(time.perf_counter() - started, 3)
+    return row

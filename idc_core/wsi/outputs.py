@@ -1,0 +1,130 @@
+"""The files written for one analysed slide: tiles.csv, a QuPath GeoJSON of IDC regions, and a heatmap PNG.
+
+Coordinates in tiles.csv and the GeoJSON are level-0 pixels of the slide (x right, y down), as QuPath
+and OpenSlide use them; the heatmap is drawn at the model's scale.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import cv2
+import numpy as np
+
+from idc_core.data.image_io import encode_png
+from idc_core.wsi.overlay import blend, colorize, tile_map
+from idc_core.wsi.result import SlideResult
+
+TILE_COLUMNS = ("x", "y", "size", "prob_idc", "label")
+UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
+IDC_COLOR = (230, 40, 40)
+HEATMAP_MAX_SIDE = 2048
+_BAR_WIDTH, _BAR_MARGIN = 24, 70
+
+
+def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
+    """One row per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at the threshold, and
+    its uncertainty and uncertain flag when they were measured. boxes: (N, 4) x, y, width, height of every tile
+    in level-0 pixels (SlideResult.level0_boxes; tiles are square: size is the width)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    measured = result.uncertainty is not None
+    writer.writerow(TILE_COLUMNS + (UNCERTAINTY_COLUMNS if measured else ()))
+    tissue, uncertain = result.tissue, result.uncertain
+    spread = result.uncertainty[tissue].tolist() if result.uncertainty is not None else [None] * int(tissue.sum())
+    flags = uncertain[tissue].tolist() if uncertain is not None else [None] * len(spread)
+    for (x, y, size, _), prob, u, flag in zip(boxes[tissue].tolist(), result.probs[tissue].tolist(), spread, flags):
+        row = [x, y, size, f"{prob:.6f}", int(prob >= result.threshold)]
+        writer.writerow(row + ([f"{u:.6f}", "" if flag is None else int(flag)] if measured else []))
+    return out.getvalue()
+
+
+def scale_metadata(info: dict[str, Any], model_name: str) -> dict[str, str]:
+    """What a region's numbers rest on, as QuPath object metadata (strings): model, its mpp, the slide's mpp, source."""
+    return {"model": model_name, "model_mpp": f"{info['model_mpp']:g}", "slide_mpp": f"{info['slide_mpp']:g}",
+            "mpp_source": str(info["mpp_source"])}
+
+
+def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
+                    metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection that QuPath imports (File > Import objects): one annotation per IDC region.
+
+    A region is the union of touching IDC tiles (exact polygons with holes), formed on the model-scale grid,
+    whose integer edges meet exactly, and then converted to level-0 pixels (times `factor`, rounded to whole
+    pixels) as one polygon: touching tiles always merge, whatever the scale. Its measurements are the mean
+    P(IDC) of its tiles, their count and its area in mm2; `metadata` (strings, e.g. scale_metadata) goes with
+    every region.
+    """
+    import shapely
+    from shapely.geometry import box, mapping
+
+    idc = result.tissue & (np.nan_to_num(result.probs, nan=0.0) >= result.threshold)
+    probs = result.probs[idc]
+    tiles = [box(x, y, x + width, y + height) for x, y, width, height in result.boxes()[idc].tolist()]
+    features = []
+    if tiles:
+        merged = shapely.unary_union(tiles)
+        polygons = list(getattr(merged, "geoms", [merged]))
+        centres = shapely.points(result.centres()[idc])
+        for polygon in polygons:
+            inside = shapely.contains(polygon, centres)  # every region holds its tiles' centres
+            level0 = shapely.set_precision(shapely.transform(polygon, lambda xy: xy * factor), 1.0)
+            features.append({
+                "type": "Feature",
+                "geometry": mapping(level0),
+                "properties": {
+                    "objectType": "annotation",
+                    "name": "IDC (model prediction)",
+                    "classification": {"name": "IDC", "color": list(IDC_COLOR)},
+                    **({"metadata": dict(metadata)} if metadata else {}),
+                    "measurements": {
+                        "mean P(IDC)": round(float(probs[inside].mean()), 4),  # QuPath reads numbers only
+                        "tiles": int(inside.sum()),
+                        "area mm2": round(polygon.area * model_mpp**2 / 1e6, 5),
+                    },
+                },
+            })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def slide_geojson(result: SlideResult, info: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """geojson_regions of a slide as the slide command writes it and the app's slide page downloads it.
+
+    info: the reader's description with the model's scale (slide_mpp, mpp_source, model_mpp: e.g. summary.json);
+    level-0 pixels per model-scale pixel are model_mpp / slide_mpp.
+    """
+    factor = info["model_mpp"] / info["slide_mpp"]
+    return geojson_regions(result, factor, info["model_mpp"], scale_metadata(info, model_name))
+
+
+def _colour_bar(height: int, cmap: str) -> np.ndarray:
+    """A vertical P(IDC) colour bar (1 at the top) with tick labels, as an RGB strip."""
+    strip = np.full((height, _BAR_MARGIN, 3), 255, dtype=np.uint8)
+    ramp = np.linspace(1.0, 0.0, max(2, height - 20))[:, None].repeat(_BAR_WIDTH, axis=1)
+    strip[10 : 10 + len(ramp), 8 : 8 + _BAR_WIDTH] = colorize(ramp, cmap)
+    for value in (1.0, 0.5, 0.0):
+        y = int(10 + (1.0 - value) * (len(ramp) - 1))
+        cv2.putText(strip, f"{value:.1f}", (8 + _BAR_WIDTH + 4, min(height - 2, y + 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def heatmap_image(image: np.ndarray, result: SlideResult, *, cmap: str = "jet", alpha: float = 0.45,
+                  max_side: int = HEATMAP_MAX_SIDE) -> np.ndarray:
+    """P(IDC) of the tissue tiles over the slide (at most max_side pixels), with a colour bar on the right."""
+    probs = tile_map(result.coords, result.probs, image.shape, result.size, result.stride)
+    overlay = blend(image, probs, alpha=alpha, cmap=cmap)
+    height, width = overlay.shape[:2]
+    shrink = max(height, width) / max_side
+    if shrink > 1:
+        overlay = cv2.resize(overlay, (max(1, round(width / shrink)), max(1, round(height / shrink))),
+                             interpolation=cv2.INTER_AREA)
+    return np.concatenate([overlay, _colour_bar(max(overlay.shape[0], 60), cmap)[: overlay.shape[0]]], axis=1) \
+        if overlay.shape[0] >= 60 else overlay
+
+
+def heatmap_png(image: np.ndarray, result: SlideResult) -> bytes:
+    """heatmap_image as PNG bytes."""
+    return encode_png(heatmap_image(image, result))
