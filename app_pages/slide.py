@@ -31,7 +31,7 @@ from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLI
 from ui.explanations import FLAT, cam_reading, is_flat
 from ui.figures import display_jpeg, outline_box, slide_figure
 from ui.memo import clear_memos, session_memo
-from ui.models import model_scope, require_model, uncertainty_help
+from ui.models import require_model, uncertainty_help
 from ui.slide_sources import SLIDES_DIR_ENV, server_slide_path, server_slides, slides_dir, upload_path
 from ui.state import KEEP, keep_upload, threshold_follows
 from ui.widgets import IMAGE_TYPES, csv_download, enlarge, page_words, percent, progress_bar, user_errors
@@ -306,7 +306,7 @@ m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.uncertain is not None else "off",
             help="Share of tissue tiles the model is unsure about (as unsure as its least sure 20% on validation); "
                  "'off' until you turn on 'Measure uncertainty' under Tiling and tissue detection.")
-st.info(model_scope(model.config.mpp), icon=":material/info:")
+st.info(model.config.scope, icon=":material/info:")  # the words of summary.json
 
 cut = threshold if only_idc else None
 figure = session_memo(S + "memo_figure", (cut, alpha, cmap, outline, use_context), lambda: slide_figure(  # downscaled

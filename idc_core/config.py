@@ -259,6 +259,14 @@ class ModelConfig:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f'"threshold" must be in [0, 1], got {self.threshold}')
 
+    @property
+    def scope(self) -> str:
+        """What the model knows and what its calls on anything else are worth: the one sentence that the slide
+        command's summary.json and the slide page show beside a slide's result."""
+        return (f"The model has learned breast H&E only, from the patches of one dataset, at {self.mpp:g} microns "
+                f"per pixel (about {10 / self.mpp:.2g}x): its calls on any other tissue (another organ, another "
+                "stain) mean nothing.")
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["uncertainty"] = data["uncertainty"] or {}

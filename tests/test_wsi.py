@@ -12,6 +12,7 @@ from PIL import Image
 from slide_files import sample_crop, upsample, write_pyramid
 
 from idc_core.cli.slide import main as slide_main
+from idc_core.config import ModelConfig
 from idc_core.errors import IDCError, SlideError
 from idc_core.model.folder import default_model_dir, load_model_dir
 from idc_core.workflows.slide_analysis import analyse_slide
@@ -104,7 +105,7 @@ def test_a_pyramid_without_scale_is_refused_unless_mpp_is_given(slides, tmp_path
     assert "--mpp" in capsys.readouterr().err
     assert slide_main([str(slides["noscale"]), "--out", str(tmp_path), "--mpp", "2"]) == 0
     summary = json.loads((tmp_path / "noscale" / "summary.json").read_text())
-    assert summary["slide_mpp"] == 2.0 and summary["mpp_source"] == "given by the user (--mpp)"
+    assert summary["slide_mpp"] == 2.0 and summary["mpp_source"] == "given by the user (--mpp), the slide stating none"
 
 
 def test_corrupt_and_truncated_slides_fail_in_one_line_and_the_others_go_on(slides, tmp_path, capsys):
@@ -130,6 +131,8 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     out = tmp_path / "aperio"
     assert sorted(p.name for p in out.iterdir()) == ["heatmap.png", "slide.geojson", "summary.json", "tiles.csv"]
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_scope"] == ModelConfig.load(default_model_dir() / "config.json").scope  # beside the result
+    assert "breast H&E only" in summary["model_scope"] and "other tissue" in summary["model_scope"]
     assert summary["format"] == "aperio (OpenSlide)" and summary["level0_size"] == [6400, 4800]
     assert summary["model_mpp"] == 4.0 and summary["level0_per_model_pixel"] == 8.0
     # a JPEG file is read 4x finer than the model's scale (level 1, 1 um/px) and averaged, and says so
@@ -183,9 +186,74 @@ def test_a_rerun_skips_finished_slides_and_force_redoes_them(slides, tmp_path):
     assert [r["status"] for r in csv.DictReader((tmp_path / "slides.csv").open())] == ["ok"]
 
 
-def test_model_folders_without_mpp_are_read_at_the_dataset_scale(tmp_path):
-    from idc_core.config import ModelConfig
+def test_mpp_fills_in_a_missing_scale_only_and_override_and_table_win_over_what_a_slide_states(
+    slides, tmp_path, capsys
+):
+    png = tmp_path / "plain.png"
+    Image.fromarray(sample_crop()[:200, :300]).save(png)
+    out = tmp_path / "out"
 
+    def rows() -> dict[str, dict[str, str]]:
+        return {Path(r["slide"]).name: r for r in csv.DictReader((out / "slides.csv").open())}
+
+    assert slide_main([str(slides["aperio"]), str(slides["noscale"]), str(png), "--out", str(out), "--mpp", "2"]) == 0
+    filled = "given by the user (--mpp), the slide stating none"
+    assert rows()["aperio.svs"]["mpp"] == "0.5" and "openslide.mpp" in rows()["aperio.svs"]["mpp_source"]
+    assert [rows()[name]["mpp"] for name in ("noscale.tif", "plain.png")] == ["2.0", "2.0"]
+    assert rows()["noscale.tif"]["mpp_source"] == rows()["plain.png"]["mpp_source"] == filled
+    summary = json.loads((out / "aperio" / "summary.json").read_text())
+    assert summary["slide_mpp"] == 0.5 and summary["tissue_tiles"] > 150  # at 8 level-0 px a model px, as stated
+
+    assert slide_main([str(slides["aperio"]), "--out", str(out), "--override-mpp", "1"]) == 0
+    summary = json.loads((out / "aperio" / "summary.json").read_text())
+    assert summary["slide_mpp"] == 1.0 and summary["mpp_source"] == rows()["aperio.svs"]["mpp_source"] == (
+        "given by the user (--override-mpp), instead of the slide's own 0.5 um/px (slide metadata (openslide.mpp-x/y))")
+
+    table = tmp_path / "scales.csv"
+    table.write_text(f"file,mpp\naperio.svs,0.25\n{png},4\nelsewhere.svs,1\n")
+    capsys.readouterr()
+    assert slide_main([str(slides["aperio"]), str(slides["noscale"]), str(png), "--out", str(out),
+                       "--mpp-table", str(table), "--mpp", "3"]) == 0
+    assert [rows()[name]["mpp"] for name in ("aperio.svs", "plain.png", "noscale.tif")] == ["0.25", "4.0", "3.0"]
+    assert rows()["plain.png"]["mpp_source"] == f"given by the user (--mpp-table {table})"
+    assert rows()["noscale.tif"]["mpp_source"] == filled and rows()["noscale.tif"]["status"] == "ok"  # redone at 3
+    err = capsys.readouterr().err
+    assert f"warning: --mpp-table {table}: not among the slides: elsewhere.svs" in err
+
+
+@pytest.mark.parametrize(("table", "reason"), [("file,um\na.svs,1\n", "needs the columns file,mpp"),
+                                               ("file,mpp\na.svs,zero\n", "mpp of a.svs must be a number"),
+                                               ("file,mpp\na.svs,1\na.svs,2\n", "a.svs listed more than once")])
+def test_a_bad_mpp_table_is_one_usage_error(tmp_path, capsys, table, reason):
+    (tmp_path / "t.csv").write_text(table)
+    with pytest.raises(SystemExit) as info:
+        slide_main(["a.svs", "--out", str(tmp_path), "--mpp-table", str(tmp_path / "t.csv")])
+    assert info.value.code == 2 and reason in capsys.readouterr().err
+
+
+def test_a_rerun_on_a_subset_keeps_every_slides_latest_row(slides, tmp_path):
+    out = tmp_path / "out"
+    assert slide_main([str(slides["generic"]), str(slides["noscale"]), str(slides["power"]), "--out", str(out)]) == 1
+    first = {Path(r["slide"]).name: r for r in csv.DictReader((out / "slides.csv").open())}
+    assert [first[n]["status"] for n in ("generic.tif", "noscale.tif", "power.svs")] == ["ok", "failed", "ok"]
+
+    assert slide_main([str(slides["generic"]), "--out", str(out), "--force", "--stride", "25"]) == 0
+
+    rows = {Path(r["slide"]).name: r for r in csv.DictReader((out / "slides.csv").open())}
+    assert rows["noscale.tif"] == first["noscale.tif"] and rows["power.svs"] == first["power.svs"]
+    assert int(rows["generic.tif"]["tiles"]) > 3 * int(first["generic.tif"]["tiles"])  # the new row won
+    assert len(rows) == 3
+
+
+def test_a_failed_slides_tile_bar_is_not_drawn_again_after_its_failed_line(slides, tmp_path, capsys):
+    (tmp_path / "a_corrupt.svs").write_bytes(b"II*\x00" + b"\x00" * 100)
+    assert slide_main([str(tmp_path / "a_corrupt.svs"), str(slides["generic"]), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "  a_corrupt.svs:" in err.split("failed: ")[0]  # its bar was drawn while it was read
+    assert "  a_corrupt.svs:" not in err.split("failed: ")[1]
+
+
+def test_model_folders_without_mpp_are_read_at_the_dataset_scale(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"name": "old", "arch": "cnn"}))
     assert ModelConfig.load(tmp_path / "config.json").mpp == 4.0
 

@@ -111,13 +111,6 @@ UNCERTAINTY_NAMES = {  # method: (short label, for charts; how it is measured, w
 }
 
 
-def model_scope(model_mpp: float) -> str:
-    """What the shipped models know, said beside a slide result: other tissue gets calls that mean nothing."""
-    return (f"What this model knows: H&E-stained **breast** tissue from one public dataset, at {model_mpp:g} µm/px "
-            f"(about {10 / model_mpp:g}x). It cannot tell other tissue: on skin, lymph node or any other organ it "
-            "still calls tiles IDC, and those calls mean nothing.")
-
-
 def uncertainty_label(method: str) -> str:
     """The short name of an uncertainty method (idc_core.inference.uncertainty), e.g. for a chart legend."""
     return UNCERTAINTY_NAMES[method][0] if method in UNCERTAINTY_NAMES else method

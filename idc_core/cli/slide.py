@@ -1,23 +1,26 @@
 """Whole-slide analysis at the model's scale, for one slide or a folder of thousands.
 
-    python -m idc_core slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M] [--stride PX]
+    python -m idc_core slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M]
+                             [--override-mpp M | --mpp-table CSV] [--stride PX]
                              [--tissue-threshold SAT|otsu] [--min-tissue F]
                              [--batch-size N] [--read MODE] [--force] [--ray local|auto|ray://HOST:PORT]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
-heatmap.png and summary.json; DIR/slides.csv has one row per slide (ok, failed with a one-line
-reason, or skipped: already done for the same model and file). A bad slide never stops the others.
+heatmap.png and summary.json; DIR/slides.csv has one row per slide of the folder, this run's or an
+earlier run's (ok, failed with a one-line reason, or skipped: already done for the same model, file
+and given scales), with the scale used and its source. A bad slide never stops the others.
 Exit status: 0 if no slide failed, 1 if any did, 2 if the model or the output folder is unusable.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idc_core import PATCH_SIZE, Progress
 from idc_core.cli.options import (
@@ -30,13 +33,18 @@ from idc_core.cli.options import (
     model_folder,
     progress_bar,
 )
+from idc_core.errors import one_line
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
-def _positive_float(text: str) -> float:
+def _mpp(text: str) -> float:
+    """argparse type: a plausible microns per pixel."""
     from idc_core.wsi.scale import check_mpp
 
     try:
-        return check_mpp(text, "--mpp")
+        return check_mpp(text, "the value")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -61,6 +69,25 @@ def _fraction(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"--min-tissue must be a fraction in [0, 1], got {text!r}")
     return value
+def _mpp_table(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """argparse type: (the file as given, its (file, mpp) rows) of a CSV with the columns file,mpp."""
+    from idc_core.wsi.scale import check_mpp
+
+    try:
+        with open(text, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if not {"file", "mpp"} <= set(reader.fieldnames or ()):
+                raise ValueError("needs the columns file,mpp")
+            rows = [(row["file"].strip(), check_mpp(row["mpp"], f"mpp of {row['file'].strip()}")) for row in reader]
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text} ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError, csv.Error) as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {one_line(exc)}") from None
+    files = [file for file, _ in rows]
+    twice = sorted({file for file in files if files.count(file) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{text}: {', '.join(twice)} listed more than once")
+    return text, tuple(rows)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,9 +100,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="slide files, or folders searched recursively")
     parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per slide)")
     add_model(parser)
-    parser.add_argument("--mpp", type=_positive_float,
-                        help="microns per pixel of level 0: overrides what the slide says "
-                             "(needed when it says nothing)")
+    parser.add_argument("--mpp", type=_mpp,
+                        help="microns per pixel of level 0 of every slide that states no scale (a pyramid without "
+                             "one is refused; a plain image without one is taken at the model's scale); a slide's "
+                             "own scale wins")
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--override-mpp", type=_mpp, metavar="MPP",
+                       help="microns per pixel of level 0 of every slide, over what it states")
+    given.add_argument("--mpp-table", type=_mpp_table, metavar="CSV",
+                       help="microns per pixel of single slides, over what they state: a CSV with the columns "
+                            "file (a file name, or a path) and mpp; the slides it does not list are read as without it")
     parser.add_argument("--stride", type=int, default=PATCH_SIZE,
                         help=f"tile stride in pixels at the model's scale (1-{PATCH_SIZE}; default {PATCH_SIZE})")
     parser.add_argument("--tissue-threshold", type=_tissue_threshold, default=TISSUE_THRESHOLD, metavar="SAT|otsu",
@@ -101,11 +135,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tile_bar(name: str) -> Progress:
-    """For each slide scored in-process, a tile bar that closes when the slide's tiles are done."""
-    return follow(progress_bar(desc=f"  {name}", unit="tile", leave=False), close_when_done=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (see the module docstring for the exit status)."""
     parser = _parser()
@@ -116,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from idc_core.errors import IDCError
     from idc_core.model.folder import load_model_dir
-    from idc_core.workflows.cohort import plan, score_in_process, write_slides_csv
-    from idc_core.workflows.slide_analysis import SlideOptions, model_identity
+    from idc_core.workflows.cohort import plan, read_slides_csv, score_in_process, write_slides_csv
+    from idc_core.workflows.slide_analysis import SlideOptions, model_identity, names_slide
     from idc_core.wsi.reader import slide_files
 
     try:
@@ -130,16 +159,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error(f"cannot create {args.out} ({exc.strerror or exc})", 2)
     slides = slide_files(args.paths)
     model_id = model_identity(loaded)
+    table_name, table = args.mpp_table or ("", ())
     options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty,
                            read_mode=args.read_mode, tissue_threshold=args.tissue_threshold,
-                           min_tissue=args.min_tissue)
-    todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force, context_sha256=model_id["context_sha256"])
+                           min_tissue=args.min_tissue, override_mpp=args.override_mpp, mpp_table=table,
+                           mpp_table_name=table_name)
+    unlisted = [file for file, _ in table if not any(names_slide(file, slide) for slide in slides)]
+    if unlisted:
+        print(f"warning: --mpp-table {table_name}: not among the slides: {', '.join(unlisted)}", file=sys.stderr)
+    earlier = read_slides_csv(args.out)  # rows of slides this run does not touch stay in slides.csv
+    todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force,
+                      context_sha256=model_id["context_sha256"], options=options)
     bar = progress_bar(total=len(slides), unit="slide", desc="slides")
     bar.update(len(rows))
+    tile_bars: list[tqdm] = []  # the tile bar of the slide being scored in-process
+
+    def tile_bar(name: str) -> Progress:
+        tile_bars.append(progress_bar(desc=f"  {name}", unit="tile", leave=False))
+        return follow(tile_bars[-1], close_when_done=True)
 
     def on_row(row: dict[str, Any]) -> None:
+        while tile_bars:  # a failed slide's bar too: it is not drawn again below its "failed:" line
+            tile_bars.pop().close()
         rows.append(row)
-        write_slides_csv(args.out, rows)  # after every slide: a killed run keeps what it did
+        write_slides_csv(args.out, rows, earlier)  # after every slide: a killed run keeps what it did
         if row["status"] == "failed":
             bar.write(f"failed: {row['reason']}", file=sys.stderr)
         elif row.get("warnings"):
@@ -157,12 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             with progress_bar(total=0, unit="tile", desc="tiles", leave=False) as tiles:
                 score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row, follow(tiles))
         else:
-            score_in_process(todo, args.out, loaded, model_id, options, on_row, _tile_bar)
+            score_in_process(todo, args.out, loaded, model_id, options, on_row, tile_bar)
     except IDCError as exc:
         return error(exc, 2)
     finally:
         bar.close()
-    write_slides_csv(args.out, rows)
+    write_slides_csv(args.out, rows, earlier)
     counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
     print(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; model {loaded.path} at "
           f"{loaded.config.mpp:g} um/px; outputs in {args.out}/ (slides.csv)", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 The file system is the contract (as in WSInfer): OUT/<slide stem>/ holds each slide's outputs, written
 atomically with the model's checksum and the slide's in summary.json; a re-run skips every slide already
-done for the same model and file, and redoes only the missing or failed ones (`force` redoes all).
+done for the same model, file and given scales, and redoes only the missing or failed ones (`force` redoes all).
 The work itself runs in this process, or on a Ray cluster (idc_core.workflows.ray_runner) with the same results.
 """
 
@@ -31,23 +31,26 @@ RowCallback = Callable[[dict[str, Any]], None]
 
 
 def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
-                 context_sha256: str | None = None) -> bool:
+                 context_sha256: str | None = None, scale_request: dict[str, Any] | None = None) -> bool:
     """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model (model.keras
-    and its slide-context step, None for none)."""
+    and its slide-context step, None for none), with the same scales given (SlideOptions.scale_request; none: {})."""
     try:
         summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
         return False
     model = summary.get("model") or {}
     return (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
-            and model.get("context_sha256") == context_sha256)
+            and model.get("context_sha256") == context_sha256
+            and summary.get("scale_request", {}) == (scale_request or {}))
 
 
 def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bool = False,
-         context_sha256: str | None = None) -> tuple[list[tuple[Path, str]], list[dict[str, Any]]]:
+         context_sha256: str | None = None, options: SlideOptions = SlideOptions()
+         ) -> tuple[list[tuple[Path, str]], list[dict[str, Any]]]:
     """(slides to score with their checksums, rows of slides skipped or refused before any work).
 
-    Two slides with the same file stem would share an output folder: the second is refused.
+    Two slides with the same file stem would share an output folder: the second is refused. A slide is skipped
+    when already done with the same model and the same scales given (`options`).
     """
     todo: list[tuple[Path, str]] = []
     rows: list[dict[str, Any]] = []
@@ -64,7 +67,8 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
             rows.append({"slide": str(slide), "status": "failed",
                          "reason": f"{slide}: cannot read ({exc.strerror or exc})"})
             continue
-        if not force and already_done(slide, out_root, checksum, model_sha256, context_sha256):
+        if not force and already_done(slide, out_root, checksum, model_sha256, context_sha256,
+                                      options.scale_request(slide)):
             summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
             rows.append({"slide": str(slide), "status": "skipped", "reason": "already done for this model and file",
                          "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
@@ -74,12 +78,25 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
     return todo, rows
 
 
-def write_slides_csv(out_root: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """OUT/slides.csv, sorted by slide, written to a temporary name and renamed (never half-written)."""
+def read_slides_csv(out_root: Path) -> list[dict[str, Any]]:
+    """The rows of OUT/slides.csv as an earlier run left it (none when there is no readable one)."""
+    try:
+        with open(out_root / SLIDES_CSV, newline="") as handle:
+            return [row for row in csv.DictReader(handle) if row.get("slide")]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def write_slides_csv(out_root: Path, rows: Sequence[dict[str, Any]], earlier: Sequence[dict[str, Any]] = ()) -> None:
+    """OUT/slides.csv: this run's `rows`, and the `earlier` rows (read_slides_csv before the run) of every slide it did
+    not touch: the index of the whole folder, one row per output folder (OUT/<slide file stem>/), the latest
+    winning. Sorted by slide, written to a temporary name and renamed (never half-written)."""
+    touched = {Path(row["slide"]).stem for row in rows}
+    kept = [row for row in earlier if Path(row["slide"]).stem not in touched]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, restval="", extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(sorted(rows, key=lambda r: r["slide"]))
+    writer.writerows(sorted([*kept, *rows], key=lambda r: r["slide"]))
     tmp = out_root / f".{SLIDES_CSV}.tmp-{os.getpid()}"
     tmp.write_text(text.getvalue())
     tmp.replace(out_root / SLIDES_CSV)

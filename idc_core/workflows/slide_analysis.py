@@ -36,19 +36,46 @@ OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
 
 @dataclass(frozen=True)
 class SlideOptions:
-    """How to analyse a slide, the same for the slide page, the slide command and the Ray actors."""
+    """How to analyse a slide, the same for the slide page, the slide command and the Ray actors: the scales given
+    (see scale_request), tiling, tissue detection, uncertainty and the pyramid level read, at the model's scale."""
 
-    mpp: float | None = None  # the slide's level-0 microns per pixel when it does not say (None: from the file)
+    mpp: float | None = None  # level-0 mpp of a slide that states no scale (--mpp); a stated scale wins
     stride: int = PATCH_SIZE  # tiling stride in pixels at the model's scale
     batch_size: int = 256
     tissue_threshold: float | None = TISSUE_THRESHOLD  # saturation above which a pixel is tissue; None: Otsu's
     min_tissue: float = MIN_TISSUE  # tiles with less tissue than this are background, not classified
     uncertainty: bool = False  # also measure each tissue tile's uncertainty, as the model's config says
-    read_mode: str = "auto"  # which pyramid level serves the model's scale (slide_reader.READ_MODES)
+    read_mode: str = "auto"  # which pyramid level serves the model's scale (wsi.reader.READ_MODES)
+    override_mpp: float | None = None  # level-0 mpp of every slide, whatever it states (--override-mpp)
+    mpp_table: tuple[tuple[str, float], ...] = ()  # (file, mpp) of single slides, whatever they state (--mpp-table)
+    mpp_table_name: str = ""  # where the table came from, for the source of its values
 
     def __post_init__(self) -> None:
         if self.read_mode not in READ_MODES:
             raise ValueError(f"read mode must be one of {READ_MODES}, got {self.read_mode!r}")
+
+    def listed_mpp(self, slide: Path) -> float | None:
+        """The mpp_table's value for a slide (see names_slide), None when it has none."""
+        return next((mpp for file, mpp in self.mpp_table if names_slide(file, slide)), None)
+
+    def scale_request(self, slide: Path) -> dict[str, Any]:
+        """open_slide's scale keywords for this slide (also kept in summary.json: a re-run with other scales redoes
+        it): mpp over what it states (its table entry, else --override-mpp), missing_mpp for a slide stating none."""
+        request: dict[str, Any] = {}
+        listed = self.listed_mpp(slide)
+        if listed is not None:
+            request.update(mpp=listed, mpp_source=f"given by the user (--mpp-table {self.mpp_table_name})")
+        elif self.override_mpp is not None:
+            request.update(mpp=self.override_mpp, mpp_source="given by the user (--override-mpp)")
+        if self.mpp is not None:
+            request.update(missing_mpp=self.mpp, missing_source="given by the user (--mpp), the slide stating none")
+        return request
+
+
+def names_slide(file: str, slide: Path) -> bool:
+    """Whether a table's `file` is this slide: its file name, or its path (relative to the working folder or
+    absolute)."""
+    return file == slide.name or Path(file).resolve() == slide.resolve()
 
 
 @dataclass
@@ -229,7 +256,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
     try:
         checksum = checksum or file_checksum(path)
         model_id = model_id or model_identity(loaded)
-        with open_slide(path, model_mpp=loaded.config.mpp, mpp=options.mpp) as reader:
+        request = options.scale_request(path)
+        with open_slide(path, model_mpp=loaded.config.mpp, **request) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
                                      uncertainty=loaded.config.uncertainty, context=loaded.context)
@@ -238,7 +266,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         write_outputs(analysis, tmp, {"slide_path": str(path), "slide_sha256": checksum, "model": model_id,
-                                      "mpp_used": loaded.config.mpp})
+                                      "model_scope": loaded.config.scope, "mpp_used": loaded.config.mpp,
+                                      "scale_request": request})
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

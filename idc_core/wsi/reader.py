@@ -25,9 +25,11 @@ from idc_core.config import DATASET_MPP
 from idc_core.data.image_io import DEFAULT_MAX_PIXELS, read_image
 from idc_core.errors import IDCError, ImageTooLargeError, SlideError, one_line
 from idc_core.wsi.scale import (
+    USER_MPP_SOURCE,
     Scale,
     assumed_scale,
     check_mpp,
+    overriding,
     require_scale,
     scale_from_properties,
 )
@@ -193,7 +195,7 @@ class ArrayReader(SlideReader):
 class OpenSlideReader(SlideReader):
     """A whole-slide file that OpenSlide opens (.svs, .ndpi, .mrxs, .scn, tiled TIFF, DICOM, ...)."""
 
-    def __init__(self, path: Path, name: str, explicit_mpp: float | None = None) -> None:
+    def __init__(self, path: Path, name: str, explicit_mpp: float | None = None, missing: Scale | None = None) -> None:
         import openslide
 
         self._openslide = openslide
@@ -203,7 +205,9 @@ class OpenSlideReader(SlideReader):
             raise SlideError(f"{name}: OpenSlide cannot open it ({one_line(exc)})") from exc
         properties = dict(self.slide.properties)
         try:
-            scale = require_scale(name, properties, explicit_mpp)
+            scale = require_scale(name, properties, explicit_mpp, missing)
+            if explicit_mpp is not None:
+                scale = overriding(scale, scale_from_properties(properties))
         except IDCError:
             self.slide.close()
             raise
@@ -286,26 +290,32 @@ def _openslide_format(path: Path) -> str | None:
 
 
 def open_slide(path: str | Path, *, model_mpp: float, mpp: float | None = None, name: str | None = None,
-               mpp_source: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> SlideReader:
+               mpp_source: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+               missing_mpp: float | None = None, missing_source: str | None = None) -> SlideReader:
     """The reader for a slide file: OpenSlide when it can open it, else a plain image, or a patient zip.
 
-    mpp (explicit) always wins (`mpp_source` says where it came from; default: the user). A plain
-    image with no scale is taken at `model_mpp` (Scale.assumed); a pyramid with no scale -> SlideError
-    naming --mpp. Every failure is an IDCError with one line.
+    mpp (explicit) always wins (`mpp_source` says where it came from, default: the user, and the source then names
+    the scale the slide states). missing_mpp is the scale of a slide that states none (`missing_source`: where it
+    came from); a patient zip states the dataset's. Else a plain image with no scale is taken at `model_mpp`
+    (Scale.assumed), and a pyramid with no scale is refused (SlideError naming --mpp). Every failure is an
+    IDCError with one line.
     """
-    reader = _open(Path(path), name or Path(path).name, model_mpp, mpp, max_pixels)
+    missing = None if missing_mpp is None else Scale(check_mpp(missing_mpp),
+                                                     missing_source or "given by the user for a slide stating none")
+    reader = _open(Path(path), name or Path(path).name, model_mpp, mpp, max_pixels, missing)
     if mpp is not None and mpp_source:
-        reader.scale = Scale(reader.scale.mpp, mpp_source)
+        reader.scale = Scale(reader.scale.mpp, reader.scale.source.replace(USER_MPP_SOURCE, mpp_source, 1))
     return reader
 
 
-def _open(path: Path, name: str, model_mpp: float, mpp: float | None, max_pixels: int) -> SlideReader:
+def _open(path: Path, name: str, model_mpp: float, mpp: float | None, max_pixels: int,
+          missing: Scale | None) -> SlideReader:
     if not path.is_file():
         raise SlideError(f"{name}: no such file")
     if path.suffix.lower() == ".zip":
         return _patient_zip(path, name, mpp, max_pixels)
     if whole_slide_format(path) is not None:
-        return OpenSlideReader(path, name, mpp)
+        return OpenSlideReader(path, name, mpp, missing)
     if path.suffix.lower() in PYRAMID_SUFFIXES and path.suffix.lower() not in (".tif", ".tiff"):
         raise SlideError(f"{name}: not a slide file OpenSlide can open (truncated, corrupt or another format)")
     try:
@@ -315,7 +325,11 @@ def _open(path: Path, name: str, model_mpp: float, mpp: float | None, max_pixels
             f"{name}: a plain image is decoded whole, and this one is over the limit of {max_pixels:,} pixels: "
             "write it as a tiled pyramid TIFF (e.g. vips tiffsave IN OUT.tif --tile --pyramid) to read it at any size"
         ) from exc
-    scale = scale_from_properties(_tiff_properties(path), mpp) or assumed_scale(model_mpp, mpp)
+    stated = scale_from_properties(_tiff_properties(path))
+    if mpp is not None:
+        scale = overriding(Scale(check_mpp(mpp), USER_MPP_SOURCE), stated)
+    else:
+        scale = stated or missing or assumed_scale(model_mpp)
     kind = Image.registered_extensions().get(path.suffix.lower(), "image")
     compression = {"PNG": "png", "BMP": "none", "JPEG": "JPEG"}.get(kind, "unknown")
     if kind == "TIFF":
@@ -348,8 +362,9 @@ def _patient_zip(path: Path, name: str, mpp: float | None, max_pixels: int) -> S
         slide = load_slide_input(name, data, max_pixels=max_pixels)
     except zipfile.BadZipFile as exc:
         raise SlideError(f"{name}: not a readable zip ({exc})") from exc
-    scale = Scale(check_mpp(mpp), "given by the user (--mpp)") if mpp is not None else Scale(
-        DATASET_MPP, DATASET_SCALE_SOURCE)
+    scale = Scale(DATASET_MPP, DATASET_SCALE_SOURCE)
+    if mpp is not None:
+        scale = overriding(Scale(check_mpp(mpp), USER_MPP_SOURCE), scale)
     return ArrayReader(name, "patient zip (dataset layout)", slide.image, scale, slide, compression="png")
 
 
