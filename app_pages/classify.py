@@ -163,7 +163,7 @@ if predicted:
     st.caption(f"Border: vermillion = predicted IDC, blue = {NO_IDC}. Click a patch (or a table row) to inspect it: "
                "the selected one is outlined in black and white.")
     pages = -(-len(predicted) // THUMBS_PER_PAGE)
-    page = st.number_input("Thumbnail page", 1, pages, 1, key=S + "thumb_page", persist_state=KEEP) if pages > 1 else 1
+    page = st.number_input("Thumbnail page", 1, pages, 1, key=S + "thumb_page") if pages > 1 else 1
     with_patch = [i for i, it in enumerate(result.items) if it.patch is not None]
     shown = with_patch[(page - 1) * THUMBS_PER_PAGE: page * THUMBS_PER_PAGE]
     st.session_state[S + "thumb_items"], st.session_state[S + "thumb_order"] = shown, with_patch

@@ -53,6 +53,8 @@ if item is None:
 
 layers = conv_layer_names(model.model)
 default_layer = last_conv_layer(model.model)
+if st.session_state.get(S + "layer") not in layers:  # a layer of the model chosen before: start at the default
+    st.session_state.pop(S + "layer", None)
 c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
 methods = c1.multiselect("Methods", METHODS, default=["gradcam", "gradcam++"], format_func=LABELS.get,
                          key=S + "methods", persist_state=KEEP,
