@@ -90,3 +90,21 @@ def test_a_tiled_tiff_over_pillows_decompression_bomb_limit_opens(tmp_path):
         image = reader.read_at_mpp(16.0)
         assert image.shape == (738, 950, 3)
         assert (np.abs(image.astype(int) - (215, 130, 190)) <= 1).all()
+
+
+def test_a_rerun_with_other_scoring_settings_redoes_the_slide_and_the_same_ones_skip_it(pyramids, tmp_path):
+    import csv
+
+    def statuses(*extra: str) -> str:
+        assert slide_main([str(pyramids["jpeg"]), "--out", str(tmp_path), *extra]) == 0
+        (row,) = csv.DictReader((tmp_path / "slides.csv").open())
+        return row["status"]
+
+    assert statuses() == "ok"
+    assert statuses() == "skipped"
+    assert statuses("--read", "model") == "ok"  # another level read: other tiles
+    assert statuses("--read", "model") == "skipped"
+    assert statuses("--read", "model", "--min-tissue", "0.5") == "ok"
+    summary = json.loads((tmp_path / "jpeg" / "summary.json").read_text())
+    assert summary["scoring"] == {"stride": 50, "tissue_threshold": 15.0, "min_tissue": 0.5, "read_mode": "model",
+                                  "uncertainty": False}

@@ -128,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                              "about 20x the time): columns uncertainty and uncertain in tiles.csv, the uncertain "
                              "share in summary.json")
     parser.add_argument("--force", action="store_true",
-                        help="redo slides that are already done (also needed to add --uncertainty to them)")
+                        help="redo slides that are already done (a slide done with other settings or scales is "
+                             "redone without it)")
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
                              "'ray://HOST:PORT' a remote one")

@@ -31,9 +31,11 @@ RowCallback = Callable[[dict[str, Any]], None]
 
 
 def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
-                 context_sha256: str | None = None, scale_request: dict[str, Any] | None = None) -> bool:
+                 context_sha256: str | None = None, scale_request: dict[str, Any] | None = None,
+                 scoring: dict[str, Any] | None = None) -> bool:
     """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model (model.keras
-    and its slide-context step, None for none), with the same scales given (SlideOptions.scale_request; none: {})."""
+    and its slide-context step, None for none), with the same scales given (SlideOptions.scale_request; none: {})
+    and the same scoring settings (SlideOptions.scoring; None: not compared)."""
     try:
         summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
@@ -41,7 +43,8 @@ def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
     model = summary.get("model") or {}
     return (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
             and model.get("context_sha256") == context_sha256
-            and summary.get("scale_request", {}) == (scale_request or {}))
+            and summary.get("scale_request", {}) == (scale_request or {})
+            and (scoring is None or summary.get("scoring") == scoring))
 
 
 def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bool = False,
@@ -68,9 +71,10 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
                          "reason": f"{slide}: cannot read ({exc.strerror or exc})"})
             continue
         if not force and already_done(slide, out_root, checksum, model_sha256, context_sha256,
-                                      options.scale_request(slide)):
+                                      options.scale_request(slide), options.scoring()):
             summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
-            rows.append({"slide": str(slide), "status": "skipped", "reason": "already done for this model and file",
+            rows.append({"slide": str(slide), "status": "skipped",
+                         "reason": "already done for this model, file and settings",
                          "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
                          "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", "")})
         else:

@@ -54,6 +54,11 @@ class SlideOptions:
         if self.read_mode not in READ_MODES:
             raise ValueError(f"read mode must be one of {READ_MODES}, got {self.read_mode!r}")
 
+    def scoring(self) -> dict[str, Any]:
+        """How the tiles are found and scored (kept in summary.json: a re-run with other settings redoes a slide)."""
+        return {"stride": self.stride, "tissue_threshold": self.tissue_threshold, "min_tissue": self.min_tissue,
+                "read_mode": self.read_mode, "uncertainty": self.uncertainty}
+
     def listed_mpp(self, slide: Path) -> float | None:
         """The mpp_table's value for a slide (see names_slide), None when it has none."""
         return next((mpp for file, mpp in self.mpp_table if names_slide(file, slide)), None)
@@ -267,7 +272,7 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         tmp.mkdir(parents=True)
         write_outputs(analysis, tmp, {"slide_path": str(path), "slide_sha256": checksum, "model": model_id,
                                       "model_scope": loaded.config.scope, "mpp_used": loaded.config.mpp,
-                                      "scale_request": request})
+                                      "scale_request": request, "scoring": options.scoring()})
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
