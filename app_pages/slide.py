@@ -44,7 +44,7 @@ MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_
 SAMPLE_SCALE = "the bundled sample: a dataset patient at the dataset's own scale"
 USER_SCALE = "set by the user on the slide page"
 NO_IDC = CLASS_NAMES[0]
-READ_MODE_LABELS = {"auto": "Automatic (4x finer for JPEG files)", "model": "Nearest to the model's scale",
+READ_MODE_LABELS = {"auto": "Automatic (as measured for this model)", "model": "Nearest to the model's scale",
                     "2x": "2x finer, averaged", "4x": "4x finer, averaged"}
 PYRAMID_TYPES = [s.lstrip(".") for s in PYRAMID_SUFFIXES if s not in (".mrxs", ".vms")]  # multi-file formats
 
@@ -199,10 +199,10 @@ with st.expander("Scale (microns per pixel)", expanded=source in (UPLOAD, SERVER
                                        float(model.config.mpp), 0.05, format="%.3f", key=S + "mpp", persist_state=KEEP)
     read_mode = st.selectbox(
         "Pyramid level read", READ_MODES, key=S + "read_mode", format_func=READ_MODE_LABELS.get, persist_state=KEEP,
-        help="Scanner files store every level as JPEG. Reading a level 4x finer than the model's scale and "
-             "averaging it removes the JPEG blocks, which otherwise make the model under-call IDC (measured in "
-             "bench/bench_jpeg_reading.py). Automatic does that for a JPEG file and reads the nearest level of a "
-             "lossless one.")
+        help="Scanner files store every level as JPEG. A model that never saw JPEG under-calls IDC on it; reading a "
+             "level 4x finer than the model's scale and averaging it removes the JPEG blocks (measured in "
+             "bench/bench_jpeg_reading.py). Automatic does that for a JPEG file and a model trained without JPEG, "
+             "and reads the nearest level for a lossless file or a model trained on JPEG (the default model).")
 
 try:
     chosen = chosen_input(source)
@@ -228,7 +228,8 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state.pop(S + "input", None)
             with progress_bar(f"Reading {name} at {model.config.mpp:g} µm/px") as progress:
                 scaled = read_scaled_slide(path, model_mpp=model.config.mpp, mpp=mpp, name=name,
-                                           mpp_source=mpp_source, progress=progress, read_mode=read_mode)
+                                           mpp_source=mpp_source, progress=progress, read_mode=read_mode,
+                                           jpeg_trained=model.config.jpeg_trained)
             zipped = scaled.source
             truth = read_truth_csv(truth_csv, name=f"{name} truth") if truth_csv is not None else None
             st.session_state[S + "input"] = zipped if zipped is not None else SlideInput(name, scaled.image, truth)

@@ -121,7 +121,7 @@ def reads(args, patient: str, image: np.ndarray, mag: int, level0_mpp: float, do
             for mode in ("model", "2x", "4x"):
                 choice = reader.choose_level(mpp, mode)
                 scaled, seconds = common.timed(lambda c=choice: reader.read_at_mpp(mpp, level=c.level))
-                out[mode] = {"image": scaled, "seconds": seconds, "auto": reader.choose_level(mpp, "auto").mode == mode,
+                out[mode] = {"image": scaled, "seconds": seconds, "lossless": reader.lossless,
                              "level_mpp": level0_mpp * reader.level_downsamples[choice.level]}
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -157,8 +157,9 @@ def run(args) -> dict:
                 for mode, read in reads(args, patient, image, mag, level0_mpp, downsamples, quality, mpp).items():
                     scaled = read["image"][:image.shape[0], :image.shape[1]]
                     for name, loaded in models.items():
+                        auto = "model" if read.get("lossless", quality is None) or loaded.config.jpeg_trained else "4x"
                         rows.append({"patient": patient, "file": label, "mode": mode, "level_mpp": read["level_mpp"],
-                                     "auto": read["auto"], "model": name, "read_s": read["seconds"],
+                                     "auto": auto == mode, "model": name, "read_s": read["seconds"],
                                      **score(loaded, scaled, truth)})
     common.print_table("Tile metrics against the patients' labels, by file and read mode", rows, [
         ("patient", "patient", "s"), ("file", "file", "s"), ("mode", "read", "s"), ("level_mpp", "level um/px", "g"),
@@ -177,10 +178,11 @@ def summarise(rows: list[dict]) -> list[dict]:
     for (file, mode, model), members in groups.items():
         mean = {k: float(np.mean(values)) if (values := [m[k] for m in members if m[k] is not None]) else None
                 for k in ("balanced_accuracy", "roc_auc", "called_idc", "read_s")}
-        out.append({"file": file, "mode": mode, "model": model, "slides": len(members), **mean})
+        out.append({"file": file, "mode": mode, "model": model, "slides": len(members),
+                    "auto": all(m.get("auto", False) for m in members), **mean})
     common.print_table("Mean over the slides", out, [
         ("file", "file", "s"), ("mode", "read", "s"), ("model", "model", "s"), ("slides", "slides", "d"),
-        ("balanced_accuracy", "bal. acc.", ".3f"), ("roc_auc", "ROC-AUC", ".3f"), ("called_idc", "called IDC", ".1%"),
+        ("auto", "auto reads it", ""), ("balanced_accuracy", "bal. acc.", ".3f"), ("roc_auc", "ROC-AUC", ".3f"), ("called_idc", "called IDC", ".1%"),
         ("read_s", "read s", ".1f")])
     return out
 

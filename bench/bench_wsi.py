@@ -1,6 +1,6 @@
 """Whole-slide analysis on synthetic 40x pyramids: end-to-end tiles/s against the model alone, and peak RSS.
 
-    python bench/bench_wsi.py [--quick] [--gigapixels 0.07,0.27,1.08] [--ray]
+    python bench/bench_wsi.py [--quick] [--gigapixels 0.07,0.27,1.08] [--read MODE] [--ray]
 
 Each pyramid is an Aperio-style .svs (JPEG q90 tiles, levels 1, 4, 16, 64; 0.25 um/px, AppMag 40) whose
 tissue is the bundled sample slide (patient 8863, 4 um/px) upsampled 16x and repeated, written tile by tile.
@@ -115,7 +115,8 @@ def scale_agreement(quick: bool) -> list[dict]:
                 path = Path(tmp) / f"x{factor}_{quality or 'deflate'}.tif"
                 write_pyramid(path, level0, mpp=mpp / factor, quality=quality)
                 with open_slide(path, model_mpp=mpp) as reader:
-                    scaled = analyse_slide(reader, loaded.model, model_mpp=mpp, threshold=threshold).result
+                    scaled = analyse_slide(reader, loaded.model, model_mpp=mpp, threshold=threshold,
+                                           jpeg_trained=loaded.config.jpeg_trained).result
                 both = native.tissue & scaled.tissue
                 rows.append({"slide_mpp": mpp / factor, "codec": "deflate" if quality is None else f"JPEG q{quality}",
                              "file_mb": path.stat().st_size / MB, "native_tissue_tiles": native.n_tissue,
@@ -131,12 +132,13 @@ def scale_agreement(quick: bool) -> list[dict]:
     return rows
 
 
-def child(path: str, out: str) -> None:
-    """In a fresh process: analyse one slide end to end, then time the model alone on its tissue tiles."""
+def child(path: str, out: str, read_mode: str) -> None:
+    """In a fresh process: analyse one slide end to end (reading it in `read_mode`), then time the model alone on
+    its tissue tiles."""
     common.quiet_tensorflow()
     from idc_core.inference.predict import predict_patches
     from idc_core.model.folder import default_model_dir, load_model_dir
-    from idc_core.workflows.slide_analysis import analyse_slide, analyse_slide_file
+    from idc_core.workflows.slide_analysis import SlideOptions, analyse_slide, analyse_slide_file
     from idc_core.wsi.reader import open_slide
     from idc_core.wsi.tiling import extract_patches, tile_coordinates
     from idc_core.wsi.tissue import tile_tissue_fraction, tissue_mask
@@ -145,19 +147,23 @@ def child(path: str, out: str) -> None:
     predict_patches(loaded.model, np.zeros((256, 50, 50, 3), np.uint8))  # warm up the compiled function
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
-    row = analyse_slide_file(path, out, loaded)
+    options = SlideOptions(read_mode=read_mode)
+    row = analyse_slide_file(path, out, loaded, options=options)
     end_to_end = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with open_slide(path, model_mpp=loaded.config.mpp) as reader:
-        image = reader.read_at_mpp(loaded.config.mpp)
-        read_s = common.best_of(lambda: reader.read_at_mpp(loaded.config.mpp), 2)
-        analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp, threshold=loaded.config.threshold)
+        level = reader.choose_level(loaded.config.mpp, read_mode, loaded.config.jpeg_trained).level  # as the command
+        image = reader.read_at_mpp(loaded.config.mpp, level=level)
+        read_s = common.best_of(lambda: reader.read_at_mpp(loaded.config.mpp, level=level), 2)
+        analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp, threshold=loaded.config.threshold,
+                                 options=options, jpeg_trained=loaded.config.jpeg_trained)
     all_coords = tile_coordinates(image.shape[0], image.shape[1], 50, 50)
     tissue_s = common.best_of(lambda: tile_tissue_fraction(tissue_mask(image)[0], all_coords, 50), 2)
     coords = analysis.result.coords[analysis.result.tissue]
     patches = extract_patches(image, coords)
     model_s = common.best_of(lambda: predict_patches(loaded.model, patches), 2)
     print(json.dumps({"status": row["status"], "reason": row["reason"], "tissue_tiles": int(len(coords)),
+                      "level_read": analysis.read.level, "read_reason": analysis.read.reason,
                       "end_to_end_s": end_to_end, "read_resample_s": read_s, "tissue_s": tissue_s,
                       "model_only_s": model_s, "slide_mb": Path(path).stat().st_size / MB,
                       "peak_rss_mb": peak / MB, "rss_before_mb": before / MB}))
@@ -172,7 +178,7 @@ def run(args) -> dict:
             width, height = side, int(side / 1.2)
             path = Path(tmp) / f"synthetic_{gigapixels:g}gp.svs"
             _, write_s = common.timed(lambda p=path, w=width, h=height: write_svs(p, w, h))
-            done = subprocess.run([sys.executable, __file__, "--child", str(path), str(Path(tmp) / "out")],
+            done = subprocess.run([sys.executable, __file__, "--child", str(path), str(Path(tmp) / "out"), args.read],
                                   capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
             # the target's overhead: reading + resampling + tissue detection, over the model's own time
@@ -215,10 +221,11 @@ def ray_overhead(tmp: Path, copies: int = 4) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3])
+        child(sys.argv[2], sys.argv[3], sys.argv[4])
         return
     p = common.parser(__doc__)
     p.add_argument("--gigapixels", default="0.07,0.27,1.08", help="level-0 sizes to write and analyse")
+    p.add_argument("--read", default="auto", help="the slide command's --read mode (default auto)")
     p.add_argument("--ray", action="store_true", help="also: slides per minute in-process vs --ray local")
     args = p.parse_args()
     p_ray = args.ray
@@ -231,7 +238,8 @@ def main() -> None:
         print(f"slide command, {results['ray']['slides']} slides: in-process "
               f"{results['ray']['in_process_slides_per_min']:.1f}/min, --ray local "
               f"{results['ray']['ray_local_slides_per_min']:.1f}/min")
-    common.write_json(args.out, "wsi", results, quick=args.quick, started=started)
+    name = "wsi" if args.read == "auto" else f"wsi_read_{args.read}"
+    common.write_json(args.out, name, results, quick=args.quick, started=started)
 
 
 if __name__ == "__main__":

@@ -260,6 +260,11 @@ class ModelConfig:
             raise ValueError(f'"threshold" must be in [0, 1], got {self.threshold}')
 
     @property
+    def jpeg_trained(self) -> bool:
+        """Whether training re-encoded patches as JPEG (train --jpeg-augment): the model has seen JPEG at its scale."""
+        return bool((self.train or {}).get("jpeg_augment"))
+
+    @property
     def scope(self) -> str:
         """What the model knows and what its calls on anything else are worth: the one sentence that the slide
         command's summary.json and the slide page show beside a slide's result."""

@@ -209,7 +209,8 @@ def test_slide_upload_of_a_pyramid_is_read_at_the_model_scale(tmp_path):
     text = " ".join(c.value for c in at.caption)
     assert "aperio (OpenSlide)" in text and "level 0 3,200 x 2,400 px at 1 µm/px" in text
     assert "stored JPEG Q=90" in text and "800 x 600 px" in text
-    assert "Read from level 0 (1 µm/px): read 4x finer than the model's scale" in text  # a JPEG file: averaged
+    # a JPEG file, read by a model trained without JPEG: 4x finer and averaged, and the page says why
+    assert "Read from level 0 (1 µm/px): read 4x finer than the model's scale" in text
     assert at.session_state["slide_result"].n_tissue > 100
     full = [c for c in captions(at) if c.startswith("the scanner's view")]  # the inspected tile at 1 um/px
     assert full == ["the scanner's view: 200 x 200 level-0 px (200 µm), shown at 200 px"]

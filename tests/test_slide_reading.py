@@ -108,3 +108,11 @@ def test_a_rerun_with_other_scoring_settings_redoes_the_slide_and_the_same_ones_
     summary = json.loads((tmp_path / "jpeg" / "summary.json").read_text())
     assert summary["scoring"] == {"stride": 50, "tissue_threshold": 15.0, "min_tissue": 0.5, "read_mode": "model",
                                   "uncertainty": False}
+
+
+def test_auto_reads_the_nearest_level_for_a_model_trained_on_jpeg(pyramids):
+    with open_slide(pyramids["jpeg"], model_mpp=4.0) as reader:
+        choice = reader.choose_level(4.0, "auto", jpeg_trained=True)
+        assert (choice.level, choice.mode) == (1, "model")
+        assert "trained on JPEG re-encoded patches" in choice.reason and "JPEG Q=90 as it is" in choice.reason
+        assert reader.choose_level(4.0, "4x", jpeg_trained=True).level == 0  # asked for: always obeyed

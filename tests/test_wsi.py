@@ -135,9 +135,9 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     assert "breast H&E only" in summary["model_scope"] and "other tissue" in summary["model_scope"]
     assert summary["format"] == "aperio (OpenSlide)" and summary["level0_size"] == [6400, 4800]
     assert summary["model_mpp"] == 4.0 and summary["level0_per_model_pixel"] == 8.0
-    # a JPEG file is read 4x finer than the model's scale (level 1, 1 um/px) and averaged, and says so
-    assert summary["compression"] == "JPEG Q=90" and summary["level_read"] == 1 and summary["read_mode"] == "4x"
-    assert "JPEG Q=90" in summary["read_reason"] and "level 1 (1 um/px)" in summary["read_reason"]
+    # a JPEG file read by the default model, trained on JPEG: the level at its scale, and the summary says why
+    assert summary["compression"] == "JPEG Q=90" and summary["level_read"] == 3 and summary["read_mode"] == "model"
+    assert summary["read_reason"].startswith("level 3 (4 um/px): the model was trained on JPEG re-encoded patches")
     tiles = list(csv.DictReader((out / "tiles.csv").open()))
     assert {t["size"] for t in tiles} == {"400"}  # a 50-px tile at 4 um/px is 400 px at 0.5 um/px
     idc = [t for t in tiles if t["label"] == "1"]
@@ -153,7 +153,7 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
         meta = feature["properties"]["metadata"]
         assert meta["slide_mpp"] == "0.5" and meta["model_mpp"] == "4" and "openslide.mpp" in meta["mpp_source"]
         assert meta["model"] == summary["model"]["name"]
-        assert meta["level_read"] == "1" and meta["read_reason"] == summary["read_reason"]
+        assert meta["level_read"] == "3" and meta["read_reason"] == summary["read_reason"]
     union = shapely.unary_union(geoms)
     for t in idc:
         x, y, s = int(t["x"]), int(t["y"]), int(t["size"])

@@ -154,11 +154,11 @@ class ScaledSlide:
 
 def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None = None, name: str | None = None,
                       mpp_source: str | None = None, progress: Progress | None = None,
-                      read_mode: str = "auto") -> ScaledSlide:
+                      read_mode: str = "auto", jpeg_trained: bool = False) -> ScaledSlide:
     """Open any slide file (see wsi.reader.open_slide) and read it whole at the model's mpp, from the level that
-    `read_mode` chooses (wsi.reader.READ_MODES)."""
+    `read_mode` chooses (wsi.reader.READ_MODES; `jpeg_trained`: ModelConfig.jpeg_trained)."""
     with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name, mpp_source=mpp_source) as reader:
-        read = reader.choose_level(model_mpp, read_mode)
+        read = reader.choose_level(model_mpp, read_mode, jpeg_trained)
         image = reader.read_at_mpp(model_mpp, progress, read.level)
         info = {**reader.describe(), "model_mpp": model_mpp, "level_read": read.level, "read_mode": read.mode,
                 "read_reason": read.reason, "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
@@ -178,14 +178,15 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
-                  uncertainty: UncertaintySettings | None = None, context: ContextSettings | None = None
-                  ) -> SlideAnalysis:
-    """Read `reader` at the model's mpp (from the level options.read_mode chooses), then score_scaled_slide; `context`
-    (the model's slide-context step, LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping
-    each tile's own score as result.probs_tile."""
+                  uncertainty: UncertaintySettings | None = None, context: ContextSettings | None = None,
+                  jpeg_trained: bool = False) -> SlideAnalysis:
+    """Read `reader` at the model's mpp (from the level options.read_mode chooses; `jpeg_trained`:
+    ModelConfig.jpeg_trained), then score_scaled_slide; `context` (the model's slide-context step,
+    LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping each tile's own score as
+    result.probs_tile."""
     started = time.perf_counter()
     warnings = [reader.scale.warning] if reader.scale.warning else []
-    read = reader.choose_level(model_mpp, options.read_mode)
+    read = reader.choose_level(model_mpp, options.read_mode, jpeg_trained)
     image = reader.read_at_mpp(model_mpp, level=read.level)
     result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,
                                 uncertainty=uncertainty)
@@ -265,7 +266,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         with open_slide(path, model_mpp=loaded.config.mpp, **request) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
-                                     uncertainty=loaded.config.uncertainty, context=loaded.context)
+                                     uncertainty=loaded.config.uncertainty, context=loaded.context,
+                                     jpeg_trained=loaded.config.jpeg_trained)
         target = output_dir(out_root, path)
         tmp = out_root / f".{path.stem}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -45,8 +45,9 @@ DATASET_SCALE_SOURCE = "the dataset's own scale (its patches are 40x scans downs
 READ_MODES = ("auto", "model", "2x", "4x")
 """Which pyramid level serves the model's scale. model: the coarsest level at least as fine as the model's mpp;
 2x / 4x: the coarsest level at least 2x / 4x finer, area-downsampled, which averages a JPEG file's 8x8 blocks
-away at the price of decoding 4x / 16x the pixels; auto: 4x for a file stored lossy (JPEG, JPEG 2000, or
-unknown, as nearly every scanner file is), model for a lossless one (see bench/bench_jpeg_reading.py)."""
+away at the price of decoding 4x / 16x the pixels; auto: the nearest level for a file stored lossless or a model
+trained on JPEG re-encoded patches, else (a lossy file: JPEG, JPEG 2000 or unknown, as nearly every scanner file
+is, and a model that never saw JPEG) 4x. Chosen by bench/bench_jpeg_reading.py (README, "JPEG")."""
 _FINER = {"model": 1.0, "2x": 2.0, "4x": 4.0}
 LOSSLESS = ("none", "deflate", "lzw", "zstd", "packbits", "png", "lzma", "webp-lossless")
 
@@ -99,17 +100,20 @@ class SlideReader:
         fine_enough = [i for i, ds in enumerate(self.level_downsamples) if ds <= factor * (1 + 1e-6)]
         return max(fine_enough, key=lambda i: self.level_downsamples[i]) if fine_enough else 0
 
-    def choose_level(self, mpp: float, mode: str = "auto") -> LevelChoice:
-        """The level that `mode` (READ_MODES) reads for `mpp`, and why, in words for the outputs."""
+    def choose_level(self, mpp: float, mode: str = "auto", jpeg_trained: bool = False) -> LevelChoice:
+        """The level that `mode` (READ_MODES) reads for `mpp`, and why, in words for the outputs; `jpeg_trained`:
+        the model was trained on JPEG re-encoded patches (ModelConfig.jpeg_trained)."""
         if mode not in READ_MODES:
             raise ValueError(f"read mode must be one of {READ_MODES}, got {mode!r}")
-        used = mode if mode != "auto" else ("model" if self.lossless else "4x")
+        used = mode if mode != "auto" else ("model" if self.lossless or jpeg_trained else "4x")
         level = self.best_level(mpp, _FINER[used])
         level_mpp = self.scale.mpp * self.level_downsamples[level]
         read = f"level {level} ({level_mpp:.3g} um/px)"
         if used == "model":
-            why = ("the file is stored lossless, so the level nearest the model's scale is read" if mode == "auto"
-                   else "the level nearest the model's scale, as asked")
+            why = ("the level nearest the model's scale, as asked" if mode != "auto" else
+                   "the file is stored lossless, so the level nearest the model's scale is read" if self.lossless else
+                   f"the model was trained on JPEG re-encoded patches, so the level nearest its scale is read, "
+                   f"{self.compression} as it is")
         elif level == self.best_level(mpp):
             why = f"no level {_FINER[used]:g}x finer than the model's scale exists, so the nearest one is read"
         else:
