@@ -217,9 +217,6 @@ class UncertaintySettings:
         """Monte-Carlo dropout passes per patch."""
         return self.samples or DEFAULT_SAMPLES
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UncertaintySettings:
         return _from_dict(cls, data)
