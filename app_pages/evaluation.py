@@ -47,11 +47,12 @@ def dashboard(report: dict[str, Any], key: str) -> None:
         st.info("These data hold one class only: no ROC or precision-recall curve, and no threshold to move.")
         point = operating_point(report, report["threshold"])
     else:
-        threshold = st.slider("Threshold", 0.0, 1.0, float(report["threshold"]), 0.01, key=key + "threshold",
+        threshold = st.slider("Threshold", 0.0, 1.0, float(report["threshold"]), 0.001, format="%.3f",
+                              key=key + "threshold",
                               help="Moves the operating point: the confusion matrix and the metrics follow.")
         point = operating_point(report, threshold)
     left, right = st.columns([2, 3])
-    left.plotly_chart(confusion_figure(point["confusion_matrix"], f"Confusion matrix at {point['threshold']:.2f}"),
+    left.plotly_chart(confusion_figure(point["confusion_matrix"], f"Confusion matrix at {point['threshold']:.3f}"),
                       key=key + "cm")
     with right:
         m = st.columns(4)
@@ -107,14 +108,16 @@ def calibration_and_referral(report: dict[str, Any], threshold: float, key: str)
                    "the rest at the threshold above: a useful uncertainty climbs faster than 'closeness to the "
                    "threshold'.")
     else:
-        c2.info("No per-patch uncertainty in this report: the referral curve needs it "
-                "(python -m idc_core evaluate --uncertainty, or 'Measure uncertainty' in the next tab).")
+        c2.info("No per-patch uncertainty in this report: the referral curve needs it (turn on 'Measure "
+                + ("uncertainty' above and evaluate again)." if key == S + "upload_" else
+                   "uncertainty' in the next tab to measure it on your labelled data)."))
 
 
 PATIENT_COLUMNS = {
     "patient": st.column_config.TextColumn("Patient"),
     "n": st.column_config.NumberColumn("Patches"),
     "n_patches": st.column_config.NumberColumn("Patches"),
+    "patches": st.column_config.NumberColumn("Patches"),
     "n_idc": st.column_config.NumberColumn("IDC patches"),
     "idc_fraction_true": st.column_config.NumberColumn("True IDC share", format="%.3f"),
     "idc_fraction_pred": st.column_config.NumberColumn("Predicted IDC share", format="%.3f"),
@@ -160,7 +163,7 @@ with yours:
         "Measure uncertainty (for the referral curve)", value=False, key=S + "measure",
         help=uncertainty_help(model.config.uncertainty) if method else None)
     if upload is not None and st.button("Evaluate", type="primary", key=S + "run"):
-        with user_errors(f"Evaluating on {upload.name}"):
+        with user_errors(f"Evaluating on {upload.name}", upload.name):
             data = io.BytesIO(upload.getvalue())
             data.name = upload.name
             with progress_bar("Reading and classifying patches") as progress:
@@ -170,9 +173,12 @@ with yours:
     if stored is not None and stored[1] == str(model.path) and (upload is None or upload.name == stored[0]):
         name, _, report = stored
         seen = report["data"]["patients_seen_in_training_or_validation"]
-        st.success(f"{name}: {report['data']['patients']} patients, {report['n_patches']:,} patches evaluated")
+        patients = report["data"]["patients"]
+        st.success(f"{name}: {patients} patient{'s' * (patients != 1)}, {report['n_patches']:,} "
+                   f"patch{'es' * (report['n_patches'] != 1)} evaluated")
         if seen:
-            st.warning(f"{len(seen)} of these patients were used to train or validate this model "
+            st.warning(f"{len(seen)} of these patients {'was' if len(seen) == 1 else 'were'} used to train or "
+                       "validate this model "
                        f"({', '.join(seen[:10])}{'…' if len(seen) > 10 else ''}): "
                        "these numbers are not held-out results.")
         left_out_files(report["data"])

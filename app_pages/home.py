@@ -24,7 +24,9 @@ This app runs a small neural network on **50x50 pixel patches of H&E-stained bre
 - it does not diagnose: a score is not a pathologist's reading, and the model can be confidently wrong;
 - it does not look at a slide at full resolution, only at the model's own coarse scale (4 microns per pixel
   for the shipped models: a 50x50 patch is 200 microns wide);
-- it was trained on one public dataset: other scanners, stains or magnifications can fool it.
+- it was trained on one public dataset: other scanners, stains or magnifications can fool it;
+- it knows breast tissue only: on other organs (skin, lymph node, ...) it still calls tiles IDC, and those calls
+  mean nothing.
 """
 )
 st.subheader("Start here")

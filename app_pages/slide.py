@@ -10,23 +10,31 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from idc_core import CLASS_NAMES
 from idc_core.data.image_io import encode_png
 from idc_core.inference.gradcam import compute_heatmaps
-from idc_core.inference.predict import predict_slide
-from idc_core.workflows.slide_analysis import read_scaled_slide, read_tile_at_full_resolution
-from idc_core.wsi.outputs import slide_geojson
+from idc_core.workflows.slide_analysis import (
+    SlideOptions,
+    read_scaled_slide,
+    read_tile_at_full_resolution,
+    score_scaled_slide,
+)
+from idc_core.wsi.context import apply_context
+from idc_core.wsi.outputs import heatmap_image, slide_geojson
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
-from idc_core.wsi.reader import PYRAMID_SUFFIXES
+from idc_core.wsi.reader import PYRAMID_SUFFIXES, READ_MODES
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tiling import extract_patches
 from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
 from idc_core.wsi.truth import SlideInput, compare_to_truth, read_truth_csv
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
-from ui.figures import display_jpeg, slide_figure
+from ui.explanations import FLAT, cam_reading, is_flat
+from ui.figures import display_jpeg, outline_box, slide_figure
 from ui.memo import clear_memos, session_memo
 from ui.models import require_model, uncertainty_help
 from ui.slide_sources import SLIDES_DIR_ENV, server_slide_path, server_slides, slides_dir, upload_path
-from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, user_errors
+from ui.state import KEEP, keep_upload, threshold_follows
+from ui.widgets import IMAGE_TYPES, csv_download, enlarge, page_words, percent, progress_bar, user_errors
 
 S = "slide_"
 SAMPLE, PATIENT, UPLOAD, SERVER, HANDOFF = ("Sample slide", "Sample patient (zip, with ground truth)", "Upload",
@@ -34,6 +42,10 @@ SAMPLE, PATIENT, UPLOAD, SERVER, HANDOFF = ("Sample slide", "Sample patient (zip
 # views of the current result, cleared whenever the result changes, so their keys are the view settings alone
 MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask", S + "memo_full")
 SAMPLE_SCALE = "the bundled sample: a dataset patient at the dataset's own scale"
+USER_SCALE = "set by the user on the slide page"
+NO_IDC = CLASS_NAMES[0]
+READ_MODE_LABELS = {"auto": "Automatic (4x finer for JPEG files)", "model": "Nearest to the model's scale",
+                    "2x": "2x finer, averaged", "4x": "4x finer, averaged"}
 PYRAMID_TYPES = [s.lstrip(".") for s in PYRAMID_SUFFIXES if s not in (".mrxs", ".vms")]  # multi-file formats
 
 
@@ -51,7 +63,7 @@ def chosen_input(source: str) -> tuple[str, Path, bytes | None, str | None] | No
     if source == SERVER:
         root, choice = slides_dir(), st.session_state.get(S + "server")
         return (choice, server_slide_path(root, choice), None, None) if root and choice else None
-    upload = st.session_state.get(S + "upload")
+    upload = st.session_state.get(S + "uploaded")  # kept by keep_upload: the uploader is empty after a page visit
     return (upload.name, upload_path(upload.name, upload.getvalue()), None, None) if upload is not None else None
 
 
@@ -66,6 +78,30 @@ def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, a
     if outline_uncertain and flags is not None:
         overlay = outline_tiles(overlay, result.coords[flags], result.size)
     return overlay
+
+
+def heatmap_png(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str,
+                outline_uncertain: bool = False) -> bytes:
+    """The download: heatmap_overlay at full size with a P(IDC) colour bar on the right (as the command draws it)."""
+    shown = result.probs if cut is None else np.where(result.probs >= cut, result.probs, np.nan)
+    drawn = heatmap_image(image, replace(result, probs=shown), cmap=cmap, alpha=alpha, max_side=max(image.shape[:2]))
+    flags = result.uncertain
+    if outline_uncertain and flags is not None:
+        drawn = outline_tiles(drawn, result.coords[flags], result.size)
+    return encode_png(drawn)
+
+
+def tile_rows(result: SlideResult, factor: float, threshold: float) -> list[dict[str, Any]]:
+    """The per-tile table: level-0 x, y and size first (as the command's tiles.csv), then tissue, P(IDC), the label
+    at this threshold and the threshold, the uncertainty when measured, and the tile's x, y at the model's scale."""
+    rows = []
+    for row, (x0, y0, size0, _) in zip(result.to_rows(), result.level0_boxes(factor).tolist()):
+        prob = row["prob_idc"]
+        rows.append({"x": x0, "y": y0, "size": size0, "tissue": row["tissue"], "prob_idc": prob,
+                     "label": None if prob is None else int(prob >= threshold), "threshold": threshold,
+                     **({"uncertainty": row["uncertainty"]} if "uncertainty" in row else {}),
+                     "x_model": row["x"], "y_model": row["y"]})
+    return rows
 
 
 def truth_view(result: SlideResult, slide: SlideInput,
@@ -117,29 +153,36 @@ handed, is_new = handoff.receive("slide")
 sources = [SAMPLE, PATIENT, UPLOAD] + ([SERVER] if server_root else []) + ([HANDOFF] if handed is not None else [])
 if is_new:
     st.session_state[S + "source"] = HANDOFF
-source = st.radio("Slide", sources, horizontal=True, key=S + "source")
+source = st.radio("Slide", sources, horizontal=True, key=S + "source", persist_state=KEEP)
 if source == UPLOAD:
-    st.file_uploader("A whole-slide file (Aperio .svs, Hamamatsu .ndpi, Leica .scn, tiled TIFF, DICOM, ...), an "
-                     "image of a slide region (PNG, JPEG, TIFF), or a .zip of one patient's folder in the dataset "
-                     "layout", type=IMAGE_TYPES + PYRAMID_TYPES + ["zip"], key=S + "upload")
+    fresh = st.file_uploader("A whole-slide file (Aperio .svs, Hamamatsu .ndpi, Leica .scn, tiled TIFF, DICOM, ...), "
+                             "an image of a slide region (PNG, JPEG, TIFF), or a .zip of one patient's folder in the "
+                             "dataset layout", type=IMAGE_TYPES + PYRAMID_TYPES + ["zip"], key=S + "upload",
+                             on_change=keep_upload, args=(S + "upload",))
+    kept = st.session_state.get(S + "uploaded")
+    if fresh is None and kept is not None:
+        st.caption(f"Showing **{kept.name}**, uploaded earlier in this session: drop a file above to replace it.")
 elif source == SERVER:
     found = server_slides(server_root)
-    st.selectbox(f"Slides in {SLIDES_DIR_ENV}", found, key=S + "server", placeholder="No slide files found",
+    st.selectbox(f"Slides in {SLIDES_DIR_ENV}", found, index=None, key=S + "server", persist_state=KEEP,
+                 placeholder="Choose a slide" if found else "No slide files found",
                  help=f"Files under {server_root} (set by the {SLIDES_DIR_ENV} environment variable).")
 
 with st.expander("Tiling and tissue detection", expanded=False):
     c1, c2, c3 = st.columns(3)
-    stride = c1.select_slider("Stride (px)", [50, 40, 25], value=50, key=S + "stride",
+    stride = c1.select_slider("Stride (px)", [50, 40, 25], value=50, key=S + "stride", persist_state=KEEP,
                               help="50 = the dataset's grid; smaller strides overlap tiles (more work, smoother map).")
-    auto = c2.toggle("Otsu's threshold per slide", value=False, key=S + "auto",
+    auto = c2.toggle("Otsu's threshold per slide", value=False, key=S + "auto", persist_state=KEEP,
                      help="Off: the saturation threshold below (default 15, chosen on the 26 complete slides of "
                           "the development data: Otsu's threshold there skipped a third of the labelled patches).")
-    manual = c2.slider("Saturation threshold", 0, 255, int(TISSUE_THRESHOLD), key=S + "tissue_thr", disabled=auto)
+    manual = c2.slider("Saturation threshold", 0, 255, int(TISSUE_THRESHOLD), key=S + "tissue_thr",
+                       persist_state=KEEP, disabled=auto)
     min_tissue = c3.slider("Min. tissue per tile", 0.05, 1.0, MIN_TISSUE, 0.05, key=S + "min_tissue",
+                           persist_state=KEEP,
                            help="Tiles with less tissue than this are background and are not classified.")
-    show_mask = c3.checkbox("Show the tissue mask", key=S + "show_mask")
+    show_mask = c3.checkbox("Show the tissue mask", key=S + "show_mask", persist_state=KEEP)
     measure = bool(model.config.uncertainty) and c1.toggle(
-        "Measure uncertainty", value=False, key=S + "measure",
+        "Measure uncertainty", value=False, key=S + "measure", persist_state=KEEP,
         help=(uncertainty_help(model.config.uncertainty) + " Costs extra passes of the model per tile.")
         if model.config.uncertainty else None)
     threshold_used = c2.empty()  # filled once this run's result exists: the value used, never the previous one
@@ -149,11 +192,17 @@ mpp_override = None
 with st.expander("Scale (microns per pixel)", expanded=source in (UPLOAD, SERVER)):
     st.caption(f"The model sees tissue at **{model.config.mpp:g} µm/px** (the scale it was trained at); every "
                "slide is resampled to it. Whole-slide files say their own scale; a plain image does not.")
-    if st.checkbox("Set the slide's microns per pixel myself", value=False, key=S + "mpp_set",
+    if st.checkbox("Set the slide's microns per pixel myself", value=False, key=S + "mpp_set", persist_state=KEEP,
                    help="Needed for a pyramid file that carries no scale; for a plain image the model's own "
                         "scale is assumed unless you set it here."):
         mpp_override = st.number_input("Microns per pixel of the slide (level 0)", 0.05, 100.0,
-                                       float(model.config.mpp), 0.05, format="%.3f", key=S + "mpp")
+                                       float(model.config.mpp), 0.05, format="%.3f", key=S + "mpp", persist_state=KEEP)
+    read_mode = st.selectbox(
+        "Pyramid level read", READ_MODES, key=S + "read_mode", format_func=READ_MODE_LABELS.get, persist_state=KEEP,
+        help="Scanner files store every level as JPEG. Reading a level 4x finer than the model's scale and "
+             "averaging it removes the JPEG blocks, which otherwise make the model under-call IDC (measured in "
+             "bench/bench_jpeg_reading.py). Automatic does that for a JPEG file and reads the nearest level of a "
+             "lossless one.")
 
 try:
     chosen = chosen_input(source)
@@ -161,22 +210,25 @@ except (OSError, ValueError) as exc:
     st.error(f"That slide cannot be opened: {exc}")
     st.stop()
 if chosen is None:
-    st.info("Upload an image or a patient zip." if source == UPLOAD else "The bundled sample is missing from assets/.")
+    st.info({UPLOAD: "Upload an image or a patient zip.", SERVER: "Choose a slide in the list."}.get(
+        source, "The bundled sample is missing from assets/."))
     st.stop()
 name, path, truth_csv, known_scale = chosen
 mpp = mpp_override if mpp_override is not None else (model.config.mpp if known_scale else None)
-mpp_source = known_scale if mpp_override is None else None
-file_key = (name, str(path), path.stat().st_size, mpp, str(model.path))
-settings = (*file_key, stride, tissue_threshold, min_tissue, measure)
+mpp_source = known_scale if mpp_override is None else USER_SCALE
+options = SlideOptions(mpp=mpp, stride=stride, tissue_threshold=tissue_threshold, min_tissue=min_tissue,
+                       uncertainty=measure, read_mode=read_mode)
+file_key = (name, str(path), path.stat().st_size, mpp, str(model.path), read_mode)
+settings = (*file_key, options)
 if st.session_state.get(S + "settings") != settings:
     st.session_state.pop(S + "result", None)
     clear_memos(*MEMOS)
-    with user_errors(f"Reading {name}"):
+    with user_errors(f"Reading {name}", name):
         if st.session_state.get(S + "input_key") != file_key:
             st.session_state.pop(S + "input", None)
             with progress_bar(f"Reading {name} at {model.config.mpp:g} µm/px") as progress:
                 scaled = read_scaled_slide(path, model_mpp=model.config.mpp, mpp=mpp, name=name,
-                                           mpp_source=mpp_source, progress=progress)
+                                           mpp_source=mpp_source, progress=progress, read_mode=read_mode)
             zipped = scaled.source
             truth = read_truth_csv(truth_csv, name=f"{name} truth") if truth_csv is not None else None
             st.session_state[S + "input"] = zipped if zipped is not None else SlideInput(name, scaled.image, truth)
@@ -184,10 +236,9 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state[S + "input_key"] = file_key
         slide: SlideInput = st.session_state[S + "input"]
         with progress_bar("Classifying tissue tiles") as progress:
-            st.session_state[S + "result"] = predict_slide(
-                model.model, slide.image, threshold=model.config.threshold, stride=stride,
-                tissue_threshold=tissue_threshold, min_tissue=min_tissue, progress=progress,
-                uncertainty=model.config.uncertainty if measure else None)
+            st.session_state[S + "result"] = score_scaled_slide(
+                slide.image, model.model, threshold=model.config.threshold, options=options, progress=progress,
+                uncertainty=model.config.uncertainty)
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
@@ -203,10 +254,11 @@ image = slide.image
 info, scale_warnings = st.session_state[S + "scale"]
 st.caption(
     f"**{info['format']}**, level 0 {info['level0_size'][0]:,} x {info['level0_size'][1]:,} px at "
-    f"{info['slide_mpp']:.4g} µm/px ({info['mpp_source']}); read from level {info['level_read']} and resampled "
-    f"to the model's {info['model_mpp']:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px.")
+    f"{info['slide_mpp']:.4g} µm/px ({info['mpp_source']}), stored {info['compression']}; resampled to the model's "
+    f"{info['model_mpp']:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px. Read from "
+    + info["read_reason"].replace(" um/px", " µm/px") + ".")
 for warning in scale_warnings:
-    st.warning(f"Scale: {warning}.")
+    st.warning(f"Scale: {page_words(warning)}.")
 if slide.skipped:
     with st.expander(f"{len(slide.skipped)} file(s) of the zip were left out"):
         for line in slide.skipped[:200]:
@@ -225,11 +277,23 @@ if result.n_tissue == 0:
     st.stop()
 
 c1, c2, c3, c4 = st.columns(4)
-threshold = c1.slider("Decision threshold", 0.0, 1.0, float(model.config.threshold), 0.01, key=S + "threshold")
-alpha = c2.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=S + "alpha")
-cmap = c3.selectbox("Colour map", COLORMAPS, key=S + "cmap")
-only_idc = c4.toggle("Colour only tiles ≥ threshold", key=S + "only_idc")
-outline = result.uncertain is not None and c4.toggle("Outline uncertain tiles", value=True, key=S + "outline")
+use_context = model.context is not None and c4.toggle(
+    "Use neighbouring tiles", value=True, key=S + "context", persist_state=KEEP,
+    help=f"P(IDC) of each tile from its own score and its neighbours' ({model.context.describe()}), recalibrated, "
+         "at its own threshold (both chosen on validation slides). Off: each tile scored alone." if model.context
+    else None)
+result = apply_context(result, model.context) if use_context else result
+threshold_key = S + ("threshold_context" if use_context else "threshold")
+threshold_follows(threshold_key, model, float(result.threshold))
+threshold = c1.slider("Decision threshold", 0.0, 1.0, step=0.001, format="%.3f", key=threshold_key,
+                      persist_state=KEEP,
+                      help=f"The model's own threshold is {result.threshold:.3f}"
+                           + (" (for the score with neighbouring tiles)." if use_context else "."))
+alpha = c2.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=S + "alpha", persist_state=KEEP)
+cmap = c3.selectbox("Colour map", COLORMAPS, key=S + "cmap", persist_state=KEEP)
+only_idc = c4.toggle("Colour only tiles ≥ threshold", key=S + "only_idc", persist_state=KEEP)
+outline = result.uncertain is not None and c4.toggle("Outline uncertain tiles", value=True, key=S + "outline",
+                                                     persist_state=KEEP)
 
 tissue_probs = result.probs[result.tissue]
 n_idc = int((tissue_probs >= threshold).sum())
@@ -242,26 +306,30 @@ m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.uncertain is not None else "off",
             help="Share of tissue tiles the model is unsure about (as unsure as its least sure 20% on validation); "
                  "'off' until you turn on 'Measure uncertainty' under Tiling and tissue detection.")
+st.info(model.config.scope, icon=":material/info:")  # the words of summary.json
 
 cut = threshold if only_idc else None
-figure = session_memo(S + "memo_figure", (cut, alpha, cmap, outline), lambda: slide_figure(  # a downscaled PNG
+figure = session_memo(S + "memo_figure", (cut, alpha, cmap, outline, use_context), lambda: slide_figure(  # downscaled
     heatmap_overlay(result, image, cut, alpha, cmap, outline), result.boxes()[result.tissue], tissue_probs, cmap=cmap))
+inspected = result.tile_at(st.session_state.get(S + "x", -1), st.session_state.get(S + "y", -1))
+outline_box(figure, None if inspected is None else result.tile_box(inspected))  # the tile inspected below
 st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
                 selection_mode="points", config={"scrollZoom": True})
-st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it."
+st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it "
+           "(outlined in black and white)."
            + (" White outlines: tiles the model is uncertain about." if outline else ""))
 
 if slide.truth is not None:
     truth_image, pred_image, outcome, met, n_not_analysed = session_memo(
-        S + "memo_truth", threshold, lambda: truth_view(result, slide, threshold))
+        S + "memo_truth", (threshold, use_context), lambda: truth_view(result, slide, threshold))
     st.subheader("Against the ground truth" + (f" of patient {slide.patient}" if slide.patient else ""))
     t1, t2, t3 = st.columns(3)
-    t1.image(truth_image, caption="true IDC (red) / not IDC (blue)")
-    t2.image(pred_image, caption=f"predicted at threshold {threshold:.2f}")
+    t1.image(truth_image, caption=f"true IDC (red) / {NO_IDC} (blue)")
+    t2.image(pred_image, caption=f"predicted at threshold {threshold:.3f}")
     t3.image(outcome, caption="agreement and errors (legend below)")
     st.markdown(" ".join(
         f"<span style='color:rgb{OUTCOME_COLORS[k]}'>■</span> {label}" for k, label in
-        (("TP", "IDC found"), ("FN", "IDC missed"), ("FP", "false alarm"), ("TN", "correctly not IDC"))),
+        (("TP", "IDC found"), ("FN", "IDC missed"), ("FP", "false alarm"), ("TN", f"{NO_IDC}, rightly"))),
         unsafe_allow_html=True)
     if met is not None:
         k = st.columns(6)
@@ -277,8 +345,8 @@ if slide.truth is not None:
 
 st.subheader("Inspect a tile")
 c1, c2 = st.columns(2)
-x = c1.number_input("x (px)", 0, image.shape[1] - 1, key=S + "x")
-y = c2.number_input("y (px)", 0, image.shape[0] - 1, key=S + "y")
+x = c1.number_input("x (px)", 0, image.shape[1] - 1, key=S + "x", persist_state=KEEP)
+y = c2.number_input("y (px)", 0, image.shape[0] - 1, key=S + "y", persist_state=KEEP)
 tile = result.tile_at(x, y)  # an index into result.coords
 if tile is None:
     st.info("No tissue tile there: click a tile on the heatmap or type the coordinates of one.")
@@ -297,6 +365,7 @@ else:
                                           f"x={level0_x}, y={level0_y})")
     if tile in cams:
         p2.image(enlarge(blend(patch, cams[tile], alpha=0.45, cmap=cmap), 250), caption="Grad-CAM overlay")
+        p2.caption((f"{FLAT}. " if is_flat(cams[tile]) else "") + cam_reading(float(result.probs[tile]), threshold))
     if finer:
         box = (level0_x, level0_y, level0_size)
         with user_errors("Reading the tile at full resolution"):
@@ -305,25 +374,26 @@ else:
             p_full[0].image(full, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
                             f"({box[2] * info['slide_mpp']:.0f} µm), shown at {full.shape[1]} px")
     prob = result.probs[tile]
-    p3.metric("P(IDC)", f"{prob:.3f}", help="A model score, not a diagnosis")
+    p3.metric("P(IDC) with neighbours" if use_context else "P(IDC)", f"{prob:.3f}",
+              help="A model score, not a diagnosis")
+    if result.probs_tile is not None:
+        p3.markdown(f"The tile alone: P(IDC) {result.probs_tile[tile]:.3f} (its threshold "
+                    f"{model.config.threshold:.2f})")
     if result.uncertainty is not None:
         spread = float(result.uncertainty[tile])
         flagged = bool(result.uncertain[tile]) if result.uncertain is not None else False
         p3.markdown(f"Uncertainty {spread:.3f}" + (" · **uncertain**" if flagged else ""))
-    p3.markdown(f"Predicted **{'IDC' if prob >= threshold else 'not IDC'}** at threshold {threshold:.2f}")
+    p3.markdown(f"Predicted **{'IDC' if prob >= threshold else NO_IDC}** at threshold {threshold:.3f}")
 
 factor = info["level0_per_model_pixel"]
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download heatmap overlay (PNG)",  # full size, made only when clicked
-                   lambda: encode_png(heatmap_overlay(result, image, cut, alpha, cmap, outline)),
+                   lambda: heatmap_png(result, image, cut, alpha, cmap, outline),
                    file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png", mime="image/png", icon=":material/download:")
 with d2:
-    rows = result.to_rows()
-    for row, (x0, y0, size0, _) in zip(rows, result.level0_boxes(factor).tolist()):
-        row["label"] = None if row["prob_idc"] is None else int(row["prob_idc"] >= threshold)  # at this threshold
-        row["x_level0"], row["y_level0"], row["size_level0"] = x0, y0, size0
-    csv_download(rows, f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)",
-                 key=S + "csv")
+    csv_download(tile_rows(result, factor, threshold), f"{name.rsplit('.', 1)[0]}_tiles.csv",
+                 "Download per-tile table (CSV)", key=S + "csv",
+                 help="x, y, size: the tile in level-0 pixels of the slide; x_model, y_model: at the model's scale")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above
                    lambda: json.dumps(slide_geojson(replace(result, threshold=threshold), info, model.config.name)),
                    file_name=f"{name.rsplit('.', 1)[0]}.geojson", mime="application/geo+json",

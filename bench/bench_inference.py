@@ -3,7 +3,7 @@ against the machine's own limit (FLOPs per patch x patches/s over a float32 matm
 
     python bench/bench_inference.py [--quick] [--archs cnn,resnet50] [--n 2048]
 
-Batched = idc_core.inference.patches.predict_patches (one compiled tf.function per model, fixed batch shape).
+Batched = idc_core.inference.predict.predict_patches (one compiled tf.function per model, fixed batch shape).
 Naive   = model.predict(one patch, verbose=0) per patch, as demo apps do.
 Both run on the same real patches (assets/patches, repeated), in the same process and run.
 Also: a batch-size sweep, the same model under tf.function(jit_compile=True) (XLA), and the TFLite
@@ -69,7 +69,7 @@ def bench_tflite(model, patches: np.ndarray, batch_size: int, repeat: int, check
 
 
 def bench_arch(arch: str, patches: np.ndarray, check: np.ndarray, args, shipped: dict) -> dict:
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
 
     model, source = common.model_for(arch, shipped)
     flops, flops_method = common.flops_per_patch(model)

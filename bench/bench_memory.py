@@ -46,8 +46,8 @@ def child(n_tiles: int, batch_size: int) -> dict:
     import psutil
 
     common.quiet_tensorflow()
-    from idc_core.inference.patches import predict_patches
-    from idc_core.inference.predict import predict_slide
+    from idc_core.inference.predict import predict_patches
+    from idc_core.inference.tiles import predict_slide
 
     process = psutil.Process()
     model, source = common.default_model()

@@ -28,7 +28,7 @@ STAGES = ("read", "tissue", "tiling", "predict", "heatmap", "truth")
 def analyse(model, name: str, data: bytes, truth_csv: bytes | None, threshold: float) -> dict[str, float]:
     """One analysis of a slide, timing each stage; returns seconds per stage and the tile counts."""
     from idc_core import PATCH_SIZE
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
     from idc_core.wsi.overlay import blend, tile_map
     from idc_core.wsi.result import SlideResult
     from idc_core.wsi.tiling import iter_patch_batches, tile_coordinates
@@ -80,7 +80,7 @@ def analyse(model, name: str, data: bytes, truth_csv: bytes | None, threshold: f
 
 
 def bench_input(model, name: str, data: bytes, truth_csv: bytes | None, repeat: int) -> dict:
-    from idc_core.inference.predict import predict_slide
+    from idc_core.inference.tiles import predict_slide
     from idc_core.wsi.truth import load_slide_input
 
     cold = analyse(model, name, data, truth_csv, 0.5)

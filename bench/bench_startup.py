@@ -42,7 +42,7 @@ import json, time
 start = time.perf_counter()
 import numpy as np
 from idc_core.model.folder import default_model_dir, load_model_dir
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 imported = time.perf_counter()
 loaded = load_model_dir(default_model_dir({root!r}))
 ready = time.perf_counter()

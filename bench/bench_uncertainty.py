@@ -3,7 +3,7 @@
     python bench/bench_uncertainty.py [--quick] [--n 1024] [--samples 16] [--model models/cnn-gap-hed]
 
 All on the same real patches (assets/patches, repeated) with the default (or given) model, batch 256:
-- plain:      idc_core.inference.patches.predict_patches (one pass);
+- plain:      idc_core.inference.predict.predict_patches (one pass);
 - confidence: the same pass, the uncertainty read off the score (no extra pass);
 - tta:        the plain pass + the 8 dihedral views of each patch, batched (8 copies of 32 patches per call);
 - mc:         the plain pass + `samples` dropout passes, batched (16 copies of 16 patches per call);
@@ -30,7 +30,7 @@ def main() -> None:
         args.n, args.samples, args.repeat = 64, 4, 1
     started = time.time()
     common.quiet_tensorflow()
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
     from idc_core.inference.uncertainty import mc_dropout_view, predict_with_uncertainty
     from idc_core.model.folder import default_model_dir, load_model_dir
 

@@ -134,7 +134,7 @@ def scale_agreement(quick: bool) -> list[dict]:
 def child(path: str, out: str) -> None:
     """In a fresh process: analyse one slide end to end, then time the model alone on its tissue tiles."""
     common.quiet_tensorflow()
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
     from idc_core.model.folder import default_model_dir, load_model_dir
     from idc_core.workflows.slide_analysis import analyse_slide, analyse_slide_file
     from idc_core.wsi.reader import open_slide

@@ -15,7 +15,7 @@ import time
 
 import common
 
-SCRIPTS = ("inference", "slide", "wsi", "memory", "training", "gradcam", "startup", "uncertainty")
+SCRIPTS = ("inference", "slide", "wsi", "context", "memory", "training", "gradcam", "startup", "uncertainty")
 
 
 def summary(out) -> list[dict]:
@@ -63,6 +63,11 @@ def summary(out) -> list[dict]:
         top = max(wsi["sizes"], key=lambda r: r["gigapixels"])
         rows.append({"target": f"whole slide peak RSS < 2 GB ({top['gigapixels']:.2f} gigapixels)",
                      "value": f"{top['peak_rss_mb']:.0f} MB", "met": top["peak_rss_mb"] < 2048})
+    context = load("context")
+    if context and context["grids"][0].get("share_of_end_to_end") is not None:
+        share = context["grids"][0]["share_of_end_to_end"]
+        rows.append({"target": "slide-context step < 10% of a slide's end-to-end time (1.08 gigapixels)",
+                     "value": f"{100 * share:.2f}%", "met": share < 0.1})
     startup = load("startup")
     if startup:
         value = startup.get("model_s") or startup["estimate_s"]

@@ -19,6 +19,7 @@ COMMANDS = {
     "slide": ("idc_core.cli.slide", "whole slides at the model's scale: tiles, QuPath GeoJSON, heatmap"),
     "export": ("idc_core.cli.export", "an int8 TFLite export, written only if it agrees with the model"),
     "calibrate": ("idc_core.cli.calibrate", "calibrate P(IDC) and fix the uncertainty cut on validation patients"),
+    "context": ("idc_core.cli.context", "fit and choose the slide-context step (neighbouring tiles) on validation"),
 }
 
 

@@ -151,8 +151,20 @@ class TrainConfig:
     uncertainty: str = "auto"
     """How the model's uncertainty is measured (idc_core.inference.uncertainty.UNCERTAINTY_METHODS), or auto: the one
     that ranks validation errors best."""
+    jpeg_augment: float = 0.0
+    """Share of training patches replaced by a JPEG re-encoded copy (quality drawn from jpeg_quality), so that
+    the model sees the artefacts of scanner files at its own scale; 0 = off."""
+    jpeg_quality: tuple[int, int] = (50, 95)
+    init_from: str | None = None
+    """A model folder whose network (without its calibration) is the starting point; the architecture options
+    must match it."""
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.jpeg_augment <= 1.0:
+            raise ValueError(f"jpeg_augment must be in [0, 1], got {self.jpeg_augment}")
+        low, high = self.jpeg_quality
+        if not 1 <= low <= high <= 100:
+            raise ValueError(f"jpeg_quality must be two qualities 1 <= low <= high <= 100, got {self.jpeg_quality}")
         if self.split not in SPLIT_MODES:
             raise ValueError(f"split must be one of {SPLIT_MODES}, got {self.split!r}")
         if self.imbalance not in IMBALANCE_MODES:
@@ -238,6 +250,8 @@ class ModelConfig:
     uncertainty: UncertaintySettings | None = None
     """How to measure a patch's uncertainty and above which value it is flagged uncertain; None (written {}): the
     model has no measure of its own (not calibrated)."""
+    context: str = ""
+    """The file of the folder that holds its slide-context step (idc_core.wsi.context; "" = none)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mpp, (int, float)) and 0.05 <= self.mpp <= 100):

@@ -18,7 +18,7 @@ import numpy as np
 
 from idc_core.config import DEFAULT_SAMPLES
 from idc_core.data.dataset import load_labelled
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.inference.uncertainty import decision_uncertainty, logit_moments, sample_probabilities
 from idc_core.model.folder import load_model_dir
 from idc_core.stats.calibration import logit

@@ -9,7 +9,8 @@ input, P(IDC) with 6 decimals and the label at the model's threshold:
 - patches.csv: the patches in assets/patches/, through `idc predict` (columns file, prob_idc, label)
 - sample_patient_8980_members.csv: the 696 patches of the patient zip, through `idc predict`
 - sample_slide.csv: assets/sample_slide.png read at the model's scale, tiled and scored as `idc slide`
-  does (its tiles.csv: x, y, size of each tissue tile in level-0 pixels, prob_idc, label)
+  does (its tiles.csv: x, y, size of each tissue tile in level-0 pixels, prob_idc, label, and prob_idc_tile
+  when the model has a slide-context step)
 - sample_patient_8980.csv: the patient zip rebuilt as a slide from the x/y in its names, likewise
 - model.json: the model's threshold, mpp and the sha256 of every file in its folder, so that a failing
   comparison can say whether the model changed or the code did.
@@ -100,7 +101,7 @@ def _slide_rows(loaded) -> dict[str, str]:
     for golden, name in SLIDE_INPUTS.items():
         with open_slide(ASSETS / name, model_mpp=loaded.config.mpp) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
-                                     threshold=loaded.config.threshold)
+                                     threshold=loaded.config.threshold, context=loaded.context)
         texts[golden] = tiles_csv(analysis.result, analysis.level0_boxes())
     return texts
 

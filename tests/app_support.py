@@ -11,8 +11,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_tiny_models_root(root: Path, name: str = "tiny", *, uncertain_above: float | None = None) -> Path:
-    """`root/<name>/` with a random-weight cnn, config, metrics.json, history.json; `root/DEFAULT` names it.
+def make_tiny_models_root(root: Path, name: str = "tiny", *, uncertain_above: float | None = None,
+                          threshold: float = 0.5, seed: int = 0) -> Path:
+    """`root/<name>/` with a random-weight cnn (`seed`), config (`threshold`), metrics.json, history.json;
+    `root/DEFAULT` names it (the last one made in root).
 
     With `uncertain_above`, the model is calibrated (a Platt layer), measures uncertainty by MC dropout (4 passes)
     with that cut, and its metrics.json carries per-patch scores and referral curves like a calibrated model's.
@@ -33,7 +35,7 @@ def make_tiny_models_root(root: Path, name: str = "tiny", *, uncertain_above: fl
     history = {"loss": [0.7, 0.5, 0.4], "val_loss": [0.72, 0.6, 0.55],
                "accuracy": [0.6, 0.7, 0.8], "val_accuracy": [0.55, 0.65, 0.7]}
     extra: dict = {}
-    model = build_model("cnn", weights=None, seed=0)
+    model = build_model("cnn", weights=None, seed=seed)
     if uncertain_above is not None:
         model = with_calibration(model, "platt", 0.8, -0.3)
         extra = {"calibration": {"method": "platt", "scale": 0.8, "shift": -0.3},
@@ -43,7 +45,7 @@ def make_tiny_models_root(root: Path, name: str = "tiny", *, uncertain_above: fl
         metrics["calibration_before"] = calibration_report(y, np.clip(prob * 1.2, 0, 1))
         metrics["uncertainty"] = uncertainty_report(y, measured, 0.5, "mc", extra["uncertainty"])
         metrics["scores"] = patch_scores(y, measured)
-    config = ModelConfig(name=name, arch="cnn", threshold=0.5,
+    config = ModelConfig(name=name, arch="cnn", threshold=threshold,
                          train={"imbalance": "class_weight", "width": 1.0, "block_dropout": 0.25, "epochs": 3},
                          data_summary={"patients": 7, "patches": 61, "class_counts": {"0": 40, "1": 21}},
                          split_patients={"train": ["10253", "10254"], "val": ["10256"], "test": ["10257"]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -192,7 +193,7 @@ def test_slide_upload_shows_the_heatmap_counts_and_a_tile_with_gradcam(small_dat
     assert "Grad-CAM overlay" in captions(at)
     assert at.session_state["slide_result"].n_tissue == int(metrics["Tissue tiles"])
     assert len(at.get("download_button")) == 3  # heatmap, tile table, QuPath GeoJSON
-    assert any("assumed" in w.value and "--mpp" in w.value for w in at.warning)  # a PNG says no scale
+    assert any("assumed" in w.value for w in at.warning)  # a PNG says no scale
     assert any("resampled to the model's 4 µm/px" in c.value for c in at.caption)
 
 
@@ -207,7 +208,8 @@ def test_slide_upload_of_a_pyramid_is_read_at_the_model_scale(tmp_path):
     assert not at.error
     text = " ".join(c.value for c in at.caption)
     assert "aperio (OpenSlide)" in text and "level 0 3,200 x 2,400 px at 1 µm/px" in text
-    assert "read from level 2" in text and "800 x 600 px" in text
+    assert "stored JPEG Q=90" in text and "800 x 600 px" in text
+    assert "Read from level 0 (1 µm/px): read 4x finer than the model's scale" in text  # a JPEG file: averaged
     assert at.session_state["slide_result"].n_tissue > 100
     full = [c for c in captions(at) if c.startswith("the scanner's view")]  # the inspected tile at 1 um/px
     assert full == ["the scanner's view: 200 x 200 level-0 px (200 µm), shown at 200 px"]
@@ -272,18 +274,18 @@ def test_slide_patient_zip_compares_with_the_truth(small_data):
                                                     "application/zip")).run()
     no_traceback(at)
     assert any(s.value == "Against the ground truth of patient 10253" for s in at.main.subheader)
-    assert {"true IDC (red) / not IDC (blue)", "agreement and errors (legend below)"} <= set(captions(at))
+    assert {"true IDC (red) / no IDC (blue)", "agreement and errors (legend below)"} <= set(captions(at))
     assert "Balanced accuracy" in {m.label for m in at.metric}
 
 
 def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views(small_data, monkeypatch):
-    import idc_core.inference.predict
+    import idc_core.inference.tiles
     import idc_core.wsi.overlay
     import idc_core.wsi.truth
 
     at = open_page("slide")
     calls: Counter[str] = Counter()
-    for module, name in ((idc_core.inference.predict, "predict_slide"), (idc_core.wsi.truth, "compare_to_truth"),
+    for module, name in ((idc_core.inference.tiles, "predict_slide"), (idc_core.wsi.truth, "compare_to_truth"),
                          (idc_core.wsi.overlay, "tile_map")):
         def counted(*args, _name=name, _original=getattr(module, name), **kwargs):
             calls[_name] += 1
@@ -303,7 +305,7 @@ def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views
     assert calls == {"predict_slide": 1, "compare_to_truth": 2, "tile_map": 2}
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["IDC tiles"] == metrics["Tissue tiles"] and metrics["Predicted IDC share"] == "100.0%"
-    assert "predicted at threshold 0.00" in captions(at)
+    assert "predicted at threshold 0.000" in captions(at)
     at.slider(key="slide_alpha").set_value(0.45).run()  # values seen before come from the session's memo
     at.slider(key="slide_threshold").set_value(0.5).run()
     assert calls == {"predict_slide": 1, "compare_to_truth": 2, "tile_map": 2}
@@ -344,7 +346,8 @@ def test_slide_blank_image_says_no_tissue_and_corrupt_image_says_why():
     assert any(w.value.startswith("No tissue found in white.png") for w in at.warning)
     at.file_uploader(key="slide_upload").set_value(("scan.tif", b"II*\x00garbage", "image/tiff")).run()
     no_traceback(at)
-    assert at.error and at.error[0].value.startswith("Reading scan.tif: scan.tif:")
+    assert at.error and at.error[0].value.startswith("Reading scan.tif: ")
+    assert at.error[0].value.count("scan.tif") == 1  # the file is named once
 
 
 def test_explain_shows_gradcam_and_gradcam_plus_plus_and_changes_layer(small_data):
@@ -509,10 +512,10 @@ def test_evaluation_shows_reliability_and_a_referral_curve_that_follows_the_thre
     at = open_page("evaluation")
     titles = [chart.proto.spec for chart in at.get("plotly_chart")]
     assert any("Reliability" in spec for spec in titles)
-    assert any("Referral curve at threshold 0.50" in spec for spec in titles)
+    assert any("Referral curve at threshold 0.500" in spec for spec in titles)
     at.slider(key="evaluation_model_threshold").set_value(0.3).run()
     no_traceback(at)
-    assert any("Referral curve at threshold 0.30" in chart.proto.spec for chart in at.get("plotly_chart"))
+    assert any("Referral curve at threshold 0.300" in chart.proto.spec for chart in at.get("plotly_chart"))
 
 
 def test_slide_page_measures_uncertainty_on_request_and_outlines_it(unsure_root, monkeypatch):
@@ -525,3 +528,258 @@ def test_slide_page_measures_uncertainty_on_request_and_outlines_it(unsure_root,
     share = {m.label: m.value for m in at.metric}["Uncertain tissue"]
     assert result.uncertainty is not None and share == f"{100 * result.uncertain_fraction:.1f}%"
     assert at.toggle(key="slide_outline").value is True
+
+
+# --- issue 23: what a new user tripped over -------------------------------------------------------------------
+
+
+def texts(at: AppTest) -> str:
+    """Everything a page says in words: markdown, captions, alerts, metrics, image captions, labels, tables."""
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader")
+             for e in at.get(kind)]
+    parts += [f"{m.label} {m.value}" for m in at.metric] + captions(at)
+    parts += [w.label for kind in ("slider", "toggle", "checkbox", "radio", "selectbox") for w in at.get(kind)]
+    parts += [frame.value.to_csv() for frame in at.dataframe]
+    parts += [chart.proto.spec for chart in at.get("plotly_chart")]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory) -> Path:
+    """Two tiny models with different thresholds (0.2352 and 0.7), the first the default."""
+    root = tmp_path_factory.mktemp("two")
+    make_tiny_models_root(root, "second", threshold=0.7, seed=1)
+    make_tiny_models_root(root, "first", threshold=0.2352)
+    return root
+
+
+def test_the_slide_page_says_what_the_model_knows_and_home_lists_other_organs():
+    at = open_page()
+    home = " ".join(m.value for m in at.markdown)
+    assert "other organs (skin, lymph node, ...) it still calls tiles IDC" in home
+    at.switch_page("app_pages/slide.py").run()
+    no_traceback(at)
+    scope = [i.value for i in at.info if i.value.startswith("The model has learned breast H&E only")]
+    assert scope and "one dataset, at 4 microns per pixel (about 2.5x)" in scope[0]  # summary.json's words
+    assert "its calls on any other tissue (another organ, another stain) mean nothing" in scope[0]
+
+
+def test_slide_and_explain_pages_keep_their_state_across_pages(small_data, unsure_root, monkeypatch):
+    monkeypatch.setenv("IDC_MODELS_DIR", str(unsure_root))
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("10253.zip", zip_folder(small_data / "10253"),
+                                                    "application/zip")).run()
+    at.toggle(key="slide_measure").set_value(True).run()
+    at.slider(key="slide_threshold").set_value(0.123).run()
+    no_traceback(at)
+    result = at.session_state["slide_result"]
+    assert result.uncertainty is not None
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/slide.py").run()
+    no_traceback(at)
+    assert at.radio(key="slide_source").value == "Upload"
+    assert at.slider(key="slide_threshold").value == 0.123 and at.toggle(key="slide_measure").value is True
+    assert at.session_state["slide_result"] is result  # nothing read or predicted again
+    assert any(c.value.startswith("Showing **10253.zip**, uploaded earlier") for c in at.caption)
+
+    at.switch_page("app_pages/explain.py").run()
+    second = sorted(SAMPLE_PATCHES.glob("*.png"))[1]
+    at.selectbox(key="explain_sample").set_value(second).run()
+    at.switch_page("app_pages/classify.py").run()
+    at.switch_page("app_pages/explain.py").run()
+    no_traceback(at)
+    assert at.selectbox(key="explain_sample").value == second
+    assert any(second.name in m.value for m in at.markdown)
+
+
+def test_switching_models_moves_the_thresholds_and_clears_the_old_table(two_models, monkeypatch):
+    monkeypatch.setenv("IDC_MODELS_DIR", str(two_models))
+    at = open_page("classify")
+    at.button[0].click().run()  # the sample patches, with the first model
+    assert len(at.dataframe[0].value) > 0
+    at.sidebar.selectbox(key="model_choice").set_value("second").run()
+    no_traceback(at)
+    assert not at.dataframe and any("**first** were cleared when you chose **second**" in i.value for i in at.info)
+    at.button[0].click().run()
+    assert at.slider(key="classify_threshold").value == 0.7 and set(at.dataframe[0].value["threshold"]) == {0.7}
+
+    at.sidebar.selectbox(key="model_choice").set_value("first").run()
+    at.switch_page("app_pages/slide.py").run()
+    assert at.slider(key="slide_threshold").value == 0.2352
+    at.sidebar.selectbox(key="model_choice").set_value("second").run()
+    no_traceback(at)
+    assert at.slider(key="slide_threshold").value == 0.7
+    result = at.session_state["slide_result"]
+    n_idc = int((result.probs[result.tissue] >= 0.7).sum())
+    assert {m.label: m.value for m in at.metric}["IDC tiles"] == f"{n_idc:,}"
+
+
+def test_a_map_of_a_patch_below_the_threshold_says_the_network_found_nothing(tmp_path, monkeypatch):
+    root = make_tiny_models_root(tmp_path, "strict", threshold=0.999)  # every patch is a confident negative
+    monkeypatch.setenv("IDC_MODELS_DIR", str(root))
+    at = open_page("explain")
+    at.multiselect(key="explain_methods").set_value(["gradcam", "scorecam"]).run()
+    no_traceback(at)
+    reading = [c.value for c in at.caption if c.value.startswith("P(IDC)")]
+    assert reading and "below the threshold 0.999: the network found nothing in this patch" in reading[0]
+    assert "scaled to its own maximum" in reading[0] and "Red/bright = regions that raise" not in texts(at)
+    at.switch_page("app_pages/classify.py").run()
+    at.button[0].click().run()
+    no_traceback(at)
+    assert any("the network found nothing in this patch" in c.value for c in at.caption)
+
+
+def test_explanations_read_a_confident_positive_and_a_flat_map():
+    from ui.explanations import cam_reading, is_flat
+
+    assert cam_reading(0.9, 0.5).startswith("P(IDC) 0.900 is at or above the threshold 0.500: red/bright marks")
+    assert "found nothing" in cam_reading(0.008, 0.235) and "0.235" in cam_reading(0.008, 0.235)
+    assert is_flat(np.zeros((50, 50), np.float32)) and not is_flat(np.eye(50, dtype=np.float32))
+
+
+def test_the_same_file_dropped_twice_is_scored_once(small_data):
+    files = sorted(small_data.rglob("*.png"))[:3]
+    at = open_page("classify")
+    at.file_uploader[0].set_value(uploads(files) + uploads(files[:1])
+                                  + [("set.zip", zip_folder(small_data / "10253"), "application/zip")]).run()
+    no_traceback(at)
+    in_zip = {p.name for p in (small_data / "10253").rglob("*.png")}
+    once = len({p.name for p in files} | in_zip)
+    assert {m.label: m.value for m in at.metric}["Patches classified"] == str(once)
+    repeats = 1 + len(in_zip & {p.name for p in files})
+    assert any(i.value.startswith(f"{repeats} repeated file(s) scored once") for i in at.info)
+
+
+def test_repeats_are_the_same_name_and_bytes_not_equal_bytes_under_another_name():
+    from ui.uploads import skip_duplicates
+
+    kept, repeats = skip_duplicates([("a.png", b"1"), ("z.zip/x/a.png", b"1"), ("b.png", b"1"), ("a.png", b"2")])
+    assert [name for name, _ in kept] == ["a.png", "b.png", "a.png"] and repeats == ["z.zip/x/a.png"]
+
+
+def test_no_page_says_not_idc(small_data):
+    at = open_page()
+    said = [texts(at)]
+    at.switch_page("app_pages/classify.py").run()
+    at.button[0].click().run()
+    said.append(texts(at))
+    at.switch_page("app_pages/slide.py").run()
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("10253.zip", zip_folder(small_data / "10253"),
+                                                    "application/zip")).run()
+    said.append(texts(at) + " ".join(m.value for m in at.markdown))
+    at.switch_page("app_pages/explain.py").run()
+    said.append(texts(at))
+    at.switch_page("app_pages/evaluation.py").run()
+    said.append(texts(at))
+    no_traceback(at)
+    everything = "\n".join(said)
+    assert "no IDC" in everything and "not IDC" not in everything and "correctly no IDC" not in everything
+    assert "no IDC, rightly" in everything  # the agreement legend
+
+
+def test_thresholds_are_shown_with_the_precision_used(two_models, monkeypatch):
+    monkeypatch.setenv("IDC_MODELS_DIR", str(two_models))  # the default model's threshold is 0.2352
+    at = open_page("slide")
+    slider = at.slider(key="slide_threshold")
+    assert slider.value == 0.2352 and slider.proto.format == "%.3f" and slider.proto.step == 0.001
+    assert any("at threshold 0.235" in m.value for m in at.markdown)
+    assert "0.24" not in texts(at).replace("0.2352", "")
+    at.switch_page("app_pages/classify.py").run()
+    at.button[0].click().run()
+    assert at.slider(key="classify_threshold").proto.format == "%.3f"
+    assert any("at threshold 0.235" in m.value for m in at.markdown)
+    at.switch_page("app_pages/evaluation.py").run()
+    assert at.slider(key="evaluation_model_threshold").proto.format == "%.3f"
+    assert any("Confusion matrix at 0.500" in chart.proto.spec for chart in at.get("plotly_chart"))
+
+
+def test_slide_messages_name_the_page_controls_not_command_options(small_data, tmp_path):
+    from slide_files import sample_crop, write_pyramid
+
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Upload").run()
+    at.file_uploader(key="slide_upload").set_value(("region.png", _slide_png(small_data), "image/png")).run()
+    no_traceback(at)
+    scale = [w.value for w in at.warning if w.value.startswith("Scale:")]
+    assert scale and "assumed" in scale[0] and "**Set the slide's microns per pixel myself**" in scale[0]
+    at.checkbox(key="slide_mpp_set").check().run()
+    at.number_input(key="slide_mpp").set_value(2.0).run()
+    no_traceback(at)
+    assert any("(set by the user on the slide page)" in c.value for c in at.caption)
+
+    bare = write_pyramid(tmp_path / "bare.tif", sample_crop())  # tiled, with no scale anywhere
+    at.checkbox(key="slide_mpp_set").uncheck().run()
+    at.file_uploader(key="slide_upload").set_value(("bare.tif", bare.read_bytes(), "image/tiff")).run()
+    no_traceback(at)
+    error = at.error[0].value
+    assert error.startswith("Reading bare.tif: the slide does not say its scale") and error.count("bare.tif") == 1
+    assert "tick **Set the slide's microns per pixel myself** (under **Scale**)" in error
+    assert "--" not in texts(at) and "microns-per-pixel field" not in error
+
+
+def test_slide_tile_table_starts_with_level0_x_y_and_the_heatmap_download_has_a_colour_bar():
+    from idc_core.data.image_io import decode_image
+    from idc_core.wsi.result import SlideResult
+    from idc_core.wsi.tiling import tile_coordinates
+
+    namespace: dict = {}
+    source = (REPO / "app_pages" / "slide.py").read_text()
+    exec(compile(source.split("\n\nst.title(")[0], "slide.py", "exec"), namespace)  # the page's functions only
+    coords = tile_coordinates(300, 400, 50, 50)
+    probs = np.linspace(0, 1, len(coords)).astype(np.float32)
+    result = SlideResult(coords, np.ones(len(coords), bool), probs, (300, 400), 50, 50, 20.0, 0.5)
+    rows = namespace["tile_rows"](result, 4.0, 0.3)
+    assert list(rows[1])[:3] == ["x", "y", "size"] and (rows[1]["x"], rows[1]["y"], rows[1]["size"]) == (200, 0, 200)
+    assert (rows[1]["x_model"], rows[1]["y_model"]) == (50, 0) and rows[1]["threshold"] == 0.3
+    image = np.full((300, 400, 3), 200, np.uint8)
+    png = decode_image(namespace["heatmap_png"](result, image, None, 0.45, "jet"))
+    assert png.shape[0] == 300 and png.shape[1] > 400  # the slide, then its P(IDC) colour bar on the right
+    bar = png[20:280, 400 + 8 + 12]
+    assert not np.array_equal(bar[0], bar[-1])  # a ramp from high to low
+
+
+def test_classify_csv_has_the_threshold_and_false_alarm_has_its_own_colour(small_data, models_root):
+    from idc_core.wsi.overlay import OUTCOME_COLORS
+    from ui.figures import NO_IDC_RGB
+    from ui.uploads import prediction_rows
+
+    files = sorted(small_data.rglob("*.png"))[:2]
+    result = classify_images(load_model_dir(models_root / "tiny").model, [(p.name, p.read_bytes()) for p in files],
+                             threshold=0.5)
+    rows = prediction_rows(result, 0.321)
+    assert [row["threshold"] for row in rows] == [0.321, 0.321]
+    false_alarm = OUTCOME_COLORS["FP"]
+    assert false_alarm != NO_IDC_RGB and false_alarm[2] < false_alarm[0]  # not a blue
+
+
+def test_evaluation_words_for_one_patient_and_on_the_last_tab(small_data):
+    at = open_page("evaluation")
+    at.file_uploader(key="evaluation_upload").set_value(("one.zip", zip_folder(small_data / "10253"),
+                                                         "application/zip")).run()
+    at.button(key="evaluation_run").click().run()
+    no_traceback(at)
+    n = len(list((small_data / "10253").rglob("*.png")))
+    assert any(s.value == f"one.zip: 1 patient, {n} patches evaluated" for s in at.success)
+    patients = json.loads(at.main.dataframe[-1].proto.columns)  # the per-patient table's column labels
+    assert patients["patches"]["label"] == "Patches"
+    last_tab = [i.value for i in at.tabs[1].info]
+    assert any("'Measure uncertainty' above and evaluate again" in i for i in last_tab)
+    assert not any("next tab" in i for i in last_tab)
+    assert any(w.value.startswith("1 of these patients was used") for w in at.warning)
+
+
+def test_the_server_folder_opens_no_slide_until_one_is_chosen(tmp_path, monkeypatch):
+    root = tmp_path / "slides"
+    root.mkdir()
+    (root / "a.png").write_bytes(encode_png(np.full((120, 160, 3), 180, np.uint8)))
+    monkeypatch.setenv("IDC_SLIDES_DIR", str(root))
+    at = open_page("slide")
+    at.radio(key="slide_source").set_value("Slides folder (server)").run()
+    no_traceback(at)
+    assert at.selectbox(key="slide_server").value is None and not at.metric  # nothing opened
+    assert any(i.value == "Choose a slide in the list." for i in at.info)
+    at.selectbox(key="slide_server").set_value("a.png").run()
+    no_traceback(at)
+    assert at.session_state["slide_input"].name == "a.png"

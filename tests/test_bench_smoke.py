@@ -54,3 +54,14 @@ def test_quick_uncertainty_benchmark_times_every_method(tmp_path):
     rows = json.loads((tmp_path / "uncertainty.json").read_text())["results"]["rows"]
     assert [r["method"] for r in rows] == ["plain", "confidence", "tta", "mc", "mc unbatched"]
     assert all(r["patches_per_s"] > 0 for r in rows)
+
+
+def test_quick_context_benchmark_times_the_step_and_compares_with_the_truth(tmp_path):
+    proc = subprocess.run([sys.executable, "bench/bench_context.py", "--quick", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "context.json").read_text())["results"]
+    assert [row["tiles"] for row in data["grids"]] == [1665, 6660, 41625, 2500]
+    assert all(row["seconds"] > 0 for row in data["grids"])
+    truth = data["sample_slide"]["against_truth"]
+    assert truth["alone"]["tiles_compared"] == truth["context"]["tiles_compared"] > 0

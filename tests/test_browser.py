@@ -107,6 +107,8 @@ def test_home_page(page, app_url, shots):
     page.get_by_text("not a medical device").first.wait_for()
     _settle(page)
     _shoot(page, shots / "home.png")
+    page.locator("[data-testid='stToolbar']").first.wait_for(state="attached")
+    assert page.locator("[data-testid='stAppDeployButton']").count() == 0  # client.toolbarMode = "viewer"
 
 
 def test_upload_a_patch_and_see_its_prediction_and_gradcam(page, app_url, shots, small_data):
@@ -273,9 +275,141 @@ def test_slide_page_reads_an_uploaded_pyramid_at_the_model_scale(page, app_url, 
     page.get_by_text("aperio (OpenSlide)").first.wait_for()
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
     _settle(page)
-    assert page.get_by_text("read from level 3 and resampled to the model's 4 µm/px").first.is_visible()
+    assert page.get_by_text("resampled to the model's 4 µm/px").first.is_visible()
+    assert page.get_by_text("Read from level 1 (1 µm/px): read 4x finer").first.is_visible()  # JPEG: averaged
     assert page.get_by_text("the scanner's view: 400 x 400 level-0 px").first.is_visible()  # 8x the model's tile
     _shoot(page, shots / "slide_pyramid.png")
+
+
+# --- issue 23: pages that keep their state, models that change, marks on the heatmap ----------------------------
+
+
+def _nav(tab, title: str, ready: str) -> None:
+    """Go to another page by clicking its link in the sidebar (the same session), and wait for `ready` there."""
+    tab.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
+    tab.get_by_text(ready).first.wait_for()
+    _settle(tab)
+
+
+def _metric(tab, label: str) -> str:
+    return tab.locator("[data-testid='stMetric']", has_text=label).locator(
+        "[data-testid='stMetricValue']").first.inner_text()
+
+
+def _slider_value(tab, label: str) -> str:
+    return tab.locator("[data-testid='stSlider']", has_text=label).locator(
+        "[data-testid='stSliderThumbValue']").first.inner_text()
+
+
+def _choose(tab, box, option: str) -> None:
+    """Pick `option` in a Streamlit selectbox (a locator of its stSelectbox)."""
+    box.click()
+    tab.get_by_role("option", name=option, exact=True).first.click()
+    _settle(tab)
+
+
+def _shapes(tab, chart) -> list[dict]:
+    """The outline shapes drawn on a plotly chart (layout.shapes), as the browser has them."""
+    return chart.evaluate("gd => (gd.layout.shapes || []).map(s => ({x0: s.x0, y0: s.y0, x1: s.x1, y1: s.y1}))")
+
+
+def test_slide_and_explain_pages_keep_their_state_when_you_visit_another_page(page, app_url, small_data, tmp_path):
+    from app_support import zip_folder
+
+    archive = tmp_path / "10253.zip"
+    archive.write_bytes(zip_folder(small_data / "10253"))
+    page.goto(app_url)  # one session from here on: every page change is a click in the sidebar
+    page.get_by_text("not a medical device").first.wait_for()
+    _settle(page)
+    _nav(page, "Analyse a slide", "Tissue tiles")
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type=file]").first.set_input_files(str(archive))
+    page.get_by_text("Against the ground truth of patient 10253").first.wait_for()
+    _settle(page)
+    page.get_by_text("Tiling and tissue detection").first.click()
+    page.get_by_text("Measure uncertainty").first.click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')].some(m => "
+                           "m.innerText.includes('Uncertain tissue') && !m.innerText.includes('off'))")
+    _settle(page)
+    thumb = page.locator("[data-testid='stSlider']", has_text="Decision threshold").get_by_role("slider").first
+    thumb.focus()
+    for _ in range(3):
+        thumb.press("ArrowLeft")
+        _settle(page)
+    before = {"threshold": _slider_value(page, "Decision threshold"), "uncertain": _metric(page, "Uncertain tissue"),
+              "idc": _metric(page, "IDC tiles")}
+    assert before["threshold"] == "0.232"  # cnn-2conv's 0.235, three steps of 0.001 down
+
+    _nav(page, "Home", "not a medical device")
+    _nav(page, "Analyse a slide", "Tissue tiles")
+    assert page.get_by_text("Showing 10253.zip, uploaded earlier in this session").first.is_visible()
+    assert page.get_by_text("Against the ground truth of patient 10253").first.is_visible()
+    after = {"threshold": _slider_value(page, "Decision threshold"), "uncertain": _metric(page, "Uncertain tissue"),
+             "idc": _metric(page, "IDC tiles")}
+    assert after == before
+
+    _nav(page, "Explain (Grad-CAM)", "Grad-CAM ·")
+    page.locator("[data-testid='stSelectbox']", has_text="Sample patch").first.click()
+    chosen = page.get_by_role("option").nth(3).inner_text()
+    page.get_by_role("option").nth(3).click()
+    page.get_by_text(f"{chosen} ·").first.wait_for()
+    _settle(page)
+    _nav(page, "Evaluation", "Held-out test split")
+    _nav(page, "Explain (Grad-CAM)", "Grad-CAM ·")
+    assert page.get_by_text(f"{chosen} ·").first.is_visible()  # the patch chosen, not the first sample
+
+
+def test_switching_models_moves_the_slide_threshold_and_clears_classify(page, app_url):
+    page.goto(app_url)
+    page.get_by_text("not a medical device").first.wait_for()
+    _settle(page)
+    _nav(page, "Classify patches", "Try the sample patches")
+    page.get_by_text("Try the sample patches").first.click()
+    page.get_by_text("Confusion matrix of this batch").first.wait_for()
+    _settle(page)
+    _nav(page, "Analyse a slide", "Tissue tiles")
+    assert _slider_value(page, "Decision threshold") == "0.235"
+    picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first
+    _choose(page, picker, "cnn-gap-hed")
+    page.get_by_text("at threshold 0.224").first.wait_for()  # the tile inspector, at the new model's threshold
+    _settle(page)
+    assert _slider_value(page, "Decision threshold") == "0.224"
+    _nav(page, "Classify patches", "Try the sample patches")
+    assert page.get_by_text("were cleared when you chose cnn-gap-hed").first.is_visible()
+    assert page.locator("[data-testid='stDataFrame']").count() == 0  # no table of the old model
+    _choose(page, picker, "cnn-2conv")
+
+
+def test_the_inspected_tile_and_the_selected_thumbnail_are_outlined(page, app_url):
+    page.goto(f"{app_url}/slide")
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    _settle(page)
+    chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
+    x, y = _number_input(page, "x (px)"), _number_input(page, "y (px)")  # the tile chosen automatically
+    assert {(s["x0"], s["y0"], s["x1"], s["y1"]) for s in _shapes(page, chart)} == {(x - 25, y - 25, x + 25, y + 25)}
+    target = chart.evaluate("""(gd, start) => {
+        const xs = gd.calcdata[1].map(p => p.x), ys = gd.calcdata[1].map(p => p.y);
+        let i = 0;
+        while (Math.abs(xs[i] - start[0]) < 100 && Math.abs(ys[i] - start[1]) < 100) i += 7;
+        return [Math.round(xs[i]), Math.round(ys[i])];
+    }""", [x, y])
+    for label, value in zip(("x (px)", "y (px)"), target):  # typed coordinates
+        page.get_by_label(label).first.fill(str(value))
+        page.get_by_label(label).first.press("Enter")
+        _settle(page)
+    page.wait_for_function("x => { const gd = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');"
+                           " return (gd.layout.shapes || []).some(s => s.x0 === x); }", arg=target[0] - 25)
+    assert {(s["x0"], s["y0"]) for s in _shapes(page, chart)} == {(target[0] - 25, target[1] - 25)}
+
+    _classify_the_samples(page, app_url)
+    thumbs = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").last
+    assert {(s["x0"], s["y0"]) for s in _shapes(page, thumbs)} == {(-1, -1)}  # the first patch, selected at start
+    grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+    page.mouse.click(grid["x"] + 14, grid["y"] + 35 + 4 * 35 + 17)  # the row marker of the fifth row
+    name = thumbs.evaluate("gd => gd.data[1].customdata[4][0]")
+    page.get_by_text(f"Selected: {name}").first.wait_for()
+    _settle(page)
+    assert {(s["x0"], s["y0"]) for s in _shapes(page, thumbs)} == {(4 * 58 - 1, -1)}  # its thumbnail, outlined
 
 
 def test_the_app_asks_no_host_but_its_own(page, app_url):

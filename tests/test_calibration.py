@@ -12,7 +12,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from idc_core.config import ModelConfig
 from idc_core.data.dataset import load_labelled, scan_dataset
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import ProbabilityCalibration, build_model, uncalibrated, with_calibration
 from idc_core.model.folder import load_model_dir, save_model_dir
 from idc_core.model.lite import load_export
@@ -109,10 +109,13 @@ def test_calibrate_folder_fits_on_validation_patients_and_rewrites_the_folder(tm
     split = {"train": patients[:1], "val": patients[1:4], "test": patients[4:]}
     model = build_model("cnn", seed=4, width=0.25)
     folder = save_model_dir(tmp_path / "m", model, ModelConfig(name="m", arch="cnn", threshold=0.5,
-                                                               split_patients=split))
+                                                               split_patients=split, context="context.json"))
+    (folder / "context.json").write_text(json.dumps({"method": "gaussian", "sigma": 1.0}))
+    assert load_model_dir(folder).context is not None
     metrics = calibrate_folder(folder, small_data, log=lambda _m: None)
     loaded = load_model_dir(folder)
     config = json.loads((folder / "config.json").read_text())
+    assert config["context"] == "" and loaded.context is None  # fitted on the old scores: off until re-fitted
     assert isinstance(loaded.model.layers[-1], ProbabilityCalibration)
     assert config["calibration"]["method"] in ("platt", "temperature")
     candidates = config["uncertainty"]["candidates"]  # auto: every method measured on validation, the best kept

@@ -11,7 +11,7 @@ from idc_core.data.image_io import encode_png
 from idc_core.errors import ArchiveError
 from idc_core.inference.batch import classify_images
 from idc_core.inference.items import true_label_from_name
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import build_model
 from ui.uploads import prediction_rows
 

@@ -23,7 +23,7 @@ from idc_core.data.dataset import PatchSource, iter_image_inputs, iter_zip_image
 from idc_core.data.image_io import decode_image, fit_patch
 from idc_core.data.pipeline import cached_patches
 from idc_core.errors import ArchiveError, DatasetError, IDCError, ImageError, ImageTooLargeError, ModelError
-from idc_core.inference.predict import predict_slide
+from idc_core.inference.tiles import predict_slide
 from idc_core.model.builders import build_model
 from idc_core.model.folder import LoadedModel, default_model_dir, load_model_dir, save_model_dir
 from idc_core.workflows.evaluate import evaluate_model

@@ -11,7 +11,7 @@ from idc_core.cli.export import main
 from idc_core.config import ModelConfig
 from idc_core.data.image_io import encode_png
 from idc_core.errors import ModelError
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import build_model
 from idc_core.model.folder import save_model_dir
 from idc_core.model.lite import TFLiteModel

@@ -12,7 +12,7 @@ import pytest
 from idc_core.cli import evaluate, predict
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import build_model
 from idc_core.model.folder import load_model_dir, save_model_dir
 from idc_core.model.lite import REPORT_FILE, TFLiteModel, load_export

@@ -196,3 +196,19 @@ def test_default_model_dir_errors_say_what_is_wrong(tmp_path, content, message) 
     with pytest.raises(ModelError, match=message):
         default_model_dir(tmp_path)
 
+
+
+def test_the_context_step_its_config_names_is_loaded_and_a_missing_or_broken_one_is_a_model_error(copy) -> None:
+    from idc_core.wsi.context import ContextSettings
+
+    assert load_model_dir(copy).context is None  # a folder without one: tiles alone, as before
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "context": "context.json"}))
+    with pytest.raises(ModelError, match="context.json"):
+        load_model_dir(copy)
+    (copy / "context.json").write_text('{"method": "crf"}')
+    with pytest.raises(ModelError, match="context method must be one of"):
+        load_model_dir(copy)
+    settings = ContextSettings("gaussian", sigma=1.5, threshold=0.3)
+    (copy / "context.json").write_text(json.dumps(settings.to_dict()))
+    assert load_model_dir(copy).context == settings

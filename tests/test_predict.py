@@ -1,4 +1,4 @@
-"""Tests of idc_core.inference.patches and .predict: batched patch inference, slide analysis and the CLI."""
+"""Tests of idc_core.inference.predict and .tiles: batched patch inference, slide analysis and the CLI."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-import idc_core.inference.patches as patches_module
 import idc_core.inference.predict as predict
+import idc_core.inference.tiles as tiles
 from idc_core.cli.predict import main
 from idc_core.config import ModelConfig
 from idc_core.data.image_io import encode_png, read_image
-from idc_core.inference.patches import predict_patches
-from idc_core.inference.predict import predict_slide
+from idc_core.inference.predict import predict_patches
+from idc_core.inference.tiles import predict_slide
 from idc_core.model.builders import build_model
 from idc_core.model.folder import save_model_dir
 from idc_core.wsi.result import SlideResult
@@ -52,14 +52,14 @@ def test_predict_patches_equals_calling_the_model_and_reports_progress(model) ->
 
 
 def test_predict_patches_traces_once_for_inputs_of_several_sizes(model) -> None:
-    patches_module._FUNCTIONS.pop(id(model), None)
+    predict._FUNCTIONS.pop(id(model), None)
     for n in (5, 9, 13):
         predict_patches(model, _patches(n), batch_size=4)
-    assert patches_module._compiled(model).experimental_get_tracing_count() == 1
+    assert predict._compiled(model).experimental_get_tracing_count() == 1
 
 
 def test_small_input_is_padded_to_a_power_of_two_not_to_the_batch_size() -> None:
-    assert [patches_module._batch_shape(n, 256) for n in (1, 2, 3, 5, 200, 256, 1000)] == [
+    assert [predict._batch_shape(n, 256) for n in (1, 2, 3, 5, 200, 256, 1000)] == [
         1, 2, 4, 8, 256, 256, 256
     ]
 
@@ -68,10 +68,10 @@ def test_compiled_function_is_dropped_with_its_model() -> None:
     tiny = build_model("cnn")
     predict_patches(tiny, _patches(2))
     key = id(tiny)
-    assert key in patches_module._FUNCTIONS
+    assert key in predict._FUNCTIONS
     del tiny
     gc.collect()
-    assert key not in patches_module._FUNCTIONS
+    assert key not in predict._FUNCTIONS
 
 
 def test_predict_patches_of_nothing_is_empty(model) -> None:
@@ -101,13 +101,13 @@ def _slide() -> np.ndarray:
 def test_predict_slide_classifies_only_tissue_tiles_batch_by_batch(model, monkeypatch) -> None:
     image = _slide()
     sizes, calls = [], []
-    original = predict.predict_patches
+    original = tiles.predict_patches
 
     def recording(m, patches, **kwargs):
         sizes.append(len(patches))
         return original(m, patches, **kwargs)
 
-    monkeypatch.setattr(predict, "predict_patches", recording)
+    monkeypatch.setattr(tiles, "predict_patches", recording)
     result = predict_slide(
         model, image, batch_size=3, threshold=0.5, progress=lambda d, t: calls.append((d, t))
     )

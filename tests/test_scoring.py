@@ -11,8 +11,8 @@ from idc_core.config import UncertaintySettings
 from idc_core.data.image_io import encode_png
 from idc_core.errors import ArchiveError
 from idc_core.inference.items import score_items
-from idc_core.inference.patches import predict_patches
-from idc_core.inference.predict import predict_slide
+from idc_core.inference.predict import predict_patches
+from idc_core.inference.tiles import predict_slide
 from idc_core.model.builders import build_model
 
 

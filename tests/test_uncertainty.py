@@ -13,8 +13,8 @@ import pytest
 from idc_core.cli import evaluate, predict
 from idc_core.config import ModelConfig, UncertaintySettings
 from idc_core.inference import uncertainty
-from idc_core.inference.patches import predict_patches
-from idc_core.inference.predict import predict_slide
+from idc_core.inference.predict import predict_patches
+from idc_core.inference.tiles import predict_slide
 from idc_core.inference.uncertainty import dihedral_views, predict_with_uncertainty
 from idc_core.model.builders import build_model
 from idc_core.model.folder import save_model_dir

@@ -134,7 +134,10 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     assert summary["model_scope"] == ModelConfig.load(default_model_dir() / "config.json").scope  # beside the result
     assert "breast H&E only" in summary["model_scope"] and "other tissue" in summary["model_scope"]
     assert summary["format"] == "aperio (OpenSlide)" and summary["level0_size"] == [6400, 4800]
-    assert summary["model_mpp"] == 4.0 and summary["level0_per_model_pixel"] == 8.0 and summary["level_read"] == 3
+    assert summary["model_mpp"] == 4.0 and summary["level0_per_model_pixel"] == 8.0
+    # a JPEG file is read 4x finer than the model's scale (level 1, 1 um/px) and averaged, and says so
+    assert summary["compression"] == "JPEG Q=90" and summary["level_read"] == 1 and summary["read_mode"] == "4x"
+    assert "JPEG Q=90" in summary["read_reason"] and "level 1 (1 um/px)" in summary["read_reason"]
     tiles = list(csv.DictReader((out / "tiles.csv").open()))
     assert {t["size"] for t in tiles} == {"400"}  # a 50-px tile at 4 um/px is 400 px at 0.5 um/px
     idc = [t for t in tiles if t["label"] == "1"]
@@ -150,6 +153,7 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
         meta = feature["properties"]["metadata"]
         assert meta["slide_mpp"] == "0.5" and meta["model_mpp"] == "4" and "openslide.mpp" in meta["mpp_source"]
         assert meta["model"] == summary["model"]["name"]
+        assert meta["level_read"] == "1" and meta["read_reason"] == summary["read_reason"]
     union = shapely.unary_union(geoms)
     for t in idc:
         x, y, s = int(t["x"]), int(t["y"]), int(t["size"])
@@ -335,3 +339,16 @@ def test_the_slide_command_and_the_slide_page_write_the_same_geojson_from_the_sl
     info = {"model_mpp": 4.0, "slide_mpp": 0.499, "mpp_source": "slide metadata (openslide.mpp-x/y)",
             "level0_per_model_pixel": 8.016032}  # rounded for display: not the factor used
     assert slide_geojson(result, info, "m") == geojson_regions(result, 4.0 / 0.499, 4.0, scale_metadata(info, "m"))
+def test_the_slide_command_takes_the_slide_pages_tissue_settings(slides, tmp_path, capsys):
+    """One workflow: what the page sets (Otsu's threshold per slide, the saturation threshold, the minimum tissue)
+    the command sets too, through the same SlideOptions."""
+    runs = {}
+    for name, extra in (("default", []), ("otsu", ["--tissue-threshold", "otsu"]), ("strict", ["--min-tissue", "0.9"])):
+        assert slide_main([str(slides["lossless4"]), "--out", str(tmp_path / name), *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "lossless4" / "summary.json").read_text())
+    assert runs["default"]["tissue_threshold"] == 15.0
+    assert runs["otsu"]["tissue_threshold"] != 15.0  # Otsu's, chosen on this slide and reported
+    assert runs["strict"]["tissue_tiles"] < runs["default"]["tissue_tiles"]
+    with pytest.raises(SystemExit):
+        slide_main([str(slides["lossless4"]), "--out", str(tmp_path / "bad"), "--tissue-threshold", "pink"])
+    assert "--tissue-threshold must be a saturation 0-255 or 'otsu'" in capsys.readouterr().err

@@ -16,7 +16,8 @@ from idc_core.data.image_io import encode_png
 from idc_core.wsi.overlay import OUTCOME_COLORS
 
 IDC_RGB = OUTCOME_COLORS["TP"]  # vermillion
-NOT_IDC_RGB = OUTCOME_COLORS["FP"]  # blue
+NO_IDC_RGB = (0, 114, 178)  # blue (Okabe-Ito), not an outcome colour: "false alarm" has its own
+MARK = ((0, 0, 0, 5), (255, 255, 255, 2))  # the selected tile or patch: a white line on a black one, any background
 MAX_SELECTABLE_SVG = 4000  # above this many tiles the click layer uses WebGL
 DISPLAY_WIDTH = 1460  # st.image's widest content: it shrinks larger images to this width
 MAX_DISPLAY_PX = 2400  # longest side of the slide image sent to the browser
@@ -120,7 +121,7 @@ def referral_figure(curves: dict[str, dict[str, list]], threshold: float) -> go.
                         name=name, customdata=curve["kept"],
                         hovertemplate="refer %{x:.0f}%: balanced accuracy %{y:.3f} on %{customdata} patches kept"
                                       "<extra></extra>")
-    fig.update_layout(title=f"Referral curve at threshold {threshold:.2f}", xaxis_title="patches referred (%)",
+    fig.update_layout(title=f"Referral curve at threshold {threshold:.3f}", xaxis_title="patches referred (%)",
                       yaxis_title="balanced accuracy of the rest", height=380, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(x=0.02, y=0.02))
     return fig
@@ -141,8 +142,17 @@ def history_figure(history: dict[str, list[float]]) -> go.Figure:
     return fig
 
 
-def slide_figure(overlay: np.ndarray, boxes: np.ndarray, probs: np.ndarray, selected: int | None = None,
-                 cmap: str = "jet") -> go.Figure:
+def outline_box(fig: go.Figure, box: Sequence[float] | None) -> go.Figure:
+    """fig with the (x, y, width, height) box outlined in data coordinates, replacing any earlier outline (None:
+    no outline): the slide's inspected tile, whether chosen automatically, clicked or typed, and the selected
+    thumbnail are marked alike."""
+    fig.layout.shapes = [] if box is None else [
+        dict(type="rect", x0=box[0], y0=box[1], x1=box[0] + box[2], y1=box[1] + box[3], layer="above",
+             line=dict(color=f"rgb({r},{g},{b})", width=width), name="selected") for r, g, b, width in MARK]
+    return fig
+
+
+def slide_figure(overlay: np.ndarray, boxes: np.ndarray, probs: np.ndarray, cmap: str = "jet") -> go.Figure:
     """The slide with its heatmap, zoomable, a P(IDC) colour bar, and one invisible clickable point per tissue tile.
 
     boxes (x, y, width, height; SlideResult.boxes) and probs are the tissue tiles only (their order is the point
@@ -161,12 +171,9 @@ def slide_figure(overlay: np.ndarray, boxes: np.ndarray, probs: np.ndarray, sele
                     showscale=True, colorbar=dict(title="P(IDC)", thickness=14, len=0.8)),
         customdata=np.stack([boxes[:, 0], boxes[:, 1], probs], 1),
         hovertemplate="tile x=%{customdata[0]}, y=%{customdata[1]}<br>P(IDC) %{customdata[2]:.3f}<extra></extra>",
-        selected=dict(marker=dict(color="white", opacity=0.9)), unselected=dict(marker=dict(opacity=0.0)),
+        selected=dict(marker=dict(opacity=0.0)), unselected=dict(marker=dict(opacity=0.0)),  # see outline_box
         name="tiles", showlegend=False,
     ))
-    if selected is not None:
-        x, y, w, h = boxes[selected]
-        fig.add_shape(type="rect", x0=x, y0=y, x1=x + w, y1=y + h, line=dict(color="black", width=3))
     fig.update_xaxes(showgrid=False, range=[0, width], constrain="domain", title="x (px)")
     fig.update_yaxes(showgrid=False, range=[height, 0], scaleanchor="x", constrain="domain", title="y (px)")
     fig.update_layout(height=min(760, max(380, int(700 * height / max(width, 1)))), margin=dict(l=10, r=10, t=10, b=10),
@@ -175,8 +182,9 @@ def slide_figure(overlay: np.ndarray, boxes: np.ndarray, probs: np.ndarray, sele
 
 
 def thumbnails_figure(patches: np.ndarray, probs: Sequence[float], threshold: float,
-                      names: Sequence[str], columns: int = 12) -> go.Figure:
-    """A grid of patch thumbnails with a border in the predicted class colour; click one to select it."""
+                      names: Sequence[str], columns: int = 12, selected: int | None = None) -> go.Figure:
+    """A grid of patch thumbnails with a border in the predicted class colour; click one to select it. The
+    selected one (an index into patches) is outlined, its pixels untouched."""
     n = len(patches)
     rows = max(1, -(-n // columns))
     cell, border = 58, 4
@@ -184,7 +192,7 @@ def thumbnails_figure(patches: np.ndarray, probs: Sequence[float], threshold: fl
     for i, (patch, prob) in enumerate(zip(patches, probs)):
         r, c = divmod(i, columns)
         y, x = r * cell, c * cell
-        canvas[y:y + cell - 2, x:x + cell - 2] = IDC_RGB if prob >= threshold else NOT_IDC_RGB
+        canvas[y:y + cell - 2, x:x + cell - 2] = IDC_RGB if prob >= threshold else NO_IDC_RGB
         canvas[y + border:y + border + 50, x + border:x + border + 50] = patch
     fig = go.Figure(go.Image(source=_png_source(canvas), hoverinfo="skip"))
     idx = np.arange(n)
@@ -195,8 +203,11 @@ def thumbnails_figure(patches: np.ndarray, probs: Sequence[float], threshold: fl
         marker=dict(size=round(0.95 * cell * 1.2), color="rgba(0,0,0,0)", symbol="square"),
         customdata=[[name, float(p)] for name, p in zip(names, probs)],
         hovertemplate="%{customdata[0]}<br>P(IDC) %{customdata[1]:.3f}<extra></extra>",
-        selected=dict(marker=dict(color="rgba(255,255,255,0.35)")), showlegend=False,
+        selected=dict(marker=dict(color="rgba(0,0,0,0)")), showlegend=False,  # the outline marks the selection
     )
+    if selected is not None:
+        r, c = divmod(selected, columns)
+        outline_box(fig, (c * cell - 1, r * cell - 1, cell, cell))
     fig.update_xaxes(visible=False, range=[0, columns * cell])
     fig.update_yaxes(visible=False, range=[rows * cell, 0], scaleanchor="x")
     fig.update_layout(height=max(140, min(900, rows * 70 + 20)), margin=dict(l=0, r=0, t=0, b=0),

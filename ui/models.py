@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from idc_core import __version__
+from idc_core import CLASS_NAMES, __version__
 from idc_core.config import UncertaintySettings
 from idc_core.errors import ModelError
 from idc_core.model.folder import (
@@ -62,7 +62,7 @@ def sidebar_picker() -> None:
         if choice == OTHER:
             st.text_input("Model folder", key=OTHER_PATH_KEY, placeholder="/path/to/model_dir")
         if not names:
-            st.caption(f"No model folders in {root}: train one with `python -m idc_core train`.")
+            st.caption(f"No model folders in {root}: train one (see the README) or choose another folder.")
         path = selected_path()
         if path is not None:
             try:
@@ -157,7 +157,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             counts = data.get("class_counts", {})
             st.markdown(
                 f"**Training data** {data.get('patients', '?')} patients, {data.get('patches', 0):,} patches "
-                f"({counts.get('1', 0):,} IDC, {counts.get('0', 0):,} not IDC)"
+                f"({counts.get('1', 0):,} IDC, {counts.get('0', 0):,} {CLASS_NAMES[0]})"
             )
         split = config.get("split_patients") or {}
         if split:
@@ -169,7 +169,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             f"**P(IDC)** calibrated on validation patients ({calibration['method']} scaling)"
             + (f"; test ECE {metrics['calibration']['ece']:.3f}" if (metrics.get("calibration") or {}).get("ece")
                is not None else "")
-            if calibration else "**P(IDC)** a raw score, not calibrated (`python -m idc_core calibrate` fits it)")
+            if calibration else "**P(IDC)** a raw score, not calibrated")
         if config.get("uncertainty"):
             st.markdown(f"**Uncertainty** {uncertainty_help(UncertaintySettings.from_dict(config['uncertainty']))}")
         if metrics:

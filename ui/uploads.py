@@ -6,6 +6,7 @@ made by Finder are passed over, and a slide-sized image's row says where to anal
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -38,9 +39,29 @@ def expand_uploads(
             yield name, data
 
 
+def skip_duplicates(items: Iterable[tuple[str, bytes | IDCError]]) -> tuple[list[tuple[str, bytes | IDCError]],
+                                                                         list[str]]:
+    """(items without repeats, the names of the repeats left out): a repeat is a file with the same name (folders
+    and zips aside) and the same bytes as one before it, e.g. a file dropped twice or also inside a dropped zip.
+
+    Two files with equal bytes but different names stay: in the dataset layout they are different patches.
+    """
+    seen: set[tuple[str, str]] = set()
+    kept, repeats = [], []
+    for name, data in items:
+        if isinstance(data, bytes):
+            key = (name.rsplit("/", 1)[-1], hashlib.sha1(data).hexdigest())
+            if key in seen:
+                repeats.append(name)
+                continue
+            seen.add(key)
+        kept.append((name, data))
+    return kept, repeats
+
+
 def prediction_rows(result: ClassifyResult, threshold: float | None = None) -> list[dict[str, Any]]:
-    """Table rows (also the CSV): file, P(IDC), predicted and true label, correct, note, error; and
-    uncertainty and uncertain when they were measured."""
+    """Table rows (also the CSV): file, P(IDC), the threshold, predicted and true label, correct, note, error;
+    and uncertainty and uncertain when they were measured."""
     t = result.threshold if threshold is None else threshold
     with_uncertainty = result.measured_uncertainty
     out = []
@@ -49,6 +70,7 @@ def prediction_rows(result: ClassifyResult, threshold: float | None = None) -> l
         row = {
             "file": item.name,
             "p_idc": item.prob_idc,
+            "threshold": t,
             "predicted": CLASS_NAMES[pred] if pred is not None else None,
             "true": CLASS_NAMES[item.true_label] if item.true_label is not None else None,
             "correct": (pred == item.true_label) if pred is not None and item.true_label is not None else None,

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uncertainty", nargs="?", const="model", default=None, choices=("model", *UNCERTAINTY_METHODS),
                    help="also measure each patch's uncertainty and report the referral curve (bare flag: the "
                         "model's configured method)")
+    p.add_argument("--jpeg-quality", type=int, default=None, choices=range(1, 101), metavar="Q",
+                   help="re-encode every patch as JPEG at quality Q (1-100) before scoring: the model on patches "
+                        "saved as JPEG")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
     import_tensorflow()
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
                                     batch_size=a.batch_size, scorer=scorer, uncertainty=method,
                                     read_progress=later_bar(bars, desc="reading", unit="patch"),
-                                    progress=later_bar(bars, desc="scoring", unit="patch"))
+                                    progress=later_bar(bars, desc="scoring", unit="patch"),
+                                    jpeg_quality=a.jpeg_quality)
     except IDCError as exc:
         return error(exc, 1)
     left_out = report["data"]["rejected"] + report["data"]["unreadable"]

@@ -1,8 +1,9 @@
 """Whole-slide analysis at the model's scale, for one slide or a folder of thousands.
 
     python -m idc_core slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M]
-                             [--override-mpp M | --mpp-table CSV] [--stride PX] [--batch-size N] [--force]
-                             [--ray local|auto|ray://HOST:PORT]
+                             [--override-mpp M | --mpp-table CSV] [--stride PX]
+                             [--tissue-threshold SAT|otsu] [--min-tissue F]
+                             [--batch-size N] [--read MODE] [--force] [--ray local|auto|ray://HOST:PORT]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
@@ -48,6 +49,26 @@ def _mpp(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _tissue_threshold(text: str) -> float | None:
+    if text.lower() == "otsu":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"--tissue-threshold must be a saturation 0-255 or 'otsu', got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"--min-tissue must be a fraction in [0, 1], got {text!r}")
+    return value
 def _mpp_table(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
     """argparse type: (the file as given, its (file, mpp) rows) of a CSV with the columns file,mpp."""
     from idc_core.wsi.scale import check_mpp
@@ -70,6 +91,9 @@ def _mpp_table(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from idc_core.wsi.reader import READ_MODES
+    from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
+
     parser = argparse.ArgumentParser(prog=command_prog("slide"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="SLIDE_OR_FOLDER",
@@ -88,13 +112,24 @@ def _parser() -> argparse.ArgumentParser:
                             "file (a file name, or a path) and mpp; the slides it does not list are read as without it")
     parser.add_argument("--stride", type=int, default=PATCH_SIZE,
                         help=f"tile stride in pixels at the model's scale (1-{PATCH_SIZE}; default {PATCH_SIZE})")
+    parser.add_argument("--tissue-threshold", type=_tissue_threshold, default=TISSUE_THRESHOLD, metavar="SAT|otsu",
+                        help=f"saturation (0-255) above which a pixel is tissue, or 'otsu' for Otsu's threshold per "
+                             f"slide (default {TISSUE_THRESHOLD:g})")
+    parser.add_argument("--min-tissue", type=_fraction, default=MIN_TISSUE,
+                        help=f"tiles with less tissue than this fraction are background (default {MIN_TISSUE:g})")
     add_batch_size(parser, "tiles")
+    parser.add_argument("--read", choices=READ_MODES, default="auto", dest="read_mode",
+                        help="which pyramid level serves the model's scale: auto (default: 4x finer and "
+                             "area-averaged for a JPEG or other lossy file, the nearest level for a lossless one), "
+                             "model (the nearest level), 2x or 4x (that much finer); summary.json says which was "
+                             "read and why")
     parser.add_argument("--uncertainty", action="store_true",
                         help="also measure each tissue tile's uncertainty (the model's method; MC dropout costs "
                              "about 20x the time): columns uncertainty and uncertain in tiles.csv, the uncertain "
                              "share in summary.json")
     parser.add_argument("--force", action="store_true",
-                        help="redo slides that are already done (also needed to add --uncertainty to them)")
+                        help="redo slides that are already done (a slide done with other settings or scales is "
+                             "redone without it)")
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
                              "'ray://HOST:PORT' a remote one")
@@ -127,12 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_id = model_identity(loaded)
     table_name, table = args.mpp_table or ("", ())
     options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty,
-                           override_mpp=args.override_mpp, mpp_table=table, mpp_table_name=table_name)
+                           read_mode=args.read_mode, tissue_threshold=args.tissue_threshold,
+                           min_tissue=args.min_tissue, override_mpp=args.override_mpp, mpp_table=table,
+                           mpp_table_name=table_name)
     unlisted = [file for file, _ in table if not any(names_slide(file, slide) for slide in slides)]
     if unlisted:
         print(f"warning: --mpp-table {table_name}: not among the slides: {', '.join(unlisted)}", file=sys.stderr)
     earlier = read_slides_csv(args.out)  # rows of slides this run does not touch stay in slides.csv
-    todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force, options=options)
+    todo, rows = plan(slides, args.out, model_id["sha256"], force=args.force,
+                      context_sha256=model_id["context_sha256"], options=options)
     bar = progress_bar(total=len(slides), unit="slide", desc="slides")
     bar.update(len(rows))
     tile_bars: list[tqdm] = []  # the tile bar of the slide being scored in-process

@@ -77,6 +77,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--distribute", default=d.distribute, choices=DISTRIBUTE_MODES,
                    help="none (default); mirrored: all local GPUs; multiworker: the machines in TF_CONFIG. "
                         "--batch-size is the global batch")
+    p.add_argument("--jpeg-augment", type=float, default=d.jpeg_augment, metavar="P",
+                   help="share of training patches replaced by a JPEG re-encoded copy, so the model sees scanner "
+                        "files' artefacts at its own scale (default 0: off)")
+    p.add_argument("--jpeg-quality", type=int, nargs=2, default=d.jpeg_quality, metavar=("LOW", "HIGH"),
+                   help="JPEG qualities drawn for --jpeg-augment (default 50 95)")
+    p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                   help="start from this model folder's network (same architecture options; its calibration is "
+                        "left out and fitted anew)")
     a = p.parse_args(argv)
     weights = None if a.weights in (None, "none") else a.weights
     return TrainConfig(
@@ -88,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         block_dropout=a.block_dropout, head_dropout=a.head_dropout, head=a.head, convs_per_block=a.convs_per_block,
         dense_units=a.dense_units, augment_mode=a.augment_mode, test_patients_from=a.test_patients_from,
         distribute=a.distribute, calibration=a.calibration, uncertainty=a.uncertainty,
+        jpeg_augment=a.jpeg_augment, jpeg_quality=tuple(a.jpeg_quality), init_from=a.init_from,
     )
 
 

@@ -164,6 +164,23 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_roundtrip(images: np.ndarray, quality: int | np.ndarray) -> np.ndarray:
+    """Each RGB uint8 image of `images` (N, H, W, 3) encoded as JPEG at `quality` (one value, or one per image)
+    and decoded again, with Pillow's defaults (4:2:0 chroma subsampling, as scanners and most savers use)."""
+    qualities = np.broadcast_to(np.asarray(quality, dtype=int), (len(images),))
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    if not ((qualities >= 1) & (qualities <= 100)).all():
+        raise ValueError(f"JPEG quality must be in 1..100, got {sorted(set(qualities.tolist()))}")
+    out = np.empty_like(images)
+    for i, (image, q) in enumerate(zip(images, qualities)):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=int(q))
+        buffer.seek(0)
+        out[i] = np.asarray(Image.open(buffer).convert("RGB"))
+    return out
+
+
 def check_patches(patches: object, *, uint8: bool = True) -> np.ndarray:
     """`patches` when it is an array (N, 50, 50, 3), of uint8 unless `uint8` is False; else ValueError saying
     what it is instead (the one check of every function that takes a batch of patches)."""

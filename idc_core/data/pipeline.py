@@ -13,6 +13,7 @@ import tensorflow as tf
 from idc_core import PATCH_SIZE
 from idc_core.config import AUGMENT_MODES
 from idc_core.data.dataset import PatchRecord, PatchSource, load_patches
+from idc_core.data.image_io import jpeg_roundtrip
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -25,6 +26,8 @@ RGB_FROM_HED = RGB_FROM_HED / np.linalg.norm(RGB_FROM_HED, axis=1, keepdims=True
 HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
 HED_SCALE = (0.95, 1.05)
 HED_SHIFT = (-0.05, 0.05)
+JPEG_COPIES = 2
+"""JPEG augmentation: each training patch gets this many re-encoded copies, made once at random qualities."""
 
 
 def cache_path(source: PatchSource, records: Sequence[PatchRecord], cache_dir: str | Path) -> Path:
@@ -153,6 +156,8 @@ def make_dataset(
     oversample: bool = False,
     seed: int = 42,
     drop_remainder: bool = False,
+    jpeg_augment: float = 0.0,
+    jpeg_quality: tuple[int, int] = (50, 95),
 ) -> tuple[tf.data.Dataset, int]:
     """A batched, prefetched dataset of (float32 patches 0-255, float32 labels) and its steps per epoch.
 
@@ -162,7 +167,10 @@ def make_dataset(
     the order is a function of (seed, epoch) alone, not of how many iterators were opened before (Keras
     opens one more under tf.distribute, to build the model; see tests/test_distribute.py). Take
     `steps` batches per epoch (``model.fit(steps_per_epoch=steps)``).
-    Augmentation (`augment_mode`, see AUGMENT_MODES) is applied to training batches only.
+    Augmentation (`augment_mode`, see AUGMENT_MODES) is applied to training batches only. With `jpeg_augment` p,
+    each training patch drawn is, with probability p, one of its JPEG_COPIES copies re-encoded as JPEG at a
+    quality drawn uniformly from `jpeg_quality` (made once, before training: JPEG inside the graph is slow),
+    before the other augmentations.
     drop_remainder keeps every batch full (tf.distribute splits batches evenly across replicas).
     """
     if augment_mode not in AUGMENT_MODES:
@@ -174,8 +182,9 @@ def make_dataset(
     if steps == 0:
         raise ValueError(f"{len(labels)} patches make no full batch of {batch_size}")
     if training:
-        ds = _training_batches(patches, labels, batch_size, drop_remainder, seed,
-                               steps * batch_size if oversample else None)
+        bank = jpeg_bank(patches, jpeg_quality, seed) if jpeg_augment > 0 else patches[None]
+        ds = _training_batches(bank, labels, batch_size, drop_remainder, seed,
+                               steps * batch_size if oversample else None, jpeg_augment)
     else:
         ds = tf.data.Dataset.from_tensor_slices((patches, labels)).batch(batch_size, drop_remainder=drop_remainder)
     if training and augment:
@@ -185,11 +194,20 @@ def make_dataset(
     return ds.prefetch(AUTOTUNE), steps
 
 
-def _training_batches(patches: np.ndarray, labels: np.ndarray, batch_size: int, drop_remainder: bool, seed: int,
-                      oversample_to: int | None) -> tf.data.Dataset:
+def jpeg_bank(patches: np.ndarray, quality: tuple[int, int], seed: int) -> np.ndarray:
+    """(1 + JPEG_COPIES, N, 50, 50, 3): the patches, then copies re-encoded at qualities drawn from `quality`."""
+    rng = np.random.default_rng(seed)
+    copies = [jpeg_roundtrip(patches, rng.integers(quality[0], quality[1] + 1, len(patches)))
+              for _ in range(JPEG_COPIES)]
+    return np.stack([patches, *copies])
+
+
+def _training_batches(bank: np.ndarray, labels: np.ndarray, batch_size: int, drop_remainder: bool, seed: int,
+                      oversample_to: int | None, jpeg_augment: float = 0.0) -> tf.data.Dataset:
     """Endless batches. Epoch e holds every patch once, in an order drawn by stateless random ops keyed by
     (seed, e); with `oversample_to`, that many patches instead, half of either class (each class cycled
-    through in its own order)."""
+    through in its own order). `bank` holds the patches (bank[0]) and their JPEG copies (bank[1:]); a drawn
+    patch is one of its copies with probability `jpeg_augment`, by stateless ops keyed by (seed, batch)."""
     members = [np.flatnonzero(labels == cls) for cls in (0.0, 1.0)]
     if oversample_to is not None and not all(len(m) for m in members):
         raise ValueError(f"oversample needs both classes; class {[len(m) for m in members].index(0)} has no patches")
@@ -209,10 +227,20 @@ def _training_batches(patches: np.ndarray, labels: np.ndarray, batch_size: int, 
             drawn.append(tf.gather(cycle, rank % len(idx)))
         return tf.where(positive, drawn[1], drawn[0])
 
-    images, targets = tf.constant(patches), tf.constant(labels)
+    copies = len(bank) - 1
+    images, targets = tf.constant(bank if copies else bank[0]), tf.constant(labels)
     ds = tf.data.Dataset.counter().flat_map(
         lambda epoch: tf.data.Dataset.from_tensor_slices(order(epoch)).batch(batch_size, drop_remainder=drop_remainder))
-    return ds.map(lambda idx: (tf.gather(images, idx), tf.gather(targets, idx)), num_parallel_calls=AUTOTUNE)
+    if not copies:
+        return ds.map(lambda idx: (tf.gather(images, idx), tf.gather(targets, idx)), num_parallel_calls=AUTOTUNE)
+
+    def gather(step: tf.Tensor, idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        draws = tf.random.stateless_uniform([2, tf.size(idx)], seed=tf.stack([tf.constant(seed, tf.int64), -1 - step]))
+        copy = 1 + tf.minimum(tf.cast(draws[1] * copies, tf.int64), copies - 1)
+        variant = tf.where(draws[0] < jpeg_augment, copy, tf.zeros_like(copy))
+        return tf.gather_nd(images, tf.stack([variant, tf.cast(idx, tf.int64)], axis=1)), tf.gather(targets, idx)
+
+    return ds.enumerate().map(gather, num_parallel_calls=AUTOTUNE)
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:

@@ -3,7 +3,7 @@
 An item is (name, bytes) or (name, IDCError), as dataset.iter_image_inputs yields them. A patch-sized image
 (both sides <= 100 px) is padded or resized to 50x50 (the note says which) and scored in batches with the
 other items' patches. A larger image is a slide: with slides="tile" it is tiled at its own pixels
-(inference.predict.predict_slide) and reported by its most suspicious tissue tile; with slides="flag" it is only marked,
+(inference.tiles.predict_slide) and reported by its most suspicious tissue tile; with slides="flag" it is only marked,
 for a caller that analyses slides at the model's scale (the app's slide page). An item that fails gets an
 error naming it, and the others go on.
 """
@@ -21,8 +21,8 @@ from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import parse_patch_name
 from idc_core.data.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.errors import IDCError, ImageError, named, one_line
-from idc_core.inference.patches import Scorer, predict_patches
-from idc_core.inference.predict import predict_slide
+from idc_core.inference.predict import Scorer, predict_patches
+from idc_core.inference.tiles import predict_slide
 from idc_core.inference.uncertainty import predict_measured
 from idc_core.wsi.result import SlideResult
 

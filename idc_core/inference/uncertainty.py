@@ -21,7 +21,7 @@ import numpy as np
 
 from idc_core import Progress
 from idc_core.config import DEFAULT_SAMPLES, UNCERTAINTY_METHODS, UncertaintySettings
-from idc_core.inference.patches import Scorer, predict_patches
+from idc_core.inference.predict import Scorer, predict_patches
 from idc_core.stats.calibration import logit
 from idc_core.stats.metrics import confidence_uncertainty
 

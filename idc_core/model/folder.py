@@ -18,6 +18,7 @@ from idc_core import PATCH_SIZE
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
 from idc_core.paths import models_root
+from idc_core.wsi.context import ContextSettings, read_context
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -36,6 +37,7 @@ class LoadedModel:
     config: ModelConfig
     metrics: dict | None
     history: dict | None
+    context: ContextSettings | None = None  # the slide-context step its config names (None: tiles alone)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -138,12 +140,17 @@ def load_model_dir(path: str | Path) -> LoadedModel:
             f"{str(folder / CONFIG_FILE)!r} says arch {config.arch!r} "
             f"but {MODEL_FILE} holds model {model.name!r}"
         )
+    try:
+        context = read_context(folder, config.context)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc
     return LoadedModel(
         path=folder,
         model=model,
         config=config,
         metrics=_read_json(folder / METRICS_FILE, required=False),
         history=_read_json(folder / HISTORY_FILE, required=False),
+        context=context,
     )
 
 

@@ -23,7 +23,7 @@ REPORT_FILE = "export.json"
 
 
 class TFLiteModel:
-    """A TFLite model that scores uint8 patches like inference.patches.predict_patches (thread-safe, one at a time)."""
+    """A TFLite model that scores uint8 patches like inference.predict.predict_patches (thread-safe, one at a time)."""
 
     def __init__(self, content: bytes, *, num_threads: int | None = None, name: str = "TFLite model") -> None:
         try:

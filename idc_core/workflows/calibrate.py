@@ -79,7 +79,7 @@ def calibrate_model(
     uncertainty "auto" measures every method of idc_core.inference.uncertainty on the validation patches and keeps the
     one whose referral curve is highest there (referral_score).
     """
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
     from idc_core.inference.uncertainty import predict_with_uncertainty
     from idc_core.model.builders import uncalibrated, with_calibration
 
@@ -119,7 +119,7 @@ def held_out_metrics(model: keras.Model, test_x: np.ndarray, test_y: np.ndarray,
                      threshold: float, uncertain: UncertaintySettings) -> dict[str, Any]:
     """Test metrics of a calibrated model (compute_metrics), the raw score's calibration beside them
     (calibration_before), the referral curves of its uncertainty measure and the per-patch scores."""
-    from idc_core.inference.patches import predict_patches
+    from idc_core.inference.predict import predict_patches
     from idc_core.inference.uncertainty import predict_with_uncertainty
     from idc_core.model.builders import uncalibrated
 
@@ -168,8 +168,11 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
     metrics["evaluated_on"] = (f"test split: {len(set(test.patients))} patients, {len(test.labels)} patches, none "
                                "used for training, for choosing the threshold or for fitting the calibration")
     config = dataclasses.replace(
-        loaded.config, threshold=threshold, calibration=calibration, uncertainty=uncertain,
+        loaded.config, threshold=threshold, calibration=calibration, uncertainty=uncertain, context="",
         threshold_rule="maximises balanced accuracy on the validation split (calibrated output)")
+    if loaded.config.context:  # fitted on the old scores: off until `python -m idc_core context` fits it again
+        log(f"the slide-context step ({loaded.config.context}) is switched off: re-fit it with python -m "
+            f"idc_core context --model {folder} --data {data}")
     _save_model(folder, model)
     config.save(folder / CONFIG_FILE)
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")

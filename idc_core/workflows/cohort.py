@@ -31,15 +31,21 @@ RowCallback = Callable[[dict[str, Any]], None]
 
 
 def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
-                 scale_request: dict[str, Any] | None = None) -> bool:
-    """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model at the scale that
-    `scale_request` (SlideOptions.scale_request; None: no scale given) would give it (same_scale)."""
+                 context_sha256: str | None = None, scale_request: dict[str, Any] | None = None,
+                 scoring: dict[str, Any] | None = None) -> bool:
+    """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model (model.keras
+    and its slide-context step, None for none), at the scale that `scale_request` (SlideOptions.scale_request;
+    None: no scale given) would give it (same_scale), with the same scoring settings (SlideOptions.scoring; None:
+    not compared)."""
     try:
         summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return (summary.get("slide_sha256") == checksum and (summary.get("model") or {}).get("sha256") == model_sha256
-            and same_scale(summary, scale_request or {}))
+    model = summary.get("model") or {}
+    return (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
+            and model.get("context_sha256") == context_sha256
+            and same_scale(summary, scale_request or {})
+            and (scoring is None or summary.get("scoring") == scoring))
 
 
 def same_scale(summary: dict[str, Any], request: dict[str, Any]) -> bool:
@@ -55,11 +61,12 @@ def same_scale(summary: dict[str, Any], request: dict[str, Any]) -> bool:
 
 
 def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bool = False,
-         options: SlideOptions = SlideOptions()) -> tuple[list[tuple[Path, str]], list[dict[str, Any]]]:
+         context_sha256: str | None = None, options: SlideOptions = SlideOptions()
+         ) -> tuple[list[tuple[Path, str]], list[dict[str, Any]]]:
     """(slides to score with their checksums, rows of slides skipped or refused before any work).
 
     Two slides with the same file stem would share an output folder: the second is refused. A slide is skipped
-    when already done with the same model and the same scales given (`options`).
+    when already done with the same model, at the scale and with the scoring settings that `options` give.
     """
     todo: list[tuple[Path, str]] = []
     rows: list[dict[str, Any]] = []
@@ -76,9 +83,11 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
             rows.append({"slide": str(slide), "status": "failed",
                          "reason": f"{slide}: cannot read ({exc.strerror or exc})"})
             continue
-        if not force and already_done(slide, out_root, checksum, model_sha256, options.scale_request(slide)):
+        if not force and already_done(slide, out_root, checksum, model_sha256, context_sha256,
+                                      options.scale_request(slide), options.scoring()):
             summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
-            rows.append({"slide": str(slide), "status": "skipped", "reason": "already done for this model and file",
+            rows.append({"slide": str(slide), "status": "skipped",
+                         "reason": "already done for this model, file and settings",
                          "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
                          "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", "")})
         else:

@@ -14,8 +14,9 @@ import numpy as np
 from idc_core import Progress
 from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import load_labelled
+from idc_core.data.image_io import jpeg_roundtrip
 from idc_core.errors import DatasetError
-from idc_core.inference.patches import Scorer, predict_patches
+from idc_core.inference.predict import Scorer, predict_patches
 from idc_core.inference.uncertainty import Measured, predict_with_uncertainty
 from idc_core.stats.metrics import compute_metrics, confidence_uncertainty, referral_curve
 
@@ -36,6 +37,7 @@ def evaluate_model(
     scorer: Scorer | None = None,
     uncertainty: str | None = None,
     read_progress: Progress | None = None,
+    jpeg_quality: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of a loaded model on labelled data, at its saved threshold unless told otherwise.
 
@@ -68,6 +70,8 @@ def evaluate_model(
     except DatasetError as exc:
         raise DatasetError(f"{exc}" + (f" (split {split!r})" if split else "")) from exc
     patches, labels = labelled.patches, labelled.labels
+    if jpeg_quality is not None:
+        patches = jpeg_roundtrip(patches, jpeg_quality)
     used = threshold if threshold is not None else loaded.config.threshold
     scoring = scorer if scorer is not None else loaded.model
     measured = None
@@ -79,6 +83,7 @@ def evaluate_model(
                                             samples=(loaded.config.uncertainty or UncertaintySettings()).passes)
         prob = measured.prob
     report = compute_metrics(labels, prob, used, patients=labelled.patients)
+    report["jpeg_quality"] = jpeg_quality
     if measured is not None and uncertainty is not None:
         report["uncertainty"] = uncertainty_report(labels, measured, used, uncertainty, loaded.config.uncertainty)
         report["scores"] = patch_scores(labels, measured)
@@ -136,7 +141,8 @@ def format_report(report: dict[str, Any]) -> str:
         + f"), threshold {report['threshold']:.3f}"
         f" ({report['model']['threshold_source']})",
         f"data {d['source']}" + (f", split {d['split']}" if d["split"] else "")
-        + f": {report['n_patches']} patches ({report['n_idc']} IDC) of {d['patients']} patients",
+        + f": {report['n_patches']} patches ({report['n_idc']} IDC) of {d['patients']} patients"
+        + (f", each re-encoded as JPEG at quality {report['jpeg_quality']}" if report.get("jpeg_quality") else ""),
     ]
     if d["patients_seen_in_training_or_validation"]:
         lines.append(

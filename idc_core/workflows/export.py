@@ -24,8 +24,8 @@ import numpy as np
 from idc_core.data.dataset import iter_image_inputs
 from idc_core.errors import ModelError
 from idc_core.inference.items import fit_item
-from idc_core.inference.patches import predict_patches
-from idc_core.inference.predict import tissue_tiles
+from idc_core.inference.predict import predict_patches
+from idc_core.inference.tiles import tissue_tiles
 from idc_core.model.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
 from idc_core.wsi.tiling import extract_patches
 

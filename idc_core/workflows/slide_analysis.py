@@ -24,9 +24,11 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
+from idc_core.wsi.context import ContextSettings, apply_context, context_summary
 from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
-from idc_core.wsi.reader import Progress, SlideReader, open_slide
+from idc_core.wsi.reader import READ_MODES, LevelChoice, Progress, SlideReader, open_slide
 from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
 
 SUMMARY_FILE = "summary.json"
 OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
@@ -34,16 +36,28 @@ OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
 
 @dataclass(frozen=True)
 class SlideOptions:
-    """How to analyse slides: the scales given (see scale_request), tiling stride and batch size, at model scale."""
+    """How to analyse a slide, the same for the slide page, the slide command and the Ray actors: the scales given
+    (see scale_request), tiling, tissue detection, uncertainty and the pyramid level read, at the model's scale."""
 
     mpp: float | None = None  # level-0 mpp of a slide that states no scale (--mpp); a stated scale wins
-    stride: int = PATCH_SIZE
+    stride: int = PATCH_SIZE  # tiling stride in pixels at the model's scale
     batch_size: int = 256
-    min_tissue: float | None = None  # None: the library default (tissue.MIN_TISSUE)
+    tissue_threshold: float | None = TISSUE_THRESHOLD  # saturation above which a pixel is tissue; None: Otsu's
+    min_tissue: float = MIN_TISSUE  # tiles with less tissue than this are background, not classified
     uncertainty: bool = False  # also measure each tissue tile's uncertainty, as the model's config says
+    read_mode: str = "auto"  # which pyramid level serves the model's scale (wsi.reader.READ_MODES)
     override_mpp: float | None = None  # level-0 mpp of every slide, whatever it states (--override-mpp)
     mpp_table: tuple[tuple[str, float], ...] = ()  # (file, mpp) of single slides, whatever they state (--mpp-table)
     mpp_table_name: str = ""  # where the table came from, for the source of its values
+
+    def __post_init__(self) -> None:
+        if self.read_mode not in READ_MODES:
+            raise ValueError(f"read mode must be one of {READ_MODES}, got {self.read_mode!r}")
+
+    def scoring(self) -> dict[str, Any]:
+        """How the tiles are found and scored (kept in summary.json: a re-run with other settings redoes a slide)."""
+        return {"stride": self.stride, "tissue_threshold": self.tissue_threshold, "min_tissue": self.min_tissue,
+                "read_mode": self.read_mode, "uncertainty": self.uncertainty}
 
     def listed_mpp(self, slide: Path) -> float | None:
         """The mpp_table's value for a slide (see names_slide), None when it has none."""
@@ -75,11 +89,12 @@ class SlideAnalysis:
 
     info: dict[str, Any]  # reader.describe(): slide, format, level-0 size, slide mpp and its source
     model_mpp: float
-    level: int  # the pyramid level read
+    read: LevelChoice  # the pyramid level read, and why
     image: np.ndarray  # the slide at model_mpp
     result: SlideResult
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    context: ContextSettings | None = None  # the slide-context step applied to result (None: tiles alone)
 
     @property
     def factor(self) -> float:
@@ -104,7 +119,9 @@ class SlideAnalysis:
         return {
             **self.info,
             "model_mpp": self.model_mpp,
-            "level_read": self.level,
+            "level_read": self.read.level,
+            "read_mode": self.read.mode,
+            "read_reason": self.read.reason,
             "level0_per_model_pixel": round(self.factor, 6),
             "scaled_size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "tiles": int(len(r.coords)),
@@ -117,6 +134,7 @@ class SlideAnalysis:
             "uncertain_share_of_tissue": (round(r.uncertain_fraction, 6) if r.uncertain_fraction is not None
                                           else None),
             "threshold": r.threshold,
+            "context": context_summary(self.context),
             "tissue_threshold": r.tissue_threshold,
             "stride": r.stride,
             "seconds": round(self.seconds, 3),
@@ -135,12 +153,15 @@ class ScaledSlide:
 
 
 def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None = None, name: str | None = None,
-                      mpp_source: str | None = None, progress: Progress | None = None) -> ScaledSlide:
-    """Open any slide file (see wsi.reader.open_slide) and read it whole at the model's mpp."""
+                      mpp_source: str | None = None, progress: Progress | None = None,
+                      read_mode: str = "auto") -> ScaledSlide:
+    """Open any slide file (see wsi.reader.open_slide) and read it whole at the model's mpp, from the level that
+    `read_mode` chooses (wsi.reader.READ_MODES)."""
     with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name, mpp_source=mpp_source) as reader:
-        image = reader.read_at_mpp(model_mpp, progress)
-        info = {**reader.describe(), "model_mpp": model_mpp, "level_read": reader.best_level(model_mpp),
-                "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
+        read = reader.choose_level(model_mpp, read_mode)
+        image = reader.read_at_mpp(model_mpp, progress, read.level)
+        info = {**reader.describe(), "model_mpp": model_mpp, "level_read": read.level, "read_mode": read.mode,
+                "read_reason": read.reason, "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
         return ScaledSlide(image, info, [reader.scale.warning] if reader.scale.warning else [],
                            getattr(reader, "source", None))
 
@@ -157,21 +178,33 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
-                  uncertainty: UncertaintySettings | None = None) -> SlideAnalysis:
-    """Read `reader` at the model's mpp, tile it and predict its tissue tiles (see inference.predict.predict_slide);
-    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
-    from idc_core.inference.predict import predict_slide
-    from idc_core.wsi.tissue import MIN_TISSUE
-
+                  uncertainty: UncertaintySettings | None = None, context: ContextSettings | None = None
+                  ) -> SlideAnalysis:
+    """Read `reader` at the model's mpp (from the level options.read_mode chooses), then score_scaled_slide; `context`
+    (the model's slide-context step, LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping
+    each tile's own score as result.probs_tile."""
     started = time.perf_counter()
     warnings = [reader.scale.warning] if reader.scale.warning else []
-    image = reader.read_at_mpp(model_mpp)
-    result = predict_slide(model, image, threshold=threshold, stride=options.stride,
-                           min_tissue=MIN_TISSUE if options.min_tissue is None else options.min_tissue,
-                           batch_size=options.batch_size, progress=progress,
-                           uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
-    return SlideAnalysis(reader.describe(), model_mpp, reader.best_level(model_mpp), image, result,
-                         time.perf_counter() - started, warnings)
+    read = reader.choose_level(model_mpp, options.read_mode)
+    image = reader.read_at_mpp(model_mpp, level=read.level)
+    result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,
+                                uncertainty=uncertainty)
+    result = apply_context(result, context)
+    return SlideAnalysis(reader.describe(), model_mpp, read, image, result,
+                         time.perf_counter() - started, warnings, context)
+
+
+def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
+                       progress: Progress | None = None, uncertainty: UncertaintySettings | None = None) -> SlideResult:
+    """Tile a slide already at the model's scale, detect tissue and predict its tissue tiles as `options` say (see
+    inference.tiles.predict_slide): the one scoring step of the slide page, the slide command and the Ray actors.
+    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
+    from idc_core.inference.tiles import predict_slide
+
+    return predict_slide(model, image, threshold=threshold, stride=options.stride,
+                         tissue_threshold=options.tissue_threshold, min_tissue=options.min_tissue,
+                         batch_size=options.batch_size, progress=progress,
+                         uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
 
 
 def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
@@ -184,19 +217,22 @@ def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
 
 
 def model_identity(loaded: Any) -> dict[str, Any]:
-    """Name, folder, threshold, mpp and a checksum of model.keras: what 'the same model' means for a re-run."""
-    from idc_core.model.folder import MODEL_FILE  # model_io imports keras: only when a model is used
+    """Name, folder, threshold, mpp, a checksum of model.keras and one of its slide-context step (None without
+    one): what 'the same model' means for a re-run."""
+    from idc_core.model.folder import MODEL_FILE  # the model folder module imports keras: only when a model is used
 
     path = Path(loaded.path)
+    context = file_checksum(path / loaded.config.context) if loaded.context is not None else None
     return {"name": loaded.config.name, "path": str(path), "threshold": loaded.config.threshold,
-            "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE)}
+            "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE), "context_sha256": context}
 
 
 def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any]) -> None:
     """The four outputs of one slide into out_dir (which must exist and be empty)."""
     boxes = analysis.level0_boxes()
     (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes))
-    info = {**analysis.info, "model_mpp": analysis.model_mpp}
+    info = {**analysis.info, "model_mpp": analysis.model_mpp, "level_read": analysis.read.level,
+            "read_reason": analysis.read.reason}
     geojson = slide_geojson(analysis.result, info, str((extra.get("model") or {}).get("name", "")))
     (out_dir / "slide.geojson").write_text(json.dumps(geojson))
     (out_dir / "heatmap.png").write_bytes(heatmap_png(analysis.image, analysis.result))
@@ -229,14 +265,14 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         with open_slide(path, model_mpp=loaded.config.mpp, **request) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
-                                     uncertainty=loaded.config.uncertainty)
+                                     uncertainty=loaded.config.uncertainty, context=loaded.context)
         target = output_dir(out_root, path)
         tmp = out_root / f".{path.stem}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         write_outputs(analysis, tmp, {"slide_path": str(path), "slide_sha256": checksum, "model": model_id,
                                       "model_scope": loaded.config.scope, "mpp_used": loaded.config.mpp,
-                                      "scale_request": request})
+                                      "scale_request": request, "scoring": options.scoring()})
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

@@ -24,7 +24,7 @@ from idc_core.config import (
 )
 from idc_core.data.dataset import PatchSource, ScanResult, scan_dataset
 from idc_core.errors import IDCError
-from idc_core.inference.patches import predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.model.distribute import make_strategy, shard_by_data, write_dir
 from idc_core.stats.metrics import choose_threshold, compute_metrics
 
@@ -94,6 +94,9 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
                             block_dropout=config.block_dropout, head_dropout=config.head_dropout, head=config.head,
                             convs_per_block=config.convs_per_block, dense_units=config.dense_units,
                             synchronized_bn=strategy.num_replicas_in_sync > 1 and config.arch not in TRANSFER_ARCHS)
+        if config.init_from:
+            start_from(model, config.init_from)
+            say(f"init: the network of {config.init_from} (without its calibration)")
     train_ds, steps = make_dataset(
         train_x,
         train_y,
@@ -104,6 +107,8 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
         oversample=config.imbalance == "oversample",
         seed=config.seed,
         drop_remainder=strategy.num_replicas_in_sync > 1,
+        jpeg_augment=config.jpeg_augment,
+        jpeg_quality=config.jpeg_quality,
     )
     val_ds, _ = make_dataset(val_x, val_y, batch_size=config.batch_size, training=False,
                              drop_remainder=strategy.num_replicas_in_sync > 1)
@@ -165,6 +170,23 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
         return final_out
     say(summary(out, metrics, threshold, train_seconds))
     return out
+
+
+def start_from(model: keras.Model, folder: str | Path) -> None:
+    """Set `model`'s weights to those of the model folder's network (its calibration layer left out); a folder
+    whose network is not built like `model` -> IDCError naming the first difference."""
+    from idc_core.model.builders import uncalibrated
+    from idc_core.model.folder import load_model_dir
+
+    source = uncalibrated(load_model_dir(folder).model)
+    theirs, ours = source.get_weights(), model.get_weights()
+    if len(theirs) != len(ours) or any(a.shape != b.shape for a, b in zip(theirs, ours)):
+        shapes = [(a.shape, b.shape) for a, b in zip(theirs, ours) if a.shape != b.shape]
+        detail = f"first differing weight {shapes[0][0]} vs {shapes[0][1]}" if shapes else (
+            f"{len(theirs)} weight arrays vs {len(ours)}")
+        raise IDCError(f"--init-from {folder}: its network is not built like this one ({detail}); give the same "
+                       "--arch, --head, --width, --convs-per-block and --dense-units as its config.json")
+    model.set_weights(theirs)
 
 
 def recalibrate_batchnorm(model: keras.Model, patches: np.ndarray, batch_size: int = 256) -> None:

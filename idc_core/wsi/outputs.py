@@ -19,32 +19,38 @@ from idc_core.wsi.result import SlideResult
 
 TILE_COLUMNS = ("x", "y", "size", "prob_idc", "label")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
+CONTEXT_COLUMNS = ("prob_idc_tile",)
 IDC_COLOR = (230, 40, 40)
 HEATMAP_MAX_SIDE = 2048
 _BAR_WIDTH, _BAR_MARGIN = 24, 70
 
 
 def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
-    """One row per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at the threshold, and
-    its uncertainty and uncertain flag when they were measured. boxes: (N, 4) x, y, width, height of every tile
+    """One row per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at the threshold, the
+    tile's own P(IDC) (prob_idc_tile) when P(IDC) is context-aware (wsi.context), and its uncertainty and
+    uncertain flag when they were measured. boxes: (N, 4) x, y, width, height of every tile
     in level-0 pixels (SlideResult.level0_boxes; tiles are square: size is the width)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    measured = result.uncertainty is not None
-    writer.writerow(TILE_COLUMNS + (UNCERTAINTY_COLUMNS if measured else ()))
+    measured, context = result.uncertainty is not None, result.probs_tile is not None
+    writer.writerow(TILE_COLUMNS + (CONTEXT_COLUMNS if context else ()) + (UNCERTAINTY_COLUMNS if measured else ()))
     tissue, uncertain = result.tissue, result.uncertain
     spread = result.uncertainty[tissue].tolist() if result.uncertainty is not None else [None] * int(tissue.sum())
     flags = uncertain[tissue].tolist() if uncertain is not None else [None] * len(spread)
-    for (x, y, size, _), prob, u, flag in zip(boxes[tissue].tolist(), result.probs[tissue].tolist(), spread, flags):
-        row = [x, y, size, f"{prob:.6f}", int(prob >= result.threshold)]
+    own = result.probs_tile[tissue].tolist() if result.probs_tile is not None else [None] * len(spread)
+    for (x, y, size, _), prob, u, flag, alone in zip(boxes[tissue].tolist(), result.probs[tissue].tolist(), spread,
+                                                     flags, own):
+        row = [x, y, size, f"{prob:.6f}", int(prob >= result.threshold)] + ([f"{alone:.6f}"] if context else [])
         writer.writerow(row + ([f"{u:.6f}", "" if flag is None else int(flag)] if measured else []))
     return out.getvalue()
 
 
 def scale_metadata(info: dict[str, Any], model_name: str) -> dict[str, str]:
-    """What a region's numbers rest on, as QuPath object metadata (strings): model, its mpp, the slide's mpp, source."""
+    """What a region's numbers rest on, as QuPath object metadata (strings): model, its mpp, the slide's mpp, source,
+    and (where `info` says it) the pyramid level read and why."""
+    read: dict[str, str] = {key: str(info[key]) for key in ("level_read", "read_reason") if key in info}
     return {"model": model_name, "model_mpp": f"{info['model_mpp']:g}", "slide_mpp": f"{info['slide_mpp']:g}",
-            "mpp_source": str(info["mpp_source"])}
+            "mpp_source": str(info["mpp_source"]), **read}
 
 
 def geojson_regions(result: SlideResult, factor: float, model_mpp: float,

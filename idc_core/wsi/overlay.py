@@ -26,7 +26,7 @@ _CV2_COLORMAPS = {
 OUTCOME_COLORS: dict[str, tuple[int, int, int]] = {
     "TP": (213, 94, 0),  # vermillion: IDC found
     "FN": (240, 228, 66),  # yellow: IDC missed
-    "FP": (0, 114, 178),  # blue: false alarm
+    "FP": (204, 121, 167),  # reddish purple: false alarm (not the blue that means "no IDC" elsewhere)
     "TN": (0, 158, 115),  # bluish green: correctly no IDC
 }
 """RGB colours of outcome_map (Okabe-Ito, distinguishable with colour blindness)."""

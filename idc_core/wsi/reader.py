@@ -8,6 +8,8 @@ gigapixel level 0 is never held in memory. `open_slide` picks the reader for a f
 
 from __future__ import annotations
 
+import re
+import struct
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, TiffImagePlugin
+from PIL import Image
 
 from idc_core import Progress
 from idc_core.config import DATASET_MPP
@@ -40,6 +42,22 @@ PYRAMID_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", "
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 SLIDE_SUFFIXES = PYRAMID_SUFFIXES + IMAGE_SUFFIXES + (".zip",)
 DATASET_SCALE_SOURCE = "the dataset's own scale (its patches are 40x scans downsampled 16:1)"
+READ_MODES = ("auto", "model", "2x", "4x")
+"""Which pyramid level serves the model's scale. model: the coarsest level at least as fine as the model's mpp;
+2x / 4x: the coarsest level at least 2x / 4x finer, area-downsampled, which averages a JPEG file's 8x8 blocks
+away at the price of decoding 4x / 16x the pixels; auto: 4x for a file stored lossy (JPEG, JPEG 2000, or
+unknown, as nearly every scanner file is), model for a lossless one (see bench/bench_jpeg_reading.py)."""
+_FINER = {"model": 1.0, "2x": 2.0, "4x": 4.0}
+LOSSLESS = ("none", "deflate", "lzw", "zstd", "packbits", "png", "lzma", "webp-lossless")
+
+
+@dataclass(frozen=True)
+class LevelChoice:
+    """The pyramid level read for a target mpp, the read mode that chose it, and why (said in every output)."""
+
+    level: int
+    mode: str
+    reason: str
 
 
 @dataclass
@@ -56,6 +74,8 @@ class SlideReader:
     scale: Scale
     level_dimensions: tuple[tuple[int, int], ...]
     level_downsamples: tuple[float, ...]
+    compression: str = "unknown"
+    """How the pixels are stored, e.g. "JPEG Q=70" or "deflate": lossless ones are named in LOSSLESS."""
 
     def _read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         raise NotImplementedError
@@ -69,11 +89,34 @@ class SlideReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def best_level(self, mpp: float) -> int:
-        """The coarsest level whose pixels are still at least as fine as `mpp`."""
-        factor = check_mpp(mpp) / self.scale.mpp
+    @property
+    def lossless(self) -> bool:
+        return self.compression.split()[0].lower() in LOSSLESS
+
+    def best_level(self, mpp: float, finer: float = 1.0) -> int:
+        """The coarsest level whose pixels are still at least `finer` times as fine as `mpp`."""
+        factor = check_mpp(mpp) / self.scale.mpp / finer
         fine_enough = [i for i, ds in enumerate(self.level_downsamples) if ds <= factor * (1 + 1e-6)]
         return max(fine_enough, key=lambda i: self.level_downsamples[i]) if fine_enough else 0
+
+    def choose_level(self, mpp: float, mode: str = "auto") -> LevelChoice:
+        """The level that `mode` (READ_MODES) reads for `mpp`, and why, in words for the outputs."""
+        if mode not in READ_MODES:
+            raise ValueError(f"read mode must be one of {READ_MODES}, got {mode!r}")
+        used = mode if mode != "auto" else ("model" if self.lossless else "4x")
+        level = self.best_level(mpp, _FINER[used])
+        level_mpp = self.scale.mpp * self.level_downsamples[level]
+        read = f"level {level} ({level_mpp:.3g} um/px)"
+        if used == "model":
+            why = ("the file is stored lossless, so the level nearest the model's scale is read" if mode == "auto"
+                   else "the level nearest the model's scale, as asked")
+        elif level == self.best_level(mpp):
+            why = f"no level {_FINER[used]:g}x finer than the model's scale exists, so the nearest one is read"
+        else:
+            why = (f"read {_FINER[used]:g}x finer than the model's scale and area-averaged, so the 8x8 blocks of "
+                   f"the file's {self.compression} compression do not reach the model"
+                   + (" (auto: the file is not stored lossless)" if mode == "auto" else ""))
+        return LevelChoice(level, used, f"{read}: {why}")
 
     def scaled_size(self, mpp: float) -> tuple[int, int]:
         """(width, height) of the whole slide at `mpp` (at least 1 x 1)."""
@@ -82,11 +125,11 @@ class SlideReader:
         return max(1, round(width / factor)), max(1, round(height / factor))
 
     def read_region_at_mpp(self, x: int, y: int, width: int, height: int, mpp: float,
-                           progress: Progress | None = None) -> np.ndarray:
+                           progress: Progress | None = None, level: int | None = None) -> np.ndarray:
         """RGB uint8 (rows, cols) of the level-0 box (x, y, width, height) resampled to `mpp`.
 
-        Read from best_level(mpp) in bands of rows, each resized with INTER_AREA (INTER_LINEAR
-        when the slide is coarser than `mpp`). Pixels outside the slide are white.
+        Read from `level` (default best_level(mpp)) in bands of rows, each resized with INTER_AREA
+        (INTER_LINEAR when the slide is coarser than `mpp`). Pixels outside the slide are white.
         """
         factor = check_mpp(mpp) / self.scale.mpp
         out_w, out_h = max(1, round(width / factor)), max(1, round(height / factor))
@@ -95,7 +138,7 @@ class SlideReader:
                 f"{self.name}: {width}x{height} level-0 pixels at {mpp:g} um/px is {out_w}x{out_h} = "
                 f"{out_w * out_h:,} pixels, over the limit of {MAX_SCALED_PIXELS:,}"
             )
-        level = self.best_level(mpp)
+        level = self.best_level(mpp) if level is None else level
         ds = self.level_downsamples[level]
         per_out = factor / ds  # level pixels per output pixel (>= 1 unless the slide is coarser)
         level_w = max(1, round(width / ds))
@@ -113,10 +156,10 @@ class SlideReader:
                 progress(bottom, out_h)
         return out
 
-    def read_at_mpp(self, mpp: float, progress: Progress | None = None) -> np.ndarray:
-        """The whole slide at `mpp` (RGB uint8), read band by band."""
+    def read_at_mpp(self, mpp: float, progress: Progress | None = None, level: int | None = None) -> np.ndarray:
+        """The whole slide at `mpp` (RGB uint8), read band by band (from `level`, default best_level(mpp))."""
         width, height = self.dimensions
-        return self.read_region_at_mpp(0, 0, width, height, mpp, progress)
+        return self.read_region_at_mpp(0, 0, width, height, mpp, progress, level)
 
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         """An RGB overview whose longer side is at most `max_side` pixels."""
@@ -129,15 +172,16 @@ class SlideReader:
         """Format, level-0 size, mpp and its source: what every output states."""
         return {"slide": self.name, "format": self.format, "level0_size": list(self.dimensions),
                 "slide_mpp": round(self.scale.mpp, 6), "mpp_source": self.scale.source,
-                "levels": len(self.level_downsamples)}
+                "levels": len(self.level_downsamples), "compression": self.compression}
 
 
 class ArrayReader(SlideReader):
     """A slide held as one RGB array (a plain image, or a patient zip rebuilt from its patches)."""
 
-    def __init__(self, name: str, fmt: str, image: np.ndarray, scale: Scale, source: Any = None) -> None:
+    def __init__(self, name: str, fmt: str, image: np.ndarray, scale: Scale, source: Any = None,
+                 compression: str = "unknown") -> None:
         height, width = image.shape[:2]
-        super().__init__(name, fmt, (width, height), scale, ((width, height),), (1.0,))
+        super().__init__(name, fmt, (width, height), scale, ((width, height),), (1.0,), compression)
         self.image = image
         self.source = source  # the slides.SlideInput of a patient zip (truth tiles), else None
 
@@ -171,7 +215,8 @@ class OpenSlideReader(SlideReader):
         width, height = self.slide.dimensions
         super().__init__(name, f"{vendor} (OpenSlide)", (width, height), scale,
                          tuple((w, h) for w, h in self.slide.level_dimensions),
-                         tuple(float(d) for d in self.slide.level_downsamples))
+                         tuple(float(d) for d in self.slide.level_downsamples),
+                         _stored_compression(path, properties))
 
     def _read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         try:
@@ -198,20 +243,41 @@ def _on_white(rgba: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def _first_tiff_page(path: Path) -> Any:
+    """The first page of a TIFF file as tifffile reads it (tags only, never pixels: no size limit), else None."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages.first if len(tif.pages) else None
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError, TypeError, struct.error):
+        return None
+
+
 def _tiff_properties(path: Path) -> dict[str, str]:
     """TIFF resolution tags of a plain TIFF as OpenSlide would name them (empty for other formats)."""
-    try:
-        with Image.open(path) as image:
-            if not isinstance(image, TiffImagePlugin.TiffImageFile):
-                return {}
-            tags = image.tag_v2
-            unit = {2: "inch", 3: "centimeter"}.get(int(tags.get(296, 2)))
-            resolution = tags.get(282)
-    except (OSError, ValueError, TypeError):
+    page = _first_tiff_page(path)
+    if page is None:
         return {}
-    if unit is None or resolution is None:
+    tags = {tag.code: tag.value for tag in page.tags.values()}
+    unit = {2: "inch", 3: "centimeter"}.get(int(tags.get(296, 2)))
+    resolution = tags.get(282)
+    if unit is None or not isinstance(resolution, tuple) or len(resolution) != 2 or not resolution[1]:
         return {}
-    return {"tiff.ResolutionUnit": unit, "tiff.XResolution": str(float(resolution))}
+    return {"tiff.ResolutionUnit": unit, "tiff.XResolution": str(resolution[0] / resolution[1])}
+
+
+def _stored_compression(path: Path, properties: dict[str, str]) -> str:
+    """How a slide file stores its pixels: the TIFF compression of its first page, with the quality that an
+    Aperio description states (Q=70); "unknown" where neither can be read (MIRAX, DICOM, ...)."""
+    quality = re.search(r"\bQ=(\d+)", properties.get("tiff.ImageDescription", ""))
+    page = _first_tiff_page(path)
+    if page is None:
+        return "unknown"
+    name = {7: "JPEG", 6: "JPEG", 33003: "JPEG 2000", 33005: "JPEG 2000", 34712: "JPEG 2000", 8: "deflate",
+            32946: "deflate", 5: "LZW", 1: "none", 50000: "zstd", 32773: "packbits", 34887: "lerc",
+            34925: "lzma", 50001: "webp"}.get(int(page.compression), f"TIFF compression {int(page.compression)}")
+    return f"{name} Q={quality.group(1)}" if quality and name.startswith("JPEG") else name
 
 
 def _openslide_format(path: Path) -> str | None:
@@ -265,7 +331,10 @@ def _open(path: Path, name: str, model_mpp: float, mpp: float | None, max_pixels
     else:
         scale = stated or missing or assumed_scale(model_mpp)
     kind = Image.registered_extensions().get(path.suffix.lower(), "image")
-    return ArrayReader(name, f"{kind} image", image, scale)
+    compression = {"PNG": "png", "BMP": "none", "JPEG": "JPEG"}.get(kind, "unknown")
+    if kind == "TIFF":
+        compression = _stored_compression(path, {})
+    return ArrayReader(name, f"{kind} image", image, scale, compression=compression)
 
 
 def whole_slide_format(path: str | Path) -> str | None:
@@ -276,12 +345,10 @@ def whole_slide_format(path: str | Path) -> str | None:
 
 
 def _is_tiled(path: Path) -> bool:
-    """A TIFF whose first page is tiled (OpenSlide's generic TIFF reader needs tiles)."""
-    try:
-        with Image.open(path) as image:
-            return isinstance(image, TiffImagePlugin.TiffImageFile) and 322 in image.tag_v2  # TileWidth
-    except (OSError, ValueError):
-        return False
+    """A TIFF whose first page is tiled (OpenSlide's generic TIFF reader needs tiles). Read with tifffile, which
+    reads tags only: Pillow would refuse a level 0 over its decompression-bomb limit before reading any tag."""
+    page = _first_tiff_page(path)
+    return page is not None and bool(page.is_tiled)
 
 
 def _patient_zip(path: Path, name: str, mpp: float | None, max_pixels: int) -> SlideReader:
@@ -298,7 +365,7 @@ def _patient_zip(path: Path, name: str, mpp: float | None, max_pixels: int) -> S
     scale = Scale(DATASET_MPP, DATASET_SCALE_SOURCE)
     if mpp is not None:
         scale = overriding(Scale(check_mpp(mpp), USER_MPP_SOURCE), scale)
-    return ArrayReader(name, "patient zip (dataset layout)", slide.image, scale, slide)
+    return ArrayReader(name, "patient zip (dataset layout)", slide.image, scale, slide, compression="png")
 
 
 def slide_files(paths: Sequence[str | Path]) -> list[Path]:

@@ -35,6 +35,7 @@ class SlideResult:
     threshold: float
     uncertainty: np.ndarray | None = None  # per tile, NaN off tissue; None when not measured
     uncertain_above: float | None = None  # the model's cut: a tile above it is flagged uncertain
+    probs_tile: np.ndarray | None = None  # each tile's own P(IDC) when probs is context-aware (wsi.context)
 
     @property
     def n_tissue(self) -> int:
@@ -114,8 +115,8 @@ class SlideResult:
         return int(np.rint(x)), int(np.rint(y)), side, side
 
     def to_rows(self) -> list[dict]:
-        """One dict per tile: y, x, tissue, prob_idc and label (None for background tiles), and the
-        uncertainty when it was measured."""
+        """One dict per tile: y, x, tissue, prob_idc and label (None for background tiles), the uncertainty when
+        it was measured, and the tile's own P(IDC) (prob_idc_tile) when prob_idc is context-aware."""
         rows = []
         spread = self.uncertainty.tolist() if self.uncertainty is not None else [None] * len(self.coords)
         for (y, x), is_tissue, prob, u in zip(self.coords.tolist(), self.tissue.tolist(), self.probs.tolist(), spread):
@@ -129,4 +130,7 @@ class SlideResult:
             if self.uncertainty is not None:
                 row["uncertainty"] = u if is_tissue else None
             rows.append(row)
+        if self.probs_tile is not None:
+            for row, own, is_tissue in zip(rows, self.probs_tile.tolist(), self.tissue.tolist()):
+                row["prob_idc_tile"] = own if is_tissue else None
         return rows
