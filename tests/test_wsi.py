@@ -203,6 +203,9 @@ def test_mpp_fills_in_a_missing_scale_only_and_override_and_table_win_over_what_
     assert rows()["noscale.tif"]["mpp_source"] == rows()["plain.png"]["mpp_source"] == filled
     summary = json.loads((out / "aperio" / "summary.json").read_text())
     assert summary["slide_mpp"] == 0.5 and summary["tissue_tiles"] > 150  # at 8 level-0 px a model px, as stated
+    assert slide_main([str(slides["aperio"]), str(png), "--out", str(out), "--mpp", "2.5"]) == 0
+    assert [rows()[name]["status"] for name in ("aperio.svs", "plain.png")] == ["skipped", "ok"]  # 2.5 fills png in
+    assert rows()["plain.png"]["mpp"] == "2.5"
 
     assert slide_main([str(slides["aperio"]), "--out", str(out), "--override-mpp", "1"]) == 0
     summary = json.loads((out / "aperio" / "summary.json").read_text())

@@ -9,7 +9,7 @@ Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read a
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
 heatmap.png and summary.json; DIR/slides.csv has one row per slide of the folder, this run's or an
 earlier run's (ok, failed with a one-line reason, or skipped: already done for the same model, file
-and given scales), with the scale used and its source. A bad slide never stops the others.
+and scale), with the scale used and its source. A bad slide never stops the others.
 Exit status: 0 if no slide failed, 1 if any did, 2 if the model or the output folder is unusable.
 """
 

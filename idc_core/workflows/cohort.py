@@ -2,7 +2,7 @@
 
 The file system is the contract (as in WSInfer): OUT/<slide stem>/ holds each slide's outputs, written
 atomically with the model's checksum and the slide's in summary.json; a re-run skips every slide already
-done for the same model, file and given scales, and redoes only the missing or failed ones (`force` redoes all).
+done for the same model, file and scale, and redoes only the missing or failed ones (`force` redoes all).
 The work itself runs in this process, or on a Ray cluster (idc_core.workflows.ray_runner) with the same results.
 """
 
@@ -34,8 +34,9 @@ def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
                  context_sha256: str | None = None, scale_request: dict[str, Any] | None = None,
                  scoring: dict[str, Any] | None = None) -> bool:
     """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model (model.keras
-    and its slide-context step, None for none), with the same scales given (SlideOptions.scale_request; none: {})
-    and the same scoring settings (SlideOptions.scoring; None: not compared)."""
+    and its slide-context step, None for none), at the scale that `scale_request` (SlideOptions.scale_request;
+    None: no scale given) would give it (same_scale), with the same scoring settings (SlideOptions.scoring; None:
+    not compared)."""
     try:
         summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
@@ -43,8 +44,20 @@ def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
     model = summary.get("model") or {}
     return (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
             and model.get("context_sha256") == context_sha256
-            and summary.get("scale_request", {}) == (scale_request or {})
+            and same_scale(summary, scale_request or {})
             and (scoring is None or summary.get("scoring") == scoring))
+
+
+def same_scale(summary: dict[str, Any], request: dict[str, Any]) -> bool:
+    """Whether a slide done as `summary` says would get the same scale from `request`: the same value over what it
+    states (or none), and, where the slide stated no scale of its own (its scale was filled in or assumed), the same
+    value for a missing scale. A slide that states its scale is not redone for another --mpp."""
+    earlier = summary.get("scale_request") or {}
+    if (earlier.get("mpp"), earlier.get("mpp_source")) != (request.get("mpp"), request.get("mpp_source")):
+        return False
+    source = str(summary.get("mpp_source", ""))
+    stated = "mpp" in request or not (source.startswith("assumed") or source == earlier.get("missing_source"))
+    return stated or earlier.get("missing_mpp") == request.get("missing_mpp")
 
 
 def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bool = False,
@@ -53,7 +66,7 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
     """(slides to score with their checksums, rows of slides skipped or refused before any work).
 
     Two slides with the same file stem would share an output folder: the second is refused. A slide is skipped
-    when already done with the same model and the same scales given (`options`).
+    when already done with the same model, at the scale and with the scoring settings that `options` give.
     """
     todo: list[tuple[Path, str]] = []
     rows: list[dict[str, Any]] = []
