@@ -12,6 +12,8 @@ from idc_core.image_io import encode_png, read_image
 from idc_core.slides import load_slide_input
 from idc_core.stain_check import not_he_reason
 
+pytestmark = pytest.mark.usefixtures("shipped_models_loaded_once")  # each models/ folder loaded once: conftest
+
 
 @pytest.fixture(scope="module")
 def slide() -> np.ndarray:
