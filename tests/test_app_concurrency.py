@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from app_support import REPO, make_tiny_models_root
+from app_support import REPO
 from streamlit.testing.v1 import AppTest
 
 from idc_core.inference.batch import classify_images
@@ -23,10 +23,12 @@ from ui.models import _load
 SESSIONS = 4
 _RUN = threading.Lock()
 
+pytestmark = pytest.mark.usefixtures("frozen_heap")  # AppTest collects garbage after every run: see conftest
+
 
 @pytest.fixture(scope="module")
-def models_root(tmp_path_factory):
-    return make_tiny_models_root(tmp_path_factory.mktemp("models"))
+def models_root(tiny_models_root):
+    return tiny_models_root
 
 
 @pytest.fixture(scope="module")

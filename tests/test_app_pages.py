@@ -24,10 +24,12 @@ from ui import SAMPLE_PATCHES, SAMPLE_SLIDE
 APP = str(REPO / "app.py")
 TIMEOUT = 90
 
+pytestmark = pytest.mark.usefixtures("frozen_heap")  # AppTest collects garbage after every run: see conftest
+
 
 @pytest.fixture(scope="module")
-def models_root(tmp_path_factory) -> Path:
-    return make_tiny_models_root(tmp_path_factory.mktemp("models"))
+def models_root(tiny_models_root) -> Path:
+    return tiny_models_root
 
 
 @pytest.fixture(autouse=True)
@@ -35,8 +37,12 @@ def _models_env(monkeypatch, models_root):
     monkeypatch.setenv("IDC_MODELS_DIR", str(models_root))
 
 
-def open_page(page: str | None = None) -> AppTest:
+def open_page(page: str | None = None, **state: object) -> AppTest:
+    """The app opened on its home page, then switched to `page` with `state` set first (e.g. slide_source="Upload":
+    the page opens on the upload widget instead of scoring the sample slide that a test does not look at)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    for key, value in state.items():
+        at.session_state[key] = value
     if page:
         at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -201,8 +207,7 @@ def test_slide_upload_of_a_pyramid_is_read_at_the_model_scale(tmp_path):
     from slide_files import sample_crop, upsample, write_pyramid
 
     svs = write_pyramid(tmp_path / "crop.svs", upsample(sample_crop(), 4), aperio="AppMag = 10|MPP = 1.0")
-    at = open_page("slide")
-    at.radio(key="slide_source").set_value("Upload").run()
+    at = open_page("slide", slide_source="Upload")
     at.file_uploader(key="slide_upload").set_value(("crop.svs", svs.read_bytes(), "application/octet-stream")).run()
     no_traceback(at)
     assert not at.error
@@ -231,8 +236,7 @@ def test_slide_server_folder_lists_only_slides_inside_it(tmp_path, monkeypatch):
     with pytest.raises(ValueError):
         server_slide_path(root.resolve(), "../outside/secret.svs")
     monkeypatch.setenv("IDC_SLIDES_DIR", str(root))
-    at = open_page("slide")
-    at.radio(key="slide_source").set_value("Slides folder (server)").run()
+    at = open_page("slide", slide_source="Slides folder (server)")
     assert at.selectbox(key="slide_server").options == ["a.svs", "sub/b.png"]
 
 
@@ -269,8 +273,7 @@ def test_a_clicked_heatmap_point_moves_the_inspector_to_its_tile_centre():
 
 
 def test_slide_patient_zip_compares_with_the_truth(small_data):
-    at = open_page("slide")
-    at.radio(key="slide_source").set_value("Upload").run()
+    at = open_page("slide", slide_source="Upload")
     at.file_uploader(key="slide_upload").set_value(("10253.zip", zip_folder(small_data / "10253"),
                                                     "application/zip")).run()
     no_traceback(at)
@@ -284,7 +287,7 @@ def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views
     import idc_core.wsi.overlay
     import idc_core.wsi.truth
 
-    at = open_page("slide")
+    at = open_page("slide", slide_source="Upload")
     calls: Counter[str] = Counter()
     for module, name in ((idc_core.inference.tiles, "predict_slide"), (idc_core.wsi.truth, "compare_to_truth"),
                          (idc_core.wsi.overlay, "tile_map")):
@@ -292,7 +295,6 @@ def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views
             calls[_name] += 1
             return _original(*args, **kwargs)
         monkeypatch.setattr(module, name, counted)
-    at.radio(key="slide_source").set_value("Upload").run()
     at.file_uploader(key="slide_upload").set_value(("10253.zip", zip_folder(small_data / "10253"),
                                                     "application/zip")).run()
     no_traceback(at)
@@ -326,12 +328,13 @@ def test_slide_sliders_and_colour_map_reuse_the_prediction_and_memoise_the_views
     assert len(at.session_state["slide_memo_figure"]) == 1
 
 
-def test_slide_otsu_toggle_shows_the_threshold_this_run_used():
-    at = open_page("slide")
+def test_slide_otsu_toggle_shows_the_threshold_this_run_used(small_data):
+    at = open_page("slide", slide_source="Upload")  # a small slide: 9 patches at their x/y (the property is size-free)
+    at.file_uploader(key="slide_upload").set_value(("region.png", _slide_png(small_data), "image/png")).run()
     at.toggle(key="slide_auto").set_value(True).run()  # one run: the caption must already say Otsu's value
     no_traceback(at)
     used = at.session_state["slide_result"].tissue_threshold
-    assert used != at.slider(key="slide_tissue_thr").value  # Otsu's value on the sample, not the slider's
+    assert used != at.slider(key="slide_tissue_thr").value  # Otsu's value on this slide, not the slider's
     assert [c.value for c in at.caption if c.value.startswith("Threshold used")] == \
         [f"Threshold used on this slide: **{used:.0f}** (Otsu)"]
     at.toggle(key="slide_auto").set_value(False).run()
@@ -339,8 +342,7 @@ def test_slide_otsu_toggle_shows_the_threshold_this_run_used():
 
 
 def test_slide_blank_image_says_no_tissue_and_corrupt_image_says_why():
-    at = open_page("slide")
-    at.radio(key="slide_source").set_value("Upload").run()
+    at = open_page("slide", slide_source="Upload")
     at.file_uploader(key="slide_upload").set_value(("white.png", encode_png(np.full((120, 160, 3), 255, np.uint8)),
                                                     "image/png")).run()
     no_traceback(at)
@@ -440,8 +442,10 @@ def test_a_broken_model_is_an_error_message_on_every_page(tmp_path, monkeypatch)
     (broken / "model.keras").write_bytes(b"not a keras file")
     (tmp_path / "DEFAULT").write_text("broken")
     monkeypatch.setenv("IDC_MODELS_DIR", str(tmp_path))
+    at = open_page()
     for page in ("classify", "slide", "explain", "evaluation"):
-        at = open_page(page)
+        at.switch_page(f"app_pages/{page}.py").run()
+        no_traceback(at)
         assert at.error and "could not be loaded" in at.error[0].value, page
 
 
@@ -474,8 +478,7 @@ def test_explain_draws_every_method_with_short_labels(small_data):
 def test_slide_page_refuses_a_fluorescence_image_with_the_reason():
     from test_stain_check import fluorescence
 
-    at = open_page("slide")
-    at.radio(key="slide_source").set_value("Upload").run()
+    at = open_page("slide", slide_source="Upload")
     at.file_uploader(key="slide_upload").set_value(("dapi.png", encode_png(fluorescence()), "image/png")).run()
     no_traceback(at)
     assert any("not H&E: not scored" in e.value and "fluorescence" in e.value for e in at.error)
@@ -519,9 +522,10 @@ def test_evaluation_shows_reliability_and_a_referral_curve_that_follows_the_thre
     assert any("Referral curve at threshold 0.300" in chart.proto.spec for chart in at.get("plotly_chart"))
 
 
-def test_slide_page_measures_uncertainty_on_request_and_outlines_it(unsure_root, monkeypatch):
+def test_slide_page_measures_uncertainty_on_request_and_outlines_it(small_data, unsure_root, monkeypatch):
     monkeypatch.setenv("IDC_MODELS_DIR", str(unsure_root))
-    at = open_page("slide")
+    at = open_page("slide", slide_source="Upload")  # a small slide: MC dropout on 9 tiles, not on the sample's 979
+    at.file_uploader(key="slide_upload").set_value(("region.png", _slide_png(small_data), "image/png")).run()
     assert {m.label: m.value for m in at.metric}["Uncertain tissue"] == "off"
     at.toggle(key="slide_measure").set_value(True).run()
     no_traceback(at)

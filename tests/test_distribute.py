@@ -23,30 +23,34 @@ SCRIPT = textwrap.dedent("""
     from idc_core.config import TrainConfig
     from idc_core.model.folder import load_model_dir
     from idc_core.workflows.train import train
-    mode, data, out = sys.argv[1:4]
+    modes, data, out = sys.argv[1:4]
     # No randomness that differs between one device and two replicas: no augmentation (its parallel map draws
     # from a stateful generator in thread order, so even two one-device runs differ) and no dropout (under
     # MirroredStrategy both replicas draw the same masks for their halves of the batch; one device draws
     # different masks for the second half).
-    config = TrainConfig(arch="cnn", data=data, out=out, fractions=(0.5, 0.25, 0.25), epochs=3, batch_size=32,
-                         cache_dir=None, seed=3, augment=False, distribute=mode, block_dropout=0.0,
-                         head_dropout=0.0, imbalance="none")
-    folder = train(config, command="test", verbose=0)
-    loaded = load_model_dir(folder)
-    ramp = np.linspace(0, 1, 21)[:, None] * [-100, -90, -60] + [220, 150, 200]  # pink (class 0) to purple (1)
-    patches = np.broadcast_to(ramp[:, None, None, :], (21, 50, 50, 3)).astype(np.float32)
-    history = json.loads((folder / "history.json").read_text())
-    print(json.dumps({"logical": len(tf.config.list_logical_devices("CPU")), "loss": history["loss"],
+    # Both runs in one process (one TensorFlow start-up): train() seeds everything it draws from at its start.
+    runs = {}
+    for mode in modes.split(","):
+        config = TrainConfig(arch="cnn", data=data, out=f"{out}/{mode}", fractions=(0.5, 0.25, 0.25), epochs=3,
+                             batch_size=32, cache_dir=None, seed=3, augment=False, distribute=mode,
+                             block_dropout=0.0, head_dropout=0.0, imbalance="none")
+        folder = train(config, command="test", verbose=0)
+        loaded = load_model_dir(folder)
+        ramp = np.linspace(0, 1, 21)[:, None] * [-100, -90, -60] + [220, 150, 200]  # pink (class 0) to purple (1)
+        patches = np.broadcast_to(ramp[:, None, None, :], (21, 50, 50, 3)).astype(np.float32)
+        history = json.loads((folder / "history.json").read_text())
+        runs[mode] = {"logical": len(tf.config.list_logical_devices("CPU")), "loss": history["loss"],
                       "val_loss": history["val_loss"], "prob": loaded.model.predict(patches, verbose=0)[:, 0].tolist(),
                       "auc": json.loads((folder / "metrics.json").read_text())["roc_auc"],
-                      "files": sorted(p.name for p in folder.iterdir())}))
+                      "files": sorted(p.name for p in folder.iterdir())}
+    print(json.dumps(runs))
 """)
 
 
-def _run(mode: str, data, out) -> dict:
+def _run(modes: str, data, out) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_CONFIG", None)
-    done = subprocess.run([sys.executable, "-c", SCRIPT, mode, str(data), str(out)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", SCRIPT, modes, str(data), str(out)], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -67,8 +71,8 @@ def _synthetic(root) -> None:
 
 def test_mirrored_training_on_two_devices_trains_saves_and_matches_one_device(tmp_path):
     _synthetic(tmp_path / "data")
-    single = _run("none", tmp_path / "data", tmp_path / "single")
-    mirrored = _run("mirrored", tmp_path / "data", tmp_path / "mirrored")
+    runs = _run("none,mirrored", tmp_path / "data", tmp_path)
+    single, mirrored = runs["none"], runs["mirrored"]
     assert mirrored["logical"] == 2
     assert mirrored["files"] == single["files"]  # one complete model folder, reloaded in the script
     assert single["auc"] == mirrored["auc"] == 1.0  # both learn the task on held-out patients

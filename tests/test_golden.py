@@ -18,6 +18,8 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_golden.py"
 
+pytestmark = pytest.mark.usefixtures("shipped_models_loaded_once")  # each models/ folder loaded once: conftest
+
 
 def _load_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("make_golden", SCRIPT)

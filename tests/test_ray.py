@@ -14,6 +14,8 @@ from idc_core.cli.slide import main as slide_main
 
 pytest.importorskip("ray")
 
+pytestmark = pytest.mark.usefixtures("shipped_models_loaded_once")  # each models/ folder loaded once: conftest
+
 
 def _rows(out: Path) -> dict[str, dict[str, str]]:
     return {Path(r["slide"]).name: r for r in csv.DictReader((out / "slides.csv").open())}

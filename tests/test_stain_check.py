@@ -12,6 +12,8 @@ from idc_core.data.image_io import encode_png, read_image
 from idc_core.wsi.stain_check import not_he_reason
 from idc_core.wsi.truth import load_slide_input
 
+pytestmark = pytest.mark.usefixtures("shipped_models_loaded_once")  # each models/ folder loaded once: conftest
+
 
 @pytest.fixture(scope="module")
 def slide() -> np.ndarray:

@@ -19,6 +19,8 @@ from idc_core.workflows.slide_analysis import analyse_slide
 from idc_core.wsi.reader import ArrayReader, open_slide
 from idc_core.wsi.scale import Scale, assumed_scale, scale_from_properties
 
+pytestmark = pytest.mark.usefixtures("shipped_models_loaded_once")  # each models/ folder loaded once: conftest
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -27,7 +29,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def slides(tmp_path_factory) -> dict[str, Path]:
-    """The sample crop as pyramids: 4x (1.0 um/px, TIFF tags), Aperio 8x (0.5 um/px), and one with no scale."""
+    """The sample crop as pyramids: 4x (1.0 um/px, TIFF tags), Aperio 8x (0.5 um/px), one with no scale, and a
+    300 x 200 px corner of it at 4x (24 tiles: for the command's behaviour, which does not depend on the size)."""
     folder = tmp_path_factory.mktemp("slides")
     crop = sample_crop()
     return {
@@ -38,6 +41,7 @@ def slides(tmp_path_factory) -> dict[str, Path]:
         "lossless4": write_pyramid(folder / "lossless4.tif", upsample(crop, 4), mpp=1.0, lossless=True),
         "lossless8": write_pyramid(folder / "lossless8.svs", upsample(crop, 8), aperio="AppMag = 20|MPP = 0.5",
                                    lossless=True),
+        "small": write_pyramid(folder / "small.tif", upsample(crop[:200, :300], 4), mpp=1.0),
     }
 
 
@@ -175,13 +179,13 @@ def test_tiny_blank_and_one_tile_slides_behave(tmp_path, size, colour, tissue):
 
 
 def test_a_rerun_skips_finished_slides_and_force_redoes_them(slides, tmp_path):
-    args = [str(slides["generic"]), "--out", str(tmp_path)]
+    args = [str(slides["small"]), "--out", str(tmp_path)]
     assert slide_main(args) == 0
-    first = (tmp_path / "generic" / "summary.json").stat().st_mtime_ns
+    first = (tmp_path / "small" / "summary.json").stat().st_mtime_ns
     assert slide_main(args) == 0
     rows = list(csv.DictReader((tmp_path / "slides.csv").open()))
     assert [r["status"] for r in rows] == ["skipped"]
-    assert (tmp_path / "generic" / "summary.json").stat().st_mtime_ns == first
+    assert (tmp_path / "small" / "summary.json").stat().st_mtime_ns == first
     assert slide_main(args + ["--force"]) == 0
     assert [r["status"] for r in csv.DictReader((tmp_path / "slides.csv").open())] == ["ok"]
 
@@ -295,15 +299,15 @@ def test_a_tile_is_read_at_the_scanners_full_resolution_or_as_fine_as_max_side_a
 
 
 def test_the_slide_command_measures_tile_uncertainty_on_request(slides, tmp_path):
-    assert slide_main([str(slides["generic"]), "--out", str(tmp_path), "--uncertainty"]) == 0
-    tiles = list(csv.DictReader((tmp_path / "generic" / "tiles.csv").open()))
-    summary = json.loads((tmp_path / "generic" / "summary.json").read_text())
+    assert slide_main([str(slides["small"]), "--out", str(tmp_path), "--uncertainty"]) == 0
+    tiles = list(csv.DictReader((tmp_path / "small" / "tiles.csv").open()))
+    summary = json.loads((tmp_path / "small" / "summary.json").read_text())
     assert tiles and all(0 < float(t["uncertainty"]) <= 1 and t["uncertain"] in ("0", "1") for t in tiles)
     flagged = sum(t["uncertain"] == "1" for t in tiles)
     assert summary["uncertain_tiles"] == flagged
     assert summary["uncertain_share_of_tissue"] == pytest.approx(flagged / summary["tissue_tiles"], abs=1e-6)
-    assert slide_main([str(slides["generic"]), "--out", str(tmp_path / "plain")]) == 0
-    plain = list(csv.DictReader((tmp_path / "plain" / "generic" / "tiles.csv").open()))
+    assert slide_main([str(slides["small"]), "--out", str(tmp_path / "plain")]) == 0
+    plain = list(csv.DictReader((tmp_path / "plain" / "small" / "tiles.csv").open()))
     assert "uncertainty" not in plain[0] and [t["prob_idc"] for t in plain] == [t["prob_idc"] for t in tiles]
 
 
