@@ -96,7 +96,7 @@ def score(loaded, image: np.ndarray, truth) -> dict:
     result = predict_slide(loaded.model, image, threshold=loaded.config.threshold, min_tissue=MIN_TISSUE)
     metrics = compare_to_truth(result, truth, loaded.config.threshold).metrics or {}
     return {"balanced_accuracy": metrics.get("balanced_accuracy"), "roc_auc": metrics.get("roc_auc"),
-            "called_idc": result.idc_fraction, "truth_tiles_scored": metrics.get("n")}
+            "called_idc": result.idc_fraction, "truth_tiles_scored": metrics.get("n_patches")}
 
 
 def reads(args, patient: str, image: np.ndarray, mag: int, level0_mpp: float, downsamples: tuple[int, ...],
@@ -182,8 +182,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                     "auto": all(m.get("auto", False) for m in members), **mean})
     common.print_table("Mean over the slides", out, [
         ("file", "file", "s"), ("mode", "read", "s"), ("model", "model", "s"), ("slides", "slides", "d"),
-        ("auto", "auto reads it", ""), ("balanced_accuracy", "bal. acc.", ".3f"), ("roc_auc", "ROC-AUC", ".3f"), ("called_idc", "called IDC", ".1%"),
-        ("read_s", "read s", ".1f")])
+        ("auto", "auto reads it", ""), ("balanced_accuracy", "bal. acc.", ".3f"), ("roc_auc", "ROC-AUC", ".3f"),
+        ("called_idc", "called IDC", ".1%"), ("read_s", "read s", ".1f")])
     return out
 
 

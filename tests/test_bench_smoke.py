@@ -65,12 +65,22 @@ def test_quick_uncertainty_benchmark_times_every_method(tmp_path, monkeypatch, c
     assert all(r["patches_per_s"] > 0 for r in rows)
 
 
-def test_quick_context_benchmark_times_the_step_and_compares_with_the_truth(tmp_path):
-    proc = subprocess.run([sys.executable, "bench/bench_context.py", "--quick", "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_quick_context_benchmark_times_the_step_and_compares_with_the_truth(tmp_path, monkeypatch, capsys):
+    _run_quick("bench_context.py", tmp_path, monkeypatch, capsys)
     data = json.loads((tmp_path / "context.json").read_text())["results"]
     assert [row["tiles"] for row in data["grids"]] == [1665, 6660, 41625, 2500]
     assert all(row["seconds"] > 0 for row in data["grids"])
     truth = data["sample_slide"]["against_truth"]
     assert truth["alone"]["tiles_compared"] == truth["context"]["tiles_compared"] > 0
+
+
+def test_quick_jpeg_reading_benchmark_scores_every_file_and_read_mode(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [str(REPO / "bench" / "bench_jpeg_reading.py"), "--quick", "--out", str(tmp_path),
+                                      "--data", str(REPO / "tests" / "data" / "idc_small"), "--patients", "10260",
+                                      "--models", str(REPO / "models" / "cnn-jpeg")])
+    runpy.run_path(str(REPO / "bench" / "bench_jpeg_reading.py"), run_name="__main__")
+    rows = json.loads((tmp_path / "jpeg_reading.json").read_text())["results"]["rows"]
+    assert {(r["file"], r["mode"]) for r in rows} == {("dataset patches (PNG)", "-")} | {
+        (f"20x {codec}", mode) for codec in ("lossless", "JPEG Q90", "JPEG Q70") for mode in ("model", "2x", "4x")}
+    assert all(r["truth_tiles_scored"] for r in rows)  # each read was scored against the patient's labels
+    assert all(r["auto"] == (r["mode"] == "model") for r in rows if r["mode"] != "-")  # cnn-jpeg: the nearest level
