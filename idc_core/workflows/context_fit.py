@@ -55,14 +55,6 @@ class TileScores:
     def subset(self, keep: np.ndarray) -> TileScores:
         return TileScores(self.patients[keep], self.xs[keep], self.ys[keep], self.labels[keep], self.probs[keep])
 
-    def save(self, path: str | Path) -> None:
-        np.savez(path, patients=self.patients, xs=self.xs, ys=self.ys, labels=self.labels, probs=self.probs)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TileScores:
-        with np.load(path) as data:
-            return cls(data["patients"], data["xs"], data["ys"], data["labels"], data["probs"])
-
 
 def score_tiles(model: Scorer, data: str | Path, patients: set[str] | None = None, *, batch_size: int = 256,
                 log: Callable[[str], None] = print) -> TileScores:
