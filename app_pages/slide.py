@@ -22,7 +22,7 @@ from idc_core.workflows.slide_analysis import (
 from idc_core.wsi.context import apply_context
 from idc_core.wsi.outputs import heatmap_image, slide_geojson
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
-from idc_core.wsi.reader import PYRAMID_SUFFIXES, READ_MODES
+from idc_core.wsi.reader import PYRAMID_SUFFIXES, READ_MODES, SlideInfo
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tiling import extract_patches
 from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
@@ -252,12 +252,13 @@ if auto:
     threshold_used.caption(f"Threshold used on this slide: **{result.tissue_threshold:.0f}** (Otsu)")
 slide = st.session_state[S + "input"]
 image = slide.image
-info, scale_warnings = st.session_state[S + "scale"]
+scale: tuple[SlideInfo, list[str]] = st.session_state[S + "scale"]
+info, scale_warnings = scale
 st.caption(
-    f"**{info['format']}**, level 0 {info['level0_size'][0]:,} x {info['level0_size'][1]:,} px at "
-    f"{info['slide_mpp']:.4g} µm/px ({info['mpp_source']}), stored {info['compression']}; resampled to the model's "
-    f"{info['model_mpp']:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px. Read from "
-    + info["read_reason"].replace(" um/px", " µm/px") + ".")
+    f"**{info.format}**, level 0 {info.level0_size[0]:,} x {info.level0_size[1]:,} px at "
+    f"{info.slide_mpp:.4g} µm/px ({info.mpp_source}), stored {info.compression}; resampled to the model's "
+    f"{info.model_mpp:g} µm/px: {image.shape[1]:,} x {image.shape[0]:,} px. Read from "
+    + info.read.reason.replace(" um/px", " µm/px") + ".")
 for warning in scale_warnings:
     st.warning(f"Scale: {page_words(warning)}.")
 if slide.skipped:
@@ -357,8 +358,8 @@ else:
     if tile not in cams:
         with user_errors("Grad-CAM"), st.spinner("Computing Grad-CAM…"):
             cams[tile] = compute_heatmaps(model.model, patch[np.newaxis], method="gradcam")[0]
-    level0 = info["level0_per_model_pixel"]
-    finer = level0 > 1 and info["format"].endswith("(OpenSlide)")  # the scanner saw more than the model does
+    level0 = info.level0_per_model_pixel
+    finer = level0 > 1 and info.format.endswith("(OpenSlide)")  # the scanner saw more than the model does
     p1, p2, *p_full, p3 = st.columns([1, 1, 1, 1] if finer else [1, 1, 2])
     tile_x, tile_y, _, _ = result.tile_box(tile)
     level0_x, level0_y, level0_size, _ = result.level0_box(tile, level0)
@@ -373,7 +374,7 @@ else:
             full = session_memo(S + "memo_full", box, lambda: read_tile_at_full_resolution(
                 path, box, model_mpp=model.config.mpp, mpp=mpp, name=name), max_entries=8)
             p_full[0].image(full, caption=f"the scanner's view: {box[2]:,} x {box[2]:,} level-0 px "
-                            f"({box[2] * info['slide_mpp']:.0f} µm), shown at {full.shape[1]} px")
+                            f"({box[2] * info.slide_mpp:.0f} µm), shown at {full.shape[1]} px")
     prob = result.probs[tile]
     p3.metric("P(IDC) with neighbours" if use_context else "P(IDC)", f"{prob:.3f}",
               help="A model score, not a diagnosis")
@@ -386,7 +387,7 @@ else:
         p3.markdown(f"Uncertainty {spread:.3f}" + (" · **uncertain**" if flagged else ""))
     p3.markdown(f"Predicted **{'IDC' if prob >= threshold else NO_IDC}** at threshold {threshold:.3f}")
 
-factor = info["level0_per_model_pixel"]
+factor = info.level0_per_model_pixel
 d1, d2, d3 = st.columns(3)
 d1.download_button("Download heatmap overlay (PNG)",  # full size, made only when clicked
                    lambda: heatmap_png(result, image, cut, alpha, cmap, outline),

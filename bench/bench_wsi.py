@@ -163,7 +163,7 @@ def child(path: str, out: str, read_mode: str) -> None:
     patches = extract_patches(image, coords)
     model_s = common.best_of(lambda: predict_patches(loaded.model, patches), 2)
     print(json.dumps({"status": row["status"], "reason": row["reason"], "tissue_tiles": int(len(coords)),
-                      "level_read": analysis.read.level, "read_reason": analysis.read.reason,
+                      "level_read": analysis.info.read.level, "read_reason": analysis.info.read.reason,
                       "end_to_end_s": end_to_end, "read_resample_s": read_s, "tissue_s": tissue_s,
                       "model_only_s": model_s, "slide_mb": Path(path).stat().st_size / MB,
                       "peak_rss_mb": peak / MB, "rss_before_mb": before / MB}))

@@ -53,7 +53,7 @@ _SHIPPED: dict[tuple[Path, float], object] = {}
 def shipped_models_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """load_model_dir gives the folders under models/ from a per-session cache (each is loaded once, then shared
     read-only: the commands and scripts that the test calls load the model again every time); others as before."""
-    from idc_core import model_io
+    from idc_core.model import folder as model_io
 
     load = model_io.load_model_dir
     shipped = (REPO / "models").resolve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from idc_core.config import ModelConfig
 from idc_core.errors import IDCError, SlideError
 from idc_core.model.folder import default_model_dir, load_model_dir
 from idc_core.workflows.slide_analysis import analyse_slide
-from idc_core.wsi.reader import ArrayReader, open_slide
+from idc_core.wsi.reader import ArrayReader, LevelChoice, SlideInfo, open_slide
 from idc_core.wsi.scale import Scale, assumed_scale, scale_from_properties
 
 pytestmark = pytest.mark.usefixtures("shipped_models_loaded_once")  # each models/ folder loaded once: conftest
@@ -334,15 +335,39 @@ def test_touching_tiles_are_one_region_where_level0_tile_edges_are_not_whole_pix
     assert areas == pytest.approx([0.04, 0.56])  # 200 um x 200 um a tile
 
 
+def _slide_info(slide_mpp: float) -> SlideInfo:
+    read = LevelChoice(1, "4x", "level 1 (0.998 um/px): read 4x finer than the model's scale and area-averaged")
+    return SlideInfo("s.svs", "aperio (OpenSlide)", (8000, 6000), slide_mpp, "slide metadata (openslide.mpp-x/y)", 3,
+                     "JPEG Q=70", 4.0, read)
+
+
+def test_slide_info_states_the_keys_of_summary_json_and_keeps_the_exact_factor():
+    info = _slide_info(0.2468013579)
+    stated = info.to_dict()
+    assert list(stated) == ["slide", "format", "level0_size", "slide_mpp", "mpp_source", "levels", "compression",
+                            "model_mpp", "level_read", "read_mode", "read_reason", "level0_per_model_pixel"]
+    assert stated["level0_size"] == [8000, 6000] and stated["slide_mpp"] == 0.246801  # as summary.json rounds it
+    assert (stated["level_read"], stated["read_mode"]) == (1, "4x") and stated["read_reason"] == info.read.reason
+    assert stated["level0_per_model_pixel"] == 16.207366
+    assert info.level0_per_model_pixel == 4.0 / 0.2468013579  # exact: not from the rounded slide_mpp or factor
+    assert info.level0_per_model_pixel != 4.0 / 0.246801 and info.level0_per_model_pixel != 16.207366
+    assert json.loads(json.dumps(stated)) == stated
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.slide_mpp = 0.25  # type: ignore[misc]
+
+
 def test_the_slide_command_and_the_slide_page_write_the_same_geojson_from_the_slides_description():
     from idc_core.wsi.outputs import geojson_regions, scale_metadata, slide_geojson
     from idc_core.wsi.result import SlideResult
 
     result = SlideResult(np.array([[0, 0], [0, 50]]), np.ones(2, bool), np.array([0.9, 0.2], np.float32), (50, 100),
                          50, 50, 15.0, 0.5)
-    info = {"model_mpp": 4.0, "slide_mpp": 0.499, "mpp_source": "slide metadata (openslide.mpp-x/y)",
-            "level0_per_model_pixel": 8.016032}  # rounded for display: not the factor used
-    assert slide_geojson(result, info, "m") == geojson_regions(result, 4.0 / 0.499, 4.0, scale_metadata(info, "m"))
+    info = _slide_info(0.4990000004)  # its factor is exact, though summary.json states 0.499 and 8.016032
+    assert slide_geojson(result, info, "m") == geojson_regions(result, 4.0 / 0.4990000004, 4.0,
+                                                               scale_metadata(info, "m"))
+    assert scale_metadata(info, "m") == {"model": "m", "model_mpp": "4", "slide_mpp": "0.499",
+                                         "mpp_source": "slide metadata (openslide.mpp-x/y)", "level_read": "1",
+                                         "read_reason": info.read.reason}
 def test_the_slide_command_takes_the_slide_pages_tissue_settings(slides, tmp_path, capsys):
     """One workflow: what the page sets (Otsu's threshold per slide, the saturation threshold, the minimum tissue)
     the command sets too, through the same SlideOptions."""

@@ -26,7 +26,7 @@ from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
 from idc_core.wsi.context import ContextSettings, apply_context, context_summary
 from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
-from idc_core.wsi.reader import READ_MODES, LevelChoice, Progress, SlideReader, open_slide
+from idc_core.wsi.reader import READ_MODES, Progress, SlideInfo, SlideReader, open_slide
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
 
@@ -87,42 +87,30 @@ def names_slide(file: str, slide: Path) -> bool:
 class SlideAnalysis:
     """One slide analysed at the model's scale: the resampled image, per-tile results, and where they came from."""
 
-    info: dict[str, Any]  # reader.describe(): slide, format, level-0 size, slide mpp and its source
-    model_mpp: float
-    read: LevelChoice  # the pyramid level read, and why
-    image: np.ndarray  # the slide at model_mpp
+    info: SlideInfo  # the slide, its scale, and the pyramid level read at the model's mpp, and why
+    image: np.ndarray  # the slide at info.model_mpp
     result: SlideResult
     seconds: float
     warnings: list[str] = field(default_factory=list)
     context: ContextSettings | None = None  # the slide-context step applied to result (None: tiles alone)
 
-    @property
-    def factor(self) -> float:
-        """Level-0 pixels per model-scale pixel."""
-        return self.model_mpp / self.info["slide_mpp"]
-
     def level0_boxes(self) -> np.ndarray:
         """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide (x, y: top-left)."""
-        return self.result.level0_boxes(self.factor)
+        return self.result.level0_boxes(self.info.level0_per_model_pixel)
 
     def level0_box(self, i: int) -> tuple[int, int, int, int]:
         """(x, y, width, height) of tile i in level-0 pixels of the slide (x, y: top-left)."""
-        return self.result.level0_box(i, self.factor)
+        return self.result.level0_box(i, self.info.level0_per_model_pixel)
 
     def area_mm2(self, n_tiles: int) -> float:
         """Area of n model-scale tiles in mm2 (stride x stride each: tiles on a grid of `stride`)."""
-        side_um = self.result.stride * self.model_mpp
+        side_um = self.result.stride * self.info.model_mpp
         return n_tiles * side_um * side_um / 1e6
 
     def summary(self) -> dict[str, Any]:
         r = self.result
         return {
-            **self.info,
-            "model_mpp": self.model_mpp,
-            "level_read": self.read.level,
-            "read_mode": self.read.mode,
-            "read_reason": self.read.reason,
-            "level0_per_model_pixel": round(self.factor, 6),
+            **self.info.to_dict(),
             "scaled_size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "tiles": int(len(r.coords)),
             "tissue_tiles": r.n_tissue,
@@ -147,7 +135,7 @@ class ScaledSlide:
     """A slide read at the model's scale, for the slide page: the image, where it came from, its truth tiles."""
 
     image: np.ndarray
-    info: dict[str, Any]  # reader.describe() + model_mpp, level_read, level0_per_model_pixel
+    info: SlideInfo  # the slide, its scale, and the pyramid level read at the model's mpp
     warnings: list[str]
     source: Any = None  # wsi.truth.SlideInput of a patient zip (truth tiles, skipped members), else None
 
@@ -160,10 +148,8 @@ def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None =
     with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name, mpp_source=mpp_source) as reader:
         read = reader.choose_level(model_mpp, read_mode, jpeg_trained)
         image = reader.read_at_mpp(model_mpp, progress, read.level)
-        info = {**reader.describe(), "model_mpp": model_mpp, "level_read": read.level, "read_mode": read.mode,
-                "read_reason": read.reason, "level0_per_model_pixel": round(model_mpp / reader.scale.mpp, 6)}
-        return ScaledSlide(image, info, [reader.scale.warning] if reader.scale.warning else [],
-                           getattr(reader, "source", None))
+        warnings = [reader.scale.warning] if reader.scale.warning else []
+        return ScaledSlide(image, reader.describe(model_mpp, read), warnings, getattr(reader, "source", None))
 
 
 def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *, model_mpp: float,
@@ -191,8 +177,8 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
     result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,
                                 uncertainty=uncertainty)
     result = apply_context(result, context)
-    return SlideAnalysis(reader.describe(), model_mpp, read, image, result,
-                         time.perf_counter() - started, warnings, context)
+    return SlideAnalysis(reader.describe(model_mpp, read), image, result, time.perf_counter() - started, warnings,
+                         context)
 
 
 def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
@@ -232,9 +218,7 @@ def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any])
     """The four outputs of one slide into out_dir (which must exist and be empty)."""
     boxes = analysis.level0_boxes()
     (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes))
-    info = {**analysis.info, "model_mpp": analysis.model_mpp, "level_read": analysis.read.level,
-            "read_reason": analysis.read.reason}
-    geojson = slide_geojson(analysis.result, info, str((extra.get("model") or {}).get("name", "")))
+    geojson = slide_geojson(analysis.result, analysis.info, str((extra.get("model") or {}).get("name", "")))
     (out_dir / "slide.geojson").write_text(json.dumps(geojson))
     (out_dir / "heatmap.png").write_bytes(heatmap_png(analysis.image, analysis.result))
     summary = {**analysis.summary(), **extra}

@@ -15,6 +15,7 @@ import numpy as np
 
 from idc_core.data.image_io import encode_png
 from idc_core.wsi.overlay import blend, colorize, tile_map
+from idc_core.wsi.reader import SlideInfo
 from idc_core.wsi.result import SlideResult
 
 TILE_COLUMNS = ("x", "y", "size", "prob_idc", "label")
@@ -45,12 +46,12 @@ def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
     return out.getvalue()
 
 
-def scale_metadata(info: dict[str, Any], model_name: str) -> dict[str, str]:
-    """What a region's numbers rest on, as QuPath object metadata (strings): model, its mpp, the slide's mpp, source,
-    and (where `info` says it) the pyramid level read and why."""
-    read: dict[str, str] = {key: str(info[key]) for key in ("level_read", "read_reason") if key in info}
-    return {"model": model_name, "model_mpp": f"{info['model_mpp']:g}", "slide_mpp": f"{info['slide_mpp']:g}",
-            "mpp_source": str(info["mpp_source"]), **read}
+def scale_metadata(info: SlideInfo, model_name: str) -> dict[str, str]:
+    """What a region's numbers rest on, as QuPath object metadata (strings): model, its mpp, the slide's mpp (as
+    summary.json states it), source, and the pyramid level read and why."""
+    stated = info.to_dict()
+    return {"model": model_name, "model_mpp": f"{info.model_mpp:g}", "slide_mpp": f"{stated['slide_mpp']:g}",
+            "mpp_source": info.mpp_source, "level_read": str(info.read.level), "read_reason": info.read.reason}
 
 
 def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
@@ -95,14 +96,10 @@ def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
     return {"type": "FeatureCollection", "features": features}
 
 
-def slide_geojson(result: SlideResult, info: dict[str, Any], model_name: str) -> dict[str, Any]:
-    """geojson_regions of a slide as the slide command writes it and the app's slide page downloads it.
-
-    info: the reader's description with the model's scale (slide_mpp, mpp_source, model_mpp: e.g. summary.json);
-    level-0 pixels per model-scale pixel are model_mpp / slide_mpp.
-    """
-    factor = info["model_mpp"] / info["slide_mpp"]
-    return geojson_regions(result, factor, info["model_mpp"], scale_metadata(info, model_name))
+def slide_geojson(result: SlideResult, info: SlideInfo, model_name: str) -> dict[str, Any]:
+    """geojson_regions of a slide as the slide command writes it and the app's slide page downloads it, in level-0
+    pixels (info.level0_per_model_pixel, exact), with scale_metadata."""
+    return geojson_regions(result, info.level0_per_model_pixel, info.model_mpp, scale_metadata(info, model_name))
 
 
 def _colour_bar(height: int, cmap: str) -> np.ndarray:

@@ -61,6 +61,35 @@ class LevelChoice:
     reason: str
 
 
+@dataclass(frozen=True)
+class SlideInfo:
+    """What every slide answer states: the slide's format, level-0 size, exact mpp and its source, levels and
+    compression, and how it was read at the model's scale (SlideReader.describe). to_dict(): summary.json's keys."""
+
+    slide: str
+    format: str
+    level0_size: tuple[int, int]  # (width, height)
+    slide_mpp: float  # level-0 microns per pixel, exact
+    mpp_source: str
+    levels: int
+    compression: str
+    model_mpp: float
+    read: LevelChoice  # the pyramid level read for model_mpp, and why
+
+    @property
+    def level0_per_model_pixel(self) -> float:
+        """Level-0 pixels per model-scale pixel, from the exact mpps (rounded only in to_dict)."""
+        return self.model_mpp / self.slide_mpp
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys and values summary.json states, in its order (mpps and the factor rounded to 6 decimals)."""
+        return {"slide": self.slide, "format": self.format, "level0_size": list(self.level0_size),
+                "slide_mpp": round(self.slide_mpp, 6), "mpp_source": self.mpp_source, "levels": self.levels,
+                "compression": self.compression, "model_mpp": self.model_mpp, "level_read": self.read.level,
+                "read_mode": self.read.mode, "read_reason": self.read.reason,
+                "level0_per_model_pixel": round(self.level0_per_model_pixel, 6)}
+
+
 @dataclass
 class SlideReader:
     """Base of the readers: a pyramid of levels, read band by band at any mpp.
@@ -172,11 +201,11 @@ class SlideReader:
         mpp = self.scale.mpp * max(1.0, side / max_side)
         return self.read_at_mpp(min(mpp, 100.0))
 
-    def describe(self) -> dict[str, Any]:
-        """Format, level-0 size, mpp and its source: what every output states."""
-        return {"slide": self.name, "format": self.format, "level0_size": list(self.dimensions),
-                "slide_mpp": round(self.scale.mpp, 6), "mpp_source": self.scale.source,
-                "levels": len(self.level_downsamples), "compression": self.compression}
+    def describe(self, model_mpp: float, read: LevelChoice) -> SlideInfo:
+        """Format, level-0 size, mpp and its source, and the level `read` (choose_level) at `model_mpp`: what every
+        output states."""
+        return SlideInfo(self.name, self.format, self.dimensions, self.scale.mpp, self.scale.source,
+                         len(self.level_downsamples), self.compression, model_mpp, read)
 
 
 class ArrayReader(SlideReader):

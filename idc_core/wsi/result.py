@@ -4,7 +4,7 @@ without TensorFlow).
 Coordinates. At the library's surface a point is (x, y) and a box is (x, y, width, height): x to the right, y
 down, in pixels, as QuPath and OpenSlide use them. A SlideResult's own pixels are those of the analysed image
 (the slide at the model's scale); level-0 pixels of the slide are those times `factor`, the level-0 pixels per
-analysed pixel (wsi.SlideAnalysis.factor, or info["level0_per_model_pixel"]). Array code (tiling, tissue,
+analysed pixel (wsi.reader.SlideInfo.level0_per_model_pixel). Array code (tiling, tissue,
 overlay, predict_slide) works in (row, col) = (y, x): `SlideResult.coords` is that internal (N, 2) array of
 tile top-left corners. Callers outside array code use the accessors below (tile_box, tile_centre, tile_at,
 tile_starting_at, boxes, centres, level0_box, level0_boxes) rather than indexing `coords` themselves.
