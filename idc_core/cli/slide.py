@@ -32,6 +32,7 @@ from idc_core.cli.options import (
     import_tensorflow,
     model_folder,
     progress_bar,
+    unit_interval,
 )
 from idc_core.errors import one_line
 
@@ -50,25 +51,15 @@ def _mpp(text: str) -> float:
 
 
 def _tissue_threshold(text: str) -> float | None:
+    """argparse type: a saturation 0-255, or None for 'otsu' (Otsu's threshold per slide)."""
     if text.lower() == "otsu":
         return None
     try:
-        value = float(text)
+        if 0 <= (value := float(text)) <= 255:
+            return value
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= 255:
-        raise argparse.ArgumentTypeError(f"--tissue-threshold must be a saturation 0-255 or 'otsu', got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"--min-tissue must be a fraction in [0, 1], got {text!r}")
-    return value
+        pass
+    raise argparse.ArgumentTypeError(f"--tissue-threshold must be a saturation 0-255 or 'otsu', got {text!r}")
 def _mpp_table(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
     """argparse type: (the file as given, its (file, mpp) rows) of a CSV with the columns file,mpp."""
     from idc_core.wsi.scale import check_mpp
@@ -115,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tissue-threshold", type=_tissue_threshold, default=TISSUE_THRESHOLD, metavar="SAT|otsu",
                         help=f"saturation (0-255) above which a pixel is tissue, or 'otsu' for Otsu's threshold per "
                              f"slide (default {TISSUE_THRESHOLD:g})")
-    parser.add_argument("--min-tissue", type=_fraction, default=MIN_TISSUE,
+    parser.add_argument("--min-tissue", type=unit_interval, default=MIN_TISSUE,
                         help=f"tiles with less tissue than this fraction are background (default {MIN_TISSUE:g})")
     add_batch_size(parser, "tiles")
     parser.add_argument("--read", choices=READ_MODES, default="auto", dest="read_mode",
