@@ -380,7 +380,7 @@ else:
               help="A model score, not a diagnosis")
     if result.probs_tile is not None:
         p3.markdown(f"The tile alone: P(IDC) {result.probs_tile[tile]:.3f} (its threshold "
-                    f"{model.config.threshold:.2f})")
+                    f"{model.config.threshold:.3f})")
     if result.uncertainty is not None:
         spread = float(result.uncertainty[tile])
         flagged = bool(result.uncertain[tile]) if result.uncertain is not None else False

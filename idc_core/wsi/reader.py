@@ -1,9 +1,10 @@
 """One way to read any slide input at a given scale: OpenSlide pyramids, plain images, patient zips.
 
 Every reader tells its format, its level-0 size, its microns per pixel with their source (scale.Scale),
-and reads a region, or the whole slide, at a requested mpp: from the coarsest pyramid level that is
-still at least as fine as the target, in bands of rows, resampled with area interpolation, so a
-gigapixel level 0 is never held in memory. `open_slide` picks the reader for a file.
+and reads a region, or the whole slide, at a requested mpp: from the pyramid level that a read mode chooses
+(READ_MODES: by default the coarsest still as fine as the target, or a finer one for a JPEG file), in bands of
+rows, resampled with area interpolation, so a gigapixel level 0 is never held in memory. `open_slide` picks the
+reader for a file; `describe` gives the SlideInfo that every slide output states.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ away at the price of decoding 4x / 16x the pixels; auto: the nearest level for a
 trained on JPEG re-encoded patches, else (a lossy file: JPEG, JPEG 2000 or unknown, as nearly every scanner file
 is, and a model that never saw JPEG) 4x. Chosen by bench/bench_jpeg_reading.py (README, "JPEG")."""
 _FINER = {"model": 1.0, "2x": 2.0, "4x": 4.0}
-LOSSLESS = ("none", "deflate", "lzw", "zstd", "packbits", "png", "lzma", "webp-lossless")
+LOSSLESS = ("none", "deflate", "lzw", "zstd", "packbits", "png", "lzma")
 
 
 @dataclass(frozen=True)
