@@ -20,7 +20,7 @@ from idc_core.workflows.slide_analysis import (
     score_scaled_slide,
 )
 from idc_core.wsi.context import apply_context
-from idc_core.wsi.outputs import heatmap_image, slide_geojson
+from idc_core.wsi.outputs import slide_geojson, tile_rows, with_colour_bar
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
 from idc_core.wsi.reader import PYRAMID_SUFFIXES, READ_MODES, SlideInfo
 from idc_core.wsi.result import SlideResult
@@ -82,26 +82,16 @@ def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, a
 
 def heatmap_png(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str,
                 outline_uncertain: bool = False) -> bytes:
-    """The download: heatmap_overlay at full size with a P(IDC) colour bar on the right (as the command draws it)."""
-    shown = result.probs if cut is None else np.where(result.probs >= cut, result.probs, np.nan)
-    drawn = heatmap_image(image, replace(result, probs=shown), cmap=cmap, alpha=alpha, max_side=max(image.shape[:2]))
-    flags = result.uncertain
-    if outline_uncertain and flags is not None:
-        drawn = outline_tiles(drawn, result.coords[flags], result.size)
-    return encode_png(drawn)
+    """The download: heatmap_overlay at full size with the P(IDC) colour bar on its right (as the command draws it)."""
+    return encode_png(with_colour_bar(heatmap_overlay(result, image, cut, alpha, cmap, outline_uncertain), cmap))
 
 
-def tile_rows(result: SlideResult, factor: float, threshold: float) -> list[dict[str, Any]]:
-    """The per-tile table: level-0 x, y and size first (as the command's tiles.csv), then tissue, P(IDC), the label
-    at this threshold and the threshold, the uncertainty when measured, and the tile's x, y at the model's scale."""
-    rows = []
-    for row, (x0, y0, size0, _) in zip(result.to_rows(), result.level0_boxes(factor).tolist()):
-        prob = row["prob_idc"]
-        rows.append({"x": x0, "y": y0, "size": size0, "tissue": row["tissue"], "prob_idc": prob,
-                     "label": None if prob is None else int(prob >= threshold), "threshold": threshold,
-                     **({"uncertainty": row["uncertainty"]} if "uncertainty" in row else {}),
-                     "x_model": row["x"], "y_model": row["y"]})
-    return rows
+def table_rows(result: SlideResult, factor: float, threshold: float) -> list[dict[str, Any]]:
+    """The per-tile table: the rows of the command's tiles.csv (level-0 x, y, size first) at this threshold, with
+    the threshold and the tile's x, y at the model's scale (those of the heatmap and the tile inspector)."""
+    rows = tile_rows(replace(result, threshold=threshold), result.level0_boxes(factor))
+    return [{**row, "threshold": threshold, "x_model": x, "y_model": y}
+            for row, (y, x) in zip(rows, result.coords[result.tissue].tolist())]
 
 
 def truth_view(result: SlideResult, slide: SlideInput,
@@ -393,7 +383,7 @@ d1.download_button("Download heatmap overlay (PNG)",  # full size, made only whe
                    lambda: heatmap_png(result, image, cut, alpha, cmap, outline),
                    file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png", mime="image/png", icon=":material/download:")
 with d2:
-    csv_download(tile_rows(result, factor, threshold), f"{name.rsplit('.', 1)[0]}_tiles.csv",
+    csv_download(table_rows(result, factor, threshold), f"{name.rsplit('.', 1)[0]}_tiles.csv",
                  "Download per-tile table (CSV)", key=S + "csv",
                  help="x, y, size: the tile in level-0 pixels of the slide; x_model, y_model: at the model's scale")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above

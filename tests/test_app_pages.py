@@ -735,7 +735,7 @@ def test_slide_tile_table_starts_with_level0_x_y_and_the_heatmap_download_has_a_
     coords = tile_coordinates(300, 400, 50, 50)
     probs = np.linspace(0, 1, len(coords)).astype(np.float32)
     result = SlideResult(coords, np.ones(len(coords), bool), probs, (300, 400), 50, 50, 20.0, 0.5)
-    rows = namespace["tile_rows"](result, 4.0, 0.3)
+    rows = namespace["table_rows"](result, 4.0, 0.3)
     assert list(rows[1])[:3] == ["x", "y", "size"] and (rows[1]["x"], rows[1]["y"], rows[1]["size"]) == (200, 0, 200)
     assert (rows[1]["x_model"], rows[1]["y_model"]) == (50, 0) and rows[1]["threshold"] == 0.3
     image = np.full((300, 400, 3), 200, np.uint8)

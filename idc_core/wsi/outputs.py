@@ -26,23 +26,35 @@ HEATMAP_MAX_SIDE = 2048
 _BAR_WIDTH, _BAR_MARGIN = 24, 70
 
 
+def tile_rows(result: SlideResult, boxes: np.ndarray) -> list[dict[str, Any]]:
+    """One dict per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at result.threshold, the
+    tile's own P(IDC) (prob_idc_tile) when P(IDC) is context-aware (wsi.context), and its uncertainty and uncertain
+    flag when they were measured: the rows of tiles.csv and of the slide page's table. boxes: (N, 4) x, y, width,
+    height of every tile in level-0 pixels (SlideResult.level0_boxes; tiles are square: size is the width)."""
+    rows = []
+    for i in np.flatnonzero(result.tissue).tolist():
+        x, y, size, _ = boxes[i].tolist()
+        prob = float(result.probs[i])
+        row: dict[str, Any] = {"x": x, "y": y, "size": size, "prob_idc": prob, "label": int(prob >= result.threshold)}
+        if result.probs_tile is not None:
+            row["prob_idc_tile"] = float(result.probs_tile[i])
+        if result.uncertainty is not None:
+            row["uncertainty"] = float(result.uncertainty[i])
+            row["uncertain"] = None if result.uncertain is None else int(result.uncertain[i])
+        rows.append(row)
+    return rows
+
+
 def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
-    """One row per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at the threshold, the
-    tile's own P(IDC) (prob_idc_tile) when P(IDC) is context-aware (wsi.context), and its uncertainty and
-    uncertain flag when they were measured. boxes: (N, 4) x, y, width, height of every tile
-    in level-0 pixels (SlideResult.level0_boxes; tiles are square: size is the width)."""
+    """tile_rows as CSV, P(IDC) and uncertainty to 6 decimals."""
+    columns = (TILE_COLUMNS + (CONTEXT_COLUMNS if result.probs_tile is not None else ())
+               + (UNCERTAINTY_COLUMNS if result.uncertainty is not None else ()))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    measured, context = result.uncertainty is not None, result.probs_tile is not None
-    writer.writerow(TILE_COLUMNS + (CONTEXT_COLUMNS if context else ()) + (UNCERTAINTY_COLUMNS if measured else ()))
-    tissue, uncertain = result.tissue, result.uncertain
-    spread = result.uncertainty[tissue].tolist() if result.uncertainty is not None else [None] * int(tissue.sum())
-    flags = uncertain[tissue].tolist() if uncertain is not None else [None] * len(spread)
-    own = result.probs_tile[tissue].tolist() if result.probs_tile is not None else [None] * len(spread)
-    for (x, y, size, _), prob, u, flag, alone in zip(boxes[tissue].tolist(), result.probs[tissue].tolist(), spread,
-                                                     flags, own):
-        row = [x, y, size, f"{prob:.6f}", int(prob >= result.threshold)] + ([f"{alone:.6f}"] if context else [])
-        writer.writerow(row + ([f"{u:.6f}", "" if flag is None else int(flag)] if measured else []))
+    writer.writerow(columns)
+    for row in tile_rows(result, boxes):
+        writer.writerow([f"{v:.6f}" if isinstance(v, float) else "" if v is None else v
+                         for v in (row[c] for c in columns)])
     return out.getvalue()
 
 
@@ -124,8 +136,14 @@ def heatmap_image(image: np.ndarray, result: SlideResult, *, cmap: str = "jet", 
     if shrink > 1:
         overlay = cv2.resize(overlay, (max(1, round(width / shrink)), max(1, round(height / shrink))),
                              interpolation=cv2.INTER_AREA)
-    return np.concatenate([overlay, _colour_bar(max(overlay.shape[0], 60), cmap)[: overlay.shape[0]]], axis=1) \
-        if overlay.shape[0] >= 60 else overlay
+    return with_colour_bar(overlay, cmap)
+
+
+def with_colour_bar(overlay: np.ndarray, cmap: str) -> np.ndarray:
+    """A heatmap overlay with the P(IDC) colour bar of `cmap` on its right (none under 60 px high)."""
+    if overlay.shape[0] < 60:
+        return overlay
+    return np.concatenate([overlay, _colour_bar(overlay.shape[0], cmap)], axis=1)
 
 
 def heatmap_png(image: np.ndarray, result: SlideResult) -> bytes:
