@@ -60,6 +60,8 @@ def _tissue_threshold(text: str) -> float | None:
     except ValueError:
         pass
     raise argparse.ArgumentTypeError(f"--tissue-threshold must be a saturation 0-255 or 'otsu', got {text!r}")
+
+
 def _mpp_table(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
     """argparse type: (the file as given, its (file, mpp) rows) of a CSV with the columns file,mpp."""
     from idc_core.wsi.scale import check_mpp
@@ -110,10 +112,10 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"tiles with less tissue than this fraction are background (default {MIN_TISSUE:g})")
     add_batch_size(parser, "tiles")
     parser.add_argument("--read", choices=READ_MODES, default="auto", dest="read_mode",
-                        help="which pyramid level serves the model's scale: auto (default: 4x finer and "
-                             "area-averaged for a JPEG or other lossy file, the nearest level for a lossless one), "
-                             "model (the nearest level), 2x or 4x (that much finer); summary.json says which was "
-                             "read and why")
+                        help="which pyramid level serves the model's scale: auto (default: the nearest level for "
+                             "a lossless file or a model trained on JPEG, else 4x finer and area-averaged), model "
+                             "(the nearest level), 2x or 4x (that much finer); summary.json says which was read "
+                             "and why")
     parser.add_argument("--uncertainty", action="store_true",
                         help="also measure each tissue tile's uncertainty (the model's method; MC dropout costs "
                              "about 20x the time): columns uncertainty and uncertain in tiles.csv, the uncertain "

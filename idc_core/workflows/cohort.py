@@ -30,22 +30,20 @@ CSV_COLUMNS = ("slide", "status", "reason", "tiles", "idc_area_mm2", "mpp", "mpp
 RowCallback = Callable[[dict[str, Any]], None]
 
 
-def already_done(slide: Path, out_root: Path, checksum: str, model_sha256: str,
-                 context_sha256: str | None = None, scale_request: dict[str, Any] | None = None,
-                 scoring: dict[str, Any] | None = None) -> bool:
-    """True when OUT/<stem>/summary.json records this very file (sha256) scored by this very model (model.keras
-    and its slide-context step, None for none), at the scale that `scale_request` (SlideOptions.scale_request;
-    None: no scale given) would give it (same_scale), with the same scoring settings (SlideOptions.scoring; None:
-    not compared)."""
+def done_summary(slide: Path, out_root: Path, checksum: str, model_sha256: str, context_sha256: str | None,
+                 options: SlideOptions) -> dict[str, Any] | None:
+    """OUT/<stem>/summary.json when it records this very file (sha256) scored by this very model (model.keras and
+    its slide-context step, None for none), at the scale that `options` would give it (same_scale) and with the
+    same scoring settings (SlideOptions.scoring); else None: the slide is to be done."""
     try:
         summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
-        return False
+        return None
     model = summary.get("model") or {}
-    return (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
-            and model.get("context_sha256") == context_sha256
-            and same_scale(summary, scale_request or {})
-            and (scoring is None or summary.get("scoring") == scoring))
+    done = (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
+            and model.get("context_sha256") == context_sha256 and same_scale(summary, options.scale_request(slide))
+            and summary.get("scoring") == options.scoring())
+    return summary if done else None
 
 
 def same_scale(summary: dict[str, Any], request: dict[str, Any]) -> bool:
@@ -83,9 +81,8 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
             rows.append({"slide": str(slide), "status": "failed",
                          "reason": f"{slide}: cannot read ({exc.strerror or exc})"})
             continue
-        if not force and already_done(slide, out_root, checksum, model_sha256, context_sha256,
-                                      options.scale_request(slide), options.scoring()):
-            summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
+        summary = None if force else done_summary(slide, out_root, checksum, model_sha256, context_sha256, options)
+        if summary is not None:
             rows.append({"slide": str(slide), "status": "skipped",
                          "reason": "already done for this model, file and settings",
                          "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
