@@ -157,7 +157,7 @@ def run(args) -> dict:
                 for mode, read in reads(args, patient, image, mag, level0_mpp, downsamples, quality, mpp).items():
                     scaled = read["image"][:image.shape[0], :image.shape[1]]
                     for name, loaded in models.items():
-                        auto = "model" if read.get("lossless", quality is None) or loaded.config.jpeg_trained else "4x"
+                        auto = "model" if read["lossless"] or loaded.config.jpeg_trained else "4x"
                         rows.append({"patient": patient, "file": label, "mode": mode, "level_mpp": read["level_mpp"],
                                      "auto": auto == mode, "model": name, "read_s": read["seconds"],
                                      **score(loaded, scaled, truth)})

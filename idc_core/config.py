@@ -155,6 +155,7 @@ class TrainConfig:
     """Share of training patches replaced by a JPEG re-encoded copy (quality drawn from jpeg_quality), so that
     the model sees the artefacts of scanner files at its own scale; 0 = off."""
     jpeg_quality: tuple[int, int] = (50, 95)
+    """The lowest and highest JPEG quality drawn for jpeg_augment."""
     init_from: str | None = None
     """A model folder whose network (without its calibration) is the starting point; the architecture options
     must match it."""
