@@ -338,7 +338,9 @@ def test_slide_and_explain_pages_keep_their_state_when_you_visit_another_page(pa
     page.get_by_text("Against the ground truth of patient 10253").first.wait_for()
     _settle(page)
     page.get_by_text("Tiling and tissue detection").first.click()
-    page.get_by_text("Measure uncertainty").first.click()
+    measure = page.locator("[data-testid='stCheckbox']", has_text="Measure uncertainty").first
+    measure.wait_for(state="visible")  # the expander has opened: a click before that can be lost
+    measure.locator("input").first.check(force=True)  # Playwright checks that the toggle is on afterwards
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')].some(m => "
                            "m.innerText.includes('Uncertain tissue') && !m.innerText.includes('off'))")
     _settle(page)
