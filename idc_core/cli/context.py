@@ -36,12 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "tiles, most of them beside another)")
     add_batch_size(p)
     a = p.parse_args(argv)
-    import_tensorflow()
     from idc_core.errors import IDCError
+
+    try:
+        folder = model_folder(a.model)  # before TensorFlow's import: a missing model is said at once
+    except IDCError as exc:
+        return error(exc, 1)
+    import_tensorflow()
     from idc_core.workflows.context_fit import fit_context_folder
 
     try:
-        folder = model_folder(a.model)
         report = fit_context_folder(folder, a.data, batch_size=a.batch_size, complete=a.complete,
                                     log=lambda message: print(message, file=sys.stderr))
     except (IDCError, ValueError) as exc:

@@ -46,12 +46,16 @@ def main(argv: list[str] | None = None) -> int:
                         "saved as JPEG")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
+    try:
+        folder = model_folder(a.model)  # before TensorFlow's import: a missing model is said at once
+    except IDCError as exc:
+        return error(exc, 2)
     import_tensorflow()
     from idc_core.model.folder import load_model_dir
     from idc_core.model.lite import load_export  # TensorFlow only once a command runs
 
     try:
-        loaded = load_model_dir(model_folder(a.model))
+        loaded = load_model_dir(folder)
         model_method = (loaded.config.uncertainty or UncertaintySettings()).method
         method = model_method if a.uncertainty == "model" else a.uncertainty
         scorer = load_export(loaded.path)[0] if a.lite else None

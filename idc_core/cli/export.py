@@ -44,9 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
                    help=f"smallest share of equal labels (default {MIN_AGREEMENT})")
     args = p.parse_args(argv)
+    try:
+        folder = model_folder(args.model)  # before TensorFlow's import: a missing model is said at once
+    except IDCError as exc:
+        return error(exc, 2)
     import_tensorflow()
     try:
-        folder = model_folder(args.model)
         out, agreement = export_model_dir(folder, quantize=args.quantize, check=read_check_patches(args.check),
                                           max_diff=args.max_diff, min_agreement=args.min_agreement)
     except IDCError as exc:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from idc_core import Progress
 from idc_core.errors import one_line
+from idc_core.paths import default_model_path
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -62,14 +63,14 @@ def import_tensorflow() -> None:
 def add_model(parser: argparse.ArgumentParser) -> None:
     """--model DIR, optional: model_folder(args.model) is the folder to use."""
     parser.add_argument("--model", type=Path,
-                        help="model folder (default: the one named in models/DEFAULT, or in $IDC_MODELS_DIR/DEFAULT)")
+                        help="model folder (default: the one named in DEFAULT of $IDC_MODELS_DIR, else of the checkout's "
+                             "models/ or ./models)")
 
 
 def model_folder(given: Path | None) -> Path:
-    """The --model folder, else the one named in models/DEFAULT (model.folder.default_model_dir: ModelError if none)."""
-    from idc_core.model.folder import default_model_dir  # TensorFlow only once a command runs
-
-    return given if given else default_model_dir()
+    """The --model folder, else the one named in the models root's DEFAULT (paths.default_model_path: ModelError if
+    none). Cheap: commands call it before import_tensorflow, so a missing model is said at once."""
+    return given if given else default_model_path()
 
 
 def add_batch_size(parser: argparse.ArgumentParser, what: str = "patches") -> None:

@@ -89,12 +89,16 @@ def _row(item: ItemResult, threshold: float) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: 0 when every input was classified, 1 if any failed, 2 if the model fails."""
     args = _parser().parse_args(argv)
+    try:
+        folder = model_folder(args.model)  # before TensorFlow's import: a missing model is said at once
+    except IDCError as exc:
+        return error(exc, 2)
     import_tensorflow()
     from idc_core.model.folder import load_model_dir
     from idc_core.model.lite import load_export
 
     try:
-        loaded = load_model_dir(model_folder(args.model))
+        loaded = load_model_dir(folder)
         uncertainty = (loaded.config.uncertainty or UncertaintySettings()) if args.uncertainty else None
         if uncertainty and uncertainty.method == "mc" and args.lite:
             raise ModelError("--uncertainty of this model is Monte-Carlo dropout, which needs the Keras model: "

@@ -135,16 +135,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.stride <= PATCH_SIZE:
         parser.error(f"--stride must be in 1..{PATCH_SIZE}, got {args.stride}")
+    from idc_core.errors import IDCError
+
+    try:
+        folder = model_folder(args.model)  # before TensorFlow's import: a missing model is said at once
+    except IDCError as exc:
+        return error(exc, 2)
     import_tensorflow()
 
-    from idc_core.errors import IDCError
     from idc_core.model.folder import load_model_dir
     from idc_core.workflows.cohort import plan, read_slides_csv, score_in_process, write_slides_csv
     from idc_core.workflows.slide_analysis import SlideOptions, model_identity, names_slide
     from idc_core.wsi.reader import slide_files
 
     try:
-        loaded = load_model_dir(model_folder(args.model))
+        loaded = load_model_dir(folder)
     except IDCError as exc:
         return error(exc, 2)
     try:

@@ -17,14 +17,13 @@ import idc_core.model.builders  # noqa: F401  registers the custom layers for de
 from idc_core import PATCH_SIZE
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
-from idc_core.paths import models_root
+from idc_core.paths import default_model_path
 from idc_core.wsi.context import ContextSettings, read_context
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
-DEFAULT_FILE = "DEFAULT"
 EXPECTED_INPUT = (PATCH_SIZE, PATCH_SIZE, 3)
 
 
@@ -163,21 +162,5 @@ def list_model_dirs(root: str | Path = "models") -> list[Path]:
 
 
 def default_model_dir(root: str | Path | None = None) -> Path:
-    """The folder named in `<root>/DEFAULT` (one line: a folder name inside root; root: paths.models_root())."""
-    root = models_root() if root is None else Path(root)
-    marker = root / DEFAULT_FILE
-    if not marker.is_file():
-        raise ModelError(
-            f"no default model: {str(marker)!r} is missing (train one with python -m idc_core train, "
-            f"or pass --model DIR)"
-        )
-    try:
-        name = marker.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{str(marker)!r} cannot be read as text ({exc})") from exc
-    if not name:
-        raise ModelError(f"{str(marker)!r} is empty: write the name of a folder inside {str(root)!r}")
-    folder = root / name
-    if not folder.is_dir():
-        raise ModelError(f"{str(marker)!r} names {name!r}, but {str(folder)!r} does not exist")
-    return folder
+    """The folder named in `<root>/DEFAULT` (root: paths.models_root(); see paths.default_model_path)."""
+    return default_model_path(root)
