@@ -63,8 +63,8 @@ def import_tensorflow() -> None:
 def add_model(parser: argparse.ArgumentParser) -> None:
     """--model DIR, optional: model_folder(args.model) is the folder to use."""
     parser.add_argument("--model", type=Path,
-                        help="model folder (default: the one named in DEFAULT of $IDC_MODELS_DIR, else of the checkout's "
-                             "models/ or ./models)")
+                        help="model folder (default: the one named in DEFAULT of $IDC_MODELS_DIR, else of the "
+                             "checkout's models/ or ./models)")
 
 
 def model_folder(given: Path | None) -> Path:
