@@ -142,7 +142,7 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     assert summary["model_mpp"] == 4.0 and summary["level0_per_model_pixel"] == 8.0
     # a JPEG file read by the default model, trained on JPEG: the level at its scale, and the summary says why
     assert summary["compression"] == "JPEG Q=90" and summary["level_read"] == 3 and summary["read_mode"] == "model"
-    assert summary["read_reason"].startswith("level 3 (4 um/px): the model was trained on JPEG re-encoded patches")
+    assert summary["read_reason"].startswith("level 3 (4 µm/px): the model was trained on JPEG re-encoded patches")
     tiles = list(csv.DictReader((out / "tiles.csv").open()))
     assert {t["size"] for t in tiles} == {"400"}  # a 50-px tile at 4 um/px is 400 px at 0.5 um/px
     idc = [t for t in tiles if t["label"] == "1"]
@@ -208,25 +208,98 @@ def test_mpp_fills_in_a_missing_scale_only_and_override_and_table_win_over_what_
     assert rows()["noscale.tif"]["mpp_source"] == rows()["plain.png"]["mpp_source"] == filled
     summary = json.loads((out / "aperio" / "summary.json").read_text())
     assert summary["slide_mpp"] == 0.5 and summary["tissue_tiles"] > 150  # at 8 level-0 px a model px, as stated
-    assert slide_main([str(slides["aperio"]), str(png), "--out", str(out), "--mpp", "2.5"]) == 0
-    assert [rows()[name]["status"] for name in ("aperio.svs", "plain.png")] == ["skipped", "ok"]  # 2.5 fills png in
+    assert slide_main([str(slides["aperio"]), str(png), "--out", str(out), "--mpp", "2.5", "--force"]) == 0
+    assert [rows()[name]["status"] for name in ("aperio.svs", "plain.png")] == ["ok", "ok"]  # 2.5 fills png in
     assert rows()["plain.png"]["mpp"] == "2.5"
 
     assert slide_main([str(slides["aperio"]), "--out", str(out), "--override-mpp", "1"]) == 0
     summary = json.loads((out / "aperio" / "summary.json").read_text())
     assert summary["slide_mpp"] == 1.0 and summary["mpp_source"] == rows()["aperio.svs"]["mpp_source"] == (
-        "given by the user (--override-mpp), instead of the slide's own 0.5 um/px (slide metadata (openslide.mpp-x/y))")
+        "given by the user (--override-mpp), instead of the slide's own 0.5 µm/px (slide metadata (openslide.mpp-x/y))")
 
     table = tmp_path / "scales.csv"
     table.write_text(f"file,mpp\naperio.svs,0.25\n{png},4\nelsewhere.svs,1\n")
     capsys.readouterr()
     assert slide_main([str(slides["aperio"]), str(slides["noscale"]), str(png), "--out", str(out),
                        "--mpp-table", str(table), "--mpp", "3"]) == 0
-    assert [rows()[name]["mpp"] for name in ("aperio.svs", "plain.png", "noscale.tif")] == ["0.25", "4.0", "3.0"]
+    assert [rows()[name]["mpp"] for name in ("aperio.svs", "plain.png", "noscale.tif")] == ["0.25", "4.0", "2.0"]
     assert rows()["plain.png"]["mpp_source"] == f"given by the user (--mpp-table {table})"
-    assert rows()["noscale.tif"]["mpp_source"] == filled and rows()["noscale.tif"]["status"] == "ok"  # redone at 3
+    assert rows()["noscale.tif"]["mpp_source"] == filled and rows()["noscale.tif"]["status"] == "skipped"  # kept at 2
     err = capsys.readouterr().err
     assert f"warning: --mpp-table {table}: not among the slides: elsewhere.svs" in err
+
+
+def test_a_rerun_with_mpp_keeps_the_slides_done_at_another_assumed_scale_and_says_so(slides, tmp_path, capsys):
+    """The advice of a failed slide followed for the folder: --mpp scores the slide that failed, and does not
+    silently rescale the plain images done at the assumed scale (--force does)."""
+    for name in ("plain.png", "other.png"):
+        Image.fromarray(sample_crop()[:200, :300]).save(tmp_path / name)
+    out = tmp_path / "out"
+    inputs = [str(slides["noscale"]), str(tmp_path / "plain.png"), str(tmp_path / "other.png"), "--out", str(out)]
+
+    def rows() -> dict[str, dict[str, str]]:
+        return {Path(r["slide"]).name: r for r in csv.DictReader((out / "slides.csv").open())}
+
+    assert slide_main(inputs) == 1
+    err = capsys.readouterr().err
+    assert "noscale.tif: the slide does not say its scale" in err
+    assert "--mpp-table" in err.split("noscale.tif: the slide")[1].splitlines()[0]  # this slide alone, or --mpp
+    assert err.count("carry no scale") == 1 and "pass --mpp if it is not" not in err  # the advice once, not per image
+    assert "2 image(s) carry no scale and were taken at the model's 4 µm/px (plain.png, other.png)" in err
+    assert "assumed to be at the model's 4 µm/px" in rows()["plain.png"]["warnings"]  # still said per image here
+    before = (out / "plain" / "summary.json").read_bytes()
+
+    assert slide_main(inputs + ["--mpp", "2"]) == 0
+    err = capsys.readouterr().err
+    assert rows()["noscale.tif"]["status"] == "ok" and rows()["noscale.tif"]["mpp"] == "2.0"
+    for name in ("plain.png", "other.png"):
+        assert rows()[name]["status"] == "skipped" and rows()[name]["mpp"] == "4.0"
+        assert rows()[name]["mpp_source"].startswith("assumed")
+        assert f"warning: {name}: kept as done at 4 µm/px (assumed" in err
+        assert "--mpp 2 would change the scale of this slide, which states none: --force redoes it" in err
+    assert (out / "plain" / "summary.json").read_bytes() == before
+
+    assert slide_main(inputs + ["--mpp", "2"]) == 0  # the same again: every slide is done
+    assert [r["status"] for r in rows().values()] == ["skipped"] * 3
+    assert slide_main(inputs + ["--mpp", "2", "--force"]) == 0
+    assert [rows()[name]["mpp"] for name in ("plain.png", "other.png")] == ["2.0", "2.0"]
+    assert slide_main(inputs) == 0  # without --mpp: every slide keeps the 2 it was done at
+    assert [r["status"] for r in rows().values()] == ["skipped"] * 3 and rows()["noscale.tif"]["mpp"] == "2.0"
+    assert "a run without --mpp would change the scale" in rows()["plain.png"]["reason"]
+
+
+def test_an_all_background_slide_is_said_to_have_no_tissue_and_a_rerun_takes_it_as_done(tmp_path, capsys):
+    Image.new("RGB", (300, 200), (250, 250, 250)).save(tmp_path / "blank.png")
+    args = [str(tmp_path / "blank.png"), "--out", str(tmp_path / "out")]
+    assert slide_main(args) == 0  # not a failure: the file was read and analysed whole
+    row = next(csv.DictReader((tmp_path / "out" / "slides.csv").open()))
+    assert row["status"] == "no tissue" and row["tiles"] == "0"
+    assert row["reason"] == "blank.png: no tissue found (all 24 tiles background), nothing classified"
+    err = capsys.readouterr().err
+    assert "no tissue: blank.png: no tissue found" in err and "0 ok, 1 with no tissue, 0 skipped, 0 failed" in err
+    assert json.loads((tmp_path / "out" / "blank" / "summary.json").read_text())["tissue_tiles"] == 0
+    assert slide_main(args) == 0
+    row = next(csv.DictReader((tmp_path / "out" / "slides.csv").open()))
+    assert row["status"] == "skipped" and row["reason"].endswith(": no tissue found") and row["tiles"] == "0"
+
+
+def test_no_context_scores_the_tiles_alone_and_the_other_choice_redoes_the_slide(slides, tmp_path):
+    args = [str(slides["small"]), "--out", str(tmp_path)]
+
+    def run(*extra: str) -> tuple[str, dict, list[str]]:
+        assert slide_main(args + list(extra)) == 0
+        status = next(csv.DictReader((tmp_path / "slides.csv").open()))["status"]
+        header = (tmp_path / "small" / "tiles.csv").read_text().splitlines()[0].split(",")
+        return status, json.loads((tmp_path / "small" / "summary.json").read_text()), header
+
+    status, summary, header = run()  # the default model has a slide-context step
+    assert status == "ok" and summary["context"]["used"] and "prob_idc_tile" in header
+    status, summary, header = run("--no-context")
+    assert status == "ok" and summary["context"] == {"used": False} and "prob_idc_tile" not in header
+    assert summary["scoring"]["context"] is False
+    assert run("--no-context")[0] == "skipped"
+    status, summary, _ = run()
+    assert status == "ok" and summary["context"]["used"] and summary["scoring"]["context"] is True
 
 
 @pytest.mark.parametrize(("table", "reason"), [("file,um\na.svs,1\n", "needs the columns file,mpp"),

@@ -29,7 +29,8 @@ def uploads_to_items(files: Sequence[Any] | Any | None) -> list[tuple[str, bytes
 
 SCALE_CONTROL = "**Set the slide's microns per pixel myself** (under **Scale**)"
 _COMMAND_WORDS = (  # the library speaks to the command line; the page names its own controls instead
-    (re.compile(r"give its microns per pixel with --mpp(?: \(in the app: [^)]*\))?"),
+    (re.compile(r"give its microns per pixel with --mpp(?:-table \(this slide\) or --mpp \([^)]*\))?"
+                r"(?: \(in the app: [^)]*\))?"),
      f"tick {SCALE_CONTROL} and give it"),
     (re.compile(r"pass --mpp if (it is not|you know it)"), rf"set it with {SCALE_CONTROL} if \1"),
     (re.compile(r"given by the user \(--mpp\)"), "set on this page"),

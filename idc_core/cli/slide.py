@@ -3,13 +3,16 @@
     python -m idc_core slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M]
                              [--override-mpp M | --mpp-table CSV] [--stride PX]
                              [--tissue-threshold SAT|otsu] [--min-tissue F]
-                             [--batch-size N] [--read MODE] [--force] [--ray local|auto|ray://HOST:PORT]
+                             [--batch-size N] [--read MODE] [--no-context] [--force]
+                             [--ray local|auto|ray://HOST:PORT]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
 heatmap.png and summary.json; DIR/slides.csv has one row per slide of the folder, this run's or an
-earlier run's (ok, failed with a one-line reason, or skipped: already done for the same model, file
-and scale), with the scale used and its source. A bad slide never stops the others.
+earlier run's (ok; no tissue: all background, nothing classified; failed, with a one-line reason; or
+skipped: already done for the same model, file and scale, or kept at the assumed or --mpp scale it was
+done at when this run's --mpp would change it), with the scale used and its source. A bad slide never
+stops the others.
 Exit status: 0 if no slide failed, 1 if any did, 2 if the model or the output folder is unusable.
 """
 
@@ -120,9 +123,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="also measure each tissue tile's uncertainty (the model's method; MC dropout costs "
                              "about 20x the time): columns uncertainty and uncertain in tiles.csv, the uncertain "
                              "share in summary.json")
+    parser.add_argument("--no-context", action="store_true",
+                        help="score each tile alone, without the model's slide-context step (neighbouring tiles); "
+                             "a slide done with the other choice is redone")
     parser.add_argument("--force", action="store_true",
                         help="redo slides that are already done (a slide done with other settings or scales is "
-                             "redone without it)")
+                             "redone without it; one that states no scale and was done at another --mpp, or at "
+                             "the assumed scale, is kept without it)")
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
                              "'ray://HOST:PORT' a remote one")
@@ -144,8 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_tensorflow()
 
     from idc_core.model.folder import load_model_dir
-    from idc_core.workflows.cohort import plan, read_slides_csv, score_in_process, write_slides_csv
-    from idc_core.workflows.slide_analysis import SlideOptions, model_identity, names_slide
+    from idc_core.workflows.cohort import DONE_REASON, plan, read_slides_csv, score_in_process, write_slides_csv
+    from idc_core.workflows.slide_analysis import NO_TISSUE, SlideOptions, model_identity, names_slide
+    from idc_core.wsi.scale import assumed_scale
     from idc_core.wsi.reader import slide_files
 
     try:
@@ -162,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty,
                            read_mode=args.read_mode, tissue_threshold=args.tissue_threshold,
                            min_tissue=args.min_tissue, override_mpp=args.override_mpp, mpp_table=table,
-                           mpp_table_name=table_name)
+                           mpp_table_name=table_name, context=not args.no_context)
     unlisted = [file for file, _ in table if not any(names_slide(file, slide) for slide in slides)]
     if unlisted:
         print(f"warning: --mpp-table {table_name}: not among the slides: {', '.join(unlisted)}", file=sys.stderr)
@@ -177,20 +185,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         tile_bars.append(progress_bar(desc=f"  {name}", unit="tile", leave=False))
         return follow(tile_bars[-1], close_when_done=True)
 
+    advice = assumed_scale(loaded.config.mpp).warning or ""  # said once, at the end, for all the images it concerns
+    assumed: list[str] = []
+
     def on_row(row: dict[str, Any]) -> None:
         while tile_bars:  # a failed slide's bar too: it is not drawn again below its "failed:" line
             tile_bars.pop().close()
         rows.append(row)
         write_slides_csv(args.out, rows, earlier)  # after every slide: a killed run keeps what it did
-        if row["status"] == "failed":
-            bar.write(f"failed: {row['reason']}", file=sys.stderr)
-        elif row.get("warnings"):
-            bar.write(f"warning: {Path(row['slide']).name}: {row['warnings']}", file=sys.stderr)
+        warnings = str(row.get("warnings") or "")
+        if advice in warnings:
+            assumed.append(Path(row["slide"]).name)
+            warnings = warnings.replace(advice, "").strip("; ")
+        if row["status"] in ("failed", NO_TISSUE):
+            bar.write(f"{row['status']}: {row['reason']}", file=sys.stderr)
+        if row["status"] != "failed" and warnings:
+            bar.write(f"warning: {Path(row['slide']).name}: {warnings}", file=sys.stderr)
         bar.update(1)
 
     for row in rows:
         if row["status"] == "failed":
             bar.write(f"failed: {row['reason']}", file=sys.stderr)
+        elif not row["reason"].startswith(DONE_REASON):  # kept at the scale it was done at
+            bar.write(f"warning: {row['reason']}", file=sys.stderr)
     try:
         if args.ray:
             from idc_core.workflows.ray_runner import score_on_ray
@@ -205,8 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         bar.close()
     write_slides_csv(args.out, rows, earlier)
-    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped", "failed")}
-    print(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; model {loaded.path} at "
-          f"{loaded.config.mpp:g} um/px; outputs in {args.out}/ (slides.csv)", file=sys.stderr)
+    if assumed:
+        print(f"warning: {len(assumed)} image(s) carry no scale and were taken at the model's {loaded.config.mpp:g} "
+              f"µm/px ({', '.join(assumed[:3])}{', ...' if len(assumed) > 3 else ''}): if they are not, give the "
+              f"scale with --mpp (every slide that states none) or --mpp-table (single slides), with --force",
+              file=sys.stderr)
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", NO_TISSUE, "skipped", "failed")}
+    print(f"{counts['ok']} ok, {counts[NO_TISSUE]} with no tissue, {counts['skipped']} skipped, {counts['failed']} "
+          f"failed; model {loaded.path} at {loaded.config.mpp:g} µm/px; outputs in {args.out}/ (slides.csv)",
+          file=sys.stderr)
     return 1 if counts["failed"] else 0
 

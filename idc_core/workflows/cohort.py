@@ -2,7 +2,9 @@
 
 The file system is the contract (as in WSInfer): OUT/<slide stem>/ holds each slide's outputs, written
 atomically with the model's checksum and the slide's in summary.json; a re-run skips every slide already
-done for the same model, file and scale, and redoes only the missing or failed ones (`force` redoes all).
+done for the same model, file and scale, and redoes only the missing or failed ones (`force` redoes all). A slide that states no scale
+of its own and was done at an assumed or filled-in scale is kept, and said to be, when this run would give it another
+(`force` redoes it): a --mpp for the slides that failed for want of one does not silently rescale the others.
 The work itself runs in this process, or on a Ray cluster (idc_core.workflows.ray_runner) with the same results.
 """
 
@@ -28,22 +30,44 @@ SLIDES_CSV = "slides.csv"
 CSV_COLUMNS = ("slide", "status", "reason", "tiles", "idc_area_mm2", "mpp", "mpp_source", "seconds", "worker",
                "warnings")
 RowCallback = Callable[[dict[str, Any]], None]
+DONE_REASON = "already done for this model, file and settings"
+"""The reason of a slide skipped as done (any other reason of a skipped row is a warning: see rescaled)."""
 
 
-def done_summary(slide: Path, out_root: Path, checksum: str, model_sha256: str, context_sha256: str | None,
-                 options: SlideOptions) -> dict[str, Any] | None:
-    """OUT/<stem>/summary.json when it records this very file (sha256) scored by this very model (model.keras and
-    its slide-context step, None for none), at the scale that `options` would give it (same_scale) and with the
-    same scoring settings (SlideOptions.scoring); else None: the slide is to be done."""
+def earlier_summary(slide: Path, out_root: Path) -> dict[str, Any] | None:
+    """OUT/<stem>/summary.json of an earlier run, None when there is none (or it cannot be read)."""
     try:
         summary = json.loads((output_dir(out_root, slide) / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return summary if isinstance(summary, dict) else None
+
+
+def is_done(summary: dict[str, Any], slide: Path, checksum: str, model_sha256: str, context_sha256: str | None,
+            options: SlideOptions) -> bool:
+    """Whether `summary` records this very file (sha256) scored by this very model (model.keras and its slide-context
+    step, None for none), at the scale that `options` would give it (same_scale) and with the same scoring settings
+    (SlideOptions.scoring): then the slide is done."""
     model = summary.get("model") or {}
-    done = (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
+    return (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
             and model.get("context_sha256") == context_sha256 and same_scale(summary, options.scale_request(slide))
             and summary.get("scoring") == options.scoring())
-    return summary if done else None
+
+
+def rescaled(summary: dict[str, Any], slide: Path, checksum: str, options: SlideOptions) -> str | None:
+    """Why this very file (sha256), done at a scale that was assumed or filled in (it states none), is kept though
+    `options` would give it another missing scale (--mpp, or none); None when that is not the case."""
+    request, earlier = options.scale_request(slide), summary.get("scale_request") or {}
+    source = str(summary.get("mpp_source", ""))
+    unstated = source.startswith("assumed") or source == earlier.get("missing_source")
+    if (summary.get("slide_sha256") != checksum or "mpp" in request or "mpp" in earlier or not unstated
+            or earlier.get("missing_mpp") == request.get("missing_mpp")):
+        return None
+    now = f"--mpp {request['missing_mpp']:g}" if "missing_mpp" in request else "a run without --mpp"
+    mpp = summary.get("slide_mpp")
+    done = f"{mpp:g} µm/px" if isinstance(mpp, (int, float)) else "another scale"
+    return (f"{slide.name}: kept as done at {done} ({source}); {now} would change the scale of this slide, which "
+            f"states none: --force redoes it")
 
 
 def same_scale(summary: dict[str, Any], request: dict[str, Any]) -> bool:
@@ -64,7 +88,8 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
     """(slides to score with their checksums, rows of slides skipped or refused before any work).
 
     Two slides with the same file stem would share an output folder: the second is refused. A slide is skipped
-    when already done with the same model, at the scale and with the scoring settings that `options` give.
+    when already done with the same model, at the scale and with the scoring settings that `options` give, and
+    kept (skipped, with the reason) when done at an assumed or filled-in scale that `options` would change.
     """
     todo: list[tuple[Path, str]] = []
     rows: list[dict[str, Any]] = []
@@ -81,14 +106,20 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
             rows.append({"slide": str(slide), "status": "failed",
                          "reason": f"{slide}: cannot read ({exc.strerror or exc})"})
             continue
-        summary = None if force else done_summary(slide, out_root, checksum, model_sha256, context_sha256, options)
-        if summary is not None:
-            rows.append({"slide": str(slide), "status": "skipped",
-                         "reason": "already done for this model, file and settings",
-                         "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
-                         "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", "")})
+        summary = None if force else earlier_summary(slide, out_root)
+        if summary is None:
+            todo.append((slide, checksum))
+            continue
+        if is_done(summary, slide, checksum, model_sha256, context_sha256, options):
+            reason = DONE_REASON + ("" if summary.get("tissue_tiles") else ": no tissue found")
+        elif (kept := rescaled(summary, slide, checksum, options)) is not None:
+            reason = kept
         else:
             todo.append((slide, checksum))
+            continue
+        rows.append({"slide": str(slide), "status": "skipped", "reason": reason,
+                     "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
+                     "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", "")})
     return todo, rows
 
 

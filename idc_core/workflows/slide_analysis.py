@@ -32,6 +32,8 @@ from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
 
 SUMMARY_FILE = "summary.json"
 OUTPUT_FILES = ("tiles.csv", "slide.geojson", "heatmap.png", SUMMARY_FILE)
+NO_TISSUE = "no tissue"
+"""The status of a slide analysed whole in which no tile is tissue (its outputs are written; nothing is classified)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class SlideOptions:
     override_mpp: float | None = None  # level-0 mpp of every slide, whatever it states (--override-mpp)
     mpp_table: tuple[tuple[str, float], ...] = ()  # (file, mpp) of single slides, whatever they state (--mpp-table)
     mpp_table_name: str = ""  # where the table came from, for the source of its values
+    context: bool = True  # apply the model's slide-context step, if it has one (--no-context: the tiles alone)
 
     def __post_init__(self) -> None:
         if self.read_mode not in READ_MODES:
@@ -57,7 +60,7 @@ class SlideOptions:
     def scoring(self) -> dict[str, Any]:
         """How the tiles are found and scored (kept in summary.json: a re-run with other settings redoes a slide)."""
         return {"stride": self.stride, "tissue_threshold": self.tissue_threshold, "min_tissue": self.min_tissue,
-                "read_mode": self.read_mode, "uncertainty": self.uncertainty}
+                "read_mode": self.read_mode, "uncertainty": self.uncertainty, "context": self.context}
 
     def listed_mpp(self, slide: Path) -> float | None:
         """The mpp_table's value for a slide (see names_slide), None when it has none."""
@@ -233,7 +236,7 @@ def output_dir(out_root: Path, slide: Path) -> Path:
 def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, options: SlideOptions = SlideOptions(),
                        model_id: dict[str, Any] | None = None, checksum: str | None = None,
                        progress: Progress | None = None) -> dict[str, Any]:
-    """Analyse one slide file into OUT/<stem>/, atomically; the slides.csv row (status ok or failed).
+    """Analyse one slide file into OUT/<stem>/, atomically; the slides.csv row (status ok, no tissue or failed).
 
     Outputs are written to a temporary folder beside the target and renamed into place, so a killed
     run leaves either the complete old outputs or the complete new ones. Never raises for a bad slide:
@@ -250,7 +253,8 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         with open_slide(path, model_mpp=loaded.config.mpp, **request) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
-                                     uncertainty=loaded.config.uncertainty, context=loaded.context,
+                                     uncertainty=loaded.config.uncertainty,
+                                     context=loaded.context if options.context else None,
                                      jpeg_trained=loaded.config.jpeg_trained)
         target = output_dir(out_root, path)
         tmp = out_root / f".{path.stem}.tmp-{os.getpid()}"
@@ -263,8 +267,10 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
             shutil.rmtree(target)
         tmp.rename(target)
         summary = analysis.summary()
-        row.update(status="ok", tiles=summary["tissue_tiles"], idc_area_mm2=summary["idc_area_mm2"],
+        row.update(status="ok" if summary["tissue_tiles"] else NO_TISSUE, tiles=summary["tissue_tiles"], idc_area_mm2=summary["idc_area_mm2"],
                    mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"], warnings="; ".join(analysis.warnings))
+        if not summary["tissue_tiles"]:
+            row["reason"] = f"{path.name}: no tissue found (all {summary['tiles']} tiles background), nothing classified"
     except IDCError as exc:
         row["reason"] = one_line(exc)
     except MemoryError:

@@ -138,7 +138,7 @@ class SlideReader:
         used = mode if mode != "auto" else ("model" if self.lossless or jpeg_trained else "4x")
         level = self.best_level(mpp, _FINER[used])
         level_mpp = self.scale.mpp * self.level_downsamples[level]
-        read = f"level {level} ({level_mpp:.3g} um/px)"
+        read = f"level {level} ({level_mpp:.3g} µm/px)"
         if used == "model":
             why = ("the level nearest the model's scale, as asked" if mode != "auto" else
                    "the file is stored lossless, so the level nearest the model's scale is read" if self.lossless else
@@ -169,7 +169,7 @@ class SlideReader:
         out_w, out_h = max(1, round(width / factor)), max(1, round(height / factor))
         if out_w * out_h > MAX_SCALED_PIXELS:
             raise SlideError(
-                f"{self.name}: {width}x{height} level-0 pixels at {mpp:g} um/px is {out_w}x{out_h} = "
+                f"{self.name}: {width}x{height} level-0 pixels at {mpp:g} µm/px is {out_w}x{out_h} = "
                 f"{out_w * out_h:,} pixels, over the limit of {MAX_SCALED_PIXELS:,}"
             )
         level = self.best_level(mpp) if level is None else level

@@ -79,7 +79,7 @@ def overriding(explicit: Scale, stated: Scale | None) -> Scale:
     """The explicit scale, its source naming what the slide itself states when that differs."""
     if stated is None or abs(stated.mpp - explicit.mpp) <= 1e-9 * explicit.mpp:
         return explicit
-    return Scale(explicit.mpp, f"{explicit.source}, instead of the slide's own {stated.mpp:g} um/px ({stated.source})")
+    return Scale(explicit.mpp, f"{explicit.source}, instead of the slide's own {stated.mpp:g} µm/px ({stated.source})")
 
 
 def require_scale(name: str, properties: Mapping[str, str], explicit: float | None = None,
@@ -90,7 +90,8 @@ def require_scale(name: str, properties: Mapping[str, str], explicit: float | No
     if scale is None:
         raise SlideError(
             f"{name}: the slide does not say its scale (no openslide.mpp-x, TIFF resolution or objective "
-            f"power); give its microns per pixel with --mpp (in the app: the microns-per-pixel field)"
+            f"power); give its microns per pixel with --mpp-table (this slide) or --mpp (every slide that states "
+            f"none) (in the app: the microns-per-pixel field)"
         )
     return scale
 
@@ -100,5 +101,5 @@ def assumed_scale(model_mpp: float, explicit: float | None = None) -> Scale:
     if explicit is not None:
         return Scale(check_mpp(explicit), USER_MPP_SOURCE)
     return Scale(model_mpp, "assumed: the image carries no scale, taken at the model's own scale",
-                 f"the image carries no scale: it is assumed to be at the model's {model_mpp:g} um/px; "
+                 f"the image carries no scale: it is assumed to be at the model's {model_mpp:g} µm/px; "
                  "pass --mpp if it is not")
