@@ -274,7 +274,7 @@ def test_an_all_background_slide_is_said_to_have_no_tissue_and_a_rerun_takes_it_
     assert slide_main(args) == 0  # not a failure: the file was read and analysed whole
     row = next(csv.DictReader((tmp_path / "out" / "slides.csv").open()))
     assert row["status"] == "no tissue" and row["tiles"] == "0"
-    assert row["reason"] == "blank.png: no tissue found (all 24 tiles background), nothing classified"
+    assert row["reason"] == "blank.png: no tissue found (all 24 tiles background), nothing scored"
     err = capsys.readouterr().err
     assert "no tissue: blank.png: no tissue found" in err and "0 ok, 1 with no tissue, 0 skipped, 0 failed" in err
     assert json.loads((tmp_path / "out" / "blank" / "summary.json").read_text())["tissue_tiles"] == 0

@@ -153,8 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from idc_core.model.folder import load_model_dir
     from idc_core.workflows.cohort import DONE_REASON, plan, read_slides_csv, score_in_process, write_slides_csv
     from idc_core.workflows.slide_analysis import NO_TISSUE, SlideOptions, model_identity, names_slide
-    from idc_core.wsi.scale import assumed_scale
     from idc_core.wsi.reader import slide_files
+    from idc_core.wsi.scale import assumed_scale
 
     try:
         loaded = load_model_dir(folder)

@@ -2,9 +2,10 @@
 
 The file system is the contract (as in WSInfer): OUT/<slide stem>/ holds each slide's outputs, written
 atomically with the model's checksum and the slide's in summary.json; a re-run skips every slide already
-done for the same model, file and scale, and redoes only the missing or failed ones (`force` redoes all). A slide that states no scale
-of its own and was done at an assumed or filled-in scale is kept, and said to be, when this run would give it another
-(`force` redoes it): a --mpp for the slides that failed for want of one does not silently rescale the others.
+done for the same model, file and scale, and redoes only the missing or failed ones (`force` redoes all).
+A slide that states no scale of its own and was done at an assumed or filled-in scale is kept, and said to be,
+when this run would give it another (`force` redoes it): a --mpp for the slides that failed for want of one
+does not silently rescale the others.
 The work itself runs in this process, or on a Ray cluster (idc_core.workflows.ray_runner) with the same results.
 """
 

@@ -267,10 +267,11 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
             shutil.rmtree(target)
         tmp.rename(target)
         summary = analysis.summary()
-        row.update(status="ok" if summary["tissue_tiles"] else NO_TISSUE, tiles=summary["tissue_tiles"], idc_area_mm2=summary["idc_area_mm2"],
-                   mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"], warnings="; ".join(analysis.warnings))
+        row.update(status="ok" if summary["tissue_tiles"] else NO_TISSUE, tiles=summary["tissue_tiles"],
+                   idc_area_mm2=summary["idc_area_mm2"], mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"],
+                   warnings="; ".join(analysis.warnings))
         if not summary["tissue_tiles"]:
-            row["reason"] = f"{path.name}: no tissue found (all {summary['tiles']} tiles background), nothing classified"
+            row["reason"] = f"{path.name}: no tissue found (all {summary['tiles']} tiles background), nothing scored"
     except IDCError as exc:
         row["reason"] = one_line(exc)
     except MemoryError:
