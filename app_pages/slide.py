@@ -87,8 +87,8 @@ def heatmap_png(result: SlideResult, image: np.ndarray, cut: float | None, alpha
 
 
 def table_rows(result: SlideResult, factor: float, threshold: float) -> list[dict[str, Any]]:
-    """The per-tile table: the rows of the command's tiles.csv (level-0 x, y, size first) at this threshold, with
-    the threshold and the tile's x, y at the model's scale (those of the heatmap and the tile inspector)."""
+    """The per-tile table: the rows of the command's tiles.csv (level-0 x, y, width, height first) at this threshold,
+    with the threshold and the tile's x, y at the model's scale (those of the heatmap and the tile inspector)."""
     rows = tile_rows(replace(result, threshold=threshold), result.level0_boxes(factor))
     return [{**row, "threshold": threshold, "x_model": x, "y_model": y}
             for row, (y, x) in zip(rows, result.coords[result.tissue].tolist())]
@@ -385,7 +385,8 @@ d1.download_button("Download heatmap overlay (PNG)",  # full size, made only whe
 with d2:
     csv_download(table_rows(result, factor, threshold), f"{name.rsplit('.', 1)[0]}_tiles.csv",
                  "Download per-tile table (CSV)", key=S + "csv",
-                 help="x, y, size: the tile in level-0 pixels of the slide; x_model, y_model: at the model's scale")
+                 help="x, y, width, height: the tile in level-0 pixels of the slide; x_model, y_model: at the model's "
+                      "scale")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above
                    lambda: json.dumps(slide_geojson(replace(result, threshold=threshold), info, model.config.name)),
                    file_name=f"{name.rsplit('.', 1)[0]}.geojson", mime="application/geo+json",

@@ -736,7 +736,8 @@ def test_slide_tile_table_starts_with_level0_x_y_and_the_heatmap_download_has_a_
     probs = np.linspace(0, 1, len(coords)).astype(np.float32)
     result = SlideResult(coords, np.ones(len(coords), bool), probs, (300, 400), 50, 50, 20.0, 0.5)
     rows = namespace["table_rows"](result, 4.0, 0.3)
-    assert list(rows[1])[:3] == ["x", "y", "size"] and (rows[1]["x"], rows[1]["y"], rows[1]["size"]) == (200, 0, 200)
+    assert list(rows[1])[:4] == ["x", "y", "width", "height"]
+    assert (rows[1]["x"], rows[1]["y"], rows[1]["width"], rows[1]["height"]) == (200, 0, 200, 200)
     assert (rows[1]["x_model"], rows[1]["y_model"]) == (50, 0) and rows[1]["threshold"] == 0.3
     image = np.full((300, 400, 3), 200, np.uint8)
     png = decode_image(namespace["heatmap_png"](result, image, None, 0.45, "jet"))

@@ -139,10 +139,10 @@ def test_tiles_csv_has_the_tiles_own_score_only_when_context_was_used():
     result = result_of(probs, 3, 4)
     aware = apply_context(result, ContextSettings("gaussian", sigma=1.0, threshold=0.5))
     header, *rows = [line.split(",") for line in tiles_csv(aware, aware.level0_boxes(2.0)).splitlines()]
-    assert header == ["x", "y", "size", "prob_idc", "label", "prob_idc_tile"]
-    assert [float(r[5]) for r in rows] == pytest.approx(probs.tolist(), abs=1e-6)
-    assert [int(r[4]) for r in rows] == [int(float(r[3]) >= 0.5) for r in rows]
-    assert tiles_csv(result, result.level0_boxes(2.0)).splitlines()[0] == "x,y,size,prob_idc,label"
+    assert header == ["x", "y", "width", "height", "prob_idc", "label", "prob_idc_tile"]
+    assert [float(r[6]) for r in rows] == pytest.approx(probs.tolist(), abs=1e-6)
+    assert [int(r[5]) for r in rows] == [int(float(r[4]) >= 0.5) for r in rows]
+    assert tiles_csv(result, result.level0_boxes(2.0)).splitlines()[0] == "x,y,width,height,prob_idc,label"
 
 
 def test_settings_round_trip_and_bad_ones_are_refused(tmp_path):

@@ -64,14 +64,32 @@ def test_boxes_centres_and_level0_boxes_are_x_y_width_height():
     np.testing.assert_array_equal(result.boxes()[5], [100, 50, 50, 50])
     np.testing.assert_array_equal(result.centres(2.0)[5], [250, 150])
     np.testing.assert_array_equal(result.boxes(2.5)[4], [125, 125, 125, 125])
-    level0 = result.level0_boxes(1.01)  # rounded to the nearest level-0 pixel
+    level0 = result.level0_boxes(1.01)  # each edge rounded to the nearest level-0 pixel
     assert level0.dtype == np.int64 and level0.shape == (6, 4)
-    np.testing.assert_array_equal(level0[5], [101, 50, 50, 50])
+    np.testing.assert_array_equal(level0[5], [101, 50, 51, 51])  # edges 101 and round(151.5) = 152; 50 and 101
     for i in range(6):
         assert result.level0_box(i, 1.01) == tuple(level0[i].tolist())
         assert result.level0_box(i, 1.0) == result.tile_box(i)
-    assert result.level0_box(5, 0.25) == (25, 12, 12, 12)  # 12.5 rounds to even, as Python's round does
-    assert round(50 * 0.25) == 12
+    assert result.level0_box(5, 0.25) == (25, 12, 13, 13)  # 12.5 and 37.5 round to even, as Python's round does
+    assert (round(12.5), round(37.5)) == (12, 38)
+
+
+def test_level0_boxes_of_touching_tiles_touch_and_stay_inside_the_slide():
+    """A 449 x 305 px level 0 at 0.4993 um/px, read at the model's 4 um/px (8.0112 level-0 px a model px): boxes
+    rounded edge by edge never overlap, and the tiles past the slide's edges are clipped to it."""
+    coords = tile_coordinates(38, 56, 50, 50)  # the slide at the model's scale: 56 x 38 px, 2 x 1 tiles
+    result = SlideResult(coords, np.ones(len(coords), bool), np.zeros(len(coords), np.float32), (38, 56), 50, 50,
+                         20.0, 0.5)
+    factor, bounds = 4.0 / 0.4993, (449, 305)
+    boxes = result.level0_boxes(factor, bounds)
+    np.testing.assert_array_equal(boxes, [[0, 0, 401, 305], [401, 0, 48, 305]])  # 0..401 then 401..449
+    assert boxes[0, 0] + boxes[0, 2] == boxes[1, 0]  # no 1-px overlap (x + size rounded apart would give 402)
+    assert result.level0_box(1, factor, bounds) == (401, 0, 48, 305)
+    np.testing.assert_array_equal(result.level0_boxes(factor)[1], [401, 0, 400, 401])  # without bounds: whole tiles
+    wide = tile_coordinates(50, 500, 50, 50)
+    row = SlideResult(wide, np.ones(10, bool), np.zeros(10, np.float32), (50, 500), 50, 50, 20.0, 0.5)
+    edges = row.level0_boxes(factor)
+    assert (edges[1:, 0] == edges[:-1, 0] + edges[:-1, 2]).all()  # every tile starts where the one before ends
 
 
 @pytest.mark.parametrize("size", [50, 51])

@@ -144,7 +144,7 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
     assert summary["compression"] == "JPEG Q=90" and summary["level_read"] == 3 and summary["read_mode"] == "model"
     assert summary["read_reason"].startswith("level 3 (4 µm/px): the model was trained on JPEG re-encoded patches")
     tiles = list(csv.DictReader((out / "tiles.csv").open()))
-    assert {t["size"] for t in tiles} == {"400"}  # a 50-px tile at 4 um/px is 400 px at 0.5 um/px
+    assert {(t["width"], t["height"]) for t in tiles} == {("400", "400")}  # 50 px at 4 um/px: 400 px at 0.5
     idc = [t for t in tiles if t["label"] == "1"]
     assert len(idc) == summary["idc_tiles"] > 0
     geo = json.loads((out / "slide.geojson").read_text())
@@ -161,8 +161,8 @@ def test_outputs_are_complete_and_geojson_maps_back_to_level0_pixels(slides, tmp
         assert meta["level_read"] == "3" and meta["read_reason"] == summary["read_reason"]
     union = shapely.unary_union(geoms)
     for t in idc:
-        x, y, s = int(t["x"]), int(t["y"]), int(t["size"])
-        assert union.buffer(1).contains(box(x, y, x + s, y + s))
+        x, y, width, height = (int(t[key]) for key in ("x", "y", "width", "height"))
+        assert union.buffer(1).contains(box(x, y, x + width, y + height))
     assert union.area == pytest.approx(len(idc) * 400 * 400, rel=0.01)
     heatmap = Image.open(out / "heatmap.png")
     assert heatmap.size[0] > 800 and heatmap.size[1] == 600  # the slide at model scale plus a colour bar
@@ -437,10 +437,65 @@ def test_the_slide_command_and_the_slide_page_write_the_same_geojson_from_the_sl
                          50, 50, 15.0, 0.5)
     info = _slide_info(0.4990000004)  # its factor is exact, though summary.json states 0.499 and 8.016032
     assert slide_geojson(result, info, "m") == geojson_regions(result, 4.0 / 0.4990000004, 4.0,
-                                                               scale_metadata(info, "m"))
+                                                               scale_metadata(info, "m"), (8000, 6000))
     assert scale_metadata(info, "m") == {"model": "m", "model_mpp": "4", "slide_mpp": "0.499",
                                          "mpp_source": "slide metadata (openslide.mpp-x/y)", "level_read": "1",
                                          "read_reason": info.read.reason}
+@pytest.mark.parametrize(("height", "width"), [(1500, 3000), (2967, 4443), (300, 400)])
+def test_the_heatmap_is_at_most_2048_px_wide_with_a_titled_colour_bar_whose_labels_grow_with_it(height, width):
+    from idc_core.wsi.outputs import HEATMAP_MAX_SIDE, heatmap_image
+    from idc_core.wsi.result import SlideResult
+    from idc_core.wsi.tiling import tile_coordinates
+
+    coords = tile_coordinates(height, width, 50, 50)
+    result = SlideResult(coords, np.ones(len(coords), bool), np.linspace(0, 1, len(coords)).astype(np.float32),
+                         (height, width), 50, 50, 15.0, 0.5)
+    out = heatmap_image(np.full((height, width, 3), 220, np.uint8), result)
+    assert max(out.shape[:2]) <= HEATMAP_MAX_SIDE == 2048 and out.shape[1] >= min(width, 2000)
+    white = np.flatnonzero((out == 255).all(axis=(0, 2)))  # the bar's white margin, beside the grey overlay
+    strip = out[:, white[0]:].astype(int)  # the colour bar
+    text = np.flatnonzero((strip.max(axis=2) < 100).any(axis=1))  # rows with black text
+    bands = np.split(text, np.flatnonzero(np.diff(text) > 1) + 1)
+    ramp = np.flatnonzero(((strip.max(axis=2) - strip.min(axis=2)) > 100).any(axis=1))  # rows of the colour ramp
+    assert len(bands) == 4 and bands[0][-1] < ramp[0]  # the title above the ramp, then the labels 1.0, 0.5, 0.0
+    assert min(len(band) for band in bands) >= (9 if height < 500 else 15)  # legible, and larger on a large map
+
+
+def test_regions_stay_inside_the_slide_and_a_slide_without_idc_keeps_its_metadata():
+    from shapely.geometry import shape
+
+    from idc_core.wsi.outputs import scale_metadata, slide_geojson
+    from idc_core.wsi.result import SlideResult
+
+    result = SlideResult(np.array([[0, 0], [0, 50]]), np.ones(2, bool), np.array([0.9, 0.9], np.float32), (38, 56),
+                         50, 50, 15.0, 0.5)  # two tiles past the slide's right and bottom edges at the model's scale
+    info = dataclasses.replace(_slide_info(0.4993), level0_size=(449, 305))
+    geo = slide_geojson(result, info, "m")
+    assert shape(geo["features"][0]["geometry"]).bounds == (0, 0, 449, 305)
+    assert geo["properties"] == scale_metadata(info, "m")
+    none = slide_geojson(dataclasses.replace(result, probs=np.array([0.1, 0.2], np.float32)), info, "m")
+    assert none["type"] == "FeatureCollection" and none["features"] == []
+    assert none["properties"]["model"] == "m" and none["properties"]["slide_mpp"] == "0.4993"
+
+
+def test_the_slide_commands_tiles_and_regions_stop_at_the_slides_edges(tmp_path):
+    shapely = pytest.importorskip("shapely")
+    from shapely.geometry import shape
+
+    Image.fromarray(sample_crop()[:170, :230]).save(tmp_path / "edge.png")  # 4.6 x 3.4 tiles
+    assert slide_main([str(tmp_path / "edge.png"), "--out", str(tmp_path / "out"), "--min-tissue", "0.05"]) == 0
+    tiles = list(csv.DictReader((tmp_path / "out" / "edge" / "tiles.csv").open()))
+    right = [int(t["x"]) + int(t["width"]) for t in tiles]
+    bottom = [int(t["y"]) + int(t["height"]) for t in tiles]
+    assert max(right) == 230 and max(bottom) == 170  # the last column and row are clipped to the slide
+    assert {int(t["width"]) for t in tiles} == {50, 30} and {int(t["height"]) for t in tiles} == {50, 20}
+    geo = json.loads((tmp_path / "out" / "edge" / "slide.geojson").read_text())
+    assert geo["properties"]["mpp_source"].startswith("assumed")
+    if geo["features"]:
+        minx, miny, maxx, maxy = shapely.unary_union([shape(f["geometry"]) for f in geo["features"]]).bounds
+        assert minx >= 0 and miny >= 0 and maxx <= 230 and maxy <= 170
+
+
 def test_the_slide_command_takes_the_slide_pages_tissue_settings(slides, tmp_path, capsys):
     """One workflow: what the page sets (Otsu's threshold per slide, the saturation threshold, the minimum tissue)
     the command sets too, through the same SlideOptions."""

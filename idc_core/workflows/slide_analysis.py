@@ -98,12 +98,13 @@ class SlideAnalysis:
     context: ContextSettings | None = None  # the slide-context step applied to result (None: tiles alone)
 
     def level0_boxes(self) -> np.ndarray:
-        """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide (x, y: top-left)."""
-        return self.result.level0_boxes(self.info.level0_per_model_pixel)
+        """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide (x, y: top-left), clipped to
+        the slide (SlideResult.level0_boxes)."""
+        return self.result.level0_boxes(self.info.level0_per_model_pixel, self.info.level0_size)
 
     def level0_box(self, i: int) -> tuple[int, int, int, int]:
-        """(x, y, width, height) of tile i in level-0 pixels of the slide (x, y: top-left)."""
-        return self.result.level0_box(i, self.info.level0_per_model_pixel)
+        """(x, y, width, height) of tile i in level-0 pixels of the slide (x, y: top-left), clipped to the slide."""
+        return self.result.level0_box(i, self.info.level0_per_model_pixel, self.info.level0_size)
 
     def area_mm2(self, n_tiles: int) -> float:
         """Area of n model-scale tiles in mm2 (stride x stride each: tiles on a grid of `stride`)."""

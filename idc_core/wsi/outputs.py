@@ -18,24 +18,26 @@ from idc_core.wsi.overlay import blend, colorize, tile_map
 from idc_core.wsi.reader import SlideInfo
 from idc_core.wsi.result import SlideResult
 
-TILE_COLUMNS = ("x", "y", "size", "prob_idc", "label")
+TILE_COLUMNS = ("x", "y", "width", "height", "prob_idc", "label")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
 CONTEXT_COLUMNS = ("prob_idc_tile",)
 IDC_COLOR = (230, 40, 40)
 HEATMAP_MAX_SIDE = 2048
-_BAR_WIDTH, _BAR_MARGIN = 24, 70
+_BAR_TITLE, _MIN_BAR_HEIGHT = "P(IDC)", 60
 
 
 def tile_rows(result: SlideResult, boxes: np.ndarray) -> list[dict[str, Any]]:
-    """One dict per predicted (tissue) tile: its level-0 box x, y, size, P(IDC) and label at result.threshold, the
-    tile's own P(IDC) (prob_idc_tile) when P(IDC) is context-aware (wsi.context), and its uncertainty and uncertain
-    flag when they were measured: the rows of tiles.csv and of the slide page's table. boxes: (N, 4) x, y, width,
-    height of every tile in level-0 pixels (SlideResult.level0_boxes; tiles are square: size is the width)."""
+    """One dict per predicted (tissue) tile: its level-0 box x, y, width, height, P(IDC) and label at
+    result.threshold, the tile's own P(IDC) (prob_idc_tile) when P(IDC) is context-aware (wsi.context), and its
+    uncertainty and uncertain flag when they were measured: the rows of tiles.csv and of the slide page's table.
+    boxes: (N, 4) x, y, width, height of every tile in level-0 pixels (SlideResult.level0_boxes: edges rounded
+    alike, clipped to the slide)."""
     rows = []
     for i in np.flatnonzero(result.tissue).tolist():
-        x, y, size, _ = boxes[i].tolist()
+        x, y, width, height = boxes[i].tolist()
         prob = float(result.probs[i])
-        row: dict[str, Any] = {"x": x, "y": y, "size": size, "prob_idc": prob, "label": int(prob >= result.threshold)}
+        row: dict[str, Any] = {"x": x, "y": y, "width": width, "height": height, "prob_idc": prob,
+                               "label": int(prob >= result.threshold)}
         if result.probs_tile is not None:
             row["prob_idc_tile"] = float(result.probs_tile[i])
         if result.uncertainty is not None:
@@ -67,18 +69,20 @@ def scale_metadata(info: SlideInfo, model_name: str) -> dict[str, str]:
 
 
 def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
-                    metadata: dict[str, str] | None = None) -> dict[str, Any]:
+                    metadata: dict[str, str] | None = None, bounds: tuple[int, int] | None = None) -> dict[str, Any]:
     """A GeoJSON FeatureCollection that QuPath imports (File > Import objects): one annotation per IDC region.
 
     A region is the union of touching IDC tiles (exact polygons with holes), formed on the model-scale grid,
     whose integer edges meet exactly, and then converted to level-0 pixels (times `factor`, rounded to whole
     pixels) as one polygon: touching tiles always merge, whatever the scale. Its measurements are the mean
-    P(IDC) of its tiles, their count and its area in mm2; `metadata` (strings, e.g. scale_metadata) goes with
-    every region.
+    P(IDC) of its tiles, their count and its area in mm2 (of its whole tiles, as summary.json counts them);
+    with `bounds` (the slide's level-0 width, height) the regions are clipped to the slide. `metadata` (strings,
+    e.g. scale_metadata) goes with every region, and with the collection itself (its properties), IDC or none.
     """
     import shapely
     from shapely.geometry import box, mapping
 
+    slide = box(0, 0, *bounds) if bounds is not None else None
     idc = result.tissue & (np.nan_to_num(result.probs, nan=0.0) >= result.threshold)
     probs = result.probs[idc]
     tiles = [box(x, y, x + width, y + height) for x, y, width, height in result.boxes()[idc].tolist()]
@@ -90,6 +94,8 @@ def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
         for polygon in polygons:
             inside = shapely.contains(polygon, centres)  # every region holds its tiles' centres
             level0 = shapely.set_precision(shapely.transform(polygon, lambda xy: xy * factor), 1.0)
+            if slide is not None:
+                level0 = level0.intersection(slide)
             features.append({
                 "type": "Feature",
                 "geometry": mapping(level0),
@@ -105,34 +111,55 @@ def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
                     },
                 },
             })
-    return {"type": "FeatureCollection", "features": features}
+    collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+    return {**collection, "properties": dict(metadata)} if metadata else collection
 
 
 def slide_geojson(result: SlideResult, info: SlideInfo, model_name: str) -> dict[str, Any]:
     """geojson_regions of a slide as the slide command writes it and the app's slide page downloads it, in level-0
-    pixels (info.level0_per_model_pixel, exact), with scale_metadata."""
-    return geojson_regions(result, info.level0_per_model_pixel, info.model_mpp, scale_metadata(info, model_name))
+    pixels (info.level0_per_model_pixel, exact) clipped to the slide, with scale_metadata."""
+    return geojson_regions(result, info.level0_per_model_pixel, info.model_mpp, scale_metadata(info, model_name),
+                           info.level0_size)
+
+
+def _bar_layout(height: int) -> tuple[float, int, int, int, int]:
+    """(font scale, thickness, margin, ramp width, strip width) of the colour bar of a `height`-pixel heatmap: its
+    text grows with the height (from 0.45, about 11 px high, to 4 times that from 2,000 px)."""
+    grow = min(4.0, max(1.0, height / 500))
+    scale, thickness, margin, ramp = 0.45 * grow, max(1, round(grow)), round(6 * grow), round(20 * grow)
+    title = cv2.getTextSize(_BAR_TITLE, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0]
+    label = cv2.getTextSize("0.5", cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0]
+    return scale, thickness, margin, ramp, max(title, ramp + margin + label) + 2 * margin
 
 
 def _colour_bar(height: int, cmap: str) -> np.ndarray:
-    """A vertical P(IDC) colour bar (1 at the top) with tick labels, as an RGB strip."""
-    strip = np.full((height, _BAR_MARGIN, 3), 255, dtype=np.uint8)
-    ramp = np.linspace(1.0, 0.0, max(2, height - 20))[:, None].repeat(_BAR_WIDTH, axis=1)
-    strip[10 : 10 + len(ramp), 8 : 8 + _BAR_WIDTH] = colorize(ramp, cmap)
+    """A vertical P(IDC) colour bar (1 at the top) under its title, with tick labels, as an RGB strip."""
+    scale, thickness, margin, ramp_width, width = _bar_layout(height)
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    text_height = cv2.getTextSize(_BAR_TITLE, font, scale, thickness)[0][1]
+    strip = np.full((height, width, 3), 255, dtype=np.uint8)
+    top = 2 * margin + text_height + text_height // 2  # the title, then room for the top label's upper half
+    ramp = np.linspace(1.0, 0.0, max(2, height - margin - top))[:, None].repeat(ramp_width, axis=1)
+    strip[top : top + len(ramp), margin : margin + ramp_width] = colorize(ramp, cmap)
+    cv2.putText(strip, _BAR_TITLE, (margin, margin + text_height), font, scale, black, thickness, cv2.LINE_AA)
     for value in (1.0, 0.5, 0.0):
-        y = int(10 + (1.0 - value) * (len(ramp) - 1))
-        cv2.putText(strip, f"{value:.1f}", (8 + _BAR_WIDTH + 4, min(height - 2, y + 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        y = int(top + (1.0 - value) * (len(ramp) - 1)) + text_height // 2
+        cv2.putText(strip, f"{value:.1f}", (margin + ramp_width + margin // 2, min(height - 2, y)), font, scale, black,
+                    thickness, cv2.LINE_AA)
     return strip
 
 
 def heatmap_image(image: np.ndarray, result: SlideResult, *, cmap: str = "jet", alpha: float = 0.45,
                   max_side: int = HEATMAP_MAX_SIDE) -> np.ndarray:
-    """P(IDC) of the tissue tiles over the slide (at most max_side pixels), with a colour bar on the right."""
+    """P(IDC) of the tissue tiles over the slide with a colour bar on the right, at most max_side pixels wide and
+    high, colour bar included."""
     probs = tile_map(result.coords, result.probs, image.shape, result.size, result.stride)
     overlay = blend(image, probs, alpha=alpha, cmap=cmap)
     height, width = overlay.shape[:2]
     shrink = max(height, width) / max_side
+    for _ in range(2):  # room for the bar beside the overlay (its width follows the height: twice is close enough)
+        if height / max(1.0, shrink) >= _MIN_BAR_HEIGHT:
+            shrink = max(shrink, width / (max_side - _bar_layout(round(height / max(1.0, shrink)))[4]))
     if shrink > 1:
         overlay = cv2.resize(overlay, (max(1, round(width / shrink)), max(1, round(height / shrink))),
                              interpolation=cv2.INTER_AREA)
@@ -141,7 +168,7 @@ def heatmap_image(image: np.ndarray, result: SlideResult, *, cmap: str = "jet", 
 
 def with_colour_bar(overlay: np.ndarray, cmap: str) -> np.ndarray:
     """A heatmap overlay with the P(IDC) colour bar of `cmap` on its right (none under 60 px high)."""
-    if overlay.shape[0] < 60:
+    if overlay.shape[0] < _MIN_BAR_HEIGHT:
         return overlay
     return np.concatenate([overlay, _colour_bar(overlay.shape[0], cmap)], axis=1)
 

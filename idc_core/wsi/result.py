@@ -103,16 +103,17 @@ class SlideResult:
         """(N, 2) float64 x, y of every tile's geometric centre (top-left + size / 2), times `factor`."""
         return ((self.coords[:, ::-1].astype(np.float64) + self.size / 2) * factor)
 
-    def level0_boxes(self, factor: float) -> np.ndarray:
-        """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide, rounded to the nearest
-        pixel; `factor`: level-0 pixels per analysed pixel."""
-        return np.rint(self.boxes(factor)).astype(np.int64)
+    def level0_boxes(self, factor: float, bounds: tuple[int, int] | None = None) -> np.ndarray:
+        """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide; `factor`: level-0 pixels
+        per analysed pixel. Each edge is rounded to the nearest pixel (x0 = round(x * f), x1 = round((x + size) * f)),
+        so tiles that touch at the model's scale touch in level 0 too, never overlapping; with `bounds` (the slide's
+        level-0 width, height) the boxes are clipped to the slide (a tile past its edge covers white padding)."""
+        return _level0(self.coords, self.size, factor, bounds)
 
-    def level0_box(self, i: int, factor: float) -> tuple[int, int, int, int]:
+    def level0_box(self, i: int, factor: float, bounds: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
         """(x, y, width, height) of tile i in level-0 pixels of the slide (see level0_boxes)."""
-        y, x = self.coords[i].astype(np.float64) * factor
-        side = int(np.rint(self.size * factor))
-        return int(np.rint(x)), int(np.rint(y)), side, side
+        x, y, width, height = _level0(self.coords[i : i + 1], self.size, factor, bounds)[0].tolist()
+        return x, y, width, height
 
     def to_rows(self) -> list[dict]:
         """One dict per tile: y, x, tissue, prob_idc and label (None for background tiles), the uncertainty when
@@ -134,3 +135,12 @@ class SlideResult:
             for row, own, is_tissue in zip(rows, self.probs_tile.tolist(), self.tissue.tolist()):
                 row["prob_idc_tile"] = own if is_tissue else None
         return rows
+
+
+def _level0(coords: np.ndarray, size: int, factor: float, bounds: tuple[int, int] | None) -> np.ndarray:
+    """SlideResult.level0_boxes of (N, 2) (row, col) tile corners."""
+    start = coords[:, ::-1].astype(np.float64)  # (x, y)
+    first, last = np.rint(start * factor), np.rint((start + size) * factor)
+    if bounds is not None:
+        first, last = np.minimum(first, bounds), np.minimum(last, bounds)
+    return np.concatenate([first, last - first], axis=1).astype(np.int64).reshape(-1, 4)
