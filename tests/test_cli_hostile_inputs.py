@@ -257,7 +257,7 @@ def test_evaluate_cli_leaves_out_bad_members_lists_each_once_and_reports_the_res
 ) -> None:
     files = dataset_files()  # 3 patients x 2 classes x 2 patches
     bad = {
-        layout_name("101", 0, 901, 901): "unusable training patch: .*not a readable image",
+        layout_name("101", 0, 901, 901): "unusable patch: .*not a readable image",
         "../evil.png": r"parent directory \(\.\.\) in path",
         "/abs.png": "absolute path",
         "README.txt": "name is not <patient>_idx5_x<X>_y<Y>_class<0|1>.png",
@@ -278,7 +278,7 @@ def test_evaluate_cli_leaves_out_bad_members_lists_each_once_and_reports_the_res
     assert len(left_out) == len(bad)
     for name, reason in bad.items():
         [line] = [line for line in left_out if line.startswith(f"left out: {name}: ")]
-        assert re.search(reason, line), line
+        assert re.search(reason, line) and line.count(name) == 1 and "training" not in line, line
     assert ": 12 patches (6 IDC) of 3 patients" in captured.out
     assert f"{len(bad)} file(s) left out" in captured.out
     report = json.loads(out.read_text())
@@ -306,7 +306,9 @@ def test_train_refuses_a_corrupt_training_patch_naming_it(tmp_path, capsys) -> N
     data = tmp_path / "train.zip"
     data.write_bytes(zip_bytes(files))
     assert train_main(["--data", str(data), "--out", str(tmp_path / "m"), "--cache-dir", ""]) == 1
-    _only_error_line(capsys.readouterr().err, f"{bad}: unusable training patch: .*truncated")
+    error = capsys.readouterr().err
+    _only_error_line(error, f"{bad}: unusable patch: .*truncated")
+    assert error.count(bad) == 1
     assert not (tmp_path / "m").exists()
 
 

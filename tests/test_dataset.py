@@ -199,7 +199,7 @@ def test_corrupt_patch_in_training_data_names_it(small_data: Path, tmp_path: Pat
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     result = scan_dataset(root)
     with PatchSource.open(root) as source:
-        with pytest.raises(DatasetError, match=r"10256_idx5_x9_y9_class1\.png: unusable training patch"):
+        with pytest.raises(DatasetError, match=r"10256_idx5_x9_y9_class1\.png: unusable patch"):
             load_patches(source, result.records, workers=2)
 
 

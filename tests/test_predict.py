@@ -168,10 +168,34 @@ def test_cli_classifies_patches_pads_border_crops_tiles_slides_and_reports_bad_f
     assert rows["c_bad.png"]["prob_idc"] == "" and "c_bad.png" in rows["c_bad.png"]["error"]
     assert rows["d_slide.png"]["note"].startswith("slide 160x130: ")
     assert "of 4 tissue tiles IDC" in rows["d_slide.png"]["note"]
+    # why `idc slide` can give other IDC figures: the image is not rescaled, its tiles are scored alone
+    assert rows["d_slide.png"]["note"].endswith("read at its own pixels as if at the model's scale, each tile alone "
+                                                "(no neighbouring tiles)")
     expected = predict_patches(model, read_image(whole)[None])[0]
     assert float(rows["a_whole.png"]["prob_idc"]) == pytest.approx(expected, abs=1e-5)
     assert rows["a_whole.png"]["label"] == str(int(expected >= 0.5))
-    assert "c_bad.png" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "c_bad.png" in err
+    assert ("warning: 1 image(s) larger than a patch (d_slide.png) carry no scale: tiled at their own pixels as if "
+            "at the model's 4 µm/px, each tile alone;") in err  # this model has no slide-context step to name
+
+
+def test_cli_reads_the_zips_in_a_folder_as_it_reads_a_zip_given_alone(model_dir, small_data, tmp_path) -> None:
+    import zipfile
+
+    patches = sorted((small_data / "10253").rglob("*.png"))[:3]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(patches[0], inputs / "alone.png")
+    with zipfile.ZipFile(inputs / "more.zip", "w") as archive:
+        for patch in patches[1:]:
+            archive.write(patch, patch.name)
+    assert main([str(inputs), "--model", str(model_dir), "--csv", str(tmp_path / "folder.csv")]) == 0
+    assert main([str(inputs / "more.zip"), "--model", str(model_dir), "--csv", str(tmp_path / "zip.csv")]) == 0
+    rows = _read_csv(tmp_path / "folder.csv")
+    assert [r["file"] for r in rows] == [str(inputs / "alone.png"), *(f"{inputs / 'more.zip'}/{p.name}"
+                                                                       for p in patches[1:])]
+    assert rows[1:] == _read_csv(tmp_path / "zip.csv")
 
 
 def test_cli_threshold_overrides_the_models_and_prints_csv_to_stdout(model_dir, small_data, capsys) -> None:
@@ -185,7 +209,7 @@ def test_cli_threshold_overrides_the_models_and_prints_csv_to_stdout(model_dir, 
 def test_cli_without_a_default_model_exits_2_and_says_why(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("IDC_MODELS_DIR", str(tmp_path))
     assert main(["x.png"]) == 2
-    assert f"no default model: '{tmp_path}/DEFAULT' is missing" in capsys.readouterr().err
+    assert f"no default model: no '{tmp_path}/DEFAULT';" in capsys.readouterr().err
 
 
 def test_cli_rejects_a_threshold_outside_0_1(model_dir) -> None:

@@ -2,12 +2,14 @@
 
     python -m idc_core predict [--model DIR] [--csv OUT] [--threshold T] [--lite] PATH...
 
-PATHs are images, folders (recursive) or zips. A patch-sized image (<= 100x100) is
+PATHs are images, folders (recursive, zips in them included) or zips. A patch-sized image (<= 100x100) is
 padded/resized to 50x50 and classified. A larger plain image (PNG, JPEG, a TIFF that is not
 tiled) is taken to be at the model's scale, tiled at its own pixels (background tiles
 skipped) and summarised in one row: prob_idc is its most suspicious tile's probability,
 label is 1 when any tissue tile reaches the threshold, and the note gives the IDC tile
-count and fraction; one with no tissue is reported as not classified. A whole-slide file
+count and fraction; one with no tissue is reported as not classified. Each tile is scored
+alone (no slide-context step) and the image is not rescaled, so `idc slide` (the model's
+scale, neighbouring tiles) can give other IDC figures: a warning says so. A whole-slide file
 (.svs, .ndpi, .scn, .mrxs, tiled TIFF, DICOM, ...: any file the slide reader opens with
 OpenSlide, whatever its levels) is refused unread, with the command that reads it at the
 model's scale (idc slide). Each input that fails gets a CSV row with its error and one line
@@ -50,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Classify 50x50 H&E patches (IDC vs no IDC); larger plain images are tiled at their own "
                     "pixels; whole-slide files are refused (idc slide reads them at the model's scale).",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or zips")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders (with the zips in them) or zips")
     add_model(parser)
     parser.add_argument("--csv", type=Path, help="output CSV (default: standard output)")
     parser.add_argument("--threshold", type=unit_interval, help="IDC threshold (default: the model's)")
@@ -111,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream = open(args.csv, "w", newline="") if args.csv else sys.stdout
     except OSError as exc:
         return error(f"cannot write {args.csv} ({exc.strerror or exc})", 2)
-    rows, failed = [], 0
+    rows, failed, tiled = [], 0, []
     extensions = IMAGE_EXTENSIONS + PYRAMID_SUFFIXES  # a folder's whole-slide files are refused, not passed over
     inputs = iter_image_inputs(args.paths, refuse=refuse_whole_slide, extensions=extensions)
     total = count_image_inputs(args.paths, refuse=refuse_whole_slide, extensions=extensions)
@@ -122,12 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             if item.error:
                 failed += 1
                 bar.write(item.error, file=sys.stderr)
+            elif item.slide is not None:
+                tiled.append(Path(item.name).name)
             rows.append(_row(item, threshold))
     with stream if args.csv else contextlib.nullcontext(stream):
         columns = (*CSV_COLUMNS[:3], *UNCERTAINTY_COLUMNS, *CSV_COLUMNS[3:]) if args.uncertainty else CSV_COLUMNS
         writer = csv.DictWriter(stream, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
+    if tiled:
+        context = ", and without the model's slide-context step" if loaded.context is not None else ""
+        print(f"warning: {len(tiled)} image(s) larger than a patch ({', '.join(tiled[:3])}"
+              f"{', ...' if len(tiled) > 3 else ''}) carry no scale: tiled at their own pixels as if at the model's "
+              f"{loaded.config.mpp:g} µm/px, each tile alone{context}; `idc slide` reads an image at the scale you "
+              f"give (--mpp) and with neighbouring tiles: its IDC figures can differ", file=sys.stderr)
     print(
         f"{len(rows) - failed} classified, {failed} failed (threshold {threshold:g}, "
         f"model {loaded.path}{', TFLite export' if args.lite else ''})",

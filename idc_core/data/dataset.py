@@ -278,8 +278,9 @@ def _load_patch(source: PatchSource, record: PatchRecord, size: int) -> np.ndarr
     try:
         image = decode_image(source.read_bytes(record.path), name=record.path)
         return pad_patch(image, size) if image.shape != (size, size, 3) else image
-    except (ImageError, ArchiveError) as exc:
-        raise DatasetError(f"{record.path}: unusable training patch: {exc}") from exc
+    except (ImageError, ArchiveError) as exc:  # its message names the patch already: not twice
+        reason = str(exc).removeprefix(f"{record.path}: ")
+        raise DatasetError(f"{record.path}: unusable patch: {reason}") from exc
     except ValueError as exc:  # pad_patch: larger than size
         raise DatasetError(f"{record.path}: {exc}") from exc
 
@@ -289,9 +290,10 @@ def iter_image_inputs(inputs: Sequence[str | Path], *, limits: ZipLimits = ZipLi
                       extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> Iterator[tuple[str, bytes | IDCError]]:
     """Yield (name, bytes) for each image in files, folders (recursive) and zips (members ``zip/name``).
 
-    A failing item yields (name, error) and the iteration goes on. Folders give only files with one of
-    `extensions` and zips only images (one with none yields an error); a file named explicitly is read whatever
-    its extension. Files over ``limits.max_member_bytes`` are refused like oversized zip members.
+    A failing item yields (name, error) and the iteration goes on. Folders give their files with one of
+    `extensions` and the images of their zips, and zips only images (one with none yields an error); a file
+    named explicitly is read whatever its extension. Files over ``limits.max_member_bytes`` are refused like
+    oversized zip members.
     refuse(path): an error for a file not to read at all (the predict command's whole-slide files), else None.
     """
     return _image_inputs(inputs, limits, refuse, extensions, read=True)
@@ -311,11 +313,14 @@ def _image_inputs(inputs: Sequence[str | Path], limits: ZipLimits, refuse: Calla
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (*extensions, ".zip"))
             if not files:
-                yield str(path), ImageError(f"{path}: folder holds no image files ({_EXTENSION_LIST})")
+                yield str(path), ImageError(f"{path}: folder holds no image files ({_EXTENSION_LIST}) or zips")
             for file in files:
-                yield str(file), _read_unless_refused(file, limits, refuse, read)
+                if file.suffix.lower() == ".zip":  # read as a zip given by itself is
+                    yield from iter_zip_images(str(file), file, limits, read=read)
+                else:
+                    yield str(file), _read_unless_refused(file, limits, refuse, read)
         elif path.suffix.lower() == ".zip" and path.is_file():
             yield from iter_zip_images(str(path), path, limits, read=read)
         else:

@@ -172,7 +172,8 @@ def _tiled(model: Scorer, item: ItemResult, image: np.ndarray, threshold: float,
         return replace(item, error=error_text(item.name, exc), note="")
     top = int(np.nanargmax(result.probs))
     note = (f"slide {width}x{height}: {result.n_idc} of {result.n_tissue} tissue tiles IDC "
-            f"({result.idc_fraction:.1%}); prob_idc = most suspicious tile")
+            f"({result.idc_fraction:.1%}); prob_idc = most suspicious tile; read at its own pixels as if at the "
+            f"model's scale, each tile alone (no neighbouring tiles)")
     measured: dict[str, Any] = {}
     if result.uncertainty is not None:
         measured["uncertainty"] = float(result.uncertainty[top])
