@@ -224,8 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_slides_csv(args.out, rows, earlier)
     if assumed:
         print(f"warning: {len(assumed)} image(s) carry no scale and were taken at the model's {loaded.config.mpp:g} "
-              f"µm/px ({', '.join(assumed[:3])}{', ...' if len(assumed) > 3 else ''}): if they are not, give the "
-              f"scale with --mpp (every slide that states none) or --mpp-table (single slides), with --force",
+              f"µm/px ({', '.join(assumed[:3])}{', ...' if len(assumed) > 3 else ''}): if they are not, re-run with "
+              f"--mpp (every slide that states none) or --mpp-table (single slides), and --force",
               file=sys.stderr)
     counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", NO_TISSUE, "skipped", "failed")}
     print(f"{counts['ok']} ok, {counts[NO_TISSUE]} with no tissue, {counts['skipped']} skipped, {counts['failed']} "
