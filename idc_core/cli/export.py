@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="dynamic")
     p.add_argument("--check", nargs="+", default=[str(p) for p in default_check()], metavar="PATH",
                    help="real patches/slides/zips to compare on (default: the sample patches, slide and zip of "
-                        "$IDC_ASSETS_DIR, else of assets/ in this folder)")
+                        "$IDC_ASSETS_DIR, else of the checkout's assets/ or ./assets)")
     p.add_argument("--max-diff", type=float, default=MAX_DIFF, help=f"largest |dP| allowed (default {MAX_DIFF})")
     p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
                    help=f"smallest share of equal labels (default {MIN_AGREEMENT})")

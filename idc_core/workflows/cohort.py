@@ -127,7 +127,7 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
 def read_slides_csv(out_root: Path) -> list[dict[str, Any]]:
     """The rows of OUT/slides.csv as an earlier run left it (none when there is no readable one)."""
     try:
-        with open(out_root / SLIDES_CSV, newline="") as handle:
+        with open(out_root / SLIDES_CSV, newline="", encoding="utf-8") as handle:
             return [row for row in csv.DictReader(handle) if row.get("slide")]
     except (OSError, UnicodeDecodeError, csv.Error):
         return []
@@ -144,7 +144,7 @@ def write_slides_csv(out_root: Path, rows: Sequence[dict[str, Any]], earlier: Se
     writer.writeheader()
     writer.writerows(sorted([*kept, *rows], key=lambda r: r["slide"]))
     tmp = out_root / f".{SLIDES_CSV}.tmp-{os.getpid()}"
-    tmp.write_text(text.getvalue())
+    tmp.write_text(text.getvalue(), encoding="utf-8")  # its sources and reasons say µm/px
     tmp.replace(out_root / SLIDES_CSV)
 
 
