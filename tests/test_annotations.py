@@ -201,8 +201,8 @@ def test_annotations_beyond_the_slide_or_at_another_scale_are_refused_with_what_
     small = read_annotations(feature_collection([qupath_feature(box(5, 5, 380, 300), "Tumor")]), name="s.geojson")
     with pytest.raises(AnnotationError, match=r"s.geojson: only 0% of the annotated area lies on the slide's tissue: "
                                               r"are the coordinates level-0 pixels of this slide\? \(they all lie "
-                                              r"within 400 x 400 px: the slide at the model's scale, 8x smaller; were they drawn on a downscaled "
-                                              r"image\?\)$"):
+                                              r"within 400 x 400 px: the slide at the model's scale, 8x smaller; "
+                                              r"were they drawn on a downscaled image\?\)$"):
         truth_for_tiles(small, result, 8.0, (3200, 3200))
 
 

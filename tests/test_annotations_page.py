@@ -53,6 +53,7 @@ def test_the_page_gives_the_patient_zips_metrics_from_annotations_found_beside_t
     assert set(from_patches) == set(SHOWN)
 
     at.radio(key="slide_source").set_value("Slides folder (server)").run()
+    at.toggle(key="slide_annotations_on").set_value(True).run()
     at.selectbox(key="slide_server").set_value("patient_8980.tif").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.checkbox(key="slide_annotations_server").value is True  # patient_8980.geojson, found by the stem
@@ -71,7 +72,7 @@ def test_the_page_gives_the_patient_zips_metrics_from_annotations_found_beside_t
 
 
 def test_a_bad_annotation_upload_is_one_message_and_the_heatmap_stays(slides):
-    at = _page(slide_source="Slides folder (server)", slide_server="patient_8980.tif")
+    at = _page(slide_source="Slides folder (server)", slide_server="patient_8980.tif", slide_annotations_on=True)
     at.checkbox(key="slide_annotations_server").uncheck().run()
     at.file_uploader(key="slide_annotations_upload").set_value(
         ("mine.geojson", json.dumps({"type": "FeatureCollection", "features": [

@@ -31,18 +31,22 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def annotation_controls(server_file: Path | None) -> tuple[tuple[str, bytes] | None, AnnotationRules | None]:
-    """The "Ground truth from annotations" expander: ((name, bytes) of the GeoJSON or None, the rules; None when
-    the class names given cannot be used, said on the page)."""
-    kept = st.session_state.get(S + "annotations_uploaded")
-    with st.expander("Ground truth from annotations (QuPath GeoJSON)", expanded=kept is not None or bool(server_file)):
-        st.caption("QuPath: **File > Export objects as GeoJSON**, coordinates in level-0 pixels of this slide. Each "
-                   f"tissue tile is true IDC when at least {MIN_SHARE:.0%} of its area lies inside annotations of "
-                   "the IDC classes; the page then shows the agreement map and the slide's metrics.")
+    """The "Compare with annotations" toggle and, when it is on, the GeoJSON (the slides folder's <stem>.geojson, or
+    an upload) and the classes: ((name, bytes) of the GeoJSON or None, the rules; None when the class names given
+    cannot be used, said on the page)."""
+    if not st.toggle("Compare with a pathologist's annotations (QuPath GeoJSON)", key=S + "annotations_on",
+                     persist_state=KEEP,
+                     help="QuPath: File > Export objects as GeoJSON, coordinates in level-0 pixels of this slide."):
+        return None, None
+    with st.container(border=True):
+        st.caption(f"Each tissue tile is true IDC when at least {MIN_SHARE:.0%} of its area lies inside annotations "
+                   "of the IDC classes; the page then shows the agreement map and the slide's metrics.")
         use_server = server_file is not None and st.checkbox(
             f"Use {server_file.name} from the slides folder", value=True, key=S + "annotations_server",
             persist_state=KEEP)
-        st.file_uploader("Annotations of this slide (GeoJSON)", type=ANNOTATION_TYPES, key=S + "annotations_upload",
-                         on_change=keep_upload, args=(S + "annotations_upload",), disabled=use_server)
+        if not use_server:
+            st.file_uploader("Annotations of this slide (GeoJSON)", type=ANNOTATION_TYPES,
+                             key=S + "annotations_upload", on_change=keep_upload, args=(S + "annotations_upload",))
         c1, c2 = st.columns(2)
         idc = c1.text_input("Classes that mean IDC", ", ".join(IDC_CLASSES), key=S + "idc_classes",
                             persist_state=KEEP, help="Classification names, comma-separated, any case.")
