@@ -353,7 +353,7 @@ if slide.truth is not None:
         (("TP", "IDC found"), ("FN", "IDC missed"), ("FP", "false alarm"), ("TN", f"{NO_IDC}, rightly"))),
         unsafe_allow_html=True)
     if met is not None:
-        k = st.columns(8)
+        k = [*st.columns(4), *st.columns(4)]
         k[0].metric("Balanced accuracy", percent(met["balanced_accuracy"]), help=f"accuracy {percent(met['accuracy'])}")
         k[1].metric("Recall (sensitivity)", percent(met["recall"]))
         k[2].metric("Specificity", percent(met["specificity"]))

@@ -320,7 +320,7 @@ def test_slide_page_judges_an_uploaded_pyramid_against_its_qupath_annotations(pa
     top = heading.bounding_box()["y"]
     bottom = page.locator("[data-testid='stMetric']", has_text="Dice of the IDC area").first.bounding_box()
     page.screenshot(path=str(shots / "slide_annotations.png"),
-                    clip={"x": 0, "y": max(0, top - 20), "width": 1400, "height": bottom["y"] + bottom["height"] + 30
+                    clip={"x": 0, "y": max(0, top - 20), "width": 1400, "height": bottom["y"] + bottom["height"] + 40
                           - max(0, top - 20)})
 
 
