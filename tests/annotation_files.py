@@ -1,5 +1,5 @@
 """Annotation files for tests, written as QuPath writes them (File > Export objects as GeoJSON), and a patient zip
-made into a JPEG pyramid with a GeoJSON of its own labels."""
+made into a pyramid with a GeoJSON of its own labels (wsi.annotations.labels_geojson)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from conftest import ASSETS
 from slide_files import upsample, write_pyramid
+
+from idc_core.wsi.annotations import labels_geojson
 
 PATIENT_ZIP = ASSETS / "sample_patient_8980.zip"
 COLOURS = {"Tumor": [200, 0, 0], "Stroma": [150, 200, 150], "Region*": [0, 0, 180], "Other": [255, 200, 0]}
@@ -33,23 +34,6 @@ def feature_collection(features: list[dict[str, Any]]) -> bytes:
     return json.dumps({"type": "FeatureCollection", "features": features}, indent=2).encode()
 
 
-def labels_geojson(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, factor: float, cls: str = "Tumor",
-                   size: int = 50) -> bytes:
-    """The IDC patches (x, y at the model's scale) as QuPath annotations in level-0 pixels (times `factor`): one
-    Feature per connected region (polygons with holes), plus the not-IDC patches as one Stroma MultiPolygon."""
-    import shapely
-    from shapely.geometry import box
-
-    def union(chosen: np.ndarray) -> Any:
-        return shapely.unary_union([box(x * factor, y * factor, (x + size) * factor, (y + size) * factor)
-                                    for x, y in zip(xs[chosen].tolist(), ys[chosen].tolist())])
-
-    idc = union(labels == 1)
-    features = [qupath_feature(part, cls) for part in shapely.get_parts(idc)]
-    features.append(qupath_feature(union(labels == 0), "Stroma"))
-    return feature_collection(features)
-
-
 def patient_pyramid(folder: Path, factor: int = 1, **codec: Any) -> tuple[Path, Path, Any]:
     """(pyramid, GeoJSON of its labels, the patient zip's SlideInput): the bundled patient zip rebuilt, upsampled
     by `factor` and stored as a pyramid at 4.0 / factor um/px (`codec`: slide_files.write_pyramid's), with a GeoJSON
@@ -61,5 +45,5 @@ def patient_pyramid(folder: Path, factor: int = 1, **codec: Any) -> tuple[Path, 
     pyramid = write_pyramid(folder / "patient_8980.tif", image, mpp=4.0 / factor, **codec)
     truth = zipped.truth
     geojson = folder / "patient_8980.geojson"
-    geojson.write_bytes(labels_geojson(truth.xs, truth.ys, truth.labels, factor))
+    geojson.write_text(json.dumps(labels_geojson(truth.xs, truth.ys, truth.labels, size=truth.size, factor=factor)))
     return pyramid, geojson, zipped

@@ -349,3 +349,42 @@ def test_the_folder_form_matches_each_slide_by_its_stem(tmp_path):
     assert request["file"] == str(tmp_path / "s1.geojson") and len(request["sha256"]) == 64
     (tmp_path / "s1.geojson").write_text("[ ]")
     assert source.request(Path("/x/s1.tif"))["sha256"] != request["sha256"]  # edited: the slide is to be redone
+
+
+def test_labelled_patches_written_as_qupath_annotations_read_back_as_the_same_labels():
+    from idc_core.wsi.annotations import labels_geojson
+
+    xs, ys = np.array([0, 50, 100, 0, 50, 100, 0, 50, 100]), np.array([0, 0, 0, 50, 50, 50, 100, 100, 100])
+    labels = np.array([1, 1, 1, 1, 0, 1, 1, 1, 1])  # a ring of IDC around one patch without
+    written = labels_geojson(xs, ys, labels, size=50, factor=4.0)
+    assert [f["properties"]["classification"]["name"] for f in written["features"]] == ["Tumor", "Stroma"]
+    assert len(written["features"][0]["geometry"]["coordinates"]) == 2  # an outer ring and a hole
+    result = _result(150, 150)
+    truth = truth_for_tiles(read_annotations(json.dumps(written).encode()), result, 4.0, (600, 600))
+    assert [int(_label(result, truth, int(x), int(y))) for x, y in zip(xs, ys)] == labels.tolist()
+
+
+@pytest.mark.usefixtures("shipped_models_loaded_once")
+def test_ray_runs_judge_the_slides_against_their_annotations_as_the_process_does(patient, tmp_path):
+    pytest.importorskip("ray")
+    from idc_core.cli.slide import main as slide_main
+    from idc_core.wsi.annotations import labels_geojson
+
+    truth = patient["zip"].truth
+    inside = (truth.xs >= 1000) & (truth.xs + 50 <= 2000) & (truth.ys + 50 <= 800)
+    slides, notes = tmp_path / "slides", tmp_path / "notes"
+    slides.mkdir()
+    notes.mkdir()
+    Image.fromarray(patient["zip"].image[:800, 1000:2000]).save(slides / "crop.png")
+    (notes / "crop.geojson").write_text(json.dumps(labels_geojson(truth.xs[inside] - 1000, truth.ys[inside],
+                                                                  truth.labels[inside], size=50)))
+    summaries = {}
+    for where in ("here", "ray"):
+        extra = ["--ray", "local"] if where == "ray" else []
+        assert slide_main([str(slides), "--out", str(tmp_path / where), "--annotations", str(notes), *extra]) == 0
+        summaries[where] = json.loads((tmp_path / where / "crop" / "summary.json").read_text())["truth"]
+        assert next(csv.DictReader((tmp_path / where / "slides.csv").open()))["annotations"] == "crop.geojson"
+    assert summaries["here"]["true_idc_tiles"] == summaries["ray"]["true_idc_tiles"] > 0
+    for part in ("tile_scores", "with_neighbours"):
+        for name in METRICS:
+            assert summaries["ray"][part][name] == pytest.approx(summaries["here"][part][name], abs=1e-6)

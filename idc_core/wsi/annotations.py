@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -159,6 +160,30 @@ def read_annotations(data: bytes, *, name: str = "annotations", rules: Annotatio
                               f"{', '.join(rules.roi_classes)} (found {_class_listing(classes)})")
     return Annotations(name, shapely.unary_union(idc) if idc else shapely.Polygon(),
                        shapely.unary_union(roi) if rules.roi_classes else None, rules, dict(classes), warnings)
+
+
+def labels_geojson(xs: np.ndarray, ys: np.ndarray, labels: np.ndarray, *, size: int, factor: float = 1.0,
+                   idc_class: str = "Tumor", other_class: str = "Stroma") -> dict[str, Any]:
+    """Labelled square patches (top-left x, y and side `size`, times `factor` into level-0 pixels) as QuPath
+    annotations (a FeatureCollection as QuPath exports it): one `idc_class` annotation per connected IDC region
+    (polygons with holes), and the other patches as one `other_class` MultiPolygon: e.g. a patient zip's labels."""
+    import shapely
+    from shapely.geometry import mapping
+
+    def union(chosen: np.ndarray) -> Any:
+        boxes = shapely.box(xs[chosen] * factor, ys[chosen] * factor, (xs[chosen] + size) * factor,
+                            (ys[chosen] + size) * factor)
+        return shapely.unary_union(boxes)
+
+    def feature(geometry: Any, cls: str, colour: list[int]) -> dict[str, Any]:
+        return {"type": "Feature", "id": str(uuid.uuid4()), "geometry": mapping(geometry),
+                "properties": {"objectType": "annotation", "classification": {"name": cls, "color": colour}}}
+
+    labels = np.asarray(labels)
+    features = [feature(part, idc_class, [200, 0, 0]) for part in shapely.get_parts(union(labels == 1))]
+    if (labels == 0).any():
+        features.append(feature(union(labels == 0), other_class, [150, 200, 150]))
+    return {"type": "FeatureCollection", "features": features}
 
 
 def check_fits(annotations: Annotations, level0_size: tuple[int, int], factor: float) -> None:
