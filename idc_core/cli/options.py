@@ -156,9 +156,10 @@ def add_annotations(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--annotations", type=Path, metavar="FILE_OR_DIR",
                        help="a GeoJSON of the slide's annotations in level-0 pixels (one slide), or a folder holding "
                             "<slide stem>.geojson for each slide: each tissue tile is IDC when >= "
-                            f"{MIN_SHARE:.0%} of its area lies inside annotations of an IDC class; summary.json and "
-                            "slides.csv get balanced accuracy, sensitivity, specificity, ROC AUC, F1 and the Dice of "
-                            "the IDC area, tiles.csv a truth column, and agreement.png the map of agreement")
+                            f"{MIN_SHARE * 100:.0f}%% of its area lies inside annotations of an IDC class; "
+                            "summary.json and slides.csv get balanced accuracy, sensitivity, specificity, ROC AUC, "
+                            "F1 and the Dice of the IDC area, tiles.csv a truth column, and agreement.png the map of "
+                            "agreement")
     group.add_argument("--idc-classes", type=class_names, default=IDC_CLASSES, metavar="NAMES",
                        help=f"classification names that mean IDC, comma-separated, any case (default "
                             f"{','.join(IDC_CLASSES)})")
