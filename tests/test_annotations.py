@@ -206,6 +206,18 @@ def test_annotations_beyond_the_slide_or_at_another_scale_are_refused_with_what_
         truth_for_tiles(small, result, 8.0, (3200, 3200))
 
 
+def test_annotations_drawn_on_the_slide_at_the_model_scale_are_refused_even_where_they_touch_tissue():
+    """A 40x slide (16 level-0 px per model px): IDC drawn over the top-left 400 x 400 px, as they would be on the
+    slide seen at the model's scale, while the tissue covers the whole slide."""
+    result = _result()
+    drawn = read_annotations(feature_collection([qupath_feature(box(0, 0, 150, 380), "IDC")]), name="d.geojson")
+    with pytest.raises(AnnotationError, match=r"d.geojson: every annotation lies within 400 x 400 px, the slide's "
+                                              r"size at the model's scale \(16x smaller\), while its tissue reaches x "
+                                              r"6,400, y 6,400: were they drawn on a downscaled image\?"):
+        truth_for_tiles(drawn, result, 16.0, (6400, 6400))
+    assert truth_for_tiles(drawn, result, 2.0, (800, 800)).judged.all()  # at 2x the top-left half: plausible
+
+
 def test_rasterising_fills_pixel_centres_inside_and_keeps_holes():
     mask = rasterise(TUMOR, (200, 200), 2.0)  # model-scale pixels: the square 0-200, its hole 50-150
     assert mask[0, 0] and mask[199, 199] and mask[49, 100] and not mask[50, 100] and not mask[149, 149]
@@ -262,6 +274,8 @@ def test_the_labels_drawn_as_annotations_give_each_tile_its_patch_label_and_the_
     drawn = dict(zip(zip(judged.truth.xs.tolist(), judged.truth.ys.tolist()), judged.truth.labels.tolist()))
     assert drawn.items() <= labels.items() and len(drawn) == patient["reference"]["tile_scores"]["n_patches"]
     assert not _close(judged.metrics, patient["reference"], 1e-3)
+    for part in ("tile_scores", "with_neighbours"):  # on the patches' own grid the Dice of the area is their F1
+        assert patient["reference"][part]["dice_area"] == pytest.approx(patient["reference"][part]["f1"], abs=1e-9)
     assert judged.metrics["with_neighbours"]["balanced_accuracy"] > 0.85  # a model that works on its test patient
 
 

@@ -316,12 +316,12 @@ def test_slide_page_judges_an_uploaded_pyramid_against_its_qupath_annotations(pa
     assert page.get_by_text("patient_8980.geojson: 2 annotations (1 Stroma, 1 Tumor)").first.is_visible()
     outcome = page.locator("[data-testid='stImage']", has_text="agreement and errors").locator("img").first
     assert outcome.evaluate("e => e.naturalWidth") > 0
-    heading.scroll_into_view_if_needed()
-    top = heading.bounding_box()["y"]
-    bottom = page.locator("[data-testid='stMetric']", has_text="Dice of the IDC area").first.bounding_box()
+    heading.evaluate("e => e.scrollIntoView({block: 'start'})")  # the section at the top of the 2400-px viewport
+    page.wait_for_timeout(500)
+    top = max(0, heading.bounding_box()["y"] - 20)
+    bottom = page.get_by_text("Inspect a tile").first.bounding_box()["y"] - 10  # the section after it
     page.screenshot(path=str(shots / "slide_annotations.png"),
-                    clip={"x": 0, "y": max(0, top - 20), "width": 1400, "height": bottom["y"] + bottom["height"] + 40
-                          - max(0, top - 20)})
+                    clip={"x": 300, "y": top, "width": 1100, "height": bottom - top})
 
 
 # --- issue 23: pages that keep their state, models that change, marks on the heatmap ----------------------------

@@ -221,6 +221,7 @@ def truth_for_tiles(annotations: Annotations, result: SlideResult, factor: float
         raise AnnotationError(
             f"{annotations.name}: only {on_tissue:.0%} of the annotated area lies on the slide's tissue: are the "
             f"coordinates level-0 pixels of this slide?" + _scale_hint(annotations, level0_size, factor))
+    _check_not_downscaled(annotations, result, factor, level0_size)
     label = np.where(inside, (np.nan_to_num(share) >= MIN_SHARE).astype(np.float32), np.nan)
     return TileTruth(np.where(inside, share, np.nan).astype(np.float32), label, area,
                      int((tissue & ~inside).sum()), on_tissue)
@@ -268,6 +269,25 @@ def _tile_cover(result: SlideResult, shape: tuple[int, ...]) -> np.ndarray:
     """(H, W) bool: pixels under a tissue tile."""
     ones = np.where(result.tissue, 1.0, np.nan)
     return ~np.isnan(tile_map(result.coords, ones, shape, result.size, result.stride))
+
+
+def _check_not_downscaled(annotations: Annotations, result: SlideResult, factor: float,
+                          level0_size: tuple[int, int]) -> None:
+    """AnnotationError when every annotation lies within the slide's extent at the model's scale (at least 4x
+    smaller) while its tissue reaches at least twice as far: drawn on the downscaled slide, not in level-0 pixels."""
+    if factor < 4 or not result.tissue.any() or (annotations.idc.is_empty and annotations.roi is None):
+        return
+    width, height = level0_size
+    _, _, x1, y1 = annotations.bounds
+    small_w, small_h = width / factor, height / factor
+    corners = result.coords[result.tissue] + result.size  # bottom-right (row, col) of the tissue tiles
+    reach_x, reach_y = float(corners[:, 1].max()) * factor, float(corners[:, 0].max()) * factor
+    if (x1 <= small_w * (1 + EDGE_TOLERANCE) and y1 <= small_h * (1 + EDGE_TOLERANCE)
+            and (reach_x > 2 * small_w or reach_y > 2 * small_h)):
+        raise AnnotationError(
+            f"{annotations.name}: every annotation lies within {small_w:,.0f} x {small_h:,.0f} px, the slide's size at "
+            f"the model's scale ({factor:g}x smaller), while its tissue reaches x {reach_x:,.0f}, y {reach_y:,.0f}: "
+            "were they drawn on a downscaled image? They must be in level-0 pixels of this slide")
 
 
 def _scale_hint(annotations: Annotations, level0_size: tuple[int, int], factor: float) -> str:
