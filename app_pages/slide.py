@@ -21,7 +21,7 @@ from idc_core.workflows.slide_analysis import (
     score_scaled_slide,
 )
 from idc_core.workflows.slide_truth import judge_slide
-from idc_core.wsi.annotations import read_annotations
+from idc_core.wsi.annotations import TileTruth, read_annotations
 from idc_core.wsi.context import apply_context
 from idc_core.wsi.outputs import slide_geojson, tile_rows, with_colour_bar
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
@@ -91,10 +91,11 @@ def heatmap_png(result: SlideResult, image: np.ndarray, cut: float | None, alpha
     return encode_png(with_colour_bar(heatmap_overlay(result, image, cut, alpha, cmap, outline_uncertain), cmap))
 
 
-def table_rows(result: SlideResult, factor: float, threshold: float) -> list[dict[str, Any]]:
+def table_rows(result: SlideResult, factor: float, threshold: float,
+               truth: TileTruth | None = None) -> list[dict[str, Any]]:
     """The per-tile table: the rows of the command's tiles.csv (level-0 x, y, size first) at this threshold, with
     the threshold and the tile's x, y at the model's scale (those of the heatmap and the tile inspector)."""
-    rows = tile_rows(replace(result, threshold=threshold), result.level0_boxes(factor))
+    rows = tile_rows(replace(result, threshold=threshold), result.level0_boxes(factor), truth)
     return [{**row, "threshold": threshold, "x_model": x, "y_model": y}
             for row, (y, x) in zip(rows, result.coords[result.tissue].tolist())]
 
@@ -415,9 +416,10 @@ d1.download_button("Download heatmap overlay (PNG)",  # full size, made only whe
                    lambda: heatmap_png(result, image, cut, alpha, cmap, outline),
                    file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png", mime="image/png", icon=":material/download:")
 with d2:
-    csv_download(table_rows(result, factor, threshold), f"{name.rsplit('.', 1)[0]}_tiles.csv",
-                 "Download per-tile table (CSV)", key=S + "csv",
-                 help="x, y, size: the tile in level-0 pixels of the slide; x_model, y_model: at the model's scale")
+    csv_download(table_rows(result, factor, threshold, judged.tiles if judged else None),
+                 f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)", key=S + "csv",
+                 help="x, y, size: the tile in level-0 pixels of the slide; x_model, y_model: at the model's scale"
+                      "; truth, truth_idc_share: from the annotations, when given")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above
                    lambda: json.dumps(slide_geojson(replace(result, threshold=threshold), info, model.config.name)),
                    file_name=f"{name.rsplit('.', 1)[0]}.geojson", mime="application/geo+json",

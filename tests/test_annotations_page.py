@@ -85,3 +85,23 @@ def test_a_bad_annotation_upload_is_one_message_and_the_heatmap_stays(slides):
     assert len(errors) == 1 and errors[0].startswith("Reading mine.geojson: the annotations reach x 0 to 9,000,000")
     assert "IDC tiles" in {m.label for m in at.metric}  # the slide's own results are still there
     assert not any("Against the ground truth" in s.value for s in at.main.subheader)
+
+
+def test_the_pages_tile_table_carries_the_truth_of_each_tile_like_the_commands_tiles_csv():
+    import numpy as np
+
+    from idc_core.wsi.annotations import TileTruth
+    from idc_core.wsi.result import SlideResult
+    from idc_core.wsi.tiling import tile_coordinates
+
+    namespace: dict = {}
+    source = (REPO / "app_pages" / "slide.py").read_text()
+    exec(compile(source.split("\n\nst.title(")[0], "slide.py", "exec"), namespace)  # the page's functions only
+    coords = tile_coordinates(100, 100, 50, 50)
+    result = SlideResult(coords, np.array([True, True, True, False]), np.array([0.9, 0.1, 0.6, np.nan], np.float32),
+                         (100, 100), 50, 50, 15.0, 0.5)
+    truth = TileTruth(np.array([0.8, 0.0, np.nan, np.nan], np.float32), np.array([1, 0, np.nan, np.nan], np.float32),
+                      np.zeros((100, 100), bool), 1, 1.0)
+    rows = namespace["table_rows"](result, 2.0, 0.5, truth)
+    assert [(r["truth"], r["truth_idc_share"]) for r in rows] == [(1, pytest.approx(0.8)), (0, 0.0), (None, None)]
+    assert "truth" not in namespace["table_rows"](result, 2.0, 0.5)[0]
