@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,8 @@ from idc_core.workflows.slide_analysis import (
     read_tile_at_full_resolution,
     score_scaled_slide,
 )
+from idc_core.workflows.slide_truth import judge_slide
+from idc_core.wsi.annotations import TileTruth, read_annotations
 from idc_core.wsi.context import apply_context
 from idc_core.wsi.outputs import slide_geojson, tile_rows, with_colour_bar
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
@@ -28,6 +31,7 @@ from idc_core.wsi.tiling import extract_patches
 from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tissue_mask
 from idc_core.wsi.truth import SlideInput, compare_to_truth, read_truth_csv
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
+from ui.annotations import annotation_controls, server_annotations
 from ui.explanations import FLAT, cam_reading, is_flat
 from ui.figures import display_jpeg, outline_box, slide_figure
 from ui.memo import clear_memos, session_memo
@@ -40,7 +44,8 @@ S = "slide_"
 SAMPLE, PATIENT, UPLOAD, SERVER, HANDOFF = ("Sample slide", "Sample patient (zip, with ground truth)", "Upload",
                                             "Slides folder (server)", "From Classify patches")
 # views of the current result, cleared whenever the result changes, so their keys are the view settings alone
-MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask", S + "memo_full")
+MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask", S + "memo_full",
+         S + "memo_annotations")
 SAMPLE_SCALE = "the bundled sample: a dataset patient at the dataset's own scale"
 USER_SCALE = "set by the user on the slide page"
 NO_IDC = CLASS_NAMES[0]
@@ -86,19 +91,22 @@ def heatmap_png(result: SlideResult, image: np.ndarray, cut: float | None, alpha
     return encode_png(with_colour_bar(heatmap_overlay(result, image, cut, alpha, cmap, outline_uncertain), cmap))
 
 
-def table_rows(result: SlideResult, factor: float, threshold: float) -> list[dict[str, Any]]:
-    """The per-tile table: the rows of the command's tiles.csv (level-0 x, y, width, height first) at this threshold,
-    with the threshold and the tile's x, y at the model's scale (those of the heatmap and the tile inspector)."""
-    rows = tile_rows(replace(result, threshold=threshold), result.level0_boxes(factor))
+def table_rows(result: SlideResult, factor: float, threshold: float, truth: TileTruth | None = None,
+               bounds: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """The per-tile table: the rows of the command's tiles.csv (level-0 x, y, width, height first, clipped to the
+    slide's level-0 `bounds`) at this threshold, with the threshold and the tile's x, y at the model's scale (those
+    of the heatmap and the tile inspector)."""
+    rows = tile_rows(replace(result, threshold=threshold), result.level0_boxes(factor, bounds), truth)
     return [{**row, "threshold": threshold, "x_model": x, "y_model": y}
             for row, (y, x) in zip(rows, result.coords[result.tissue].tolist())]
 
 
-def truth_view(result: SlideResult, slide: SlideInput,
-               threshold: float) -> tuple[bytes, bytes, bytes, dict[str, Any] | None, int]:
-    """(true-label, predicted-label and outcome images for display, metrics, truth tiles not analysed) at threshold."""
-    comparison = compare_to_truth(result, slide.truth, threshold)
-    truth_image = session_memo(S + "memo_truth_image", "truth",  # the same at every threshold
+def truth_view(result: SlideResult, slide: SlideInput, threshold: float, truth_area: np.ndarray | None = None,
+               truth_key: Any = None) -> tuple[bytes, bytes, bytes, dict[str, Any] | None, int]:
+    """(true-label, predicted-label and outcome images for display, metrics, truth tiles not analysed) at threshold;
+    truth_area: the IDC area drawn in annotations (see compare_to_truth), truth_key: which annotations."""
+    comparison = compare_to_truth(result, slide.truth, threshold, truth_area=truth_area)
+    truth_image = session_memo(S + "memo_truth_image", truth_key,  # the same at every threshold
                                lambda: display_jpeg(blend(slide.image, comparison.truth_map, 0.6, "jet")),
                                max_entries=1)
     return (truth_image, display_jpeg(blend(slide.image, comparison.pred_map, 0.6, "jet")),
@@ -157,6 +165,9 @@ elif source == SERVER:
     st.selectbox(f"Slides in {SLIDES_DIR_ENV}", found, index=None, key=S + "server", persist_state=KEEP,
                  placeholder="Choose a slide" if found else "No slide files found",
                  help=f"Files under {server_root} (set by the {SLIDES_DIR_ENV} environment variable).")
+
+annotation_file, annotation_rules = annotation_controls(
+    server_annotations(server_root, st.session_state.get(S + "server")) if source == SERVER else None)
 
 with st.expander("Tiling and tissue detection", expanded=False):
     c1, c2, c3 = st.columns(3)
@@ -311,10 +322,30 @@ st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel
            "(outlined in black and white)."
            + (" White outlines: tiles the model is uncertain about." if outline else ""))
 
+judged, annotation_key = None, None
+if annotation_file is not None and annotation_rules is not None:
+    annotation_key = (annotation_file[0], hashlib.sha1(annotation_file[1]).hexdigest(), annotation_rules)
+    with user_errors(f"Reading {annotation_file[0]}", annotation_file[0]):
+        judged = session_memo(S + "memo_annotations", (annotation_key, use_context),
+                              lambda: judge_slide(read_annotations(annotation_file[1], name=annotation_file[0],
+                                                                   rules=annotation_rules),
+                                                  result, info, model.config.threshold), max_entries=1)
+if judged is not None:
+    slide = replace(slide, truth=judged.truth, patient=None)
 if slide.truth is not None:
+    truth_area = judged.tiles.area if judged is not None else None
     truth_image, pred_image, outcome, met, n_not_analysed = session_memo(
-        S + "memo_truth", (threshold, use_context), lambda: truth_view(result, slide, threshold))
-    st.subheader("Against the ground truth" + (f" of patient {slide.patient}" if slide.patient else ""))
+        S + "memo_truth", (threshold, use_context, annotation_key),
+        lambda: truth_view(result, slide, threshold, truth_area, annotation_key))
+    st.subheader("Against the ground truth" + (f" of patient {slide.patient}" if slide.patient else "")
+                 + (f" of {judged.annotations.name}" if judged is not None else ""))
+    if judged is not None:
+        st.caption(f"{judged.annotations.describe()}; {len(judged.truth):,} tissue tiles judged, "
+                   f"{int(judged.truth.labels.sum()):,} of them IDC"
+                   + (f"; {judged.tiles.outside_roi:,} outside the region of interest" if judged.annotations.roi
+                      is not None else "") + ".")
+        for warning in judged.annotations.warnings:
+            st.warning(warning)
     t1, t2, t3 = st.columns(3)
     t1.image(truth_image, caption=f"true IDC (red) / {NO_IDC} (blue)")
     t2.image(pred_image, caption=f"predicted at threshold {threshold:.3f}")
@@ -324,13 +355,16 @@ if slide.truth is not None:
         (("TP", "IDC found"), ("FN", "IDC missed"), ("FP", "false alarm"), ("TN", f"{NO_IDC}, rightly"))),
         unsafe_allow_html=True)
     if met is not None:
-        k = st.columns(6)
+        k = [*st.columns(4), *st.columns(4)]
         k[0].metric("Balanced accuracy", percent(met["balanced_accuracy"]), help=f"accuracy {percent(met['accuracy'])}")
         k[1].metric("Recall (sensitivity)", percent(met["recall"]))
         k[2].metric("Specificity", percent(met["specificity"]))
         k[3].metric("ROC AUC", f"{met['roc_auc']:.3f}" if met["roc_auc"] is not None else "n/a")
-        k[4].metric("True IDC share", percent(met["idc_fraction_true"]), help="of the analysed ground-truth patches")
-        k[5].metric("Predicted IDC share", percent(met["idc_fraction_pred"]))
+        k[4].metric("F1", f"{met['f1']:.3f}" if met["f1"] is not None else "n/a")
+        k[5].metric("Dice of the IDC area", f"{met['dice_area']:.3f}" if met["dice_area"] is not None else "n/a",
+                    help="overlap of the true and the predicted IDC area, over the tiles judged")
+        k[6].metric("True IDC share", percent(met["idc_fraction_true"]), help="of the analysed ground-truth patches")
+        k[7].metric("Predicted IDC share", percent(met["idc_fraction_pred"]))
     if n_not_analysed:
         st.caption(f"{n_not_analysed} of {len(slide.truth)} ground-truth patches were skipped as background "
                    "and are not counted.")
@@ -383,10 +417,10 @@ d1.download_button("Download heatmap overlay (PNG)",  # full size, made only whe
                    lambda: heatmap_png(result, image, cut, alpha, cmap, outline),
                    file_name=f"{name.rsplit('.', 1)[0]}_heatmap.png", mime="image/png", icon=":material/download:")
 with d2:
-    csv_download(table_rows(result, factor, threshold), f"{name.rsplit('.', 1)[0]}_tiles.csv",
-                 "Download per-tile table (CSV)", key=S + "csv",
+    csv_download(table_rows(result, factor, threshold, judged.tiles if judged else None, info.level0_size),
+                 f"{name.rsplit('.', 1)[0]}_tiles.csv", "Download per-tile table (CSV)", key=S + "csv",
                  help="x, y, width, height: the tile in level-0 pixels of the slide; x_model, y_model: at the model's "
-                      "scale")
+                      "scale; truth, truth_idc_share: from the annotations, when given")
 d3.download_button("Download IDC regions for QuPath (GeoJSON)",  # level-0 pixels, at the threshold chosen above
                    lambda: json.dumps(slide_geojson(replace(result, threshold=threshold), info, model.config.name)),
                    file_name=f"{name.rsplit('.', 1)[0]}.geojson", mime="application/geo+json",

@@ -29,6 +29,10 @@ class WeightsError(ModelError):
     """Pre-trained weights that can neither be downloaded nor found locally."""
 
 
+class AnnotationError(IDCError, ValueError):
+    """An annotation file (QuPath GeoJSON) that cannot be read, or whose regions do not fit the slide."""
+
+
 class SlideError(IDCError):
     """A slide file that cannot be opened, has no usable scale, or cannot be read at the model's scale."""
 

@@ -24,17 +24,20 @@ def upsample(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def write_pyramid(path: Path, level0: np.ndarray, *, mpp: float | None = None, aperio: str | None = None,
-                  lossless: bool = False) -> Path:
-    """A tiled pyramid (levels halved down to < 512 px), JPEG q90 (or deflate), with TIFF resolution tags for `mpp`.
+                  lossless: bool = False, quality: int = 90, chroma_subsampling: bool = True) -> Path:
+    """A tiled pyramid (levels halved down to < 512 px), JPEG (YCbCr, by default with 4:2:0 chroma subsampling as
+    scanners store it) at `quality`, or deflate, with TIFF resolution tags for `mpp`.
 
     aperio: an Aperio ImageDescription tail such as "AppMag = 20|MPP = 0.5" (OpenSlide then reads it as .svs).
     """
-    codec: dict = {"compression": "zlib"} if lossless else {"compression": "jpeg", "compressionargs": {"level": 90}}
+    codec: dict = {"compression": "zlib"} if lossless else {
+        "compression": "jpeg", "compressionargs": {"level": quality}, "subsampling": (2, 2) if chroma_subsampling
+        else (1, 1)}
     with tifffile.TiffWriter(path) as tif:
         level, first = level0, True
         while True:
             extra: dict = {"description": f"Aperio Image Library v10.0.50\n{level.shape[1]}x{level.shape[0]} "
-                                          f"(256x256) JPEG/RGB Q=90|{aperio}"} if aperio and first else {}
+                                          f"(256x256) JPEG/RGB Q={quality}|{aperio}"} if aperio and first else {}
             if first and mpp is not None and not aperio:
                 extra.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
             tif.write(level, tile=(256, 256), **codec, photometric="rgb",

@@ -292,6 +292,38 @@ def test_slide_page_reads_an_uploaded_pyramid_at_the_model_scale(page, app_url, 
     _shoot(page, shots / "slide_pyramid.png")
 
 
+def test_slide_page_judges_an_uploaded_pyramid_against_its_qupath_annotations(page, app_url, shots, tmp_path):
+    """Issue 27: the bundled patient as a JPEG pyramid, its labels drawn as a QuPath GeoJSON uploaded beside it."""
+    from annotation_files import patient_pyramid
+
+    pyramid, geojson, _ = patient_pyramid(tmp_path, quality=95, chroma_subsampling=False)
+    page.goto(f"{app_url}/slide")
+    page.get_by_text("Analyse a slide").first.wait_for()
+    _settle(page)
+    page.get_by_text("Upload", exact=True).click()
+    _settle(page)
+    page.locator("input[type=file]").first.set_input_files(str(pyramid))
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    _settle(page)
+    page.get_by_text("Compare with a pathologist's annotations").first.click()
+    _settle(page)
+    uploader = page.locator("[data-testid='stFileUploader']", has_text="Annotations of this slide")
+    uploader.locator("input[type=file]").set_input_files(str(geojson))
+    heading = page.get_by_text("Against the ground truth of patient_8980.geojson").first
+    heading.wait_for()
+    _settle(page)
+    assert float(_metric(page, "Balanced accuracy").rstrip("%")) > 85  # the default model on its test patient
+    assert page.get_by_text("patient_8980.geojson: 2 annotations (1 Stroma, 1 Tumor)").first.is_visible()
+    outcome = page.locator("[data-testid='stImage']", has_text="agreement and errors").locator("img").first
+    assert outcome.evaluate("e => e.naturalWidth") > 0
+    heading.evaluate("e => e.scrollIntoView({block: 'start'})")  # the section at the top of the 2400-px viewport
+    page.wait_for_timeout(500)
+    top = max(0, heading.bounding_box()["y"] - 20)
+    bottom = page.get_by_text("Inspect a tile").first.bounding_box()["y"] - 10  # the section after it
+    page.screenshot(path=str(shots / "slide_annotations.png"),
+                    clip={"x": 300, "y": top, "width": 1100, "height": bottom - top})
+
+
 # --- issue 23: pages that keep their state, models that change, marks on the heatmap ----------------------------
 
 

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ from idc_core.paths import default_model_path
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+    from idc_core.workflows.slide_truth import AnnotationSource
 
 BATCH_SIZE = 256
 # What TensorFlow prints while it loads on a machine without a GPU, none of it an error of the command: its INFO
@@ -136,3 +139,52 @@ def later_bar(stack: ExitStack, **options: Any) -> Progress:
         follow(bars[0], close_when_done=True)(done, total)
 
     return update
+
+
+def class_names(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated class names."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class names, got {text!r}")
+    return names
+
+
+def add_annotations(parser: argparse.ArgumentParser) -> None:
+    """The slide command's ground truth: a pathologist's annotations (QuPath GeoJSON) to judge each slide against."""
+    from idc_core.wsi.annotations import IDC_CLASSES, MIN_SHARE, ROI_CLASS
+
+    group = parser.add_argument_group("ground truth from annotations (QuPath: File > Export objects as GeoJSON)")
+    group.add_argument("--annotations", type=Path, metavar="FILE_OR_DIR",
+                       help="a GeoJSON of the slide's annotations in level-0 pixels (one slide), or a folder holding "
+                            "<slide stem>.geojson for each slide: each tissue tile is IDC when >= "
+                            f"{MIN_SHARE * 100:.0f}%% of its area lies inside annotations of an IDC class; "
+                            "summary.json and slides.csv get balanced accuracy, sensitivity, specificity, ROC AUC, "
+                            "F1 and the Dice of the IDC area, tiles.csv a truth column, and agreement.png the map of "
+                            "agreement")
+    group.add_argument("--idc-classes", type=class_names, default=IDC_CLASSES, metavar="NAMES",
+                       help=f"classification names that mean IDC, comma-separated, any case (default "
+                            f"{','.join(IDC_CLASSES)})")
+    group.add_argument("--roi-classes", type=class_names, default=(), metavar="NAMES",
+                       help=f"judge only the tiles inside annotations of these classes (e.g. '{ROI_CLASS}', QuPath's "
+                            "class for a region to analyse); default: the whole tissue")
+
+
+def annotation_source(args: argparse.Namespace, slides: Sequence[Path],
+                      parser: argparse.ArgumentParser) -> AnnotationSource | None:
+    """The annotations the arguments name (None without --annotations); a usage error when they cannot apply."""
+    from idc_core.workflows.slide_truth import AnnotationSource
+    from idc_core.wsi.annotations import AnnotationRules
+
+    given: Path | None = args.annotations
+    if given is None:
+        return None
+    if not given.exists():
+        parser.error(f"--annotations {given}: no such file or folder")
+    if given.is_file() and len(slides) != 1:
+        parser.error(f"--annotations {given} is one file for {len(slides)} slides: give a folder of "
+                     "<slide stem>.geojson files")
+    try:
+        rules = AnnotationRules(idc_classes=args.idc_classes, roi_classes=args.roi_classes)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return AnnotationSource(str(given.resolve()), rules)

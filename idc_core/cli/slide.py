@@ -5,14 +5,16 @@
                              [--tissue-threshold SAT|otsu] [--min-tissue F]
                              [--batch-size N] [--read MODE] [--no-context] [--force]
                              [--ray local|auto|ray://HOST:PORT]
+                             [--annotations FILE_OR_DIR [--idc-classes NAMES] [--roi-classes NAMES]]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
-heatmap.png and summary.json; DIR/slides.csv has one row per slide of the folder, this run's or an
-earlier run's (ok; no tissue: all background, nothing classified; failed, with a one-line reason; or
-skipped: already done for the same model, file and scale, or kept at the assumed or --mpp scale it was
-done at when this run's --mpp would change it), with the scale used and its source. A bad slide never
-stops the others.
+heatmap.png and summary.json (with --annotations, a pathologist's QuPath GeoJSON: the metrics against it,
+a truth column in tiles.csv and agreement.png); DIR/slides.csv has one row per slide of the folder, this
+run's or an earlier run's (ok; no tissue: all background, nothing classified; failed, with a one-line
+reason; or skipped: already done for the same model, file, scale and settings, or kept at the assumed or
+--mpp scale it was done at when this run's --mpp would change it), with the scale used and its source.
+A bad slide never stops the others.
 Exit status: 0 if no slide failed, 1 if any did, 2 if the model or the output folder is unusable.
 """
 
@@ -27,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from idc_core import PATCH_SIZE, Progress
 from idc_core.cli.options import (
+    add_annotations,
     add_batch_size,
     add_model,
+    annotation_source,
     command_prog,
     error,
     follow,
@@ -133,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
                              "'ray://HOST:PORT' a remote one")
+    add_annotations(parser)
     return parser
 
 
@@ -165,12 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return error(f"cannot create {args.out} ({exc.strerror or exc})", 2)
     slides = slide_files(args.paths)
+    annotations = annotation_source(args, slides, parser)
     model_id = model_identity(loaded)
     table_name, table = args.mpp_table or ("", ())
     options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty,
                            read_mode=args.read_mode, tissue_threshold=args.tissue_threshold,
                            min_tissue=args.min_tissue, override_mpp=args.override_mpp, mpp_table=table,
-                           mpp_table_name=table_name, context=not args.no_context)
+                           mpp_table_name=table_name, context=not args.no_context, annotations=annotations)
     unlisted = [file for file, _ in table if not any(names_slide(file, slide) for slide in slides)]
     if unlisted:
         print(f"warning: --mpp-table {table_name}: not among the slides: {', '.join(unlisted)}", file=sys.stderr)

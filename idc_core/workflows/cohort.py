@@ -26,6 +26,7 @@ from idc_core.workflows.slide_analysis import (
     file_checksum,
     output_dir,
 )
+from idc_core.workflows.slide_truth import TRUTH_CSV_COLUMNS, truth_row
 
 SLIDES_CSV = "slides.csv"
 CSV_COLUMNS = ("slide", "status", "reason", "tiles", "idc_area_mm2", "mpp", "mpp_source", "seconds", "worker",
@@ -52,7 +53,8 @@ def is_done(summary: dict[str, Any], slide: Path, checksum: str, model_sha256: s
     model = summary.get("model") or {}
     return (summary.get("slide_sha256") == checksum and model.get("sha256") == model_sha256
             and model.get("context_sha256") == context_sha256 and same_scale(summary, options.scale_request(slide))
-            and summary.get("scoring") == options.scoring())
+            and summary.get("scoring") == options.scoring()
+            and summary.get("truth_request") == options.truth_request(slide))
 
 
 def rescaled(summary: dict[str, Any], slide: Path, checksum: str, options: SlideOptions) -> str | None:
@@ -120,7 +122,8 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
             continue
         rows.append({"slide": str(slide), "status": "skipped", "reason": reason,
                      "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
-                     "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", "")})
+                     "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", ""),
+                     **truth_row(summary.get("truth"))})
     return todo, rows
 
 
@@ -140,7 +143,9 @@ def write_slides_csv(out_root: Path, rows: Sequence[dict[str, Any]], earlier: Se
     touched = {Path(row["slide"]).stem for row in rows}
     kept = [row for row in earlier if Path(row["slide"]).stem not in touched]
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, restval="", extrasaction="ignore", lineterminator="\n")
+    judged = any(row.get("annotations") for row in [*kept, *rows])  # the truth columns only where there is truth
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS + (TRUTH_CSV_COLUMNS if judged else ()), restval="",
+                            extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(sorted([*kept, *rows], key=lambda r: r["slide"]))
     tmp = out_root / f".{SLIDES_CSV}.tmp-{os.getpid()}"

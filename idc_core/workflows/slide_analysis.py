@@ -24,6 +24,14 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
+from idc_core.workflows.slide_truth import (
+    AGREEMENT_FILE,
+    AnnotationSource,
+    SlideTruth,
+    judge_slide,
+    load_annotations,
+    truth_row,
+)
 from idc_core.wsi.context import ContextSettings, apply_context, context_summary
 from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
 from idc_core.wsi.reader import READ_MODES, Progress, SlideInfo, SlideReader, open_slide
@@ -52,6 +60,7 @@ class SlideOptions:
     mpp_table: tuple[tuple[str, float], ...] = ()  # (file, mpp) of single slides, whatever they state (--mpp-table)
     mpp_table_name: str = ""  # where the table came from, for the source of its values
     context: bool = True  # apply the model's slide-context step, if it has one (--no-context: the tiles alone)
+    annotations: AnnotationSource | None = None  # a pathologist's annotations to judge each slide against
 
     def __post_init__(self) -> None:
         if self.read_mode not in READ_MODES:
@@ -61,6 +70,10 @@ class SlideOptions:
         """How the tiles are found and scored (kept in summary.json: a re-run with other settings redoes a slide)."""
         return {"stride": self.stride, "tissue_threshold": self.tissue_threshold, "min_tissue": self.min_tissue,
                 "read_mode": self.read_mode, "uncertainty": self.uncertainty, "context": self.context}
+
+    def truth_request(self, slide: Path) -> dict[str, Any] | None:
+        """The slide's annotation file and rules (kept in summary.json: a re-run with others redoes it); None: none."""
+        return self.annotations.request(slide) if self.annotations is not None else None
 
     def listed_mpp(self, slide: Path) -> float | None:
         """The mpp_table's value for a slide (see names_slide), None when it has none."""
@@ -218,10 +231,15 @@ def model_identity(loaded: Any) -> dict[str, Any]:
             "mpp": loaded.config.mpp, "sha256": file_checksum(path / MODEL_FILE), "context_sha256": context}
 
 
-def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any]) -> None:
-    """The four outputs of one slide into out_dir (which must exist and be empty)."""
+def write_outputs(analysis: SlideAnalysis, out_dir: Path, extra: dict[str, Any], truth: SlideTruth | None = None
+                  ) -> None:
+    """The four outputs of one slide into out_dir (which must exist and be empty); with `truth`, its agreement map,
+    the tiles' truth in tiles.csv and its metrics in summary.json."""
     boxes = analysis.level0_boxes()
-    (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes))
+    (out_dir / "tiles.csv").write_text(tiles_csv(analysis.result, boxes, truth.tiles if truth else None))
+    if truth is not None:
+        (out_dir / AGREEMENT_FILE).write_bytes(truth.agreement_png(analysis.image))
+        extra = {**extra, "truth": truth.summary()}
     geojson = slide_geojson(analysis.result, analysis.info, str((extra.get("model") or {}).get("name", "")))
     (out_dir / "slide.geojson").write_text(json.dumps(geojson))
     (out_dir / "heatmap.png").write_bytes(heatmap_png(analysis.image, analysis.result))
@@ -251,26 +269,31 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         checksum = checksum or file_checksum(path)
         model_id = model_id or model_identity(loaded)
         request = options.scale_request(path)
+        annotations, notes = load_annotations(options.annotations, path)  # a bad file fails before any scoring
         with open_slide(path, model_mpp=loaded.config.mpp, **request) as reader:
             analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
                                      uncertainty=loaded.config.uncertainty,
                                      context=loaded.context if options.context else None,
                                      jpeg_trained=loaded.config.jpeg_trained)
+        truth = None if annotations is None else judge_slide(annotations, analysis.result, analysis.info,
+                                                             loaded.config.threshold)
+        analysis.warnings.extend(notes + (annotations.warnings if annotations else []))
         target = output_dir(out_root, path)
         tmp = out_root / f".{path.stem}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         write_outputs(analysis, tmp, {"slide_path": str(path), "slide_sha256": checksum, "model": model_id,
                                       "model_scope": loaded.config.scope, "mpp_used": loaded.config.mpp,
-                                      "scale_request": request, "scoring": options.scoring()})
+                                      "scale_request": request, "scoring": options.scoring(),
+                                      "truth_request": options.truth_request(path)}, truth)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
         summary = analysis.summary()
         row.update(status="ok" if summary["tissue_tiles"] else NO_TISSUE, tiles=summary["tissue_tiles"],
                    idc_area_mm2=summary["idc_area_mm2"], mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"],
-                   warnings="; ".join(analysis.warnings))
+                   warnings="; ".join(analysis.warnings), **truth_row(truth.summary() if truth else None))
         if not summary["tissue_tiles"]:
             row["reason"] = f"{path.name}: no tissue found (all {summary['tiles']} tiles background), nothing scored"
     except IDCError as exc:

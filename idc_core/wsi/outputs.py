@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from idc_core.data.image_io import encode_png
+from idc_core.wsi.annotations import TileTruth
 from idc_core.wsi.overlay import blend, colorize, tile_map
 from idc_core.wsi.reader import SlideInfo
 from idc_core.wsi.result import SlideResult
@@ -21,17 +22,19 @@ from idc_core.wsi.result import SlideResult
 TILE_COLUMNS = ("x", "y", "width", "height", "prob_idc", "label")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
 CONTEXT_COLUMNS = ("prob_idc_tile",)
+TRUTH_COLUMNS = ("truth", "truth_idc_share")
 IDC_COLOR = (230, 40, 40)
 HEATMAP_MAX_SIDE = 2048
 _BAR_TITLE, _MIN_BAR_HEIGHT = "P(IDC)", 60
 
 
-def tile_rows(result: SlideResult, boxes: np.ndarray) -> list[dict[str, Any]]:
+def tile_rows(result: SlideResult, boxes: np.ndarray, truth: TileTruth | None = None) -> list[dict[str, Any]]:
     """One dict per predicted (tissue) tile: its level-0 box x, y, width, height, P(IDC) and label at
     result.threshold, the tile's own P(IDC) (prob_idc_tile) when P(IDC) is context-aware (wsi.context), and its
     uncertainty and uncertain flag when they were measured: the rows of tiles.csv and of the slide page's table.
     boxes: (N, 4) x, y, width, height of every tile in level-0 pixels (SlideResult.level0_boxes: edges rounded
-    alike, clipped to the slide)."""
+    alike, clipped to the slide). With the tiles' truth from annotations: `truth` (1, 0, None where not judged) and
+    `truth_idc_share`."""
     rows = []
     for i in np.flatnonzero(result.tissue).tolist():
         x, y, width, height = boxes[i].tolist()
@@ -43,18 +46,22 @@ def tile_rows(result: SlideResult, boxes: np.ndarray) -> list[dict[str, Any]]:
         if result.uncertainty is not None:
             row["uncertainty"] = float(result.uncertainty[i])
             row["uncertain"] = None if result.uncertain is None else int(result.uncertain[i])
+        if truth is not None:
+            judged = not np.isnan(truth.label[i])
+            row["truth"] = int(truth.label[i]) if judged else None
+            row["truth_idc_share"] = float(truth.idc_share[i]) if judged else None
         rows.append(row)
     return rows
 
 
-def tiles_csv(result: SlideResult, boxes: np.ndarray) -> str:
+def tiles_csv(result: SlideResult, boxes: np.ndarray, truth: TileTruth | None = None) -> str:
     """tile_rows as CSV, P(IDC) and uncertainty to 6 decimals."""
     columns = (TILE_COLUMNS + (CONTEXT_COLUMNS if result.probs_tile is not None else ())
-               + (UNCERTAINTY_COLUMNS if result.uncertainty is not None else ()))
+               + (UNCERTAINTY_COLUMNS if result.uncertainty is not None else ()) + (TRUTH_COLUMNS if truth else ()))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
-    for row in tile_rows(result, boxes):
+    for row in tile_rows(result, boxes, truth):
         writer.writerow([f"{v:.6f}" if isinstance(v, float) else "" if v is None else v
                          for v in (row[c] for c in columns)])
     return out.getvalue()

@@ -159,6 +159,22 @@ def tile_map(
     return np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)[:height, :width]
 
 
+def area_means(values: np.ndarray, xs: np.ndarray, ys: np.ndarray, size: int) -> np.ndarray:
+    """NaN-aware mean of `values` (H, W) over each size x size square at (x, y), via integral images (NaN where the
+    square holds no value)."""
+    valid = ~np.isnan(values)
+    height, width = values.shape
+    sums = cv2.integral(np.where(valid, values, 0.0).astype(np.float64))
+    counts = cv2.integral(valid.astype(np.uint8))
+    y0, x0 = np.clip(ys, 0, height), np.clip(xs, 0, width)
+    y1, x1 = np.clip(ys + size, 0, height), np.clip(xs + size, 0, width)
+    total = sums[y1, x1] - sums[y0, x1] - sums[y1, x0] + sums[y0, x0]
+    count = counts[y1, x1] - counts[y0, x1] - counts[y1, x0] + counts[y0, x0]
+    out = np.full(len(xs), np.nan, dtype=np.float32)
+    np.divide(total, count, out=out, where=count > 0, casting="unsafe")
+    return out
+
+
 def outcome_map(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """RGB uint8 map of TP / TN / FP / FN (OUTCOME_COLORS); white where either is NaN.
 
@@ -179,6 +195,18 @@ def outcome_map(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     out[known & ~is_idc & ~said_idc] = OUTCOME_COLORS["TN"]
     out[known & ~is_idc & said_idc] = OUTCOME_COLORS["FP"]
     out[known & is_idc & ~said_idc] = OUTCOME_COLORS["FN"]
+    return out
+
+
+def agreement_overlay(image: np.ndarray, outcome: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """An outcome_map drawn over the slide image (same size): its colours at `alpha` where it has one (not white)."""
+    image = check_rgb(image)
+    if outcome.shape != image.shape:
+        raise ValueError(f"outcome must have the image's shape {image.shape}, got {outcome.shape}")
+    known = ~np.all(outcome == _WHITE, axis=-1)
+    out = image.copy()
+    mixed = alpha * outcome[known].astype(np.float32) + (1 - alpha) * image[known].astype(np.float32)
+    out[known] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return out
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import cv2
 import numpy as np
 
 from idc_core import PATCH_SIZE, Progress
@@ -21,19 +20,21 @@ from idc_core.data.dataset import EXPECTED_LAYOUT, parse_patch_name
 from idc_core.data.image_io import DEFAULT_MAX_PIXELS, decode_image
 from idc_core.errors import DatasetError, IDCError, ImageTooLargeError
 from idc_core.stats.metrics import compute_metrics
-from idc_core.wsi.overlay import outcome_map, tile_map
+from idc_core.wsi.overlay import area_means, outcome_map, tile_map
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tiling import assemble_slide, label_grid
 
 
 @dataclass(frozen=True)
 class TruthTiles:
-    """Ground-truth patches of a slide: top-left (x, y) in image pixels and label (1 = IDC)."""
+    """Ground-truth patches of a slide: top-left (x, y) in image pixels and label (1 = IDC); `tiles`: when they are
+    tiles of the SlideResult compared (truth from annotations), their indices into it."""
 
     xs: np.ndarray
     ys: np.ndarray
     labels: np.ndarray
     size: int = PATCH_SIZE
+    tiles: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -156,15 +157,22 @@ def _rebuild_patient(
     return SlideInput(name, image, truth, patients[0], (x0, y0), skipped)
 
 
-def compare_to_truth(result: SlideResult, truth: TruthTiles, threshold: float) -> SlideComparison:
+def compare_to_truth(result: SlideResult, truth: TruthTiles, threshold: float, *,
+                     truth_area: np.ndarray | None = None) -> SlideComparison:
     """Map a SlideResult onto the truth tiles and score it.
 
-    Each truth tile gets the mean P(IDC) of the predicted tiles over its area (with stride 50 on the
-    rebuilt grid that is exactly one predicted tile); tiles the tissue detector skipped are "not analysed".
+    Each truth tile gets the mean P(IDC) of the predicted tiles over its area (with stride 50 on the rebuilt grid
+    that is exactly one predicted tile; truth tiles that are the result's own tiles get their own P(IDC)); tiles the
+    tissue detector skipped are "not analysed". The metrics add `dice_area`: the Dice overlap of the true IDC area
+    (`truth_area`, (H, W) bool, e.g. drawn annotations; default: the IDC truth tiles) with the predicted IDC tiles,
+    over the area of the analysed truth tiles.
     """
     shape = tuple(result.image_shape[:2])
-    probs = tile_map(result.coords, result.probs, shape, result.size, result.stride)
-    tile_probs = _area_means(probs, truth.xs, truth.ys, truth.size)
+    if truth.tiles is not None:
+        tile_probs = np.where(result.tissue[truth.tiles], result.probs[truth.tiles], np.nan).astype(np.float32)
+    else:
+        probs = tile_map(result.coords, result.probs, shape, result.size, result.stride)
+        tile_probs = area_means(probs, truth.xs, truth.ys, truth.size)
     analysed = ~np.isnan(tile_probs)
     said = np.where(analysed, (tile_probs >= threshold).astype(np.float32), np.nan)
     truth_map = label_grid(truth.xs, truth.ys, truth.labels.astype(np.float32), shape, truth.size)
@@ -174,21 +182,33 @@ def compare_to_truth(result: SlideResult, truth: TruthTiles, threshold: float) -
         metrics = compute_metrics(truth.labels[analysed], tile_probs[analysed], threshold)
         metrics["idc_fraction_true"] = float(truth.labels[analysed].mean())
         metrics["idc_fraction_pred"] = float(said[analysed].mean())
+        judged = ~np.isnan(pred_map)
+        true_area = (truth_map >= 0.5) if truth_area is None else truth_area
+        metrics["dice_area"] = dice(true_area & judged, pred_map >= 0.5)
     return SlideComparison(
         tile_probs, truth_map, pred_map, outcome_map(truth_map, pred_map), metrics, int((~analysed).sum())
     )
 
 
-def _area_means(values: np.ndarray, xs: np.ndarray, ys: np.ndarray, size: int) -> np.ndarray:
-    """NaN-aware mean of `values` over each size x size square at (x, y), via integral images."""
-    valid = ~np.isnan(values)
-    height, width = values.shape
-    sums = cv2.integral(np.where(valid, values, 0.0).astype(np.float64))
-    counts = cv2.integral(valid.astype(np.uint8))
-    y0, x0 = np.clip(ys, 0, height), np.clip(xs, 0, width)
-    y1, x1 = np.clip(ys + size, 0, height), np.clip(xs + size, 0, width)
-    total = sums[y1, x1] - sums[y0, x1] - sums[y1, x0] + sums[y0, x0]
-    count = counts[y1, x1] - counts[y0, x1] - counts[y1, x0] + counts[y0, x0]
-    out = np.full(len(xs), np.nan, dtype=np.float32)
-    np.divide(total, count, out=out, where=count > 0, casting="unsafe")
-    return out
+def dice(truth: np.ndarray, predicted: np.ndarray) -> float | None:
+    """2 |truth & predicted| / (|truth| + |predicted|) of two bool masks; None when both are empty."""
+    total = int(truth.sum()) + int(predicted.sum())
+    return 2 * int((truth & predicted).sum()) / total if total else None
+
+
+SLIDE_METRICS = ("balanced_accuracy", "recall", "specificity", "roc_auc", "f1", "dice_area", "accuracy", "precision",
+                 "n_patches", "n_idc", "idc_fraction_true", "idc_fraction_pred", "threshold")
+
+
+def truth_summary(result: SlideResult, truth: TruthTiles, tile_threshold: float, *,
+                  truth_area: np.ndarray | None = None) -> dict[str, Any]:
+    """The slide's metrics against its truth, as summary.json keeps them: "tile_scores" (each tile's own P(IDC) at
+    the model's `tile_threshold`) and, when the result is context-aware (result.probs_tile), "with_neighbours" (its
+    P(IDC) at its own threshold); each holds SLIDE_METRICS (None when no truth tile was analysed)."""
+    def picked(scored: SlideResult, threshold: float) -> dict[str, Any] | None:
+        metrics = compare_to_truth(scored, truth, threshold, truth_area=truth_area).metrics
+        return None if metrics is None else {key: metrics[key] for key in SLIDE_METRICS}
+
+    alone = result if result.probs_tile is None else replace(result, probs=result.probs_tile, probs_tile=None)
+    return {"tile_scores": picked(alone, tile_threshold),
+            "with_neighbours": picked(result, result.threshold) if result.probs_tile is not None else None}
