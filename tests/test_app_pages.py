@@ -508,7 +508,7 @@ def test_classify_shows_uncertainty_and_filters_the_uncertain_patches(small_data
     at.toggle(key="classify_measure").set_value(False).run()  # off: classified again, without the columns
     no_traceback(at)
     assert "uncertainty" not in at.dataframe[0].value.columns
-    assert {m.label: m.value for m in at.metric}["Uncertain"] == "not measured"
+    assert {m.label: m.value for m in at.metric}["Uncertain"] == "off"
 
 
 def test_evaluation_shows_reliability_and_a_referral_curve_that_follows_the_threshold(unsure_root, monkeypatch):
