@@ -138,7 +138,8 @@ def test_classify_zip_and_slide_sized_image(small_data):
     at.button(key="classify_to_slide").click().run()
     no_traceback(at)
     assert at.title[0].value == "Analyse a slide"
-    assert at.radio(key="slide_source").value == "From Classify patches"
+    source = at.radio(key="slide_source")
+    assert source.value == "Handed over" and source.options[source.index] == "From Classify patches"
 
 
 def test_every_slide_sized_upload_can_be_sent_to_the_slide_page():
