@@ -59,7 +59,10 @@ def dashboard_figures(report: dict[str, Any], threshold: float) -> dict[str, Any
     return figures
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+# st.cache_resource, not st.cache_data: cache_data pickles, and unpickling a plotly figure builds and validates it
+# again, which cost as much as making it (bench/bench_evaluation_page.py). The figures are shared by every session
+# and never changed: st.plotly_chart only reads them (Figure.to_dict).
+@st.cache_resource(max_entries=32, show_spinner=False)
 def held_out_figures(folder: str, metrics_mtime: float, threshold: float, _report: dict[str, Any]) -> dict[str, Any]:
     """dashboard_figures of a model folder's metrics.json (`_report`), made once per folder, version of the file
     and threshold for every session: building them (and the referral curves) was most of the page's time."""
@@ -138,7 +141,7 @@ def calibration_and_referral(report: dict[str, Any], charts: dict[str, Any], key
                    "uncertainty' in the next tab to measure it on your labelled data)."))
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)  # as held_out_figures
 def training_figure(folder: str, history_mtime: float, _history: dict[str, Any]) -> Any:
     """The training curves of a model folder's history.json (`_history`), made once per version of the file."""
     return history_figure(_history)

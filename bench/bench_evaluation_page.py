@@ -1,6 +1,6 @@
 """The Evaluation page in a browser: from opening it to its held-out dashboard drawn, and a threshold move.
 
-    python bench/bench_evaluation_page.py [--repeat 3]
+    python bench/bench_evaluation_page.py [--repeat 3] [--no-browser]
 
 One `streamlit run app.py` (127.0.0.1, a free port) and a headless Chromium (Playwright, /usr/bin/chromium). The
 model is loaded first (the Classify page), so no model loading is timed. Then, each in a new browser session:
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import common
 from bench_startup import TIMEOUT_S, _browser, _free_port, _wait_ok
@@ -57,7 +58,7 @@ def script_times(repeat: int) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
     times = []
-    for _ in range(repeat + 1):
+    for _ in range(repeat + 1):  # one session each
         at = AppTest.from_file(str(common.REPO / "app.py"), default_timeout=TIMEOUT_S).run()  # loads the model
         at.switch_page("app_pages/evaluation.py")
         start = time.perf_counter()
@@ -65,14 +66,27 @@ def script_times(repeat: int) -> dict[str, float]:
         times.append(time.perf_counter() - start)
         if at.exception:
             raise SystemExit(f"the evaluation page failed: {at.exception[0].value}")
-    return {"script_first_s": times[0], "script_again_s": statistics.median(times[1:])}
+    return {"script_first_s": times[0], "script_again_s": statistics.median(times[1:]), "script_runs": times}
 
 
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3, help="later visits and threshold moves timed (median)")
+    p.add_argument("--no-browser", action="store_true", help="time the page's script alone")
     args = p.parse_args()
     started = time.time()
+    row = {} if args.no_browser else browser_times(args.repeat)
+    os.environ["IDC_MODELS_DIR"] = str(common.MODELS)
+    row.update(script_times(args.repeat))
+    common.print_table("Evaluation page, seconds (models/DEFAULT)", [row],
+                       [("first_s", "first visit", ".2f"), ("again_s", "later visit (median)", ".2f"),
+                        ("threshold_s", "threshold move (median)", ".2f"),
+                        ("script_first_s", "script, first", ".2f"), ("script_again_s", "script, later", ".2f")])
+    common.write_json(args.out, "evaluation_page", row, quick=args.quick, started=started)
+
+
+def browser_times(repeat: int) -> dict[str, Any]:
+    """first_s, again_s and threshold_s (see the module's docstring), with their runs."""
     manager, browser = _browser(True)
     if browser is None:
         raise SystemExit("needs the playwright package and Chromium")
@@ -93,7 +107,7 @@ def main() -> None:
             tab = browser.new_page(viewport={"width": 1400, "height": 2400})
             first = _visit(tab, url)
             again, moves = [], []
-            for _ in range(args.repeat):
+            for _ in range(repeat):
                 tab.close()
                 tab = browser.new_page(viewport={"width": 1400, "height": 2400})
                 again.append(_visit(tab, url))
@@ -106,15 +120,8 @@ def main() -> None:
                 server.kill()
             browser.close()
             manager.stop()
-    os.environ["IDC_MODELS_DIR"] = str(common.MODELS)
-    row = {"first_s": first, "again_s": statistics.median(again), "threshold_s": statistics.median(moves),
-           **script_times(args.repeat)}
-    common.print_table("Evaluation page, seconds (models/DEFAULT)", [row],
-                       [("first_s", "first visit", ".2f"), ("again_s", "later visit (median)", ".2f"),
-                        ("threshold_s", "threshold move (median)", ".2f"),
-                        ("script_first_s", "script, first", ".2f"), ("script_again_s", "script, later", ".2f")])
-    common.write_json(args.out, "evaluation_page", {**row, "again_runs": again, "threshold_runs": moves},
-                      quick=args.quick, started=started)
+    return {"first_s": first, "again_s": statistics.median(again), "threshold_s": statistics.median(moves),
+            "again_runs": again, "threshold_runs": moves}
 
 
 if __name__ == "__main__":
