@@ -476,7 +476,8 @@ def test_the_grad_cam_reading_of_a_slide_tile_uses_its_own_score_with_neighbouri
 
 
 def test_the_inspected_tile_stays_when_a_scoring_setting_changes(page, app_url):
-    """Measuring the uncertainty scores the slide again (as Otsu's threshold or a scale would): the tile stays."""
+    """A higher minimum tissue per tile scores the slide again (as Otsu's threshold, the uncertainty or a scale
+    would): the tile typed stays inspected."""
     page.goto(f"{app_url}/slide")
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
     _settle(page)
@@ -493,12 +494,14 @@ def test_the_inspected_tile_stays_when_a_scoring_setting_changes(page, app_url):
         page.get_by_label(label).first.press("Enter")
         _settle(page)
     page.get_by_text(f"tile at x={target[0] - 25}, y={target[1] - 25}").first.wait_for()
+    tissue = _metric(page, "Tissue tiles")
     page.get_by_text("Tiling and tissue detection").first.click()
-    setting = page.locator("[data-testid='stCheckbox']", has_text="Measure uncertainty").first
-    setting.wait_for(state="visible")  # the expander has opened
-    setting.locator("input").first.check(force=True)  # the slide is scored again, with the uncertainty
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')].some(m => "
-                           "m.innerText.includes('Uncertain tissue') && !m.innerText.includes('off'))")
+    thumb = page.locator("[data-testid='stSlider']", has_text="Min. tissue per tile").get_by_role("slider").first
+    thumb.wait_for(state="visible")  # the expander has opened
+    thumb.focus()
+    thumb.press("ArrowRight")  # 0.10 -> 0.15: the slide is scored again, a few edge tiles fewer
+    page.wait_for_function("t => [...document.querySelectorAll('[data-testid=stMetric]')].some(m => "
+                           "m.innerText.includes('Tissue tiles') && !m.innerText.includes(t))", arg=tissue)
     _settle(page)
     assert [_number_input(page, "x (px)"), _number_input(page, "y (px)")] == target
     assert page.get_by_text(f"tile at x={target[0] - 25}, y={target[1] - 25}").first.is_visible()
