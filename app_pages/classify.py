@@ -18,11 +18,12 @@ from ui.explanations import FLAT, cam_reading, is_flat
 from ui.figures import confusion_figure, thumbnails_figure
 from ui.models import require_model, uncertainty_help
 from ui.state import KEEP, threshold_follows
-from ui.uploads import SLIDE_HINT, expand_uploads, prediction_rows, skip_duplicates
+from ui.uploads import SLIDE_HINT, expand_uploads, prediction_rows, shown_rows, skip_duplicates
 from ui.widgets import IMAGE_TYPES, csv_download, enlarge, percent, progress_bar, uploads_to_items, user_errors
 
 THUMBS_PER_PAGE = 120
 S = "classify_"  # session-state prefix of this page
+TITLE = "Classify patches"
 NO_IDC = CLASS_NAMES[0]
 
 
@@ -63,7 +64,7 @@ def select_from_thumbnails() -> None:
         st.session_state[S + "selected"] = st.session_state[S + "thumb_items"][points[0]["point_index"]]
 
 
-st.title("Classify patches")
+st.title(TITLE)
 st.caption(DISCLAIMER)
 st.caption("Each patch is scored alone, with no neighbouring tiles (the slide page can use a tile's neighbours).")
 model = require_model()
@@ -108,9 +109,10 @@ uncertain = [item for item in predicted if item.uncertain]
 cols = st.columns(5)
 cols[0].metric("Patches classified", f"{len(predicted):,}")
 cols[1].metric("Predicted IDC", f"{n_idc:,}", help="P(IDC) at or above the threshold")
-cols[2].metric("Uncertain", f"{len(uncertain):,}" if result.measured_uncertainty else "not measured",
+cols[2].metric("Uncertain", f"{len(uncertain):,}" if result.measured_uncertainty else "off",
                help="Patches whose uncertainty is above the model's cut: as unsure as the least sure 20% of its "
-                    "validation patches. Read their prediction with care; a pathologist should look at them.")
+                    "validation patches. Read their prediction with care; a pathologist should look at them. "
+                    "'off': not measured, turn on 'Measure uncertainty' above.")
 cols[3].metric("Not usable", f"{len(result.failed):,}")
 cols[4].metric("Slide-sized images", f"{len(result.slides):,}")
 
@@ -128,7 +130,7 @@ if result.slides:
     big = c1.selectbox(f"{len(result.slides)} slide-sized image(s): larger than a patch, not squashed into 50x50",
                        list(notes), key=S + "slide_choice", format_func=lambda n: f"{n} ({notes[n]}: {SLIDE_HINT})")
     if c2.button("Analyse as slide", key=S + "to_slide", icon=":material/biotech:"):
-        handoff.send("slide", big, st.session_state[S + "slides"][big])
+        handoff.send("slide", big, st.session_state[S + "slides"][big], sender=TITLE)
 
 batch = result.batch_metrics(threshold)
 if batch is not None:
@@ -142,13 +144,13 @@ if batch is not None:
 
 st.subheader("Predictions")
 rows = prediction_rows(result, threshold)
-shown_rows = list(range(len(rows)))
+in_table = list(range(len(rows)))  # the rows in the table, by index into rows
 if result.measured_uncertainty and st.checkbox("Show uncertain patches only", key=S + "only_uncertain",
                                                 persist_state=KEEP):
-    shown_rows = [i for i, item in enumerate(result.items) if item.uncertain]
-st.session_state[S + "table_items"] = shown_rows
+    in_table = [i for i, item in enumerate(result.items) if item.uncertain]
+st.session_state[S + "table_items"] = in_table
 st.dataframe(
-    pd.DataFrame([rows[i] for i in shown_rows], columns=list(rows[0]) if rows else None), key=S + "table",
+    pd.DataFrame(shown_rows([rows[i] for i in in_table]), columns=list(rows[0]) if rows else None), key=S + "table",
     on_select=select_from_table, selection_mode="single-row", hide_index=True,
     column_config={"p_idc": st.column_config.ProgressColumn("P(IDC)", min_value=0.0, max_value=1.0, format="%.3f"),
                    "uncertainty": st.column_config.NumberColumn("Uncertainty", format="%.3f",
@@ -201,4 +203,4 @@ if selected is not None and selected < len(result.items) and result.items[select
                    if item.true_label is not None else "")
                 + (f"  \n_{item.note}_" if item.note else ""))
     if c3.button("Explain this patch (Grad-CAM++, layers)", icon=":material/visibility:", key=S + "to_explain"):
-        handoff.send("explain", item.name, encode_png(patch))
+        handoff.send("explain", item.name, encode_png(patch), sender=TITLE)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from idc_core.inference.uncertainty import decision_uncertainty
+from idc_core.model.folder import HISTORY_FILE, METRICS_FILE
 from idc_core.stats.curves import operating_point
 from idc_core.stats.metrics import confidence_uncertainty, referral_curve
 from idc_core.workflows.evaluate import evaluate_model
@@ -24,16 +27,53 @@ from ui.figures import (
     report_table,
     roc_figure,
 )
-from ui.models import require_model, uncertainty_help, uncertainty_label
+from ui.models import evaluated_on, require_model, uncertainty_help, uncertainty_label
 from ui.widgets import csv_download, percent, progress_bar, user_errors
 
 S = "evaluation_"
 
 
-def dashboard(report: dict[str, Any], key: str) -> None:
-    """Headline metrics, live threshold, confusion matrix, ROC/PR curves, report and per-patient table."""
+def dashboard_figures(report: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """The dashboard's charts at `threshold`: "cm", and "roc", "pr", "reliability", "referral" where the report
+    holds their data."""
+    point = operating_point(report, threshold)
+    figures = {"cm": confusion_figure(point["confusion_matrix"], f"Confusion matrix at {point['threshold']:.3f}")}
+    if report.get("roc_curve") is not None:
+        figures["roc"] = roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"]))
+        figures["pr"] = pr_figure(report["pr_curve"], report["pr_auc"], (point["recall"], point["precision"]),
+                                  report["n_idc"] / report["n_patches"])
+    if report.get("calibration"):
+        figures["reliability"] = reliability_figure(report["calibration"], report.get("calibration_before"))
+    scores, measured = report.get("scores"), report.get("uncertainty")
+    if report.get("calibration") and scores and measured:
+        label, prob = np.asarray(scores["label"]), np.asarray(scores["prob"])
+        method = measured["method"]
+        spread = (confidence_uncertainty(prob, threshold) if scores.get("logit_mean") is None
+                  else decision_uncertainty(np.asarray(scores["logit_mean"]), np.asarray(scores["logit_std"]),
+                                            threshold))
+        curves = {f"{uncertainty_label(method)} (the model's)": referral_curve(label, prob, spread, threshold)}
+        if method != "confidence":
+            plain = confidence_uncertainty(prob, threshold)
+            curves[uncertainty_label("confidence")] = referral_curve(label, prob, plain, threshold)
+        figures["referral"] = referral_figure(curves, threshold)
+    return figures
+
+
+# st.cache_resource, not st.cache_data: cache_data pickles, and unpickling a plotly figure builds and validates it
+# again, which cost as much as making it (bench/bench_evaluation_page.py). The figures are shared by every session
+# and never changed: st.plotly_chart only reads them (Figure.to_dict).
+@st.cache_resource(max_entries=32, show_spinner=False)
+def held_out_figures(folder: str, metrics_mtime: float, threshold: float, _report: dict[str, Any]) -> dict[str, Any]:
+    """dashboard_figures of a model folder's metrics.json (`_report`), made once per folder, version of the file
+    and threshold for every session: building them (and the referral curves) was most of the page's time."""
+    return dashboard_figures(_report, threshold)
+
+
+def dashboard(report: dict[str, Any], key: str, figures: Callable[[float], dict[str, Any]]) -> None:
+    """Headline metrics, live threshold, confusion matrix, ROC/PR curves, report and per-patient table;
+    `figures(threshold)`: dashboard_figures of this report (cached for a model's own metrics)."""
     st.markdown(f"**{report['n_patches']:,} patches** ({report['n_idc']:,} IDC)"
-                + (f" · {report['evaluated_on']}" if report.get("evaluated_on") else ""))
+                + (f" · {evaluated_on(report)}" if report.get("evaluated_on") else ""))
     k = st.columns(5)
     k[0].metric("Balanced accuracy", percent(report["balanced_accuracy"]))
     k[1].metric("ROC AUC", f"{report['roc_auc']:.3f}" if report.get("roc_auc") is not None else "n/a")
@@ -51,9 +91,9 @@ def dashboard(report: dict[str, Any], key: str) -> None:
                               key=key + "threshold",
                               help="Moves the operating point: the confusion matrix and the metrics follow.")
         point = operating_point(report, threshold)
+    charts = figures(point["threshold"])
     left, right = st.columns([2, 3])
-    left.plotly_chart(confusion_figure(point["confusion_matrix"], f"Confusion matrix at {point['threshold']:.3f}"),
-                      key=key + "cm")
+    left.plotly_chart(charts["cm"], key=key + "cm")
     with right:
         m = st.columns(4)
         m[0].metric("Precision", percent(point["precision"]))
@@ -65,11 +105,9 @@ def dashboard(report: dict[str, Any], key: str) -> None:
                        "approximation between them.")
     if report.get("roc_curve") is not None:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(roc_figure(report["roc_curve"], report["roc_auc"], (point["fpr"], point["tpr"])),
-                        key=key + "roc")
-        c2.plotly_chart(pr_figure(report["pr_curve"], report["pr_auc"], (point["recall"], point["precision"]),
-                                  report["n_idc"] / report["n_patches"]), key=key + "pr")
-    calibration_and_referral(report, point["threshold"], key)
+        c1.plotly_chart(charts["roc"], key=key + "roc")
+        c2.plotly_chart(charts["pr"], key=key + "pr")
+    calibration_and_referral(report, charts, key)
     accuracy = report_accuracy(report["classification_report"])
     st.markdown("**Classification report** (at the model's threshold)"
                 + (f" · overall accuracy {accuracy:.4f}" if accuracy is not None else ""))
@@ -81,29 +119,19 @@ def dashboard(report: dict[str, Any], key: str) -> None:
         csv_download(report["per_patient"], "per_patient.csv", "Download per-patient table (CSV)", key=key + "csv")
 
 
-def calibration_and_referral(report: dict[str, Any], threshold: float, key: str) -> None:
-    """The reliability diagram, and the referral curve at the live threshold when per-patch uncertainty is stored."""
+def calibration_and_referral(report: dict[str, Any], charts: dict[str, Any], key: str) -> None:
+    """The reliability diagram, and the referral curve at the live threshold when per-patch uncertainty is stored
+    (`charts`: dashboard_figures)."""
     if not report.get("calibration"):
         return
     st.markdown("**Calibration and uncertainty**")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(reliability_figure(report["calibration"], report.get("calibration_before")),
-                    key=key + "reliability")
+    c1.plotly_chart(charts["reliability"], key=key + "reliability")
     c1.caption("ECE: the expected calibration error, the patch-weighted mean gap between the IDC rate and the mean "
                "score over 10 equal-width score bins. Brier score "
                f"{report['calibration']['brier']:.3f} (mean squared error of P(IDC)).")
-    scores, measured = report.get("scores"), report.get("uncertainty")
-    if scores and measured:
-        label, prob = np.asarray(scores["label"]), np.asarray(scores["prob"])
-        method = measured["method"]
-        spread = (confidence_uncertainty(prob, threshold) if scores.get("logit_mean") is None
-                  else decision_uncertainty(np.asarray(scores["logit_mean"]), np.asarray(scores["logit_std"]),
-                                            threshold))
-        curves = {f"{uncertainty_label(method)} (the model's)": referral_curve(label, prob, spread, threshold)}
-        if method != "confidence":
-            plain = confidence_uncertainty(prob, threshold)
-            curves[uncertainty_label("confidence")] = referral_curve(label, prob, plain, threshold)
-        c2.plotly_chart(referral_figure(curves, threshold), key=key + "referral")
+    if "referral" in charts:
+        c2.plotly_chart(charts["referral"], key=key + "referral")
         c2.caption("Each point refers the given share of patches, least sure first, to a pathologist and classifies "
                    "the rest at the threshold above: a useful uncertainty climbs faster than 'closeness to the "
                    "threshold'.")
@@ -111,6 +139,17 @@ def calibration_and_referral(report: dict[str, Any], threshold: float, key: str)
         c2.info("No per-patch uncertainty in this report: the referral curve needs it (turn on 'Measure "
                 + ("uncertainty' above and evaluate again)." if key == S + "upload_" else
                    "uncertainty' in the next tab to measure it on your labelled data)."))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)  # as held_out_figures
+def training_figure(folder: str, history_mtime: float, _history: dict[str, Any]) -> Any:
+    """The training curves of a model folder's history.json (`_history`), made once per version of the file."""
+    return history_figure(_history)
+
+
+def file_time(path: Path) -> float:
+    """A file's modification time (0 for a missing file): the version of a model's JSON in a cache key."""
+    return path.stat().st_mtime if path.is_file() else 0.0
 
 
 PATIENT_COLUMNS = {
@@ -149,10 +188,12 @@ with held_out:
     if model.metrics is None:
         st.info(f"{model.path} has no metrics.json: evaluate it on labelled data in the next tab.")
     else:
-        dashboard(model.metrics, S + "model_")
+        dashboard(model.metrics, S + "model_", lambda t: held_out_figures(
+            str(model.path), file_time(model.path / METRICS_FILE), t, model.metrics))
     if model.history:
         st.subheader("Training curves")
-        st.plotly_chart(history_figure(model.history), key=S + "history")
+        st.plotly_chart(training_figure(str(model.path), file_time(model.path / HISTORY_FILE), model.history),
+                        key=S + "history")
 
 with yours:
     st.markdown("Upload a **.zip in the dataset layout** (`<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<C>.png`). "
@@ -182,4 +223,4 @@ with yours:
                        f"({', '.join(seen[:10])}{'…' if len(seen) > 10 else ''}): "
                        "these numbers are not held-out results.")
         left_out_files(report["data"])
-        dashboard(report, S + "upload_")
+        dashboard(report, S + "upload_", lambda t: dashboard_figures(report, t))

@@ -81,7 +81,8 @@ if row.error:
     st.stop()
 if row.is_slide:
     st.warning(f"{row.name} is {row.note}: {SLIDE_HINT}.")
-    st.page_link("app_pages/slide.py", label="Open the slide page", icon=":material/biotech:")
+    if st.button("Open the slide page", icon=":material/biotech:", key=S + "to_slide"):
+        handoff.send("slide", item[0], item[1], sender="Explain")
     st.stop()
 
 patch = row.patch

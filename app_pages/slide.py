@@ -15,6 +15,7 @@ from idc_core import CLASS_NAMES
 from idc_core.data.image_io import encode_png
 from idc_core.inference.gradcam import compute_heatmaps
 from idc_core.workflows.slide_analysis import (
+    SlideAnalysis,
     SlideOptions,
     read_scaled_slide,
     read_tile_at_full_resolution,
@@ -34,6 +35,7 @@ from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLI
 from ui.annotations import annotation_controls, server_annotations
 from ui.explanations import FLAT, cam_reading, is_flat
 from ui.figures import display_jpeg, outline_box, slide_figure
+from ui.inspector import inspector_start, level0_point
 from ui.memo import clear_memos, session_memo
 from ui.models import require_model, uncertainty_help
 from ui.slide_sources import SLIDES_DIR_ENV, server_slide_path, server_slides, slides_dir, upload_path
@@ -42,7 +44,7 @@ from ui.widgets import IMAGE_TYPES, csv_download, enlarge, page_words, percent, 
 
 S = "slide_"
 SAMPLE, PATIENT, UPLOAD, SERVER, HANDOFF = ("Sample slide", "Sample patient (zip, with ground truth)", "Upload",
-                                            "Slides folder (server)", "From Classify patches")
+                                            "Slides folder (server)", "Handed over")  # shown as "From <page>"
 # views of the current result, cleared whenever the result changes, so their keys are the view settings alone
 MEMOS = (S + "memo_figure", S + "memo_truth", S + "memo_truth_image", S + "memo_mask", S + "memo_full",
          S + "memo_annotations")
@@ -151,7 +153,8 @@ handed, is_new = handoff.receive("slide")
 sources = [SAMPLE, PATIENT, UPLOAD] + ([SERVER] if server_root else []) + ([HANDOFF] if handed is not None else [])
 if is_new:
     st.session_state[S + "source"] = HANDOFF
-source = st.radio("Slide", sources, horizontal=True, key=S + "source", persist_state=KEEP)
+source = st.radio("Slide", sources, horizontal=True, key=S + "source", persist_state=KEEP,
+                  format_func=lambda s: f"From {handoff.sender('slide')}" if s == HANDOFF else s)
 if source == UPLOAD:
     fresh = st.file_uploader("A whole-slide file (Aperio .svs, Hamamatsu .ndpi, Leica .scn, tiled TIFF, DICOM, ...), "
                              "an image of a slide region (PNG, JPEG, TIFF), or a .zip of one patient's folder in the "
@@ -189,15 +192,17 @@ with st.expander("Tiling and tissue detection", expanded=False):
     threshold_used = c2.empty()  # filled once this run's result exists: the value used, never the previous one
 tissue_threshold = None if auto else float(manual)
 
-mpp_override = None
+mpp_override: float | None = None
 with st.expander("Scale (microns per pixel)", expanded=source in (UPLOAD, SERVER)):
     st.caption(f"The model sees tissue at **{model.config.mpp:g} µm/px** (the scale it was trained at); every "
                "slide is resampled to it. Whole-slide files say their own scale; a plain image does not.")
-    if st.checkbox("Set the slide's microns per pixel myself", value=False, key=S + "mpp_set", persist_state=KEEP,
-                   help="Needed for a pyramid file that carries no scale; for a plain image the model's own "
-                        "scale is assumed unless you set it here."):
-        mpp_override = st.number_input("Microns per pixel of the slide (level 0)", 0.05, 100.0,
-                                       float(model.config.mpp), 0.05, format="%.3f", key=S + "mpp", persist_state=KEEP)
+    mpp_set = st.checkbox("Set the slide's microns per pixel myself", value=False, key=S + "mpp_set",
+                          persist_state=KEEP, help="Needed for a pyramid file that carries no scale; for a plain image "
+                                                   "the model's own scale is assumed unless you set it here.")
+    if mpp_set:  # empty until typed: nothing is scored at a scale the user did not give
+        mpp_override = st.number_input("Microns per pixel of the slide (level 0)", 0.05, 100.0, None, 0.05,
+                                       format="%.3f", key=S + "mpp", persist_state=KEEP,
+                                       placeholder="e.g. 0.25 for a 40x scan, 0.5 for 20x")
     read_mode = st.selectbox(
         "Pyramid level read", READ_MODES, key=S + "read_mode", format_func=READ_MODE_LABELS.get, persist_state=KEEP,
         help="Scanner files store every level as JPEG. A model that never saw JPEG under-calls IDC on it; reading a "
@@ -215,6 +220,10 @@ if chosen is None:
         source, "The bundled sample is missing from assets/."))
     st.stop()
 name, path, truth_csv, known_scale = chosen
+if mpp_set and mpp_override is None:
+    st.info("Type the slide's microns per pixel under **Scale** to score it at that scale (or untick "
+            "**Set the slide's microns per pixel myself**).")
+    st.stop()
 mpp = mpp_override if mpp_override is not None else (model.config.mpp if known_scale else None)
 mpp_source = known_scale if mpp_override is None else USER_SCALE
 options = SlideOptions(mpp=mpp, stride=stride, tissue_threshold=tissue_threshold, min_tissue=min_tissue,
@@ -222,6 +231,10 @@ options = SlideOptions(mpp=mpp, stride=stride, tissue_threshold=tissue_threshold
 file_key = (name, str(path), path.stat().st_size, mpp, str(model.path), read_mode)
 settings = (*file_key, options)
 if st.session_state.get(S + "settings") != settings:
+    kept = None  # the point the inspector shows, in level-0 pixels, kept across a re-scoring of the same file
+    if (st.session_state.get(S + "input_key") or ())[:3] == file_key[:3] and S + "x" in st.session_state:
+        kept = level0_point(st.session_state[S + "x"], st.session_state[S + "y"],
+                            st.session_state[S + "scale"][0].level0_per_model_pixel)
     st.session_state.pop(S + "result", None)
     clear_memos(*MEMOS)
     with user_errors(f"Reading {name}", name):
@@ -244,8 +257,9 @@ if st.session_state.get(S + "settings") != settings:
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
-        if result.n_tissue:  # start the tile inspector on the most suspicious tile
-            st.session_state[S + "x"], st.session_state[S + "y"] = result.tile_centre(int(np.nanargmax(result.probs)))
+        if result.n_tissue:  # the user's tile while it still exists, else the most suspicious one
+            st.session_state[S + "x"], st.session_state[S + "y"] = inspector_start(
+                result, st.session_state[S + "scale"][0].level0_per_model_pixel, kept)
 result: SlideResult | None = st.session_state.get(S + "result")
 if result is None:
     st.stop()
@@ -305,6 +319,8 @@ m[0].metric("Tiles", f"{len(result.coords):,}", help=f"{stride}-px stride over {
 m[1].metric("Tissue tiles", f"{result.n_tissue:,}", help=f"saturation threshold {result.tissue_threshold:.0f}")
 m[2].metric("IDC tiles", f"{n_idc:,}")
 m[3].metric("IDC area (of tissue)", percent(n_idc / result.n_tissue))
+area = SlideAnalysis(info, image, result, seconds=0.0)  # the areas in mm² as the command's summary.json gives them
+m[3].caption(f"{area.area_mm2(n_idc):.2f} mm² of {area.area_mm2(result.n_tissue):.2f} mm² tissue")
 m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.uncertain is not None else "off",
             help="Share of tissue tiles the model is unsure about (as unsure as its least sure 20% on validation); "
@@ -391,7 +407,9 @@ else:
                                           f"x={level0_x}, y={level0_y})")
     if tile in cams:
         p2.image(enlarge(blend(patch, cams[tile], alpha=0.45, cmap=cmap), 250), caption="Grad-CAM overlay")
-        p2.caption((f"{FLAT}. " if is_flat(cams[tile]) else "") + cam_reading(float(result.probs[tile]), threshold))
+        p2.caption((f"{FLAT}. " if is_flat(cams[tile]) else "") + (  # the map is the tile model's: its own score
+            cam_reading(float(result.probs_tile[tile]), model.config.threshold, (float(result.probs[tile]), threshold))
+            if result.probs_tile is not None else cam_reading(float(result.probs[tile]), threshold)))
     if finer:
         box = (level0_x, level0_y, level0_size)
         with user_errors("Reading the tile at full resolution"):

@@ -138,7 +138,8 @@ def test_classify_zip_and_slide_sized_image(small_data):
     at.button(key="classify_to_slide").click().run()
     no_traceback(at)
     assert at.title[0].value == "Analyse a slide"
-    assert at.radio(key="slide_source").value == "From Classify patches"
+    source = at.radio(key="slide_source")
+    assert source.value == "Handed over" and "From Classify patches" in source.options  # the sending page's title
 
 
 def test_every_slide_sized_upload_can_be_sent_to_the_slide_page():
@@ -508,7 +509,7 @@ def test_classify_shows_uncertainty_and_filters_the_uncertain_patches(small_data
     at.toggle(key="classify_measure").set_value(False).run()  # off: classified again, without the columns
     no_traceback(at)
     assert "uncertainty" not in at.dataframe[0].value.columns
-    assert {m.label: m.value for m in at.metric}["Uncertain"] == "not measured"
+    assert {m.label: m.value for m in at.metric}["Uncertain"] == "off"
 
 
 def test_evaluation_shows_reliability_and_a_referral_curve_that_follows_the_threshold(unsure_root, monkeypatch):

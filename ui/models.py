@@ -13,6 +13,7 @@ import streamlit as st
 
 from idc_core import CLASS_NAMES, __version__
 from idc_core.config import UncertaintySettings
+from idc_core.data.split import split_words
 from idc_core.errors import ModelError
 from idc_core.model.folder import (
     MODEL_FILE,
@@ -67,8 +68,8 @@ def sidebar_picker() -> None:
         if path is not None:
             try:
                 card = read_model_card(path)
-            except ModelError as exc:
-                st.error(str(exc))
+            except ModelError:
+                st.caption("No model card: this folder cannot be used (each page that needs the model says why).")
             else:
                 _render_card(card, path)
 
@@ -98,6 +99,13 @@ def require_model() -> LoadedModel:
     except ModelError as exc:
         st.error(f"The model could not be loaded: {exc}")
         st.stop()
+
+
+def evaluated_on(metrics: dict[str, Any]) -> str | None:
+    """What a metrics.json says its numbers were measured on, its split said once (files written before
+    split_words said "(patient (fixed test patients) split)")."""
+    text, mode = metrics.get("evaluated_on"), (metrics.get("split") or {}).get("mode")
+    return text.replace(f"({mode} split)", f"({split_words(mode)})") if text and mode else text
 
 
 UNCERTAINTY_NAMES = {  # method: (short label, for charts; how it is measured, with {label} and {samples} filled in)
@@ -174,7 +182,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             st.markdown(f"**Uncertainty** {uncertainty_help(UncertaintySettings.from_dict(config['uncertainty']))}")
         if metrics:
             st.markdown(
-                f"**Held-out metrics** ({metrics.get('evaluated_on', 'test split')})  \n"
+                f"**Held-out metrics** ({evaluated_on(metrics) or 'test split'})  \n"
                 f"balanced accuracy {percent(metrics.get('balanced_accuracy'))} · "
                 f"F1 {percent(metrics.get('f1'))} · ROC AUC "
                 + (f"{metrics['roc_auc']:.3f}" if metrics.get("roc_auc") is not None else "n/a")

@@ -59,6 +59,17 @@ def skip_duplicates(items: Iterable[tuple[str, bytes | IDCError]]) -> tuple[list
     return kept, repeats
 
 
+TEXT_COLUMNS = ("predicted", "true", "correct", "note", "error")
+
+
+def shown_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """prediction_rows as the page's table shows them: a missing label, correctness, note or error blank (the
+    table would print "None"), correctness as yes / no."""
+    words = {True: "yes", False: "no", None: ""}
+    return [{**row, **{key: words[row[key]] if key == "correct" else (row[key] or "")
+                       for key in TEXT_COLUMNS if key in row}} for row in rows]
+
+
 def prediction_rows(result: ClassifyResult, threshold: float | None = None) -> list[dict[str, Any]]:
     """Table rows (also the CSV): file, P(IDC), the threshold, predicted and true label, correct, note, error;
     and uncertainty and uncertain when they were measured."""

@@ -39,6 +39,13 @@ class Split:
         }
 
 
+def split_words(mode: str) -> str:
+    """A split's mode as the words after "test split": "patient" -> "patient split", "patient (fixed test
+    patients)" -> "patient split, fixed test patients"."""
+    base, _, detail = mode.partition(" (")
+    return f"{base} split" + (f", {detail.removesuffix(')')}" if detail else "")
+
+
 def _make_split(mode: str, records: Sequence[PatchRecord], indices: dict[str, np.ndarray],
                 unused: Sequence[str] = ()) -> Split:
     patients, fractions = {}, {}

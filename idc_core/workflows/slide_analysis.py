@@ -165,7 +165,7 @@ def read_scaled_slide(path: str | Path, *, model_mpp: float, mpp: float | None =
     with open_slide(path, model_mpp=model_mpp, mpp=mpp, name=name, mpp_source=mpp_source) as reader:
         read = reader.choose_level(model_mpp, read_mode, jpeg_trained)
         image = reader.read_at_mpp(model_mpp, progress, read.level)
-        warnings = [reader.scale.warning] if reader.scale.warning else []
+        warnings = reader.scale_warnings()
         return ScaledSlide(image, reader.describe(model_mpp, read), warnings, getattr(reader, "source", None))
 
 
@@ -188,7 +188,7 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
     LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping each tile's own score as
     result.probs_tile."""
     started = time.perf_counter()
-    warnings = [reader.scale.warning] if reader.scale.warning else []
+    warnings = reader.scale_warnings()
     read = reader.choose_level(model_mpp, options.read_mode, jpeg_trained)
     image = reader.read_at_mpp(model_mpp, level=read.level)
     result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,

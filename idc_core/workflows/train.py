@@ -36,6 +36,7 @@ from idc_core.data.split import (
     split_by_patient,
     split_published,
     split_with_test_patients,
+    split_words,
 )
 
 FINE_TUNE_BLOCKS = 1
@@ -312,7 +313,7 @@ def _held_out_metrics(
     else:
         metrics = compute_metrics(test_y, predict_patches(model, test_x), threshold, patients=patients)
     metrics["evaluated_on"] = (
-        f"test split ({split.mode} split): {len(split.patients['test'])} patients, "
+        f"test split ({split_words(split.mode)}): {len(split.patients['test'])} patients, "
         f"{len(test_y)} patches, none used for training, for choosing the threshold or for fitting a calibration"
     )
     metrics["split"] = split.describe()

@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -30,6 +30,8 @@ from idc_core.wsi.scale import (
     Scale,
     assumed_scale,
     check_mpp,
+    implausible_scale,
+    objective_power,
     overriding,
     require_scale,
     scale_from_properties,
@@ -107,6 +109,8 @@ class SlideReader:
     level_downsamples: tuple[float, ...]
     compression: str = "unknown"
     """How the pixels are stored, e.g. "JPEG Q=70" or "deflate": lossless ones are named in LOSSLESS."""
+    objective_power: float | None = None  # the scanner's objective power the file states (openslide.objective-power)
+    whole_slide: ClassVar[bool] = False  # a scanner's file (OpenSlide), not a plain image: its scale is checked
 
     def _read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         raise NotImplementedError
@@ -202,6 +206,12 @@ class SlideReader:
         mpp = self.scale.mpp * max(1.0, side / max_side)
         return self.read_at_mpp(min(mpp, 100.0))
 
+    def scale_warnings(self) -> list[str]:
+        """What every answer about this slide must say about its scale: how it was found (Scale.warning) and
+        whether it is implausible for the file (scale.implausible_scale)."""
+        doubt = implausible_scale(self.scale.mpp, whole_slide=self.whole_slide, objective_power=self.objective_power)
+        return [w for w in (self.scale.warning, doubt) if w]
+
     def describe(self, model_mpp: float, read: LevelChoice) -> SlideInfo:
         """Format, level-0 size, mpp and its source, and the level `read` (choose_level) at `model_mpp`: what every
         output states."""
@@ -229,6 +239,8 @@ class ArrayReader(SlideReader):
 class OpenSlideReader(SlideReader):
     """A whole-slide file that OpenSlide opens (.svs, .ndpi, .mrxs, .scn, tiled TIFF, DICOM, ...)."""
 
+    whole_slide = True
+
     def __init__(self, path: Path, name: str, explicit_mpp: float | None = None, missing: Scale | None = None) -> None:
         import openslide
 
@@ -250,7 +262,7 @@ class OpenSlideReader(SlideReader):
         super().__init__(name, f"{vendor} (OpenSlide)", (width, height), scale,
                          tuple((w, h) for w, h in self.slide.level_dimensions),
                          tuple(float(d) for d in self.slide.level_downsamples),
-                         _stored_compression(path, properties))
+                         _stored_compression(path, properties), objective_power(properties))
 
     def _read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         try:

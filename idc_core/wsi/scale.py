@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from idc_core.errors import SlideError
 
 MPP_RANGE = (0.05, 100.0)
+SCANNER_MPP_LIMIT = 2.0
+"""The coarsest level-0 scale a slide scanner writes (a 5x scan is about 2 um/px; 20x about 0.5, 40x about 0.25)."""
+POWER_TOLERANCE = 2.5
+"""How far a scale may stray from 10 / objective power before it is doubted (3DHistech's 20x is 0.24 um/px: 2.1x)."""
 USER_MPP_SOURCE = "given by the user (--mpp)"
 """The source of an explicit scale when its caller names none."""
 _MICRONS_PER_UNIT = {"centimeter": 1e4, "centimetre": 1e4, "inch": 25_400.0}
@@ -44,12 +48,34 @@ def check_mpp(value: object, name: str = "mpp") -> float:
     return mpp
 
 
+def implausible_scale(mpp: float, *, whole_slide: bool, objective_power: float | None = None) -> str | None:
+    """Why a level-0 scale looks wrong for the file, else None: a whole-slide (scanner) file coarser than
+    SCANNER_MPP_LIMIT, or a scale more than POWER_TOLERANCE times off the 10 / power its objective power implies."""
+    problems = []
+    if whole_slide and mpp > SCANNER_MPP_LIMIT:
+        problems.append(f"{mpp:g} µm/px at level 0 is implausible for a scanner file (scanners write at most about "
+                        f"{SCANNER_MPP_LIMIT:g} µm/px; 20x is about 0.5, 40x about 0.25)")
+    if objective_power is not None and objective_power > 0:
+        expected = 10.0 / objective_power
+        if max(mpp / expected, expected / mpp) > POWER_TOLERANCE:
+            problems.append(f"the slide was scanned at {objective_power:g}x, which gives about {expected:g} µm/px, "
+                            f"not {mpp:g}")
+    if not problems:
+        return None
+    return "; ".join(problems) + ": check the scale, the results of a wrong one are meaningless"
+
+
 def _number(properties: Mapping[str, str], key: str) -> float | None:
     try:
         value = float(properties[key])
     except (KeyError, TypeError, ValueError):
         return None
     return value if value > 0 else None
+
+
+def objective_power(properties: Mapping[str, str]) -> float | None:
+    """The objective power OpenSlide reads from a slide's metadata (openslide.objective-power), else None."""
+    return _number(properties, "openslide.objective-power")
 
 
 def scale_from_properties(properties: Mapping[str, str], explicit: float | None = None) -> Scale | None:
@@ -65,7 +91,7 @@ def scale_from_properties(properties: Mapping[str, str], explicit: float | None 
     if unit in _MICRONS_PER_UNIT and resolution is not None:
         mpp = _MICRONS_PER_UNIT[unit] / resolution
         return Scale(check_mpp(mpp, "tiff.XResolution"), f"TIFF resolution tags ({resolution:g} pixels per {unit})")
-    power = _number(properties, "openslide.objective-power")
+    power = objective_power(properties)
     if power is not None:
         return Scale(
             check_mpp(10.0 / power, "objective power"),
