@@ -26,11 +26,11 @@ from idc_core import PATCH_SIZE, Progress
 from idc_core.cli.options import (
     add_batch_size,
     add_model,
+    add_runtime,
     command_prog,
     error,
     follow,
-    import_tensorflow,
-    model_folder,
+    load_scoring_model,
     progress_bar,
     unit_interval,
 )
@@ -123,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="redo slides that are already done (a slide done with other settings or scales is "
                              "redone without it)")
+    add_runtime(parser)
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
                              "'ray://HOST:PORT' a remote one")
@@ -135,16 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.stride <= PATCH_SIZE:
         parser.error(f"--stride must be in 1..{PATCH_SIZE}, got {args.stride}")
-    import_tensorflow()
 
     from idc_core.errors import IDCError
-    from idc_core.model.folder import load_model_dir
     from idc_core.workflows.cohort import plan, read_slides_csv, score_in_process, write_slides_csv
     from idc_core.workflows.slide_analysis import SlideOptions, model_identity, names_slide
     from idc_core.wsi.reader import slide_files
 
     try:
-        loaded = load_model_dir(model_folder(args.model))
+        loaded = load_scoring_model(args)
     except IDCError as exc:
         return error(exc, 2)
     try:
@@ -192,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # Many slides run at once on a cluster: one bar over the tiles of all the slides started so far.
             with progress_bar(total=0, unit="tile", desc="tiles", leave=False) as tiles:
-                score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row, follow(tiles))
+                score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row, follow(tiles),
+                             runtime=args.runtime)
         else:
             score_in_process(todo, args.out, loaded, model_id, options, on_row, tile_bar)
     except IDCError as exc:

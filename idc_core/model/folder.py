@@ -19,6 +19,7 @@ from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
 from idc_core.model.lite import LiteScorer, verified_export
 from idc_core.model.scorer import KerasScorer, Scorer
+from idc_core.native_logs import import_tensorflow
 from idc_core.paths import models_root
 from idc_core.wsi.context import ContextSettings, read_context
 
@@ -131,6 +132,7 @@ def read_model_card(path: str | Path) -> dict:
 
 def load_keras_model(folder: str | Path, config: ModelConfig | None = None) -> keras.Model:
     """The checked Keras model of a model folder (imports TensorFlow); every problem is a ModelError naming it."""
+    import_tensorflow()  # without its lines about a GPU that is not there
     import keras
 
     import idc_core.model.builders  # noqa: F401  registers the custom layers for deserialization

@@ -19,6 +19,7 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.errors import ModelError
 from idc_core.model.scorer import Scorer
+from idc_core.native_logs import filtered_stderr
 
 if TYPE_CHECKING:
     import keras
@@ -49,7 +50,9 @@ class LiteScorer(Scorer):
 
         self.file = file
         try:
-            self._interpreter = Interpreter(model_content=content, num_threads=num_threads or default_threads())
+            with filtered_stderr():  # LiteRT's note, once per process, that it uses XNNPACK
+                self._interpreter = Interpreter(model_content=content, num_threads=num_threads or default_threads())
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{file!r} is not a valid TFLite model: {exc}") from exc
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
