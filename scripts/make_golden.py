@@ -12,8 +12,9 @@ input, P(IDC) with 6 decimals and the label at the model's threshold:
   does (its tiles.csv: x, y, size of each tissue tile in level-0 pixels, prob_idc, label, and prob_idc_tile
   when the model has a slide-context step)
 - sample_patient_8980.csv: the patient zip rebuilt as a slide from the x/y in its names, likewise
-- model.json: the model's threshold, mpp and the sha256 of every file in its folder, so that a failing
-  comparison can say whether the model changed or the code did.
+- model.json: the model's threshold, mpp, what scored it (runtime and file: the folder's verified TFLite export
+  run by LiteRT when it has one, else Keras, as the commands choose) and the sha256 of every file in its folder,
+  so that a failing comparison can say whether the model changed or the code did.
 
 The patches go through the `idc predict` command itself (idc_core.__main__.main, with --csv), the slides
 through workflows.slide_analysis.analyse_slide, what `idc slide` runs for each slide, without the heatmap and GeoJSON it
@@ -101,7 +102,7 @@ def _slide_rows(loaded) -> dict[str, str]:
     texts = {}
     for golden, name in SLIDE_INPUTS.items():
         with open_slide(ASSETS / name, model_mpp=loaded.config.mpp) as reader:
-            analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
+            analysis = analyse_slide(reader, loaded.scorer, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, context=loaded.context)
         texts[golden] = tiles_csv(analysis.result, analysis.level0_boxes())
     return texts
@@ -118,7 +119,7 @@ def score_model(model_dir: Path, out: Path) -> Path:
         (out / golden).write_text(text)
     files = {p.relative_to(model_dir).as_posix(): file_checksum(p) for p in sorted(model_dir.rglob("*")) if p.is_file()}
     meta = {"model": model_dir.name, "threshold": loaded.config.threshold, "mpp": loaded.config.mpp,
-            "sha256": files, "made_by": COMMAND}
+            "scored_by": loaded.scored_by, "sha256": files, "made_by": COMMAND}
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 

@@ -14,7 +14,7 @@ from idc_core.errors import ModelError
 from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import build_model
 from idc_core.model.folder import save_model_dir
-from idc_core.model.lite import LiteScorer
+from idc_core.model.lite import LiteScorer, read_exports, verified_export
 from idc_core.workflows.export import compare, export_model_dir, read_check_patches, to_tflite
 
 
@@ -77,9 +77,12 @@ def test_export_is_written_with_its_report_when_it_matches(tmp_path, model, patc
     folder = _model_dir(tmp_path, model)
     out, agreement = export_model_dir(folder, quantize="none", check=patches)
     assert out == folder / "model.tflite" and agreement.label_agreement == 1.0
-    report = json.loads((folder / "export.json").read_text())
+    [report] = json.loads((folder / "export.json").read_text())["exports"]
     assert report["file"] == "model.tflite" and report["n"] == 7
     np.testing.assert_allclose(LiteScorer.load(out).predict(patches), predict_patches(model, patches), atol=1e-5)
+    int8, _ = export_model_dir(folder, quantize="dynamic", check=patches)  # a second export is recorded beside it
+    assert int8 is not None and [r["file"] for r in read_exports(folder)] == ["model.tflite", "model-int8.tflite"]
+    assert verified_export(folder)[0] == out  # the most exact one scores
 
 
 def test_export_is_refused_when_it_does_not_match(tmp_path, model, patches):

@@ -12,8 +12,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from conftest import ASSETS, REPO
+
 from idc_core.config import ModelConfig
 from idc_core.inference.predict import predict_features, predict_patches
 from idc_core.inference.uncertainty import predict_with_uncertainty
