@@ -120,13 +120,20 @@ def _read_config(folder: Path) -> ModelConfig:
 
 
 def read_model_card(path: str | Path) -> dict:
-    """config.json and metrics.json of a model folder as one dict, without loading the model."""
+    """config.json and metrics.json of a model folder as one dict, and what scores it (scored_by: runtime, file and,
+    for an export, its largest |dP| against Keras on n check patches), without loading the model."""
     folder = Path(path)
     config = _read_config(folder)
+    try:
+        export = verified_export(folder)
+    except ModelError:
+        export = None  # a broken export.json: Keras scores, and loading the folder says why
     return {
         "path": str(folder),
         "config": config.to_dict(),
         "metrics": _read_json(folder / METRICS_FILE, required=False),
+        "scored_by": ({"runtime": "litert", "file": export[0].name, "max_abs_diff": export[1].get("max_abs_diff"),
+                       "n": export[1].get("n")} if export else {"runtime": "keras", "file": MODEL_FILE}),
     }
 
 
