@@ -105,7 +105,7 @@ def read_check_patches(paths: Sequence[str | Path]) -> np.ndarray:
 def export_model_dir(
     folder: str | Path,
     *,
-    quantize: str = "dynamic",
+    quantize: str = "none",
     check: np.ndarray,
     max_diff: float = MAX_DIFF,
     min_agreement: float = MIN_AGREEMENT,
