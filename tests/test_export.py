@@ -105,3 +105,18 @@ def test_check_patches_come_from_patch_files_and_slide_tissue(tmp_path):
     assert read_check_patches([tmp_path / "slide.png"]).shape == (2, 50, 50, 3)
     with pytest.raises(ModelError, match="no readable patches"):
         read_check_patches([tmp_path / "missing.png"])
+
+
+def test_recalibrating_remakes_every_export_or_removes_them_all(tmp_path, model, patches):
+    from idc_core.workflows.calibrate import _refresh_export
+
+    folder = _model_dir(tmp_path, model)
+    for quantize in ("none", "dynamic"):
+        export_model_dir(folder, quantize=quantize, check=patches)
+    (tmp_path / "p.png").write_bytes(encode_png(patches[0]))
+    said: list[str] = []
+    _refresh_export(folder, said.append, [tmp_path / "p.png"])
+    assert [r["file"] for r in read_exports(folder)] == ["model.tflite", "model-int8.tflite"]
+    assert [r["n"] for r in read_exports(folder)] == [1, 1] and len(said) == 2
+    _refresh_export(folder, said.append, [])  # nothing to check a new export on: none is left stale
+    assert not list(folder.glob("*.tflite")) and not (folder / "export.json").exists()
