@@ -15,7 +15,7 @@ import time
 
 import common
 
-SCRIPTS = ("inference", "slide", "wsi", "context", "memory", "training", "gradcam", "startup", "uncertainty")
+SCRIPTS = ("inference", "slide", "wsi", "context", "memory", "training", "gradcam", "startup", "uncertainty", "exports")
 
 
 def summary(out) -> list[dict]:
