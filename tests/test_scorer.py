@@ -105,3 +105,26 @@ print(json.dumps({{"status": [slide, patches], "loaded": [m for m in ("tensorflo
     assert summary["scored_by"] == {"runtime": "litert", "file": "model.tflite"}
     assert "scored by LiteRT, model.tflite" in done.stderr
     assert "XNNPACK" not in done.stderr and "cuInit" not in done.stderr
+
+
+@pytest.mark.skipif(verified_export(REPO / "models" / "cnn-jpeg") is None, reason="models/cnn-jpeg has no export")
+def test_the_apps_home_and_classify_pages_score_without_tensorflow(tmp_path):
+    code = f"""
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({str(REPO / "app.py")!r}, default_timeout=600).run()
+at.switch_page("app_pages/classify.py").run()
+next(b for b in at.button if b.label == "Try the sample patches").click().run()
+print(json.dumps({{"errors": [e.value for e in at.exception],
+                   "predictions": any(h.value == "Predictions" for h in at.subheader),
+                   "card": " ".join(m.value for m in at.sidebar.markdown),
+                   "loaded": [m for m in ("tensorflow", "keras") if m in sys.modules]}}))
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "IDC_MODELS_DIR": str(REPO / "models")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=900)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == [] and result["predictions"], done.stderr[-2000:]
+    assert "**Scored by** LiteRT, `model.tflite`" in result["card"]
+    assert result["loaded"] == []
