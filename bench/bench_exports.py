@@ -8,7 +8,7 @@ labels at the model's threshold on the assets (the 24 sample patches, the sample
 sample patient zip: what `idc export` checks on) and, with --data, on the patches of the model's own test-split
 patients (never seen in training). Speed: patches/s of each (LiteRT with 2 threads, Keras's compiled function) on
 the asset patches, best of 3. Peak RSS: a fresh process per runtime that imports what it needs, loads the model and
-scores the asset patches (ru_maxrss). Golden outputs are compared within 1e-4 (scripts/make_golden.py), so the
+scores the asset patches (its VmHWM: ru_maxrss would carry over the 1 GB parent's). Golden outputs are compared within 1e-4 (scripts/make_golden.py), so the
 default export must stay within that of Keras.
 """
 
@@ -25,7 +25,7 @@ import common
 import numpy as np
 
 CHILD = """
-import json, resource, sys
+import json, sys
 import numpy as np
 from idc_core.cli.export import default_check
 from idc_core.workflows.export import read_check_patches
@@ -37,7 +37,8 @@ else:
     from idc_core.model.lite import LiteScorer
     scorer = LiteScorer.load(sys.argv[1])
 scorer.predict(patches)
-print("RESULT " + json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))  # this process's own peak
+print("RESULT " + json.dumps({"peak_rss_mb": int(hwm.split()[1]) / 1024,
                               "tensorflow_imported": "tensorflow" in sys.modules}))
 """
 
