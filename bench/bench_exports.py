@@ -8,7 +8,8 @@ labels at the model's threshold on the assets (the 24 sample patches, the sample
 sample patient zip: what `idc export` checks on) and, with --data, on the patches of the model's own test-split
 patients (never seen in training). Speed: patches/s of each (LiteRT with 2 threads, Keras's compiled function) on
 the asset patches, best of 3. Peak RSS: a fresh process per runtime that imports what it needs, loads the model and
-scores the asset patches (its VmHWM: ru_maxrss would carry over the 1 GB parent's). Golden outputs are compared within 1e-4 (scripts/make_golden.py), so the
+scores the asset patches (its VmHWM: ru_maxrss would carry over the 1 GB parent's).
+Golden outputs are compared within 1e-4 (scripts/make_golden.py), so the
 default export must stay within that of Keras.
 """
 
