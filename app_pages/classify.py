@@ -37,7 +37,7 @@ def run_classification(items: list[tuple[str, bytes]], signature: tuple) -> None
     expanded, repeats = skip_duplicates(expand_uploads(items))
     with user_errors("Classifying"):
         with progress_bar(f"Classifying {len(expanded):,} images") as progress:
-            result = classify_images(model.model, expanded, threshold=model.config.threshold, progress=progress,
+            result = classify_images(model.scorer, expanded, threshold=model.config.threshold, progress=progress,
                                      uncertainty=model.config.uncertainty if measure else None)
         by_name = dict((name, data) for name, data in expanded if isinstance(data, bytes))
         st.session_state[S + "result"] = result

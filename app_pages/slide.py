@@ -252,7 +252,7 @@ if st.session_state.get(S + "settings") != settings:
         slide: SlideInput = st.session_state[S + "input"]
         with progress_bar("Classifying tissue tiles") as progress:
             st.session_state[S + "result"] = score_scaled_slide(
-                slide.image, model.model, threshold=model.config.threshold, options=options, progress=progress,
+                slide.image, model.scorer, threshold=model.config.threshold, options=options, progress=progress,
                 uncertainty=model.config.uncertainty)
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}

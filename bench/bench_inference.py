@@ -7,7 +7,7 @@ Batched = idc_core.inference.predict.predict_patches (one compiled tf.function p
 Naive   = model.predict(one patch, verbose=0) per patch, as demo apps do.
 Both run on the same real patches (assets/patches, repeated), in the same process and run.
 Also: a batch-size sweep, the same model under tf.function(jit_compile=True) (XLA), and the TFLite
-exports of idc_core.workflows.export (float32 and dynamic-range int8) with their largest probability
+exports of idc_core.workflows.export run by LiteRT (float32, float16, dynamic-range int8) with their largest probability
 difference and label agreement against the Keras model on real patches (the 24 samples, the
 sample slide's tissue tiles and the sample patient zip; threshold = the shipped model's, else 0.5).
 resnet50/mobilenetv2/efficientnetb0 are timed on n/4 patches and their exports compared on 256.
@@ -50,14 +50,15 @@ def _run_fn(fn, patches: np.ndarray, batch_size: int) -> np.ndarray:
 
 def bench_tflite(model, patches: np.ndarray, batch_size: int, repeat: int, check: np.ndarray,
                  threshold: float) -> dict:
-    """Throughput of the TFLite exports (float32 and dynamic-range int8), and how well they match."""
-    from idc_core.model.lite import TFLiteModel
+    """Throughput of the TFLite exports run by LiteRT (float32, float16 weights, dynamic-range int8), and how well
+    they match."""
+    from idc_core.model.lite import LiteScorer
     from idc_core.workflows.export import QUANTIZATIONS, compare, to_tflite
 
     out = {}
     for quantize in QUANTIZATIONS:
-        key = "tflite_f32" if quantize == "none" else "tflite_int8"
-        lite = TFLiteModel(to_tflite(model, quantize=quantize))
+        key = {"none": "tflite_f32", "float16": "tflite_f16", "dynamic": "tflite_int8"}[quantize]
+        lite = LiteScorer(to_tflite(model, quantize=quantize))
         lite.predict(patches[:batch_size], batch_size=batch_size)
         out[f"{key}_pps"] = len(patches) / common.best_of(partial(lite.predict, patches, batch_size=batch_size),
                                                           repeat)

@@ -1,4 +1,4 @@
-"""App start-up: from `streamlit run app.py` to the first page served with the model loaded.
+"""Start-up: the app to its first page and first Classify result, and the commands as whole processes.
 
     python bench/bench_startup.py [--quick] [--no-browser] [--repeat 2]
 
@@ -10,9 +10,14 @@ Measured from the moment the server process is launched (127.0.0.1 only, a free 
              "first page with the model loaded". Needs the playwright package and /usr/bin/chromium;
              skipped with --no-browser or --quick. The browser is started before the server and
              its own start-up is not counted.
-  fresh_load_s  separately, in a fresh Python process: import idc_core.model.folder (imports TensorFlow)
-             + load_model_dir(default model) + the first predict_patches call (tracing).
-             Without a browser, http_s + fresh_load_s estimates the same thing.
+  result_s   until, after a click on "Try the sample patches", the Classify page shows its predictions.
+  fresh_load_s  separately, in a fresh Python process: import idc_core.model.folder + load_model_dir(default model)
+             + the first predict_patches call. Without a browser, http_s + fresh_load_s estimates model_s.
+Each is measured for both runtimes: "litert" (the default model folder as shipped: its TFLite export, no
+TensorFlow) and "keras" (a copy of the folder without its exports, as before the export was the default).
+commands: whole processes, wall seconds from launch to exit and peak RSS: `python -m idc_core COMMAND --help` for
+every command (target < 0.5 s), and `python -m idc_core predict assets/patches/<one>.png` with each runtime
+(target < 1.5 s).
 Uses models/ when models/DEFAULT exists, else a temporary folder with an untrained cnn.
 """
 
@@ -35,6 +40,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 MODEL_MARKER = "Drop 50x50 patches"  # app_pages/classify.py, drawn after require_model()
+SAMPLE_BUTTON = "Try the sample patches"  # app_pages/classify.py
+RESULT_MARKER = "Predictions"  # its subheader over the table of results
 TIMEOUT_S = 180
 
 FRESH_LOAD = """
@@ -46,7 +53,7 @@ from idc_core.inference.predict import predict_patches
 imported = time.perf_counter()
 loaded = load_model_dir(default_model_dir({root!r}))
 ready = time.perf_counter()
-predict_patches(loaded.model, np.zeros((1, 50, 50, 3), np.uint8))
+predict_patches(loaded.scorer, np.zeros((1, 50, 50, 3), np.uint8))
 done = time.perf_counter()
 print("RESULT " + json.dumps({{"import_s": imported - start, "load_s": ready - imported,
                                "first_predict_s": done - ready, "fresh_load_s": done - start}}))
@@ -117,6 +124,9 @@ def start_once(models_root: Path, browser) -> dict:
                 tab.goto(url + "/classify")
                 tab.get_by_text(MODEL_MARKER).first.wait_for(timeout=TIMEOUT_S * 1000)
                 row["model_s"] = time.perf_counter() - start
+                tab.get_by_role("button", name=SAMPLE_BUTTON).click()
+                tab.get_by_text(RESULT_MARKER, exact=True).first.wait_for(timeout=TIMEOUT_S * 1000)
+                row["result_s"] = time.perf_counter() - start
         finally:
             server.terminate()
             try:
@@ -141,6 +151,33 @@ def _browser(enabled: bool):
                                             else shutil.which("chromium"), args=CHROMIUM_ARGS)
 
 
+def keras_root(root: Path, tmp: Path) -> Path:
+    """A models root whose default folder is a copy of `root`'s without its TFLite exports (scored by Keras)."""
+    from idc_core.model.lite import FILE_NAMES, REPORT_FILE
+
+    name = (root / "DEFAULT").read_text().strip()
+    out = tmp / "keras-models"
+    shutil.copytree(root / name, out / name, ignore=shutil.ignore_patterns(REPORT_FILE, *FILE_NAMES.values()))
+    (out / "DEFAULT").write_text(name + "\n")
+    return out
+
+
+def commands(root: Path, repeat: int) -> list[dict]:
+    """Whole-process seconds and peak RSS of every command's --help and of predicting one patch per runtime."""
+    from idc_core.__main__ import COMMANDS
+
+    env = {**os.environ, "PYTHONPATH": str(common.REPO), "IDC_MODELS_DIR": str(root)}
+    patch = str(sorted(common.PATCHES.glob("*.png"))[0])
+    rows = [{"command": f"python -m idc_core {name} --help",
+             **common.whole_process([sys.executable, "-m", "idc_core", name, "--help"], repeat, env=env,
+                                    cwd=common.REPO)} for name in COMMANDS]
+    for runtime in ("litert", "keras"):
+        rows.append({"command": f"python -m idc_core predict ONE.png --runtime {runtime}",
+                     **common.whole_process([sys.executable, "-m", "idc_core", "predict", patch, "--runtime", runtime],
+                                            repeat, env=env, cwd=common.REPO)})
+    return rows
+
+
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=2, help="start-ups timed, best kept (default 2)")
@@ -155,25 +192,33 @@ def main() -> None:
         if not (root / "DEFAULT").is_file():
             root, note = Path(tmp), "temporary folder with an untrained cnn (no models/DEFAULT yet)"
             _python(MAKE_TINY.format(root=str(root)))
+        roots = {"litert": root, "keras": keras_root(root, Path(tmp))}
         manager, browser = _browser(not args.no_browser)
         try:
-            runs = [start_once(root, browser) for _ in range(args.repeat)]
+            runs = {runtime: [start_once(r, browser) for _ in range(args.repeat)] for runtime, r in roots.items()}
         finally:
             if browser is not None:
                 browser.close()
                 manager.stop()
-        fresh = [_python(FRESH_LOAD.format(root=str(root))) for _ in range(args.repeat)]
-    row = {key: min(run[key] for run in runs) for key in runs[0]}
-    row.update(min(fresh, key=lambda r: r["fresh_load_s"]))
-    row["estimate_s"] = row["http_s"] + row["fresh_load_s"]
-    row["models"] = note
-    common.print_table(f"App start-up, seconds (best of {args.repeat}; models: {note})", [row],
-                       [("http_s", "server up", ".1f"), ("page_s", "GET / 200", ".1f"),
-                        ("model_s", "page with model (browser)", ".1f"), ("import_s", "import TF", ".1f"),
-                        ("load_s", "load model", ".2f"), ("first_predict_s", "1st predict", ".2f"),
-                        ("estimate_s", "server up + fresh load", ".1f")])
-    common.write_json(args.out, "startup", {"models": note, "browser": browser is not None, **row,
-                                            "runs": runs, "fresh": fresh}, quick=args.quick, started=started)
+        fresh = {runtime: [_python(FRESH_LOAD.format(root=str(r))) for _ in range(args.repeat)]
+                 for runtime, r in roots.items()}
+        command_rows = commands(root, args.repeat)
+    rows = []
+    for runtime in roots:
+        row = {"runtime": runtime, **{key: min(run[key] for run in runs[runtime]) for key in runs[runtime][0]}}
+        row.update(min(fresh[runtime], key=lambda r: r["fresh_load_s"]))
+        row["estimate_s"] = row["http_s"] + row["fresh_load_s"]
+        rows.append(row)
+    common.print_table(f"App start-up, seconds (best of {args.repeat}; models: {note})", rows,
+                       [("runtime", "runtime", "s"), ("http_s", "server up", ".1f"), ("page_s", "GET / 200", ".1f"),
+                        ("model_s", "Classify with model", ".1f"), ("result_s", "1st Classify result", ".1f"),
+                        ("import_s", "import", ".2f"), ("load_s", "load model", ".2f"),
+                        ("first_predict_s", "1st predict", ".2f"), ("estimate_s", "server up + fresh load", ".1f")])
+    common.print_table("Commands, whole process", command_rows, [
+        ("command", "command", "s"), ("seconds", "seconds", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f")])
+    common.write_json(args.out, "startup", {"models": note, "browser": browser is not None, "app": rows,
+                                            "runs": runs, "fresh": fresh, "commands": command_rows},
+                      quick=args.quick, started=started)
 
 
 if __name__ == "__main__":

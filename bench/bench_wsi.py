@@ -1,6 +1,6 @@
 """Whole-slide analysis on synthetic 40x pyramids: end-to-end tiles/s against the model alone, and peak RSS.
 
-    python bench/bench_wsi.py [--quick] [--gigapixels 0.07,0.27,1.08] [--read MODE] [--ray]
+    python bench/bench_wsi.py [--quick] [--gigapixels 0.07,0.27,1.08] [--read MODE] [--runtime R] [--ray]
 
 Each pyramid is an Aperio-style .svs (JPEG q90 tiles, levels 1, 4, 16, 64; 0.25 um/px, AppMag 40) whose
 tissue is the bundled sample slide (patient 8863, 4 um/px) upsampled 16x and repeated, written tile by tile.
@@ -9,7 +9,11 @@ detection, tiling, prediction, outputs), so ru_maxrss is that run's peak. Then t
 same tissue tiles (predict_patches, warm). Targets: reading, resampling and tissue detection cost < 30%
 on top of the model's time; peak RSS does not grow with the level-0 size (< 2 GB at 1.1 gigapixels).
 "rest" is everything else end to end: checksums, first calls of new batch shapes, and writing the outputs.
---ray adds slides per minute in-process vs `--ray local` on four copies of the smallest pyramid.
+`--runtime` (auto, litert, keras) chooses what scores in those runs. Then, on the largest pyramid, the whole
+`python -m idc_core slide` command as a fresh process with each runtime (LiteRT: the model folder's TFLite export,
+no TensorFlow; Keras): wall seconds from launch to exit and the process's peak RSS (targets < 3 s, < 400 MB).
+--ray adds slides per minute in-process vs `--ray local` on four copies of the smallest pyramid, and the peak RSS
+of a Ray worker that loads the model and scores one of them, per runtime (target < 400 MB).
 Last, scale_agreement: tile labels of the sample slide written as 2x and 4x upsampled pyramids with lossless
 and JPEG levels, against the native image (how much the JPEG of real scanner files moves the labels).
 """
@@ -105,7 +109,7 @@ def scale_agreement(quick: bool) -> list[dict]:
     if quick:
         source = np.ascontiguousarray(source[1050:1650, 1000:1800])
     native = analyse_slide(ArrayReader("native", "array", source, Scale(mpp, "the dataset's own scale")),
-                           loaded.model, model_mpp=mpp, threshold=threshold).result
+                           loaded.scorer, model_mpp=mpp, threshold=threshold).result
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for factor in (2, 4):
@@ -115,7 +119,7 @@ def scale_agreement(quick: bool) -> list[dict]:
                 path = Path(tmp) / f"x{factor}_{quality or 'deflate'}.tif"
                 write_pyramid(path, level0, mpp=mpp / factor, quality=quality)
                 with open_slide(path, model_mpp=mpp) as reader:
-                    scaled = analyse_slide(reader, loaded.model, model_mpp=mpp, threshold=threshold,
+                    scaled = analyse_slide(reader, loaded.scorer, model_mpp=mpp, threshold=threshold,
                                            jpeg_trained=loaded.config.jpeg_trained).result
                 both = native.tissue & scaled.tissue
                 rows.append({"slide_mpp": mpp / factor, "codec": "deflate" if quality is None else f"JPEG q{quality}",
@@ -132,7 +136,7 @@ def scale_agreement(quick: bool) -> list[dict]:
     return rows
 
 
-def child(path: str, out: str, read_mode: str) -> None:
+def child(path: str, out: str, read_mode: str, runtime: str) -> None:
     """In a fresh process: analyse one slide end to end (reading it in `read_mode`), then time the model alone on
     its tissue tiles."""
     common.quiet_tensorflow()
@@ -143,8 +147,8 @@ def child(path: str, out: str, read_mode: str) -> None:
     from idc_core.wsi.tiling import extract_patches, tile_coordinates
     from idc_core.wsi.tissue import tile_tissue_fraction, tissue_mask
 
-    loaded = load_model_dir(default_model_dir())
-    predict_patches(loaded.model, np.zeros((256, 50, 50, 3), np.uint8))  # warm up the compiled function
+    loaded = load_model_dir(default_model_dir(), runtime=runtime)
+    predict_patches(loaded.scorer, np.zeros((256, 50, 50, 3), np.uint8))  # warm up the compiled function
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
     options = SlideOptions(read_mode=read_mode)
@@ -155,14 +159,15 @@ def child(path: str, out: str, read_mode: str) -> None:
         level = reader.choose_level(loaded.config.mpp, read_mode, loaded.config.jpeg_trained).level  # as the command
         image = reader.read_at_mpp(loaded.config.mpp, level=level)
         read_s = common.best_of(lambda: reader.read_at_mpp(loaded.config.mpp, level=level), 2)
-        analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp, threshold=loaded.config.threshold,
+        analysis = analyse_slide(reader, loaded.scorer, model_mpp=loaded.config.mpp, threshold=loaded.config.threshold,
                                  options=options, jpeg_trained=loaded.config.jpeg_trained)
     all_coords = tile_coordinates(image.shape[0], image.shape[1], 50, 50)
     tissue_s = common.best_of(lambda: tile_tissue_fraction(tissue_mask(image)[0], all_coords, 50), 2)
     coords = analysis.result.coords[analysis.result.tissue]
     patches = extract_patches(image, coords)
-    model_s = common.best_of(lambda: predict_patches(loaded.model, patches), 2)
+    model_s = common.best_of(lambda: predict_patches(loaded.scorer, patches), 2)
     print(json.dumps({"status": row["status"], "reason": row["reason"], "tissue_tiles": int(len(coords)),
+                      "scored_by": loaded.scored_by,
                       "level_read": analysis.info.read.level, "read_reason": analysis.info.read.reason,
                       "end_to_end_s": end_to_end, "read_resample_s": read_s, "tissue_s": tissue_s,
                       "model_only_s": model_s, "slide_mb": Path(path).stat().st_size / MB,
@@ -178,8 +183,8 @@ def run(args) -> dict:
             width, height = side, int(side / 1.2)
             path = Path(tmp) / f"synthetic_{gigapixels:g}gp.svs"
             _, write_s = common.timed(lambda p=path, w=width, h=height: write_svs(p, w, h))
-            done = subprocess.run([sys.executable, __file__, "--child", str(path), str(Path(tmp) / "out"), args.read],
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run([sys.executable, __file__, "--child", str(path), str(Path(tmp) / "out"), args.read,
+                                   args.runtime], capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
             # the target's overhead: reading + resampling + tissue detection, over the model's own time
             overhead = (result["read_resample_s"] + result["tissue_s"]) / result["model_only_s"]
@@ -190,6 +195,8 @@ def run(args) -> dict:
                          "overhead": overhead,
                          "other_s": result["end_to_end_s"] - result["read_resample_s"] - result["tissue_s"]
                          - result["model_only_s"]})
+            if gigapixels == max(sizes):
+                commands = slide_commands(path, Path(tmp), repeat=1 if args.quick else 2)
             path.unlink()
     common.print_table("Whole-slide analysis (synthetic 40x pyramids)", rows, [
         ("level0", "level 0", "s"), ("gigapixels", "Gpx", ".2f"), ("tissue_tiles", "tiles", "d"),
@@ -200,7 +207,43 @@ def run(args) -> dict:
     met = {"overhead": all(r["overhead"] < targets["overhead_below"] for r in rows),
            "peak_rss": all(r["peak_rss_mb"] < targets["peak_rss_mb_below"] for r in rows)}
     print(f"targets met: {met}")
-    return {"sizes": rows, "targets": targets, "targets_met": met}
+    common.print_table(f"`idc slide` on the {rows[-1]['level0']} pyramid, whole process", commands, [
+        ("runtime", "runtime", "s"), ("seconds", "seconds", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f")])
+    return {"sizes": rows, "targets": targets, "targets_met": met, "slide_command": commands,
+            "slide_command_targets": {"seconds_below": 3.0, "peak_rss_mb_below": 400}}
+
+
+def slide_commands(path: Path, tmp: Path, repeat: int) -> list[dict]:
+    """`python -m idc_core slide PATH` with each runtime, each a fresh process (--force: scored every time)."""
+    rows = []
+    for runtime in ("litert", "keras"):
+        command = [sys.executable, "-m", "idc_core", "slide", str(path), "--out", str(tmp / f"cmd-{runtime}"),
+                   "--runtime", runtime, "--force"]
+        rows.append({"runtime": runtime, "command": f"python -m idc_core slide SLIDE --out DIR --runtime {runtime}",
+                     **common.whole_process(command, repeat, cwd=common.REPO)})
+    return rows
+
+
+def ray_worker_rss(slide: Path, out: Path) -> dict:
+    """Peak RSS (MB) of a Ray worker that loads the default model (SlideScorer) and scores `slide`, per runtime."""
+    import ray
+
+    from idc_core.model.folder import default_model_dir
+    from idc_core.workflows.ray_runner import SlideScorer, connect
+    from idc_core.workflows.slide_analysis import SlideOptions
+
+    def peak(runtime: str) -> float:
+        scorer = SlideScorer(str(default_model_dir().resolve()), runtime)
+        row = scorer.score(str(slide), "-", str(out / runtime), {"sha256": "-"}, SlideOptions())
+        assert row["status"] == "ok", row
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    connect("local")
+    try:
+        task = ray.remote(num_cpus=1, max_calls=1)(peak)  # max_calls=1: a fresh worker process per runtime
+        return {runtime: ray.get(task.remote(runtime)) for runtime in ("litert", "keras")}
+    finally:
+        ray.shutdown()
 
 
 def ray_overhead(tmp: Path, copies: int = 4) -> dict:
@@ -216,17 +259,21 @@ def ray_overhead(tmp: Path, copies: int = 4) -> dict:
         _, seconds = common.timed(lambda c=command: subprocess.run(c, capture_output=True, check=True, cwd=common.REPO))
         result[f"{name}_s"] = seconds
         result[f"{name}_slides_per_min"] = 60 * copies / seconds
+    result["worker_peak_rss_mb"] = ray_worker_rss((folder / "s0.svs").resolve(), tmp / "worker")
     return result
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], sys.argv[4])
+        child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
         return
     p = common.parser(__doc__)
     p.add_argument("--gigapixels", default="0.07,0.27,1.08", help="level-0 sizes to write and analyse")
     p.add_argument("--read", default="auto", help="the slide command's --read mode (default auto)")
-    p.add_argument("--ray", action="store_true", help="also: slides per minute in-process vs --ray local")
+    p.add_argument("--runtime", default="auto", choices=("auto", "litert", "keras"),
+                   help="what scores in the end-to-end runs (default auto: the export when the model has one)")
+    p.add_argument("--ray", action="store_true", help="also: slides per minute in-process vs --ray local, and the "
+                                                      "peak RSS of a Ray worker per runtime")
     args = p.parse_args()
     p_ray = args.ray
     started = time.time()
@@ -237,7 +284,8 @@ def main() -> None:
             results["ray"] = ray_overhead(Path(tmp))
         print(f"slide command, {results['ray']['slides']} slides: in-process "
               f"{results['ray']['in_process_slides_per_min']:.1f}/min, --ray local "
-              f"{results['ray']['ray_local_slides_per_min']:.1f}/min")
+              f"{results['ray']['ray_local_slides_per_min']:.1f}/min; a worker's peak RSS "
+              f"{results['ray']['worker_peak_rss_mb']} MB")
     name = "wsi" if args.read == "auto" else f"wsi_read_{args.read}"
     common.write_json(args.out, name, results, quick=args.quick, started=started)
 

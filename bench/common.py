@@ -58,6 +58,26 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
+def whole_process(command: list[str], repeat: int = 1, **popen: Any) -> dict[str, float]:
+    """Best wall seconds, the largest peak RSS (MB, ru_maxrss of that very child: os.wait4) and the least CPU seconds
+    (user + system: less moved by other jobs on a shared machine than wall time) of running `command` as a fresh
+    process `repeat` times; a failing command raises with its stderr."""
+    runs = []
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{err.decode()[-2000:]}")
+        runs.append((seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime))
+    return {"seconds": min(r[0] for r in runs), "peak_rss_mb": max(r[1] for r in runs),
+            "cpu_seconds": min(r[2] for r in runs)}
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, cores, memory, load, versions and git commit, to read the numbers against."""
     import psutil

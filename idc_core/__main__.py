@@ -17,7 +17,7 @@ COMMANDS = {
     "evaluate": ("idc_core.cli.evaluate", "held-out metrics of a model on labelled data"),
     "predict": ("idc_core.cli.predict", "P(IDC) of patches, images, folders and zips (CSV)"),
     "slide": ("idc_core.cli.slide", "whole slides at the model's scale: tiles, QuPath GeoJSON, heatmap"),
-    "export": ("idc_core.cli.export", "an int8 TFLite export, written only if it agrees with the model"),
+    "export": ("idc_core.cli.export", "a TFLite export that scores without TensorFlow, if it agrees with the model"),
     "calibrate": ("idc_core.cli.calibrate", "calibrate P(IDC) and fix the uncertainty cut on validation patients"),
     "context": ("idc_core.cli.context", "fit and choose the slide-context step (neighbouring tiles) on validation"),
 }

@@ -12,8 +12,9 @@ input, P(IDC) with 6 decimals and the label at the model's threshold:
   does (its tiles.csv: x, y, size of each tissue tile in level-0 pixels, prob_idc, label, and prob_idc_tile
   when the model has a slide-context step)
 - sample_patient_8980.csv: the patient zip rebuilt as a slide from the x/y in its names, likewise
-- model.json: the model's threshold, mpp and the sha256 of every file in its folder, so that a failing
-  comparison can say whether the model changed or the code did.
+- model.json: the model's threshold, mpp, what scored it (runtime and file: the folder's verified TFLite export
+  run by LiteRT when it has one, else Keras, as the commands choose) and the sha256 of every file in its folder,
+  so that a failing comparison can say whether the model changed or the code did.
 
 The patches go through the `idc predict` command itself (idc_core.__main__.main, with --csv), the slides
 through workflows.slide_analysis.analyse_slide, what `idc slide` runs for each slide, without the heatmap and GeoJSON it
@@ -53,7 +54,8 @@ SLIDE_INPUTS = {  # golden CSV -> the slide file (relative to assets/)
     "sample_patient_8980.csv": "sample_patient_8980.zip",
 }
 META_FILE = "model.json"
-VALUE_COLUMNS = ("prob_idc", "label")
+VALUE_COLUMNS = ("prob_idc", "label")  # what the patch CSVs keep of `idc predict`'s
+KEY_COLUMNS = ("file", "x", "y", "size")  # what names a row: a patch's file, a tile's level-0 box
 
 
 def shipped_models(root: Path = MODELS) -> list[Path]:
@@ -100,7 +102,7 @@ def _slide_rows(loaded) -> dict[str, str]:
     texts = {}
     for golden, name in SLIDE_INPUTS.items():
         with open_slide(ASSETS / name, model_mpp=loaded.config.mpp) as reader:
-            analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
+            analysis = analyse_slide(reader, loaded.scorer, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, context=loaded.context)
         texts[golden] = tiles_csv(analysis.result, analysis.level0_boxes())
     return texts
@@ -117,30 +119,57 @@ def score_model(model_dir: Path, out: Path) -> Path:
         (out / golden).write_text(text)
     files = {p.relative_to(model_dir).as_posix(): file_checksum(p) for p in sorted(model_dir.rglob("*")) if p.is_file()}
     meta = {"model": model_dir.name, "threshold": loaded.config.threshold, "mpp": loaded.config.mpp,
-            "sha256": files, "made_by": COMMAND}
+            "scored_by": loaded.scored_by, "sha256": files, "made_by": COMMAND}
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
 def _read(path: Path) -> tuple[list[str], dict[tuple[str, ...], dict[str, str]]]:
-    """Header and rows of a golden CSV, keyed by every column that is not a value (file, or x/y/size)."""
+    """Header and rows of a golden CSV, keyed by the KEY_COLUMNS it has (file, or x/y/size): never by a value."""
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         header = list(reader.fieldnames or [])
-        keys = [c for c in header if c not in VALUE_COLUMNS]
+        keys = [c for c in header if c in KEY_COLUMNS]
         return header, {tuple(row[k] for k in keys): row for row in reader}
 
 
 def _key_text(key: tuple[str, ...], header: Sequence[str]) -> str:
-    keys = [c for c in header if c not in VALUE_COLUMNS]
+    keys = [c for c in header if c in KEY_COLUMNS]
     return key[0] if keys == ["file"] else ", ".join(f"{k}={v}" for k, v in zip(keys, key))
 
 
-def compare_csv(golden: Path, new: Path, *, threshold: float, atol: float = ATOL, show: int = 15) -> list[str]:
-    """What differs between a golden CSV and a new one: rows missing or new, |dP| > atol, labels that flipped.
+def _is_number_column(column: str) -> bool:
+    """A probability (prob_idc, prob_idc_tile, ...) or the uncertainty: compared within the tolerance."""
+    return column.startswith("prob") or column == "uncertainty"
 
-    A label may flip without counting when the golden P(IDC) is within atol of the threshold (float noise
-    can put it on either side). Each problem is one line; at most `show` rows are listed per kind.
+
+def _differences(gold: dict[str, str], new: dict[str, str], threshold: float, atol: float) -> tuple[float, list[str]]:
+    """The largest |d| over a row's number columns and each column that differs: a number by more than atol, a label
+    that flipped while the golden P(IDC) is not within atol of the threshold, any other column at all."""
+    largest, differing = 0.0, []
+    for column, value in gold.items():
+        if column in KEY_COLUMNS:
+            continue
+        if _is_number_column(column) and value and new[column]:
+            delta = abs(float(new[column]) - float(value))
+            largest = max(largest, delta)
+            if delta > atol:
+                differing.append(column)
+        elif column == "label":
+            if value != new[column] and abs(float(gold["prob_idc"]) - threshold) > atol:
+                differing.append(column)
+        elif value != new[column]:
+            differing.append(column)
+    return largest, differing
+
+
+def compare_csv(golden: Path, new: Path, *, threshold: float, atol: float = ATOL, show: int = 15) -> list[str]:
+    """What differs between a golden CSV and a new one: rows missing or new, any probability column (prob_idc,
+    prob_idc_tile) or the uncertainty off by more than atol, labels that flipped.
+
+    Rows are matched on their file or level-0 box only. A label may flip without counting when the golden P(IDC)
+    is within atol of the threshold (float noise can put it on either side). Each problem is one line; at most
+    `show` rows are listed per kind.
     """
     head_g, gold = _read(golden)
     head_n, rows = _read(new)
@@ -154,17 +183,17 @@ def compare_csv(golden: Path, new: Path, *, threshold: float, atol: float = ATOL
             problems.append(f"{golden.name}: {len(keys)} rows {what}: {listed}{' ...' if len(keys) > show else ''}")
     differing = []
     for key in sorted(gold.keys() & rows.keys()):
-        p_gold, p_new = float(gold[key]["prob_idc"]), float(rows[key]["prob_idc"])
-        flipped = gold[key]["label"] != rows[key]["label"] and abs(p_gold - threshold) > atol
-        if abs(p_new - p_gold) > atol or flipped:
-            differing.append((abs(p_new - p_gold), key, gold[key], rows[key]))
+        largest, columns = _differences(gold[key], rows[key], threshold, atol)
+        if columns:
+            differing.append((largest, key, columns))
     if differing:
         differing.sort(key=lambda item: -item[0])
-        problems.append(f"{golden.name}: {len(differing)} of {len(gold)} rows differ (|dP| > {atol:g} or label "
-                        f"flipped; largest |dP| {differing[0][0]:.6f}):")
-        for delta, key, g, n in differing[:show]:
-            problems.append(f"    [{_key_text(key, head_g)}] golden P {g['prob_idc']} label {g['label']}, "
-                            f"now P {n['prob_idc']} label {n['label']} (|dP| {delta:.6f})")
+        problems.append(f"{golden.name}: {len(differing)} of {len(gold)} rows differ (|d| > {atol:g} in a probability "
+                        f"column or label flipped; largest |d| {differing[0][0]:.6f}):")
+        for _, key, columns in differing[:show]:
+            g, n = gold[key], rows[key]
+            said = ", ".join(f"{c} {g[c]} -> {n[c]}" for c in columns)
+            problems.append(f"    [{_key_text(key, head_g)}] {said}")
         if len(differing) > show:
             problems.append(f"    ... and {len(differing) - show} more")
     return problems

@@ -58,13 +58,13 @@ def shipped_models_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
     load = model_io.load_model_dir
     shipped = (REPO / "models").resolve()
 
-    def load_once(path: str | Path) -> object:
+    def load_once(path: str | Path, *, runtime: str = "auto") -> object:
         folder = Path(path).resolve()
         if folder.parent != shipped:
-            return load(path)
-        key = (folder, (folder / model_io.MODEL_FILE).stat().st_mtime)
+            return load(path, runtime=runtime)
+        key = (folder, (folder / model_io.MODEL_FILE).stat().st_mtime, runtime)
         if key not in _SHIPPED:
-            _SHIPPED[key] = load(path)
+            _SHIPPED[key] = load(path, runtime=runtime)
         return _SHIPPED[key]
 
     monkeypatch.setattr(model_io, "load_model_dir", load_once)

@@ -71,6 +71,7 @@ def test_home_shows_the_disclaimer_and_the_model_card(models_root):
     assert ("**Training** imbalance class_weight · width 1 · block dropout 0.25 · up to 3 epochs · flatten head, "
             "1 convolution per block · augmentation jitter") in card
     assert f"idc_core {__version__}" in " ".join(c.value for c in at.sidebar.caption)  # the one version, pyproject's
+    assert "**Scored by** Keras, `model.keras` (no verified TFLite export" in card  # the tiny model has none
 
 
 def test_the_model_card_says_how_a_model_was_trained_and_how_its_uncertainty_is_read() -> None:
@@ -85,6 +86,10 @@ def test_the_model_card_says_how_a_model_was_trained_and_how_its_uncertainty_is_
     assert "head" not in " ".join(_training_facts("resnet50", {}))
     assert "8 rotations and flips" in uncertainty_help(UncertaintySettings(method="tta"))
     assert "16 passes" in uncertainty_help(UncertaintySettings(method="mc", samples=16))
+    from ui.models import scored_by_text
+
+    text = scored_by_text({"runtime": "litert", "file": "model.tflite", "max_abs_diff": 1.07e-06, "n": 1699})
+    assert text.startswith("LiteRT, `model.tflite`") and "1.1e-06 on 1,699 check patches" in text
 
 
 def test_classify_upload_shows_each_prediction_errors_and_the_batch_confusion(small_data, models_root):

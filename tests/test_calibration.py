@@ -15,7 +15,6 @@ from idc_core.data.dataset import load_labelled, scan_dataset
 from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import ProbabilityCalibration, build_model, uncalibrated, with_calibration
 from idc_core.model.folder import load_model_dir, save_model_dir
-from idc_core.model.lite import load_export
 from idc_core.stats.calibration import Calibration, fit_calibration, logit
 from idc_core.stats.metrics import calibration_report, expected_calibration_error
 from idc_core.workflows.calibrate import calibrate_folder, choose_calibration
@@ -93,7 +92,8 @@ def test_the_tflite_export_outputs_the_calibrated_probability(tmp_path, patches)
     folder = save_model_dir(tmp_path / "m", model, ModelConfig(name="m", arch="cnn", threshold=0.5))
     written, _ = export_model_dir(folder, quantize="none", check=patches)
     assert written is not None
-    lite, _ = load_export(folder)
+    lite = load_model_dir(folder, runtime="litert").scorer
+    assert lite.runtime == "litert"
     np.testing.assert_allclose(predict_patches(lite, patches), predict_patches(model, patches), atol=1e-5)
 
 

@@ -47,6 +47,22 @@ def test_importing_the_command_modules_does_not_import_tensorflow():
     assert done.stdout.strip() == "[]", done.stderr[-500:]
 
 
+# What a --help must not pay for (each costs 0.3-3 s of CPU to import; numpy, Pillow and OpenCV, ~0.3 s together,
+# are allowed): --help of every command stays well under 0.5 s on a quiet machine without timing it in a test.
+HEAVY = ("tensorflow", "keras", "sklearn", "scipy", "pandas", "ray", "streamlit", "ai_edge_litert", "tf_keras_vis")
+
+
+def test_help_of_every_command_imports_none_of_the_heavy_packages():
+    code = ("import contextlib, io, sys\nfrom idc_core.__main__ import COMMANDS, main\nheavy = {}\n"
+            "for name in COMMANDS:\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "        main([name, '--help'])\n"
+            f"    heavy[name] = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+            "print(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.stdout.strip() == str({name: [] for name in COMMANDS}), done.stdout + done.stderr[-500:]
+
+
 def test_the_version_is_pyprojects_and_idc_version_prints_it():
     import tomllib
 

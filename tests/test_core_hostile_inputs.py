@@ -26,6 +26,7 @@ from idc_core.errors import ArchiveError, DatasetError, IDCError, ImageError, Im
 from idc_core.inference.tiles import predict_slide
 from idc_core.model.builders import build_model
 from idc_core.model.folder import LoadedModel, default_model_dir, load_model_dir, save_model_dir
+from idc_core.model.scorer import KerasScorer
 from idc_core.workflows.evaluate import evaluate_model
 from idc_core.wsi.truth import load_slide_input, read_truth_csv
 from ui.uploads import expand_uploads
@@ -198,7 +199,7 @@ def test_load_patches_collects_unreadable_patches_when_asked(tmp_path: Path) -> 
 
 
 def test_evaluation_leaves_out_unreadable_patches_and_lists_them(model, tmp_path: Path) -> None:
-    loaded = LoadedModel(tmp_path, model, ModelConfig(name="m", arch="cnn"), None, None)
+    loaded = LoadedModel(tmp_path, KerasScorer(model), ModelConfig(name="m", arch="cnn"), None, None)
     bad = layout_name("2", 0, 999, 999)
     data = io.BytesIO(_labelled_zip({bad: encode(tissue(60, 60))[:120], "../x.png": b"x"}))
     data.name = "upload.zip"  # as the app passes an upload
@@ -209,7 +210,7 @@ def test_evaluation_leaves_out_unreadable_patches_and_lists_them(model, tmp_path
 
 
 def test_evaluation_with_no_readable_patch_is_a_dataset_error(model, tmp_path: Path) -> None:
-    loaded = LoadedModel(tmp_path, model, ModelConfig(name="m", arch="cnn"), None, None)
+    loaded = LoadedModel(tmp_path, KerasScorer(model), ModelConfig(name="m", arch="cnn"), None, None)
     data = zip_bytes({layout_name("1", label, 1, 1): b"\x89PNG broken" for label in (0, 1)})
     with pytest.raises(DatasetError, match="none of the 2 patches in .* could be read"):
         evaluate_model(loaded, data)

@@ -14,7 +14,7 @@ from idc_core.errors import ModelError
 from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import build_model
 from idc_core.model.folder import save_model_dir
-from idc_core.model.lite import TFLiteModel
+from idc_core.model.lite import LiteScorer, read_exports, verified_export
 from idc_core.workflows.export import compare, export_model_dir, read_check_patches, to_tflite
 
 
@@ -31,7 +31,7 @@ def patches():
 
 @pytest.fixture(scope="module")
 def float_lite(model):
-    return TFLiteModel(to_tflite(model, quantize="none"), num_threads=1)
+    return LiteScorer(to_tflite(model, quantize="none"), num_threads=1)
 
 
 def test_float_export_gives_the_keras_probabilities(model, patches, float_lite):
@@ -41,7 +41,7 @@ def test_float_export_gives_the_keras_probabilities(model, patches, float_lite):
 def test_dynamic_quantisation_is_smaller_and_close(model, patches):
     content = to_tflite(model, quantize="dynamic")
     assert len(content) < len(to_tflite(model, quantize="none")) / 2
-    agreement = compare(model, TFLiteModel(content, num_threads=1), patches, 0.5)
+    agreement = compare(model, LiteScorer(content, num_threads=1), patches, 0.5)
     assert agreement.n == 7 and agreement.max_abs_diff < 0.05
 
 
@@ -62,11 +62,11 @@ def test_unknown_quantisation_and_invalid_files_raise(model, tmp_path):
     with pytest.raises(ValueError, match="quantize"):
         to_tflite(model, quantize="int4")
     with pytest.raises(ModelError, match="not found"):
-        TFLiteModel.load(tmp_path / "missing.tflite")
+        LiteScorer.load(tmp_path / "missing.tflite")
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
     with pytest.raises(ModelError, match="not a valid TFLite model"):
-        TFLiteModel.load(bad)
+        LiteScorer.load(bad)
 
 
 def _model_dir(tmp_path, model):
@@ -77,9 +77,12 @@ def test_export_is_written_with_its_report_when_it_matches(tmp_path, model, patc
     folder = _model_dir(tmp_path, model)
     out, agreement = export_model_dir(folder, quantize="none", check=patches)
     assert out == folder / "model.tflite" and agreement.label_agreement == 1.0
-    report = json.loads((folder / "export.json").read_text())
+    [report] = json.loads((folder / "export.json").read_text())["exports"]
     assert report["file"] == "model.tflite" and report["n"] == 7
-    np.testing.assert_allclose(TFLiteModel.load(out).predict(patches), predict_patches(model, patches), atol=1e-5)
+    np.testing.assert_allclose(LiteScorer.load(out).predict(patches), predict_patches(model, patches), atol=1e-5)
+    int8, _ = export_model_dir(folder, quantize="dynamic", check=patches)  # a second export is recorded beside it
+    assert int8 is not None and [r["file"] for r in read_exports(folder)] == ["model.tflite", "model-int8.tflite"]
+    assert verified_export(folder)[0] == out  # the most exact one scores
 
 
 def test_export_is_refused_when_it_does_not_match(tmp_path, model, patches):
@@ -102,3 +105,18 @@ def test_check_patches_come_from_patch_files_and_slide_tissue(tmp_path):
     assert read_check_patches([tmp_path / "slide.png"]).shape == (2, 50, 50, 3)
     with pytest.raises(ModelError, match="no readable patches"):
         read_check_patches([tmp_path / "missing.png"])
+
+
+def test_recalibrating_remakes_every_export_or_removes_them_all(tmp_path, model, patches):
+    from idc_core.workflows.calibrate import _refresh_export
+
+    folder = _model_dir(tmp_path, model)
+    for quantize in ("none", "dynamic"):
+        export_model_dir(folder, quantize=quantize, check=patches)
+    (tmp_path / "p.png").write_bytes(encode_png(patches[0]))
+    said: list[str] = []
+    _refresh_export(folder, said.append, [tmp_path / "p.png"])
+    assert [r["file"] for r in read_exports(folder)] == ["model.tflite", "model-int8.tflite"]
+    assert [r["n"] for r in read_exports(folder)] == [1, 1] and len(said) == 2
+    _refresh_export(folder, said.append, [])  # nothing to check a new export on: none is left stale
+    assert not list(folder.glob("*.tflite")) and not (folder / "export.json").exists()

@@ -64,12 +64,45 @@ def test_comparison_lists_rows_beyond_the_tolerance_and_flipped_labels_only(tmp_
                                          ["250", "0", "50", "0.200000", "0"]])  # a tile moved
     problems = golden.compare_csv(gold, new, threshold=0.5)
     text = "\n".join(problems)
-    assert "2 of 5 rows differ" in text and "largest |dP| 0.000200" in text
-    assert "[x=50, y=0, size=50] golden P 0.900000 label 1, now P 0.900200 label 1" in text
+    assert "2 of 5 rows differ" in text and "largest |d| 0.000200" in text
+    assert "[x=50, y=0, size=50] prob_idc 0.900000 -> 0.900200" in text
     assert "[x=150, y=0, size=50]" in text and "x=0, y=0," not in text and "x=100, y=0," not in text
     assert "1 rows missing (in golden, not scored now): [x=200, y=0, size=50]" in text
     assert "1 rows new (scored now, not in golden): [x=250, y=0, size=50]" in text
     assert golden.compare_csv(gold, gold, threshold=0.5) == []
+
+
+def _perturbed(path: Path, out: Path, delta: float) -> Path:
+    """A copy of a golden CSV with every probability column (prob_*) moved by +-delta (sign alternating by row)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+        header = list(rows[0]) if rows else []
+    for i, row in enumerate(rows):
+        for column in header:
+            if column.startswith("prob") and row[column]:
+                row[column] = f"{float(row[column]) + (delta if i % 2 else -delta):.6f}"
+    return _write(out, [header, *[[row[c] for c in header] for row in rows]])
+
+
+GOLDEN_CSVS = sorted(golden.GOLDEN.glob("*/*.csv")) if golden.GOLDEN.is_dir() else []
+
+
+@pytest.mark.parametrize("path", GOLDEN_CSVS, ids=[f"{p.parent.name}/{p.name}" for p in GOLDEN_CSVS])
+def test_every_probability_column_is_compared_within_the_tolerance_not_as_text(path: Path, tmp_path: Path) -> None:
+    threshold = json.loads((path.parent / golden.META_FILE).read_text())["threshold"]
+    assert golden.compare_csv(path, _perturbed(path, tmp_path / "near.csv", 2e-6), threshold=threshold) == []
+    far = golden.compare_csv(path, _perturbed(path, tmp_path / "far.csv", 3e-4), threshold=threshold)
+    assert far and "rows differ" in far[0] and "missing" not in "".join(far)
+
+
+def test_a_context_models_tile_probability_is_compared_too(tmp_path: Path) -> None:
+    head = ["x", "y", "size", "prob_idc", "label", "prob_idc_tile"]
+    gold = _write(tmp_path / "gold.csv", [head, ["0", "0", "50", "0.100000", "0", "0.002000"]])
+    noise = _write(tmp_path / "noise.csv", [head, ["0", "0", "50", "0.100000", "0", "0.001999"]])
+    moved = _write(tmp_path / "moved.csv", [head, ["0", "0", "50", "0.100000", "0", "0.012000"]])
+    assert golden.compare_csv(gold, noise, threshold=0.5) == []
+    assert "[x=0, y=0, size=50] prob_idc_tile 0.002000 -> 0.012000" in "\n".join(
+        golden.compare_csv(gold, moved, threshold=0.5))
 
 
 def test_a_changed_model_is_told_apart_from_changed_code(tmp_path: Path) -> None:

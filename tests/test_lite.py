@@ -1,4 +1,5 @@
-"""The TFLite export as a scorer: load_export, predict_patches, and --lite in the predict and evaluate CLIs."""
+"""The TFLite export run by LiteRT as a scorer: export records, load_model_dir's choice, predict_patches, and
+--runtime / --lite in the predict and evaluate CLIs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from idc_core.errors import ModelError
 from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import build_model
 from idc_core.model.folder import load_model_dir, save_model_dir
-from idc_core.model.lite import REPORT_FILE, TFLiteModel, load_export
+from idc_core.model.lite import REPORT_FILE, LiteScorer, read_exports, verified_export
 from idc_core.workflows.export import export_model_dir
 
 
@@ -35,36 +36,47 @@ def exported(tmp_path_factory, patches):
     return folder
 
 
-def test_load_export_gives_the_model_and_its_comparison(exported, patches):
-    lite, report = load_export(exported)
-    assert isinstance(lite, TFLiteModel) and report["file"] == "model.tflite" and report["n"] == 9
+def test_a_folder_with_a_verified_export_is_scored_by_litert(exported, patches):
+    loaded = load_model_dir(exported)
+    assert isinstance(loaded.scorer, LiteScorer) and loaded.scored_by == {"runtime": "litert", "file": "model.tflite"}
+    assert loaded.runtime_note == "" and read_exports(exported)[0]["n"] == 9
     done = []
-    probs = predict_patches(lite, patches, batch_size=4, progress=lambda d, n: done.append((d, n)))
-    np.testing.assert_allclose(probs, predict_patches(load_model_dir(exported).model, patches), atol=1e-5)
+    probs = predict_patches(loaded.scorer, patches, batch_size=4, progress=lambda d, n: done.append((d, n)))
+    keras_probs = predict_patches(load_model_dir(exported, runtime="keras").scorer, patches)
+    np.testing.assert_allclose(probs, keras_probs, atol=1e-5)
     assert done == [(4, 9), (8, 9), (9, 9)]
 
 
-def test_a_folder_without_export_says_how_to_make_one(tmp_path):
-    with pytest.raises(ModelError, match=r"no usable TFLite export.*python -m idc_core export --model"):
-        load_export(tmp_path)
+def test_a_folder_without_export_says_how_to_make_one_without_naming_an_exception(tmp_path):
+    folder = save_model_dir(tmp_path / "m", build_model("cnn", seed=0), ModelConfig(name="m", arch="cnn"))
+    assert verified_export(folder) is None
+    with pytest.raises(ModelError, match=r"no verified TFLite export.*idc export --model") as caught:
+        load_model_dir(folder, runtime="litert")
+    assert "Error" not in str(caught.value)
+    loaded = load_model_dir(folder)  # auto: Keras, saying why in one line
+    assert loaded.scorer.runtime == "keras" and "no verified TFLite export: scored by Keras" in loaded.runtime_note
 
 
-def test_an_export_report_pointing_outside_the_folder_is_refused(exported, tmp_path):
+def test_an_export_report_pointing_outside_the_folder_is_not_used(exported, tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / REPORT_FILE).write_text(json.dumps({"file": "../../etc/passwd"}))
-    with pytest.raises(ModelError, match="not an export of this folder"):
-        load_export(folder)
+    assert verified_export(folder) is None
+    (folder / REPORT_FILE).write_text("{not json")
+    with pytest.raises(ModelError, match="not a valid export record"):
+        verified_export(folder)
 
 
 def test_predict_cli_lite_scores_like_keras(exported, small_data, capsys):
     inputs = [str(small_data / "10253" / "1")]
-    assert predict.main(["--model", str(exported), *inputs]) == 0
-    keras_rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert predict.main(["--model", str(exported), "--runtime", "keras", *inputs]) == 0
+    captured = capsys.readouterr()
+    keras_rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert "scored by Keras, model.keras" in captured.err
     assert predict.main(["--model", str(exported), "--lite", *inputs]) == 0
     captured = capsys.readouterr()
     lite_rows = list(csv.DictReader(io.StringIO(captured.out)))
-    assert "TFLite export" in captured.err and len(lite_rows) == len(keras_rows) == 3
+    assert "scored by LiteRT, model.tflite" in captured.err and len(lite_rows) == len(keras_rows) == 3
     for k, li in zip(keras_rows, lite_rows):
         assert k["file"] == li["file"] and k["label"] == li["label"]
         assert float(k["prob_idc"]) == pytest.approx(float(li["prob_idc"]), abs=1e-5)
@@ -74,15 +86,17 @@ def test_lite_without_an_export_is_one_error_line_and_exit_2(tmp_path, small_dat
     folder = save_model_dir(tmp_path / "m", build_model("cnn", seed=0), ModelConfig(name="m", arch="cnn"))
     assert predict.main(["--model", str(folder), "--lite", str(small_data)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "python -m idc_core export" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and "idc export --model" in err[0]
+    assert "FileNotFoundError" not in err[0]
 
 
 def test_evaluate_cli_lite_reports_what_scored(exported, small_data, tmp_path, capsys):
     out = tmp_path / "report.json"
-    assert evaluate.main(["--model", str(exported), "--data", str(small_data), "--lite", "--out", str(out)]) == 0
-    assert "scored by its TFLite export" in capsys.readouterr().out
+    assert evaluate.main(["--model", str(exported), "--data", str(small_data), "--out", str(out)]) == 0
+    assert "scored by LiteRT (model.tflite)" in capsys.readouterr().out
     lite_report = json.loads(out.read_text())
-    keras_report = evaluate.evaluate_model(load_model_dir(exported), small_data)
-    assert lite_report["model"]["scored_by"] == "tflite" and keras_report["model"]["scored_by"] == "keras"
+    keras_report = evaluate.evaluate_model(load_model_dir(exported, runtime="keras"), small_data)
+    assert lite_report["model"]["scored_by"] == {"runtime": "litert", "file": "model.tflite"}
+    assert keras_report["model"]["scored_by"] == {"runtime": "keras", "file": "model.keras"}
     assert lite_report["confusion_matrix"] == keras_report["confusion_matrix"]
     assert lite_report["roc_auc"] == pytest.approx(keras_report["roc_auc"], abs=1e-4)

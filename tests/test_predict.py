@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-import idc_core.inference.predict as predict
 import idc_core.inference.tiles as tiles
+import idc_core.model.scorer as scorer
 from idc_core.cli.predict import main
 from idc_core.config import ModelConfig
 from idc_core.data.image_io import encode_png, read_image
@@ -51,15 +51,15 @@ def test_predict_patches_equals_calling_the_model_and_reports_progress(model) ->
     assert calls == [(4, 11), (8, 11), (11, 11)]
 
 
-def test_predict_patches_traces_once_for_inputs_of_several_sizes(model) -> None:
-    predict._FUNCTIONS.pop(id(model), None)
+def test_predict_patches_traces_once_for_inputs_of_several_sizes() -> None:
+    tiny = build_model("cnn")
     for n in (5, 9, 13):
-        predict_patches(model, _patches(n), batch_size=4)
-    assert predict._compiled(model).experimental_get_tracing_count() == 1
+        predict_patches(tiny, _patches(n), batch_size=4)
+    assert scorer._WRAPPED[id(tiny)]._function(False).experimental_get_tracing_count() == 1
 
 
 def test_small_input_is_padded_to_a_power_of_two_not_to_the_batch_size() -> None:
-    assert [predict._batch_shape(n, 256) for n in (1, 2, 3, 5, 200, 256, 1000)] == [
+    assert [scorer.batch_rows(n, 256) for n in (1, 2, 3, 5, 200, 256, 1000)] == [
         1, 2, 4, 8, 256, 256, 256
     ]
 
@@ -68,10 +68,10 @@ def test_compiled_function_is_dropped_with_its_model() -> None:
     tiny = build_model("cnn")
     predict_patches(tiny, _patches(2))
     key = id(tiny)
-    assert key in predict._FUNCTIONS
+    assert key in scorer._WRAPPED
     del tiny
     gc.collect()
-    assert key not in predict._FUNCTIONS
+    assert key not in scorer._WRAPPED
 
 
 def test_predict_patches_of_nothing_is_empty(model) -> None:

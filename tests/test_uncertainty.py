@@ -136,7 +136,7 @@ def test_predict_cli_adds_the_uncertainty_columns(model_dir, small_data, capsys)
     assert list(rows[0])[:5] == ["file", "prob_idc", "label", "uncertainty", "uncertain"]
     assert all(float(r["uncertainty"]) >= 0 and r["uncertain"] in ("0", "1") for r in rows)
     assert predict.main([str(small_data), "--model", str(model_dir), "--uncertainty", "--lite"]) == 2
-    assert "drop --lite" in capsys.readouterr().err
+    assert "no verified TFLite export" in capsys.readouterr().err
 
 
 def test_evaluate_reports_the_referral_curve_of_the_models_method_and_of_plain_confidence(model_dir, small_data,

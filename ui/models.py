@@ -148,6 +148,16 @@ def _training_facts(arch: str, train: dict[str, Any]) -> list[str]:
     return facts
 
 
+def scored_by_text(scored_by: dict[str, Any]) -> str:
+    """What scores a model folder, in words: its TFLite export run by LiteRT (how close to Keras), or Keras."""
+    if scored_by.get("runtime") == "litert":
+        close = (f"; largest difference from the Keras model {scored_by['max_abs_diff']:.1e} on {scored_by['n']:,} "
+                 "check patches" if scored_by.get("max_abs_diff") is not None and scored_by.get("n") else "")
+        return f"LiteRT, `{scored_by['file']}` (its verified TFLite export, no TensorFlow{close})"
+    return (f"Keras, `{scored_by.get('file', MODEL_FILE)}` (no verified TFLite export; `idc export` makes one that "
+            "scores without TensorFlow)")
+
+
 def _render_card(card: dict[str, Any], path: Path) -> None:
     config, metrics = card["config"], card.get("metrics") or {}
     model_file = path / MODEL_FILE
@@ -189,4 +199,5 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             )
         else:
             st.caption("No metrics.json: this model has no held-out evaluation.")
+        st.markdown(f"**Scored by** {scored_by_text(card.get('scored_by') or {})}")
         st.caption(f"Folder: {path} · idc_core {__version__}")

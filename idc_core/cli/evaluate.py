@@ -1,6 +1,6 @@
 """Evaluate a saved model on any labelled data in the dataset layout (folder or zip).
 
-    python -m idc_core evaluate --model models/cnn --data PATH [--split test] [--lite] [--out report.json]
+    python -m idc_core evaluate --model models/cnn --data PATH [--split test] [--runtime R] [--out report.json]
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 from idc_core.cli.options import (
     add_batch_size,
     add_model,
+    add_runtime,
     command_prog,
     error,
-    import_tensorflow,
     later_bar,
-    model_folder,
+    load_scoring_model,
     unit_interval,
 )
 from idc_core.config import UNCERTAINTY_METHODS, UncertaintySettings
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=unit_interval, default=None,
                    help="decision threshold in [0, 1] (default: the model's)")
     add_batch_size(p)
-    p.add_argument("--lite", action="store_true",
-                   help="score with the model's TFLite export (python -m idc_core export writes it)")
+    add_runtime(p)
     p.add_argument("--uncertainty", nargs="?", const="model", default=None, choices=("model", *UNCERTAINTY_METHODS),
                    help="also measure each patch's uncertainty and report the referral curve (bare flag: the "
                         "model's configured method)")
@@ -47,21 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
     try:
-        folder = model_folder(a.model)  # before TensorFlow's import: a missing model is said at once
+        loaded = load_scoring_model(a)  # a missing model is said before TensorFlow's import
     except IDCError as exc:
         return error(exc, 2)
-    import_tensorflow()
-    from idc_core.model.folder import load_model_dir
-    from idc_core.model.lite import load_export  # TensorFlow only once a command runs
-
     try:
-        loaded = load_model_dir(folder)
         model_method = (loaded.config.uncertainty or UncertaintySettings()).method
         method = model_method if a.uncertainty == "model" else a.uncertainty
-        scorer = load_export(loaded.path)[0] if a.lite else None
         with ExitStack() as bars:  # one bar per phase, each of N patches
             report = evaluate_model(loaded, a.data, split=a.split, threshold=a.threshold,
-                                    batch_size=a.batch_size, scorer=scorer, uncertainty=method,
+                                    batch_size=a.batch_size, uncertainty=method,
                                     read_progress=later_bar(bars, desc="reading", unit="patch"),
                                     progress=later_bar(bars, desc="scoring", unit="patch"),
                                     jpeg_quality=a.jpeg_quality)

@@ -1,15 +1,15 @@
-"""TensorFlow Lite export of a model for faster CPU inference, accepted only if it matches Keras.
+"""A TFLite export of a model, scored by LiteRT without TensorFlow, written only if it agrees with the Keras model.
 
-    python -m idc_core export [--model DIR] [--quantize dynamic|none] [--check PATH ...]
+    python -m idc_core export [--model DIR] [--quantize none|float16|dynamic] [--check PATH ...]
 
-"dynamic" is dynamic-range quantisation: int8 weights, activations quantised on the fly (about
-4x smaller; measured about 2x faster on a 2-core CPU for cnn and resnet50, see bench/README.md).
-"none" keeps float32 (same speed as the Keras graph here). The export is compared with the Keras
-model on real patches (by default the sample patches, the sample slide's tissue tiles and the
-sample patient zip in assets/, 1,376 patches; or --check images/folders/zips):
-it is written (DIR/model[-int8].tflite + DIR/export.json with the comparison) only when the
-largest probability difference and the label agreement at the model's threshold are within
-limits; otherwise nothing is written and the command exits 1.
+"none" (the default) keeps float32: P(IDC) within about 1e-6 of Keras, what the shipped models are scored with.
+"float16" stores float16 weights (half the size); "dynamic" is dynamic-range quantisation (int8 weights, about 4x
+smaller, P(IDC) moved by up to 0.02). The export is compared with the Keras model on real patches (by default the
+sample patches, the sample slide's tissue tiles and the sample patient zip in assets/, 1,699 patches; or --check
+images/folders/zips): it is written (DIR/model.tflite, model-float16.tflite or model-int8.tflite, and its
+comparison in DIR/export.json) only when the largest probability difference and the label agreement at the
+model's threshold are within limits; otherwise nothing is written and the command exits 1. A folder with a
+verified export is then scored by it (idc predict, evaluate, slide, the app); see idc_core.model.lite.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI: 0 when the export was written, 1 when it did not match the model, 2 on an error."""
     p = argparse.ArgumentParser(prog=command_prog("export"), description=__doc__.splitlines()[0])
     add_model(p)
-    p.add_argument("--quantize", choices=QUANTIZATIONS, default="dynamic")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default="none",
+                   help="none = float32 (default), float16 weights, or dynamic-range int8")
     p.add_argument("--check", nargs="+", default=[str(p) for p in default_check()], metavar="PATH",
                    help="real patches/slides/zips to compare on (default: the sample patches, slide and zip of "
                         "$IDC_ASSETS_DIR, else of the checkout's assets/ or ./assets)")

@@ -1,5 +1,6 @@
-"""What several commands share: their usage name, the --model and --batch-size options, argument types, one-line
-errors, progress bars, and TensorFlow's import without its lines about a missing GPU.
+"""What several commands share: their usage name, the --model, --runtime and --batch-size options, loading the
+model to score with, argument types, one-line errors, progress bars, and TensorFlow's import without its lines about
+a missing GPU (native_logs.import_tensorflow).
 
 Cheap to import: the model registry (TensorFlow) and tqdm are imported only once a command runs.
 """
@@ -8,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,19 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from idc_core import Progress
 from idc_core.errors import one_line
+from idc_core.native_logs import import_tensorflow
 from idc_core.paths import default_model_path
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from idc_core.model.folder import LoadedModel
     from idc_core.workflows.slide_truth import AnnotationSource
 
 BATCH_SIZE = 256
-# What TensorFlow prints while it loads on a machine without a GPU, none of it an error of the command: its INFO
-# records (oneDNN, "Could not find cuda drivers", CPU instructions, and that message's second line), absl's note
-# on where early records go, and the ERROR record "failed call to cuInit" (no CUDA device).
-_TF_NOISE = re.compile(r"I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl::InitializeLog|"
-                       r"To enable the following instructions:|E\d{4} .*failed call to cuInit")
 
 
 def command_prog(command: str) -> str:
@@ -38,29 +34,6 @@ def command_prog(command: str) -> str:
     a call from Python)."""
     script = os.path.basename(sys.argv[0]) if sys.argv else ""
     return f"idc {command}" if script in ("idc", "idc.exe") else f"python -m idc_core {command}"
-
-
-def import_tensorflow() -> None:
-    """Import TensorFlow and find its devices, as the commands do before any work, printing what it says on stderr
-    except the lines about a GPU that is not there (_TF_NOISE); other errors go through. (Later records obey
-    TF_CPP_MIN_LOG_LEVEL, 2 by default: see idc_core/__init__.py.) Nothing is done when TensorFlow is imported already.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as said:
-        os.dup2(said.fileno(), 2)  # TensorFlow's C++ logging writes to file descriptor 2, not to sys.stderr
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # CUDA is initialised (and cuInit fails) here
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            said.seek(0)
-            lines = said.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not _TF_NOISE.match(line)))
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +47,31 @@ def model_folder(given: Path | None) -> Path:
     """The --model folder, else the one named in the models root's DEFAULT (paths.default_model_path: ModelError if
     none). Cheap: commands call it before import_tensorflow, so a missing model is said at once."""
     return given if given else default_model_path()
+
+
+def add_runtime(parser: argparse.ArgumentParser) -> None:
+    """--runtime auto|litert|keras (model.folder.RUNTIMES) and --lite, short for --runtime litert."""
+    parser.add_argument("--runtime", choices=("auto", "litert", "keras"), default="auto",
+                        help="what scores: auto (default) = the model folder's verified TFLite export run by LiteRT, "
+                             "without TensorFlow, when it has one (idc export makes it), else the Keras model; "
+                             "litert = the export or an error; keras = the Keras model")
+    parser.add_argument("--lite", action="store_const", const="litert", dest="runtime", help="--runtime litert")
+
+
+def load_scoring_model(args: argparse.Namespace) -> LoadedModel:
+    """The model folder of --model (or the default), scored as --runtime says; TensorFlow is imported (its start-up
+    lines filtered) only when Keras will score, and a folder scored by Keras for want of an export says so in one
+    line on stderr. ModelError when the folder is unusable."""
+    from idc_core.model.folder import load_model_dir
+    from idc_core.model.lite import verified_export
+
+    folder = model_folder(args.model)
+    if args.runtime == "keras" or (args.runtime == "auto" and folder.is_dir() and verified_export(folder) is None):
+        import_tensorflow()
+    loaded = load_model_dir(folder, runtime=args.runtime)
+    if loaded.runtime_note:
+        print(f"note: {loaded.runtime_note}", file=sys.stderr)
+    return loaded
 
 
 def add_batch_size(parser: argparse.ArgumentParser, what: str = "patches") -> None:

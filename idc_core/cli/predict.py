@@ -1,6 +1,6 @@
 """The predict command: P(IDC) of patches, images, folders and zips, as CSV.
 
-    python -m idc_core predict [--model DIR] [--csv OUT] [--threshold T] [--lite] PATH...
+    python -m idc_core predict [--model DIR] [--csv OUT] [--threshold T] [--runtime auto|litert|keras] PATH...
 
 PATHs are images, folders (recursive, zips in them included) or zips. A patch-sized image (<= 100x100) is
 padded/resized to 50x50 and classified. A larger plain image (PNG, JPEG, a TIFF that is not
@@ -13,7 +13,8 @@ scale, neighbouring tiles) can give other IDC figures: a warning says so. A whol
 (.svs, .ndpi, .scn, .mrxs, tiled TIFF, DICOM, ...: any file the slide reader opens with
 OpenSlide, whatever its levels) is refused unread, with the command that reads it at the
 model's scale (idc slide). Each input that fails gets a CSV row with its error and one line
-on stderr, and the others go on; the exit status is 1 when any input failed.
+on stderr, and the others go on; the exit status is 1 when any input failed. The model folder's
+verified TFLite export scores, run by LiteRT without TensorFlow, when it has one (--runtime).
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ from typing import Any
 from idc_core.cli.options import (
     add_batch_size,
     add_model,
+    add_runtime,
     command_prog,
     error,
-    import_tensorflow,
-    model_folder,
+    load_scoring_model,
     progress_bar,
     unit_interval,
 )
 from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import IMAGE_EXTENSIONS, count_image_inputs, iter_image_inputs
-from idc_core.errors import IDCError, ImageError, ModelError
+from idc_core.errors import IDCError, ImageError
 from idc_core.inference.items import ItemResult, score_items
 from idc_core.wsi.reader import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, whole_slide_format
 
@@ -61,9 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="add the columns uncertainty (higher: less sure; the model's method, see "
                              "idc_core.inference.uncertainty) and uncertain (1 above the model's cut, chosen on "
                              "validation)")
-    parser.add_argument("--lite", action="store_true",
-                        help="score with the model's TFLite export (python -m idc_core export writes it "
-                             "only if it agrees with the model; speeds in bench/README.md)")
+    add_runtime(parser)
     return parser
 
 
@@ -92,20 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: 0 when every input was classified, 1 if any failed, 2 if the model fails."""
     args = _parser().parse_args(argv)
     try:
-        folder = model_folder(args.model)  # before TensorFlow's import: a missing model is said at once
-    except IDCError as exc:
-        return error(exc, 2)
-    import_tensorflow()
-    from idc_core.model.folder import load_model_dir
-    from idc_core.model.lite import load_export
-
-    try:
-        loaded = load_model_dir(folder)
+        loaded = load_scoring_model(args)
         uncertainty = (loaded.config.uncertainty or UncertaintySettings()) if args.uncertainty else None
-        if uncertainty and uncertainty.method == "mc" and args.lite:
-            raise ModelError("--uncertainty of this model is Monte-Carlo dropout, which needs the Keras model: "
-                             "drop --lite")
-        scorer = load_export(loaded.path)[0] if args.lite else loaded.model
+        if uncertainty and uncertainty.method == "mc" and loaded.scorer.runtime == "litert":
+            print("note: this model's uncertainty is Monte-Carlo dropout, which the TFLite export cannot run: the "
+                  "Keras model measures it (TensorFlow is loaded)", file=sys.stderr)
     except IDCError as exc:
         return error(exc, 2)
     threshold = loaded.config.threshold if args.threshold is None else args.threshold
@@ -119,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = count_image_inputs(args.paths, refuse=refuse_whole_slide, extensions=extensions)
     with progress_bar(inputs, total=total, unit="image", desc="predict") as bar:
         # iter(bar): the bar counts inputs as they are read (score_items would take a tqdm's len() for its own)
-        for item in score_items(scorer, iter(bar), threshold=threshold, batch_size=args.batch_size,
+        for item in score_items(loaded.scorer, iter(bar), threshold=threshold, batch_size=args.batch_size,
                                 uncertainty=uncertainty, slides="tile"):
             if item.error:
                 failed += 1
@@ -140,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"give (--mpp) and with neighbouring tiles: its IDC figures can differ", file=sys.stderr)
     print(
         f"{len(rows) - failed} classified, {failed} failed (threshold {threshold:g}, "
-        f"model {loaded.path}{', TFLite export' if args.lite else ''})",
+        f"model {loaded.path}, scored by {loaded.scorer.describe()})",
         file=sys.stderr,
     )
     return 1 if failed else 0

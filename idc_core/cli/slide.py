@@ -32,12 +32,12 @@ from idc_core.cli.options import (
     add_annotations,
     add_batch_size,
     add_model,
+    add_runtime,
     annotation_source,
     command_prog,
     error,
     follow,
-    import_tensorflow,
-    model_folder,
+    load_scoring_model,
     progress_bar,
     unit_interval,
 )
@@ -134,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="redo slides that are already done (a slide done with other settings or scales is "
                              "redone without it; one that states no scale and was done at another --mpp, or at "
                              "the assumed scale, is kept without it)")
+    add_runtime(parser)
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="score on Ray: 'local' starts a local instance, 'auto' joins the running cluster, "
                              "'ray://HOST:PORT' a remote one")
@@ -148,21 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.stride <= PATCH_SIZE:
         parser.error(f"--stride must be in 1..{PATCH_SIZE}, got {args.stride}")
     from idc_core.errors import IDCError
-
-    try:
-        folder = model_folder(args.model)  # before TensorFlow's import: a missing model is said at once
-    except IDCError as exc:
-        return error(exc, 2)
-    import_tensorflow()
-
-    from idc_core.model.folder import load_model_dir
     from idc_core.workflows.cohort import DONE_REASON, plan, read_slides_csv, score_in_process, write_slides_csv
     from idc_core.workflows.slide_analysis import NO_TISSUE, SlideOptions, model_identity, names_slide
     from idc_core.wsi.reader import slide_files
     from idc_core.wsi.scale import assumed_scale
 
     try:
-        loaded = load_model_dir(folder)
+        loaded = load_scoring_model(args)  # a missing model is said before TensorFlow's import
     except IDCError as exc:
         return error(exc, 2)
     try:
@@ -220,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # Many slides run at once on a cluster: one bar over the tiles of all the slides started so far.
             with progress_bar(total=0, unit="tile", desc="tiles", leave=False) as tiles:
-                score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row, follow(tiles))
+                score_on_ray(args.ray, todo, args.out, loaded.path, model_id, options, on_row, follow(tiles),
+                             runtime=args.runtime)
         else:
             score_in_process(todo, args.out, loaded, model_id, options, on_row, tile_bar)
     except IDCError as exc:

@@ -8,12 +8,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from idc_core import PATCH_SIZE
 from idc_core.config import AUGMENT_MODES
 from idc_core.data.dataset import PatchRecord, PatchSource, load_patches
 from idc_core.data.image_io import jpeg_roundtrip
+from idc_core.native_logs import import_tensorflow
+
+import_tensorflow()  # without its lines about a GPU that is not there
+
+import tensorflow as tf  # noqa: E402
 
 AUTOTUNE = tf.data.AUTOTUNE
 

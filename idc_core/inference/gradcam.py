@@ -2,29 +2,23 @@
 
 The shared model is never modified: the visualisers get clone=False and no model
 modifier; they run on a new functional view that reuses the model's layers and
-variables and outputs the IDC logit (see _logit_view).
+variables and outputs the IDC logit (see _logit_view). Keras and tf-keras-vis are imported when a map is made,
+not with this module (the pages that show maps open without TensorFlow).
 """
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
+
 import numpy as np
-from tf_keras_vis.gradcam import Gradcam
-from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-from tf_keras_vis.scorecam import Scorecam
 
 from idc_core import PATCH_SIZE
 from idc_core.data.image_io import check_patches
-from idc_core.model.builders import OUTPUT_NAME, conv_layer_names, last_conv_layer
+
+if TYPE_CHECKING:
+    import keras
 
 METHODS = ("gradcam", "gradcam++", "scorecam")
-
-
-class _QuietModel(keras.Model):
-    """A functional view whose predict() prints no progress bar (Scorecam calls it)."""
-
-    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
-        return super().predict(x, batch_size=batch_size, verbose=0, steps=steps, callbacks=callbacks)
 
 
 def _logit_view(model: keras.Model, *, two_class: bool) -> keras.Model:
@@ -36,6 +30,16 @@ def _logit_view(model: keras.Model, *, two_class: bool) -> keras.Model:
     two_class=True gives [0, z]: Scorecam applies softmax before scoring, which maps
     a single output to a constant 1 but [0, z] to [1 - p, p].
     """
+    import keras
+
+    from idc_core.model.builders import OUTPUT_NAME
+
+    class _QuietModel(keras.Model):
+        """A functional view whose predict() prints no progress bar (Scorecam calls it)."""
+
+        def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+            return super().predict(x, batch_size=batch_size, verbose=0, steps=steps, callbacks=callbacks)
+
     dense = model.get_layer(OUTPUT_NAME)
     if not isinstance(dense, keras.layers.Dense) or dense.activation is not keras.activations.sigmoid:
         raise ValueError(f"model {model.name!r}: layer {OUTPUT_NAME!r} must be Dense(1, sigmoid)")
@@ -71,6 +75,12 @@ def compute_heatmaps(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     check_patches(patches, uint8=False)
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.scorecam import Scorecam
+
+    from idc_core.model.builders import conv_layer_names, last_conv_layer
+
     names = conv_layer_names(model)
     layer = last_conv_layer(model) if layer is None else layer
     if layer not in names:

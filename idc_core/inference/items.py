@@ -21,7 +21,7 @@ from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import parse_patch_name
 from idc_core.data.image_io import decode_image, fit_patch, is_patch_sized
 from idc_core.errors import IDCError, ImageError, named, one_line
-from idc_core.inference.predict import Scorer, predict_patches
+from idc_core.inference.predict import Model, predict_patches
 from idc_core.inference.tiles import predict_slide
 from idc_core.inference.uncertainty import predict_measured
 from idc_core.wsi.result import SlideResult
@@ -86,7 +86,7 @@ def fit_item(name: str, data: bytes | IDCError) -> tuple[ItemResult, np.ndarray 
 
 
 def score_items(
-    model: Scorer,
+    model: Model,
     items: Iterable[tuple[str, bytes | IDCError]],
     *,
     threshold: float,
@@ -110,7 +110,7 @@ def score_items(
     return _scored(model, items, threshold, batch_size, uncertainty, slides == "tile", progress, total)
 
 
-def _scored(model: Scorer, items: Iterable[tuple[str, bytes | IDCError]], threshold: float, batch_size: int,
+def _scored(model: Model, items: Iterable[tuple[str, bytes | IDCError]], threshold: float, batch_size: int,
             uncertainty: UncertaintySettings | None, tile: bool, progress: Progress | None,
             total: int | None) -> Iterator[ItemResult]:
     """score_items' generator (its arguments are checked when it is called, not when it is first read)."""
@@ -141,7 +141,7 @@ def _scored(model: Scorer, items: Iterable[tuple[str, bytes | IDCError]], thresh
     yield from flush()
 
 
-def _score_queue(model: Scorer, queue: list[ItemResult], threshold: float, batch_size: int,
+def _score_queue(model: Model, queue: list[ItemResult], threshold: float, batch_size: int,
                  uncertainty: UncertaintySettings | None) -> Iterator[ItemResult]:
     """The queued items, the patch-sized ones with their P(IDC) (and uncertainty) from one batch."""
     waiting = [i for i, item in enumerate(queue) if item.patch is not None]
@@ -160,7 +160,7 @@ def _score_queue(model: Scorer, queue: list[ItemResult], threshold: float, batch
         yield replace(item, **scored[i]) if i in scored else item
 
 
-def _tiled(model: Scorer, item: ItemResult, image: np.ndarray, threshold: float, batch_size: int,
+def _tiled(model: Model, item: ItemResult, image: np.ndarray, threshold: float, batch_size: int,
            uncertainty: UncertaintySettings | None) -> ItemResult:
     """A slide-sized image tiled at its own pixels, reported by its most suspicious tissue tile."""
     height, width = image.shape[:2]

@@ -9,7 +9,7 @@ import numpy as np
 from idc_core import PATCH_SIZE, Progress
 from idc_core.config import UncertaintySettings
 from idc_core.errors import ImageError
-from idc_core.inference.predict import Scorer, predict_patches
+from idc_core.inference.predict import Model, predict_patches
 from idc_core.inference.uncertainty import predict_measured
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.stain_check import not_he_reason
@@ -18,7 +18,7 @@ from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fracti
 
 
 def predict_slide(
-    model: Scorer,
+    model: Model,
     image: np.ndarray,
     *,
     threshold: float = 0.5,

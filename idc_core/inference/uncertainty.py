@@ -2,7 +2,8 @@
 
 - "mc": `samples` passes with dropout active while batch normalisation keeps its inference statistics (a view
   of the model whose Dropout layers always drop; every other layer is the model's own);
-- "tta": the eight dihedral views (rotations and flips) of the patch;
+  (it needs the Keras model: with a LiteRT scorer, TensorFlow is imported and the Keras model loaded for it);
+- "tta": the eight dihedral views (rotations and flips) of the patch (any scorer, LiteRT included);
   for both, the uncertainty is decision_uncertainty: how many standard deviations of the sampled logits the
   mean logit lies from the threshold, as 1 / (1 + z). (The plain spread of P(IDC), as Slideflow shows, ranked
   errors worse than no uncertainty at all on our validation patients: README, "Calibration and uncertainty".)
@@ -21,7 +22,8 @@ import numpy as np
 
 from idc_core import Progress
 from idc_core.config import DEFAULT_SAMPLES, UNCERTAINTY_METHODS, UncertaintySettings
-from idc_core.inference.predict import Scorer, predict_patches
+from idc_core.inference.predict import Model, predict_patches
+from idc_core.model.scorer import as_scorer
 from idc_core.stats.calibration import logit
 from idc_core.stats.metrics import confidence_uncertainty
 
@@ -71,16 +73,14 @@ def dihedral_views(patches: np.ndarray) -> np.ndarray:
     return np.stack(rotations + [r[:, :, ::-1] for r in rotations])
 
 
-def sample_probabilities(model: Scorer, patches: np.ndarray, *, method: str = "mc", samples: int = DEFAULT_SAMPLES,
+def sample_probabilities(model: Model, patches: np.ndarray, *, method: str = "mc", samples: int = DEFAULT_SAMPLES,
                          batch_size: int = 256, progress: Progress | None = None) -> np.ndarray:
     """(copies, N) P(IDC) of each patch under MC dropout (`samples` passes) or its 8 dihedral views ("tta").
 
     The copies of a few patches go through the model in one call (copies x patches <= batch_size rows).
     """
-    if method == "mc":
-        if not hasattr(model, "layers"):
-            raise ValueError("Monte-Carlo dropout needs the Keras model, not its TFLite export")
-        scorer, copies = mc_dropout_view(model), samples
+    if method == "mc":  # dropout is not in an export: a LiteRT scorer hands over its Keras model (TensorFlow)
+        scorer, copies = mc_dropout_view(as_scorer(model).keras_model()), samples
     elif method == "tta":
         scorer, copies = model, TTA_VIEWS
     else:
@@ -131,7 +131,7 @@ class Measured(NamedTuple):
 
 
 def predict_with_uncertainty(
-    model: Scorer,
+    model: Model,
     patches: np.ndarray,
     *,
     method: str = "mc",
@@ -153,7 +153,7 @@ def predict_with_uncertainty(
     return Measured(prob, decision_uncertainty(mean, std, threshold), mean, std)
 
 
-def predict_measured(model: Scorer, patches: np.ndarray, settings: UncertaintySettings, threshold: float,
+def predict_measured(model: Model, patches: np.ndarray, settings: UncertaintySettings, threshold: float,
                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """P(IDC) and uncertainty of each patch, measured as a model's settings say."""
     measured = predict_with_uncertainty(model, patches, method=settings.method, threshold=threshold,

@@ -1,1 +1,2 @@
-"""Models: builders, the model folder, TFLite, tf.distribute. Imports: wsi, stats, data and the root."""
+"""Models: builders, the model folder, the scorers (model.scorer: Keras; model.lite: LiteRT), tf.distribute.
+Imports: wsi, stats, data and the root."""

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
-from keras import layers
-
 from idc_core import PATCH_SIZE
 from idc_core.config import ARCHITECTURES, HEADS, TRANSFER_ARCHS
 from idc_core.errors import WeightsError
+from idc_core.native_logs import import_tensorflow
+
+import_tensorflow()  # before Keras: without TensorFlow's lines about a GPU that is not there
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
 
 OUTPUT_NAME = "idc_probability"
 DEFAULT_BLOCK_DROPOUT = 0.25

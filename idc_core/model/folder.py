@@ -1,42 +1,62 @@
-"""Model folders: model.keras + config.json (+ metrics.json, history.json), checked on load.
+"""Model folders: model.keras + config.json (+ metrics.json, history.json, TFLite exports), checked on load.
 
-Loading always uses safe_mode=True (no Lambda/arbitrary code) and compile=False.
+load_model_dir chooses what scores (model.scorer.Scorer): the folder's verified TFLite export run by LiteRT when it
+has one (model.lite.verified_export), else the Keras model. Keras is imported only when the Keras model is needed;
+it is always loaded with safe_mode=True (no Lambda/arbitrary code) and compile=False.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-import keras
-
-import idc_core.model.builders  # noqa: F401  registers the custom layers for deserialization
 from idc_core import PATCH_SIZE
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
+from idc_core.model.lite import LiteScorer, verified_export
+from idc_core.model.scorer import KerasScorer, Scorer
+from idc_core.native_logs import import_tensorflow
 from idc_core.paths import default_model_path
 from idc_core.wsi.context import ContextSettings, read_context
+
+if TYPE_CHECKING:
+    import keras
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 EXPECTED_INPUT = (PATCH_SIZE, PATCH_SIZE, 3)
+RUNTIMES = ("auto", "litert", "keras")
+"""What scores a model folder: auto (its verified TFLite export when it has one, else Keras), litert, keras."""
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model folder loaded for inference."""
+    """A model folder loaded for inference: `scorer` scores (LiteRT or Keras); `model` is the Keras model, loaded on
+    first use when the scorer is LiteRT (Grad-CAM, calibration)."""
 
     path: Path
-    model: keras.Model
+    scorer: Scorer
     config: ModelConfig
     metrics: dict | None
     history: dict | None
     context: ContextSettings | None = None  # the slide-context step its config names (None: tiles alone)
+    runtime_note: str = field(default="", compare=False)  # why Keras scores a folder that has no export (else "")
+
+    @cached_property
+    def model(self) -> keras.Model:
+        """The Keras model of the folder (imports TensorFlow when the scorer is LiteRT)."""
+        return self.scorer.keras_model()
+
+    @property
+    def scored_by(self) -> dict[str, str]:
+        """Which runtime and file score: for summary.json, the predict notes and the model card."""
+        return {"runtime": self.scorer.runtime, "file": self.scorer.file}
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -99,25 +119,33 @@ def _read_config(folder: Path) -> ModelConfig:
 
 
 def read_model_card(path: str | Path) -> dict:
-    """config.json and metrics.json of a model folder as one dict, without loading the model."""
+    """config.json and metrics.json of a model folder as one dict, and what scores it (scored_by: runtime, file and,
+    for an export, its largest |dP| against Keras on n check patches), without loading the model."""
     folder = Path(path)
     config = _read_config(folder)
+    try:
+        export = verified_export(folder)
+    except ModelError:
+        export = None  # a broken export.json: Keras scores, and loading the folder says why
     return {
         "path": str(folder),
         "config": config.to_dict(),
         "metrics": _read_json(folder / METRICS_FILE, required=False),
+        "scored_by": ({"runtime": "litert", "file": export[0].name, "max_abs_diff": export[1].get("max_abs_diff"),
+                       "n": export[1].get("n")} if export else {"runtime": "keras", "file": MODEL_FILE}),
     }
 
 
-def load_model_dir(path: str | Path) -> LoadedModel:
-    """Load and check a model folder; every problem is a ModelError that names the folder."""
-    folder = Path(path)
-    config = _read_config(folder)
-    model_file = folder / MODEL_FILE
-    if not model_file.is_file():
-        raise ModelError(f"model folder {str(folder)!r} has no {MODEL_FILE}")
-    if not zipfile.is_zipfile(model_file):
-        raise ModelError(f"{str(model_file)!r} is corrupt or truncated (a .keras file is a zip archive)")
+def load_keras_model(folder: str | Path, config: ModelConfig | None = None) -> keras.Model:
+    """The checked Keras model of a model folder (imports TensorFlow); every problem is a ModelError naming it."""
+    import_tensorflow()  # without its lines about a GPU that is not there
+    import keras
+
+    import idc_core.model.builders  # noqa: F401  registers the custom layers for deserialization
+
+    folder = Path(folder)
+    config = config or _read_config(folder)
+    model_file = _model_file(folder)
     try:
         model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for corrupt/foreign files
@@ -139,17 +167,55 @@ def load_model_dir(path: str | Path) -> LoadedModel:
             f"{str(folder / CONFIG_FILE)!r} says arch {config.arch!r} "
             f"but {MODEL_FILE} holds model {model.name!r}"
         )
+    return model
+
+
+def _model_file(folder: Path) -> Path:
+    model_file = folder / MODEL_FILE
+    if not model_file.is_file():
+        raise ModelError(f"model folder {str(folder)!r} has no {MODEL_FILE}")
+    if not zipfile.is_zipfile(model_file):
+        raise ModelError(f"{str(model_file)!r} is corrupt or truncated (a .keras file is a zip archive)")
+    return model_file
+
+
+def load_scorer(folder: Path, config: ModelConfig, runtime: str = "auto") -> tuple[Scorer, str]:
+    """What scores a model folder (see RUNTIMES), and, when Keras scores for want of an export, one line saying so.
+
+    runtime "litert" on a folder without a verified export -> ModelError saying how to make one.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    export = verified_export(folder) if runtime != "keras" else None
+    if export is not None:
+        return LiteScorer.load(export[0], keras_loader=lambda: load_keras_model(folder, config)), ""
+    if runtime == "litert":
+        raise ModelError(f"{folder} has no verified TFLite export (export.json): make one with "
+                         f"`idc export --model {folder}`")
+    note = "" if runtime == "keras" else (f"{folder} has no verified TFLite export: scored by Keras "
+                                          f"(`idc export --model {folder}` makes one that needs no TensorFlow)")
+    return KerasScorer(load_keras_model(folder, config)), note
+
+
+def load_model_dir(path: str | Path, *, runtime: str = "auto") -> LoadedModel:
+    """Load and check a model folder, scored as `runtime` says (RUNTIMES); every problem is a ModelError that names
+    the folder."""
+    folder = Path(path)
+    config = _read_config(folder)
+    _model_file(folder)
     try:
         context = read_context(folder, config.context)
     except ValueError as exc:
         raise ModelError(str(exc)) from exc
+    scorer, note = load_scorer(folder, config, runtime)
     return LoadedModel(
         path=folder,
-        model=model,
+        scorer=scorer,
         config=config,
         metrics=_read_json(folder / METRICS_FILE, required=False),
         history=_read_json(folder / HISTORY_FILE, required=False),
         context=context,
+        runtime_note=note,
     )
 
 

@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
-from sklearn.metrics import log_loss
 
 from idc_core.stats.metrics import Labels, Probs, checked_scores
 
@@ -51,6 +49,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 def fit_calibration(y_true: Labels, prob: Probs, method: str) -> Calibration:
     """Fit `method` by maximum likelihood on these labels and raw scores (both classes needed)."""
+    from scipy.optimize import minimize, minimize_scalar  # here: scoring needs none of scipy/scikit-learn
+    from sklearn.metrics import log_loss
+
     y, p = checked_scores(y_true, prob)
     if len(np.unique(y)) < 2:
         raise ValueError("fitting a calibration needs both classes")

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
-from sklearn.calibration import calibration_curve
 
 from idc_core import CLASS_NAMES
 
@@ -19,6 +17,8 @@ Probs = Sequence[float] | np.ndarray  # P(IDC) per patch
 
 def choose_threshold(y_true: Labels, prob: Probs) -> float:
     """The threshold that maximises balanced accuracy (Youden's J) on these labels."""
+    from sklearn import metrics as skm
+
     y, p = checked_scores(y_true, prob)
     if len(np.unique(y)) < 2:
         raise ValueError("choose_threshold needs both classes in y_true")
@@ -29,6 +29,8 @@ def choose_threshold(y_true: Labels, prob: Probs) -> float:
 
 def threshold_metrics(y_true: Labels, prob: Probs, threshold: float) -> dict[str, Any]:
     """The metrics that depend on the decision threshold (cheap: for live sliders)."""
+    from sklearn import metrics as skm
+
     y, p = checked_scores(y_true, prob)
     tn, fp, fn, tp = skm.confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
     return {"threshold": float(threshold), **counts_metrics(int(tn), int(fp), int(fn), int(tp))}
@@ -64,6 +66,8 @@ def compute_metrics(
     patients: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Every metric of the evaluation report; curves are thinned to at most 200 points."""
+    from sklearn import metrics as skm
+
     y, p = checked_scores(y_true, prob)
     both = len(np.unique(y)) == 2
     pred = (p >= threshold).astype(int)
@@ -94,6 +98,8 @@ def per_patient_table(
     """One row per patient: patches, true and predicted IDC fraction, accuracy, and the ROC-AUC within the
     patient (None with one class only): how well the model ranks that patient's patches, whatever its
     scores' offset from other patients'."""
+    from sklearn import metrics as skm
+
     y, p = checked_scores(y_true, prob)
     ids = np.asarray(patients)
     if len(ids) != len(y):
@@ -134,6 +140,9 @@ def expected_calibration_error(y_true: Labels, prob: Probs, n_bins: int = ECE_BI
 
 def calibration_report(y_true: Labels, prob: Probs, n_bins: int = ECE_BINS) -> dict[str, Any]:
     """Brier score, ECE and the reliability curve (non-empty bins: mean score, IDC rate, patches)."""
+    from sklearn import metrics as skm
+    from sklearn.calibration import calibration_curve
+
     y, p = checked_scores(y_true, prob)
     rate, mean_score = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
     counts = np.bincount(_bins(p, n_bins), minlength=n_bins)

@@ -181,20 +181,23 @@ def calibrate_folder(folder: str | Path, data: str | Path, *, method: str = "aut
 
 
 def _refresh_export(folder: Path, log: Callable[[str], None], check: Sequence[str | Path]) -> None:
-    """Re-make a TFLite export from the calibrated model; drop it if it no longer agrees (never leave it stale)."""
-    from idc_core.model.lite import FILE_NAMES, REPORT_FILE
+    """Re-make every TFLite export from the calibrated model; drop those that no longer agree (never leave one
+    stale)."""
+    from idc_core.model.lite import FILE_NAMES, REPORT_FILE, read_exports
     from idc_core.workflows.export import export_model_dir, read_check_patches
 
-    report = folder / REPORT_FILE
-    if not report.is_file():
+    quantizations = [r.get("quantize", "dynamic") for r in read_exports(folder)]
+    if not quantizations:
         return
-    quantize = json.loads(report.read_text()).get("quantize", "dynamic")
-    written, agreement = (None, None) if not check else export_model_dir(
-        folder, quantize=quantize, check=read_check_patches(check))
-    if written is None:
-        for name in (*FILE_NAMES.values(), REPORT_FILE):
-            (folder / name).unlink(missing_ok=True)
-        log(f"the TFLite export no longer agrees with the model ({agreement}); removed it" if agreement else
-            "no patches to compare a new TFLite export with the calibrated model on; removed the old export")
-    else:
-        log(f"re-exported {written.name} from the calibrated model")
+    patches = read_check_patches(check) if check else None
+    (folder / REPORT_FILE).unlink()  # each export that agrees again is recorded anew
+    for quantize in quantizations:
+        written, agreement = (None, None) if patches is None else export_model_dir(
+            folder, quantize=quantize, check=patches)
+        if written is None:
+            (folder / FILE_NAMES[quantize]).unlink(missing_ok=True)
+            log(f"the TFLite export {FILE_NAMES[quantize]} no longer agrees with the model ({agreement}); removed it"
+                if agreement else "no patches to compare a new TFLite export with the calibrated model on; removed "
+                f"the old export {FILE_NAMES[quantize]}")
+        else:
+            log(f"re-exported {written.name} from the calibrated model")

@@ -32,7 +32,7 @@ from idc_core.wsi.context import (
 )
 
 if TYPE_CHECKING:
-    from idc_core.inference.predict import Scorer
+    from idc_core.inference.predict import Model
 
 CHUNK = 4096  # patches decoded and scored at a time
 GAUSSIAN_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -56,7 +56,7 @@ class TileScores:
         return TileScores(self.patients[keep], self.xs[keep], self.ys[keep], self.labels[keep], self.probs[keep])
 
 
-def score_tiles(model: Scorer, data: str | Path, patients: set[str] | None = None, *, batch_size: int = 256,
+def score_tiles(model: Model, data: str | Path, patients: set[str] | None = None, *, batch_size: int = 256,
                 log: Callable[[str], None] = print) -> TileScores:
     """P(IDC) of every labelled patch of `data` (of these patients, if given), as a tile at its x/y.
 

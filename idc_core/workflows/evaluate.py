@@ -16,7 +16,7 @@ from idc_core.config import UncertaintySettings
 from idc_core.data.dataset import load_labelled
 from idc_core.data.image_io import jpeg_roundtrip
 from idc_core.errors import DatasetError
-from idc_core.inference.predict import Scorer, predict_patches
+from idc_core.inference.predict import predict_patches
 from idc_core.inference.uncertainty import Measured, predict_with_uncertainty
 from idc_core.stats.metrics import compute_metrics, confidence_uncertainty, referral_curve
 
@@ -34,7 +34,6 @@ def evaluate_model(
     threshold: float | None = None,
     batch_size: int = 256,
     progress: Progress | None = None,
-    scorer: Scorer | None = None,
     uncertainty: str | None = None,
     read_progress: Progress | None = None,
     jpeg_quality: int | None = None,
@@ -44,8 +43,7 @@ def evaluate_model(
     progress(done, total) follows reading and then scoring the N patches as one job of 2N steps; or, when
     read_progress is given, only the scoring (N steps), read_progress(done, N) following the reading.
 
-    ``scorer`` scores the patches instead of ``loaded.model`` (its TFLite export, say);
-    the threshold and the split still come from ``loaded``.
+    ``loaded.scorer`` scores the patches (LiteRT or Keras: report["model"]["scored_by"] says which).
 
     Files outside the layout (report["data"]["rejected"]) and patches that cannot be decoded
     (report["data"]["unreadable"]) are left out and listed; none readable -> DatasetError.
@@ -73,7 +71,7 @@ def evaluate_model(
     if jpeg_quality is not None:
         patches = jpeg_roundtrip(patches, jpeg_quality)
     used = threshold if threshold is not None else loaded.config.threshold
-    scoring = scorer if scorer is not None else loaded.model
+    scoring = loaded.scorer
     measured = None
     if uncertainty is None:
         prob = predict_patches(scoring, patches, batch_size=batch_size, progress=score_steps)
@@ -98,11 +96,9 @@ def evaluate_model(
         "rejected": labelled.rejected,
         "unreadable": labelled.unreadable,
     }
-    from idc_core.model.lite import TFLiteModel
-
     report["model"] = {"path": str(loaded.path), "arch": loaded.config.arch, "threshold_source": (
         "given" if threshold is not None else "model config (chosen on validation)"),
-        "scored_by": "tflite" if isinstance(scorer, TFLiteModel) else "keras"}
+        "scored_by": loaded.scored_by}
     return report
 
 
@@ -132,12 +128,19 @@ def patch_scores(labels: np.ndarray, measured: Measured) -> dict[str, list | Non
             "logit_std": rounded(measured.logit_std)}
 
 
+def _scored_by_text(scored_by: dict[str, str] | str) -> str:
+    """'LiteRT (model.tflite)' for a report's scored_by ({runtime, file}; older reports: a word)."""
+    if isinstance(scored_by, str):
+        return scored_by
+    return f"{'LiteRT' if scored_by.get('runtime') == 'litert' else 'Keras'} ({scored_by.get('file', '?')})"
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A readable text version of an evaluation report."""
     d = report["data"]
     lines = [
         f"model {report['model']['path']} ({report['model']['arch']}"
-        + (", scored by its TFLite export" if report["model"].get("scored_by") == "tflite" else "")
+        + (f", scored by {_scored_by_text(report['model']['scored_by'])}" if report["model"].get("scored_by") else "")
         + f"), threshold {report['threshold']:.3f}"
         f" ({report['model']['threshold_source']})",
         f"data {d['source']}" + (f", split {d['split']}" if d["split"] else "")

@@ -1,12 +1,14 @@
-"""TensorFlow Lite export of a model for faster CPU inference, accepted only if it matches Keras.
+"""TensorFlow Lite export of a model, scored by LiteRT without TensorFlow, accepted only if it matches Keras.
 
-"dynamic" is dynamic-range quantisation: int8 weights, activations quantised on the fly (about
-4x smaller; measured about 2x faster on a 2-core CPU for cnn and resnet50, see bench/README.md).
-"none" keeps float32 (same speed as the Keras graph here). export_model_dir compares the export
-with the Keras model on real patches (read_check_patches: images, folders, zips) and writes it
-(DIR/model[-int8].tflite + DIR/export.json with the comparison) only when the largest probability
-difference and the label agreement at the model's threshold are within limits. The command line
-over it (`python -m idc_core export`) is idc_core.cli.export.
+"none" keeps float32 (P(IDC) within about 1e-6 of Keras: what a folder is scored with by default);
+"float16" stores float16 weights (half the size); "dynamic" is dynamic-range quantisation: int8
+weights, activations quantised on the fly (about 4x smaller; P(IDC) moves by up to 0.02). Speeds
+in bench/README.md. The export outputs P(IDC) and the penultimate features (the input of the last
+Dense layer). export_model_dir compares it with the Keras model on real patches (read_check_patches:
+images, folders, zips) and writes it (DIR/model.tflite, model-float16.tflite or model-int8.tflite,
+and its comparison in DIR/export.json) only when the largest probability difference and the label
+agreement at the model's threshold are within limits. The command line over it
+(`python -m idc_core export`) is idc_core.cli.export.
 """
 
 from __future__ import annotations
@@ -26,26 +28,32 @@ from idc_core.errors import ModelError
 from idc_core.inference.items import fit_item
 from idc_core.inference.predict import predict_patches
 from idc_core.inference.tiles import tissue_tiles
-from idc_core.model.lite import FILE_NAMES, REPORT_FILE, TFLiteModel
+from idc_core.model.lite import FILE_NAMES, REPORT_FILE, LiteScorer, read_exports
+from idc_core.model.scorer import Scorer, penultimate_layer_input
 from idc_core.wsi.tiling import extract_patches
 
 if TYPE_CHECKING:
     import keras
 
-QUANTIZATIONS = ("none", "dynamic")
+QUANTIZATIONS = tuple(FILE_NAMES)
 MAX_DIFF = 0.02
 MIN_AGREEMENT = 0.995
 
 
 def to_tflite(model: keras.Model, *, quantize: str = "dynamic") -> bytes:
-    """The model as a TFLite flatbuffer: float32 ("none") or dynamic-range int8 weights ("dynamic")."""
+    """The model as a TFLite flatbuffer with two outputs, P(IDC) and the penultimate features: float32 ("none"),
+    float16 weights ("float16") or dynamic-range int8 weights ("dynamic")."""
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    import keras
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantize == "dynamic":
+    both = keras.Model(model.inputs, [model.outputs[0], penultimate_layer_input(model)], name=model.name)
+    converter = tf.lite.TFLiteConverter.from_keras_model(both)
+    if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the model's signature
             return converter.convert()
@@ -67,7 +75,7 @@ class Agreement:
         return self.n > 0 and self.max_abs_diff <= max_diff and self.label_agreement >= min_agreement
 
 
-def compare(model: keras.Model, lite: TFLiteModel, patches: np.ndarray, threshold: float) -> Agreement:
+def compare(model: keras.Model, lite: Scorer, patches: np.ndarray, threshold: float) -> Agreement:
     """Largest and mean |P_keras - P_tflite| and the share of equal labels at `threshold`."""
     keras_probs = predict_patches(model, patches)
     lite_probs = lite.predict(patches)
@@ -97,7 +105,7 @@ def read_check_patches(paths: Sequence[str | Path]) -> np.ndarray:
 def export_model_dir(
     folder: str | Path,
     *,
-    quantize: str = "dynamic",
+    quantize: str = "none",
     check: np.ndarray,
     max_diff: float = MAX_DIFF,
     min_agreement: float = MIN_AGREEMENT,
@@ -110,14 +118,15 @@ def export_model_dir(
 
     from idc_core.model.folder import load_model_dir
 
-    loaded = load_model_dir(folder)
+    loaded = load_model_dir(folder, runtime="keras")
     content = to_tflite(loaded.model, quantize=quantize)
-    agreement = compare(loaded.model, TFLiteModel(content), check, loaded.config.threshold)
+    out = Path(folder) / FILE_NAMES[quantize]
+    agreement = compare(loaded.model, LiteScorer(content, file=out.name), check, loaded.config.threshold)
     if not agreement.ok(max_diff, min_agreement):
         return None, agreement
-    out = Path(folder) / FILE_NAMES[quantize]
     out.write_bytes(content)
     report = {"file": out.name, "quantize": quantize, "tensorflow": tf.__version__,
               "limits": {"max_abs_diff": max_diff, "min_label_agreement": min_agreement}, **asdict(agreement)}
-    (Path(folder) / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    others = [r for r in read_exports(folder) if r["file"] != out.name and (Path(folder) / r["file"]).is_file()]
+    (Path(folder) / REPORT_FILE).write_text(json.dumps({"exports": [*others, report]}, indent=2) + "\n")
     return out, agreement

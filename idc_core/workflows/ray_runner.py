@@ -43,10 +43,10 @@ class TileCounter:
 class SlideScorer:
     """Ray actor body: holds one loaded model and scores slides with it."""
 
-    def __init__(self, model_dir: str) -> None:
+    def __init__(self, model_dir: str, runtime: str = "auto") -> None:
         from idc_core.model.folder import load_model_dir
 
-        self.loaded = load_model_dir(model_dir)
+        self.loaded = load_model_dir(model_dir, runtime=runtime)  # LiteRT (no TensorFlow) when it has an export
 
     def score(self, slide: str, checksum: str, out_root: str, model_id: dict[str, Any],
               options: SlideOptions, counter: Any = None) -> dict[str, Any]:
@@ -86,8 +86,9 @@ def connect(address: str) -> Any:
 
 def score_on_ray(address: str, todo: Sequence[tuple[Path, str]], out_root: Path, model_dir: Path,
                  model_id: dict[str, Any], options: SlideOptions, on_row: Callable[[dict[str, Any]], None],
-                 tile_progress: Progress | None = None) -> None:
-    """Score `todo` (slide, checksum) on Ray; on_row(row) as each slide finishes, in finishing order.
+                 tile_progress: Progress | None = None, *, runtime: str = "auto") -> None:
+    """Score `todo` (slide, checksum) on Ray; on_row(row) as each slide finishes, in finishing order. Each actor
+    loads the model folder once, scored as `runtime` says (model.folder.RUNTIMES).
 
     tile_progress(done, total): the tiles of every slide started so far, polled every POLL_SECONDS and after
     each slide; after the last slide, done == total == the tiles scored.
@@ -104,7 +105,7 @@ def score_on_ray(address: str, todo: Sequence[tuple[Path, str]], out_root: Path,
         # An actor needs a CPU to be scheduled unless told otherwise, and the scorers hold them all.
         counter = ray.remote(num_cpus=0)(TileCounter).remote() if tile_progress else None
         actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(SlideScorer)
-        pool = ActorPool([actor.remote(str(Path(model_dir).resolve())) for _ in range(slots)])
+        pool = ActorPool([actor.remote(str(Path(model_dir).resolve()), runtime) for _ in range(slots)])
         out = str(Path(out_root).resolve())
 
         def submit(scorer: Any, item: tuple[Path, str]) -> Any:

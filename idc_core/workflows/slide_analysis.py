@@ -271,7 +271,7 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         request = options.scale_request(path)
         annotations, notes = load_annotations(options.annotations, path)  # a bad file fails before any scoring
         with open_slide(path, model_mpp=loaded.config.mpp, **request) as reader:
-            analysis = analyse_slide(reader, loaded.model, model_mpp=loaded.config.mpp,
+            analysis = analyse_slide(reader, loaded.scorer, model_mpp=loaded.config.mpp,
                                      threshold=loaded.config.threshold, options=options, progress=progress,
                                      uncertainty=loaded.config.uncertainty,
                                      context=loaded.context if options.context else None,
@@ -285,6 +285,7 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         tmp.mkdir(parents=True)
         write_outputs(analysis, tmp, {"slide_path": str(path), "slide_sha256": checksum, "model": model_id,
                                       "model_scope": loaded.config.scope, "mpp_used": loaded.config.mpp,
+                                      "scored_by": loaded.scored_by,
                                       "scale_request": request, "scoring": options.scoring(),
                                       "truth_request": options.truth_request(path)}, truth)
         if target.exists():
