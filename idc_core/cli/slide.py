@@ -3,11 +3,12 @@
     python -m idc_core slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M]
                              [--override-mpp M | --mpp-table CSV] [--stride PX]
                              [--tissue-threshold SAT|otsu] [--min-tissue F]
-                             [--batch-size N] [--read MODE] [--force] [--ray local|auto|ray://HOST:PORT]
+                             [--batch-size N] [--read MODE] [--qc on|off] [--force] [--ray local|auto|ray://HOST:PORT]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
-heatmap.png and summary.json; DIR/slides.csv has one row per slide of the folder, this run's or an
+heatmap.png and summary.json; tiles under marker ink, a fold or blur are set aside as `artefact` (--qc off:
+scored like the rest); DIR/slides.csv has one row per slide of the folder, this run's or an
 earlier run's (ok, failed with a one-line reason, or skipped: already done for the same model, file
 and scale), with the scale used and its source. A bad slide never stops the others.
 Exit status: 0 if no slide failed, 1 if any did, 2 if the model or the output folder is unusable.
@@ -120,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="also measure each tissue tile's uncertainty (the model's method; MC dropout costs "
                              "about 20x the time): columns uncertainty and uncertain in tiles.csv, the uncertain "
                              "share in summary.json")
+    parser.add_argument("--qc", choices=("on", "off"), default="on",
+                        help="set tiles under marker ink, folds or blur aside as `artefact` instead of scoring them "
+                             "(default on; off: score every tissue tile, for comparison)")
     parser.add_argument("--force", action="store_true",
                         help="redo slides that are already done (a slide done with other settings or scales is "
                              "redone without it)")
@@ -157,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty,
                            read_mode=args.read_mode, tissue_threshold=args.tissue_threshold,
                            min_tissue=args.min_tissue, override_mpp=args.override_mpp, mpp_table=table,
-                           mpp_table_name=table_name)
+                           mpp_table_name=table_name, qc=args.qc == "on")
     unlisted = [file for file, _ in table if not any(names_slide(file, slide) for slide in slides)]
     if unlisted:
         print(f"warning: --mpp-table {table_name}: not among the slides: {', '.join(unlisted)}", file=sys.stderr)
@@ -181,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.write(f"failed: {row['reason']}", file=sys.stderr)
         elif row.get("warnings"):
             bar.write(f"warning: {Path(row['slide']).name}: {row['warnings']}", file=sys.stderr)
+        if row.get("qc"):
+            bar.write(f"qc: {Path(row['slide']).name}: {row['qc']}", file=sys.stderr)
         bar.update(1)
 
     for row in rows:

@@ -26,6 +26,7 @@ from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
 from idc_core.wsi.context import ContextSettings, apply_context, context_summary
 from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
+from idc_core.wsi.qc import DETECTORS, qc_line, qc_summary
 from idc_core.wsi.reader import READ_MODES, Progress, SlideInfo, SlideReader, open_slide
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
@@ -49,6 +50,7 @@ class SlideOptions:
     override_mpp: float | None = None  # level-0 mpp of every slide, whatever it states (--override-mpp)
     mpp_table: tuple[tuple[str, float], ...] = ()  # (file, mpp) of single slides, whatever they state (--mpp-table)
     mpp_table_name: str = ""  # where the table came from, for the source of its values
+    qc: bool = True  # set tiles under an artefact aside (wsi.qc), not scored (--qc on|off)
 
     def __post_init__(self) -> None:
         if self.read_mode not in READ_MODES:
@@ -57,7 +59,7 @@ class SlideOptions:
     def scoring(self) -> dict[str, Any]:
         """How the tiles are found and scored (kept in summary.json: a re-run with other settings redoes a slide)."""
         return {"stride": self.stride, "tissue_threshold": self.tissue_threshold, "min_tissue": self.min_tissue,
-                "read_mode": self.read_mode, "uncertainty": self.uncertainty}
+                "read_mode": self.read_mode, "uncertainty": self.uncertainty, "qc": self.qc}
 
     def listed_mpp(self, slide: Path) -> float | None:
         """The mpp_table's value for a slide (see names_slide), None when it has none."""
@@ -123,6 +125,7 @@ class SlideAnalysis:
                                           else None),
             "threshold": r.threshold,
             "context": context_summary(self.context),
+            **qc_summary(r),
             "tissue_threshold": r.tissue_threshold,
             "stride": r.stride,
             "seconds": round(self.seconds, 3),
@@ -191,7 +194,8 @@ def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, optio
     return predict_slide(model, image, threshold=threshold, stride=options.stride,
                          tissue_threshold=options.tissue_threshold, min_tissue=options.min_tissue,
                          batch_size=options.batch_size, progress=progress,
-                         uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
+                         uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None,
+                         artefacts=DETECTORS if options.qc else None)
 
 
 def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
@@ -264,7 +268,9 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         tmp.rename(target)
         summary = analysis.summary()
         row.update(status="ok", tiles=summary["tissue_tiles"], idc_area_mm2=summary["idc_area_mm2"],
-                   mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"], warnings="; ".join(analysis.warnings))
+                   mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"], warnings="; ".join(analysis.warnings),
+                   artefact_share=summary["artefact_share"] if summary["artefact_share"] is not None else "",
+                   qc=qc_line(analysis.result))
     except IDCError as exc:
         row["reason"] = one_line(exc)
     except MemoryError:

@@ -1,0 +1,213 @@
+"""Artefact QC per tile: marker ink, out-of-focus blur and tissue folds, found without a model.
+
+Each detector is a small function `image (RGB uint8, the slide at the model's scale) -> bool (H, W) mask` of the
+pixels under that artefact; DETECTORS lists them by kind, and a new check is one more entry (the shape of
+Slideflow's `WSI.qc(...)` callables and HistoQC's modules), not an edit of the pipeline. `tile_artefacts` runs them
+band by band over a slide and gives each tile the kind covering the largest share of it, when that share is at
+least MIN_SHARE: the tile is then set aside (label `artefact`), not scored as IDC or not-IDC.
+
+Why the model's scale (4 um/px for the shipped models) and not a finer pyramid level: QC is there to say when
+the model's input is not the tissue it learned from, and the model sees the slide at its own scale. Ink, folds
+and bubbles are large (tens of um and more), so they show at 4 um/px as they do at 0.25; a scan blurred by less
+than a few um loses detail the model never sees, so it does not change the model's input, and judging blur on a
+finer level would flag tiles whose scores are not affected (and cost a read of that level: the slide command reads
+only the level that serves the model's scale). The blur detector therefore measures what is lost at the model's
+scale, relative to the tile's own contrast, so pale fat and dense tumour are judged alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+
+from idc_core import PATCH_SIZE
+from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tiling import check_coords, check_rgb
+from idc_core.wsi.tissue import tile_tissue_fraction
+
+Detector = Callable[[np.ndarray], np.ndarray]
+"""image at the model's scale (RGB uint8, H x W x 3) -> bool (H, W) mask of the artefact's pixels."""
+
+MIN_SHARE = 0.25
+"""A tile is set aside when one artefact covers at least this share of its pixels (a quarter of the 50x50 tile:
+the model's score then rests largely on the artefact; smaller specks at a tile's corner do not sway it)."""
+MARGIN = 16
+"""Rows of context above and below each band: more than any detector's filter reaches (blur's 15 px window)."""
+BAND_PIXELS = 2**22
+"""Pixels of one band: the detectors' float arrays stay a few tens of MB for a slide of any size."""
+
+
+def _hsv(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV hue (0-180), saturation and value (0-255) as int16 arrays."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV).astype(np.int16)
+    return hsv[..., 0], hsv[..., 1], hsv[..., 2]
+
+
+DENSE_WINDOW = 9
+"""Side (pixels at the model's scale, 36 um at 4 um/px) of the window in which a detector's pixels are counted."""
+DENSE_SHARE = 0.4
+"""A pixel is under an artefact when at least this share of the DENSE_WINDOW window around it has the artefact's
+colour: ink over tissue is patchy pixel by pixel, and single pixels of an odd colour are not an artefact."""
+
+
+def _dense(mask: np.ndarray) -> np.ndarray:
+    """Where at least DENSE_SHARE of the surrounding DENSE_WINDOW x DENSE_WINDOW pixels are in `mask`."""
+    share = cv2.blur(mask.astype(np.float32), (DENSE_WINDOW, DENSE_WINDOW))
+    return share >= DENSE_SHARE
+
+
+def _he_hue(hue: np.ndarray) -> np.ndarray:
+    """Hues of H&E (OpenCV's 0-180: eosin pink/red from 120 round to 12, haematoxylin violet)."""
+    return (hue >= 120) | (hue <= 12)
+
+
+def red_ink(image: np.ndarray) -> np.ndarray:
+    """Red marker ink: pure red (hue within 8 of 0/180 on OpenCV's 0-180 scale) and saturated (>= 150 of 255).
+
+    Eosin is pink: its hue is toward magenta (about 160-175) and its saturation stays lower (95% of the sample
+    slide's eosin pixels are below 150). Fresh blood (red cells) can be as red: a haemorrhage may be flagged."""
+    hue, sat, val = _hsv(image)
+    return _dense(((hue <= 8) | (hue >= 172)) & (sat >= 150) & (val >= 90))
+
+
+def green_ink(image: np.ndarray) -> np.ndarray:
+    """Green (and teal) marker ink: hue 30-100 (yellow-green to cyan) with saturation >= 50; H&E has no green."""
+    hue, sat, _ = _hsv(image)
+    return _dense((hue >= 30) & (hue < 100) & (sat >= 50))
+
+
+def blue_ink(image: np.ndarray) -> np.ndarray:
+    """Blue marker ink: hue 100-122 (blue) with saturation >= 90. Haematoxylin is violet (hue about 125-150) and
+    paler; the dark teal of green ink also falls here (a tile's reason is then whichever colour covers more)."""
+    hue, sat, _ = _hsv(image)
+    return _dense((hue >= 100) & (hue <= 122) & (sat >= 90))
+
+
+def black_ink(image: np.ndarray) -> np.ndarray:
+    """Black marker ink (and other opaque dirt): nearly black (value < 60 of 255) without stain colour
+    (saturation < 110). Nuclei at the model's scale stay above that value; a fold is dark but saturated."""
+    _, sat, val = _hsv(image)
+    return _dense((val < 60) & (sat < 110))
+
+
+FOLD_MIN_AREA = 5000
+"""Fewest pixels (at the model's scale: 0.08 mm2 at 4 um/px, two tiles) of one connected fold region."""
+
+
+def fold(image: np.ndarray) -> np.ndarray:
+    """Tissue folds: two layers of stained tissue absorb twice, so a fold is dark and strongly saturated;
+    saturation minus value >= 60 (of 255) with value < 130 (the "S - V" rule of fold detectors), in H&E hues only
+    (dark ink is not a fold). Dense tumour reaches it only in single nuclei, too sparse to count (DENSE_SHARE);
+    the dark necrotic centre of a duct reaches it over a tile or less, while a fold runs along a strip of tissue:
+    only connected regions of at least FOLD_MIN_AREA pixels count (a region cut by a band's edge is judged by
+    its part in that band)."""
+    hue, sat, val = _hsv(image)
+    dark = _dense(((sat - val) >= 60) & (val < 130) & _he_hue(hue)).view(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    large = stats[:, cv2.CC_STAT_AREA] >= FOLD_MIN_AREA
+    large[0] = False  # the background
+    return large[labels]
+
+
+BLUR_WINDOW = 15
+"""Side (pixels at the model's scale) of the window blur is judged in: 60 um at 4 um/px, a few cells."""
+BLUR_RATIO = 0.08
+"""A window is blurred when its Laplacian energy is below this share of its intensity variance (see blur)."""
+BLUR_MIN_CONTRAST = 20.0
+"""Windows whose intensity variance is below this (nearly flat glass or pale stroma) are not judged."""
+
+
+def blur(image: np.ndarray) -> np.ndarray:
+    """Out-of-focus blur: fine detail lost where there is contrast to have it.
+
+    The local Laplacian variance (as Slideflow's and HistoQC's blur checks use) divided by the local intensity
+    variance, both over BLUR_WINDOW windows of the grey image: sharp tissue keeps edges as steep as its contrast
+    allows, blurred tissue keeps its contrast but loses its edges, so the ratio drops whatever the stain's
+    strength. Judged at the model's scale (see the module docstring)."""
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    window = (BLUR_WINDOW, BLUR_WINDOW)
+    mean = cv2.blur(grey, window)
+    variance = cv2.blur(grey * grey, window) - mean * mean
+    laplacian = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)
+    energy = cv2.blur(laplacian * laplacian, window)
+    judged = variance >= BLUR_MIN_CONTRAST
+    return _dense(judged & (energy < BLUR_RATIO * np.maximum(variance, 1e-6)))
+
+
+DETECTORS: dict[str, Detector] = {
+    "red ink": red_ink,
+    "green ink": green_ink,
+    "blue ink": blue_ink,
+    "black ink": black_ink,
+    "fold": fold,
+    "blur": blur,
+}
+"""Artefact kind -> detector, as tiles.csv, summary.json and the GeoJSON name them."""
+
+
+def _bands(height: int, width: int) -> Iterator[tuple[slice, slice]]:
+    """(rows read, rows kept within them) of consecutive bands of about BAND_PIXELS, read with MARGIN rows of
+    context above and below."""
+    rows = max(1, BAND_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        start, stop = max(0, top - MARGIN), min(height, bottom + MARGIN)
+        yield slice(start, stop), slice(top - start, bottom - start)
+
+
+def artefact_masks(image: np.ndarray, detectors: dict[str, Detector] | None = None) -> dict[str, np.ndarray]:
+    """Each detector's bool (H, W) mask of `image` (RGB uint8 at the model's scale), computed band by band with
+    MARGIN rows of context, so the detectors' working arrays never cover the whole slide."""
+    check_rgb(image)
+    detectors = DETECTORS if detectors is None else detectors
+    height, width = image.shape[:2]
+    masks = {kind: np.zeros((height, width), dtype=np.bool_) for kind in detectors}
+    for read, keep in _bands(height, width):
+        band = image[read]
+        rows = slice(read.start + keep.start, read.start + keep.stop)
+        for kind, detect in detectors.items():
+            masks[kind][rows] = detect(band)[keep]
+    return masks
+
+
+def tile_artefacts(image: np.ndarray, coords: np.ndarray, size: int = PATCH_SIZE, *,
+                   detectors: dict[str, Detector] | None = None, min_share: float = MIN_SHARE) -> np.ndarray:
+    """(N,) str array: each tile's artefact kind ("" for none), the kind covering the largest share of the tile
+    when that share is at least `min_share` (ties: the first kind in `detectors`, DETECTORS by default)."""
+    coords = check_coords(coords)
+    if not 0.0 < min_share <= 1.0:
+        raise ValueError(f"min_share must be in (0, 1], got {min_share}")
+    masks = artefact_masks(image, detectors)
+    kinds = list(masks)
+    reasons = np.full(len(coords), "", dtype=object)
+    if not kinds or not len(coords):
+        return reasons.astype(str)
+    shares = np.stack([tile_tissue_fraction(masks[kind], coords, size) for kind in kinds], axis=1)
+    best = shares.argmax(axis=1)
+    flagged = shares[np.arange(len(coords)), best] >= min_share
+    reasons[flagged] = np.asarray(kinds, dtype=object)[best[flagged]]
+    return reasons.astype(str)
+
+
+def qc_summary(result: SlideResult) -> dict[str, Any]:
+    """What summary.json says about QC: whether it ran, the tiles set aside per artefact kind, and their share of
+    the tiles listed (tissue tiles and those set aside); None for both when QC was off."""
+    ran = result.artefact is not None
+    share = result.artefact_share
+    return {"qc": ran, "artefact_tiles": result.artefact_counts() if ran else None,
+            "artefact_share": round(share, 6) if share is not None else None}
+
+
+def qc_line(result: SlideResult) -> str:
+    """One line on the tiles QC set aside, e.g. "12 tiles set aside as artefacts (3.1%): blur 3, red ink 9" ("" when
+    QC did not run; "no artefact found" when it found none)."""
+    if result.artefact is None:
+        return ""
+    counts = result.artefact_counts()
+    if not counts:
+        return "no artefact found"
+    kinds = ", ".join(f"{kind} {count}" for kind, count in counts.items())
+    return f"{result.n_artefact} tiles set aside as artefacts ({result.artefact_share:.1%} of tissue): {kinds}"
