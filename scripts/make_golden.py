@@ -10,7 +10,7 @@ input, P(IDC) with 6 decimals and the label at the model's threshold:
 - sample_patient_8980_members.csv: the 696 patches of the patient zip, through `idc predict`
 - sample_slide.csv: assets/sample_slide.png read at the model's scale, tiled and scored as `idc slide`
   does (its tiles.csv: x, y, size of each tissue tile in level-0 pixels, prob_idc, label, and prob_idc_tile
-  when the model has a slide-context step)
+  when the model has a slide-context step, and qc: the artefact kind of a tile set aside by QC, wsi.qc)
 - sample_patient_8980.csv: the patient zip rebuilt as a slide from the x/y in its names, likewise
 - model.json: the model's threshold, mpp and the sha256 of every file in its folder, so that a failing
   comparison can say whether the model changed or the code did.

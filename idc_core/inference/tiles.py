@@ -50,10 +50,12 @@ def predict_slide(
     if reason is not None:
         raise ImageError(f"not H&E: not scored ({reason})")
     height, width = image.shape[:2]
-    coords, tissue, used_threshold = tissue_tiles(image, stride, tissue_threshold, min_tissue)
+    coords, fractions, used_threshold = tissue_fractions(image, stride, tissue_threshold)
+    tissue = fractions >= min_tissue
     artefact = None
     if artefacts is not None:
-        artefact = np.where(tissue, tile_artefacts(image, coords, PATCH_SIZE, detectors=artefacts), "")
+        found = tile_artefacts(image, coords, PATCH_SIZE, detectors=artefacts, tissue=fractions)
+        artefact = np.where(tissue, found, "")
         tissue = tissue & (artefact == "")
     probs = np.full(len(coords), np.nan, dtype=np.float32)
     spread = np.full(len(coords), np.nan, dtype=np.float32) if uncertainty else None
@@ -85,7 +87,15 @@ def tissue_tiles(image: np.ndarray, stride: int = PATCH_SIZE, tissue_threshold: 
                  min_tissue: float = MIN_TISSUE) -> tuple[np.ndarray, np.ndarray, float]:
     """The slide's tiles (row, col top-left corners), which of them hold at least `min_tissue` tissue, and the
     saturation threshold used (tissue_threshold, or Otsu's when None)."""
+    coords, fractions, used_threshold = tissue_fractions(image, stride, tissue_threshold)
+    return coords, fractions >= min_tissue, used_threshold
+
+
+def tissue_fractions(image: np.ndarray, stride: int = PATCH_SIZE, tissue_threshold: float | None = TISSUE_THRESHOLD
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The slide's tiles (row, col top-left corners), the share of tissue pixels in each, and the saturation
+    threshold used (tissue_threshold, or Otsu's when None)."""
     height, width = image.shape[:2]
     coords = tile_coordinates(height, width, PATCH_SIZE, stride)
     mask, used_threshold = tissue_mask(image, tissue_threshold)
-    return coords, tile_tissue_fraction(mask, coords, PATCH_SIZE) >= min_tissue, used_threshold
+    return coords, tile_tissue_fraction(mask, coords, PATCH_SIZE), used_threshold

@@ -32,8 +32,10 @@ Detector = Callable[[np.ndarray], np.ndarray]
 """image at the model's scale (RGB uint8, H x W x 3) -> bool (H, W) mask of the artefact's pixels."""
 
 MIN_SHARE = 0.25
-"""A tile is set aside when one artefact covers at least this share of its pixels (a quarter of the 50x50 tile:
-the model's score then rests largely on the artefact; smaller specks at a tile's corner do not sway it)."""
+"""A tile is set aside when one artefact covers at least this share of its tissue (a quarter: the model's score
+then rests largely on the artefact; smaller specks at a tile's corner do not sway it). The share is of the tile's
+tissue pixels (those the tissue detector counts, ink included), so a tile of glass crossed by a pen line is set
+aside as well as a tile of tissue under a broad stroke."""
 MARGIN = 16
 """Rows of context above and below each band: more than any detector's filter reaches (blur's 15 px window)."""
 BAND_PIXELS = 2**22
@@ -59,11 +61,6 @@ def _dense(mask: np.ndarray) -> np.ndarray:
     return share >= DENSE_SHARE
 
 
-def _he_hue(hue: np.ndarray) -> np.ndarray:
-    """Hues of H&E (OpenCV's 0-180: eosin pink/red from 120 round to 12, haematoxylin violet)."""
-    return (hue >= 120) | (hue <= 12)
-
-
 def red_ink(image: np.ndarray) -> np.ndarray:
     """Red marker ink: pure red (hue within 8 of 0/180 on OpenCV's 0-180 scale) and saturated (>= 150 of 255).
 
@@ -80,17 +77,23 @@ def green_ink(image: np.ndarray) -> np.ndarray:
 
 
 def blue_ink(image: np.ndarray) -> np.ndarray:
-    """Blue marker ink: hue 100-122 (blue) with saturation >= 90. Haematoxylin is violet (hue about 125-150) and
+    """Blue marker ink: hue 100-126 (blue) with saturation >= 90. Haematoxylin is violet (hue about 127-150) and
     paler; the dark teal of green ink also falls here (a tile's reason is then whichever colour covers more)."""
     hue, sat, _ = _hsv(image)
-    return _dense((hue >= 100) & (hue <= 122) & (sat >= 90))
+    return _dense((hue >= 100) & (hue < 127) & (sat >= 90))
+
+
+def _black(hue: np.ndarray, sat: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """Nearly black (value < 70 of 255), not strongly coloured (saturation < 150) and not green or blue (dark
+    green or blue ink over tissue is that ink)."""
+    return (val < 70) & (sat < 150) & ~((hue >= 30) & (hue < 127) & (sat >= 50))
 
 
 def black_ink(image: np.ndarray) -> np.ndarray:
-    """Black marker ink (and other opaque dirt): nearly black (value < 60 of 255) without stain colour
-    (saturation < 110). Nuclei at the model's scale stay above that value; a fold is dark but saturated."""
-    _, sat, val = _hsv(image)
-    return _dense((val < 60) & (sat < 110))
+    """Black ink (a marker, or the India ink of a surgical margin) and other opaque dirt: nearly black without
+    strong stain colour. Nuclei at the model's scale stay brighter (above 95 on the sample slide's IDC tiles); a
+    fold or a necrotic centre is as dark but keeps a strong stain colour (saturation about 200)."""
+    return _dense(_black(*_hsv(image)))
 
 
 FOLD_MIN_AREA = 5000
@@ -99,13 +102,15 @@ FOLD_MIN_AREA = 5000
 
 def fold(image: np.ndarray) -> np.ndarray:
     """Tissue folds: two layers of stained tissue absorb twice, so a fold is dark and strongly saturated;
-    saturation minus value >= 60 (of 255) with value < 130 (the "S - V" rule of fold detectors), in H&E hues only
-    (dark ink is not a fold). Dense tumour reaches it only in single nuclei, too sparse to count (DENSE_SHARE);
-    the dark necrotic centre of a duct reaches it over a tile or less, while a fold runs along a strip of tissue:
-    only connected regions of at least FOLD_MIN_AREA pixels count (a region cut by a band's edge is judged by
-    its part in that band)."""
+    saturation minus value >= 50 (of 255) with value < 140 (the "S - V" rule of fold detectors), in the violet to
+    pink hues of H&E only (127-171: dark ink, green, blue or pure red, is not a fold), and not black (black_ink).
+    Dense tumour reaches it only in single nuclei, too sparse to count (DENSE_SHARE); the dark necrotic centre of a
+    duct reaches it over a tile or less, while a fold runs along a strip of tissue: only connected regions of at
+    least FOLD_MIN_AREA pixels count (a region cut by a band's edge is judged by its part in that band). A fold of
+    pale tissue (pale stroma, fat, a pale slide) stays pale and is not found."""
     hue, sat, val = _hsv(image)
-    dark = _dense(((sat - val) >= 60) & (val < 130) & _he_hue(hue)).view(np.uint8)
+    stained = (hue >= 127) & (hue < 172) & ~_black(hue, sat, val)
+    dark = _dense(((sat - val) >= 50) & (val < 140) & stained).view(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     large = stats[:, cv2.CC_STAT_AREA] >= FOLD_MIN_AREA
     large[0] = False  # the background
@@ -114,10 +119,14 @@ def fold(image: np.ndarray) -> np.ndarray:
 
 BLUR_WINDOW = 15
 """Side (pixels at the model's scale) of the window blur is judged in: 60 um at 4 um/px, a few cells."""
-BLUR_RATIO = 0.08
+BLUR_RATIO = 0.2
 """A window is blurred when its Laplacian energy is below this share of its intensity variance (see blur)."""
-BLUR_MIN_CONTRAST = 20.0
+BLUR_MIN_CONTRAST = 5.0
 """Windows whose intensity variance is below this (nearly flat glass or pale stroma) are not judged."""
+BLUR_MAX_GLASS = 0.2
+"""Windows with more than this share of glass (grey level above GLASS_GREY) are not judged: one sharp edge between
+tissue and glass has a large variance for its few steep pixels, and would read as blur."""
+GLASS_GREY = 215
 
 
 def blur(image: np.ndarray) -> np.ndarray:
@@ -126,14 +135,16 @@ def blur(image: np.ndarray) -> np.ndarray:
     The local Laplacian variance (as Slideflow's and HistoQC's blur checks use) divided by the local intensity
     variance, both over BLUR_WINDOW windows of the grey image: sharp tissue keeps edges as steep as its contrast
     allows, blurred tissue keeps its contrast but loses its edges, so the ratio drops whatever the stain's
-    strength. Judged at the model's scale (see the module docstring)."""
+    strength. Windows at the edge of tissue and glass are not judged (BLUR_MAX_GLASS). Judged at the model's
+    scale (see the module docstring)."""
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
     window = (BLUR_WINDOW, BLUR_WINDOW)
     mean = cv2.blur(grey, window)
     variance = cv2.blur(grey * grey, window) - mean * mean
     laplacian = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)
     energy = cv2.blur(laplacian * laplacian, window)
-    judged = variance >= BLUR_MIN_CONTRAST
+    glass = cv2.blur((grey > GLASS_GREY).astype(np.float32), window)
+    judged = (variance >= BLUR_MIN_CONTRAST) & (glass <= BLUR_MAX_GLASS)
     return _dense(judged & (energy < BLUR_RATIO * np.maximum(variance, 1e-6)))
 
 
@@ -174,9 +185,12 @@ def artefact_masks(image: np.ndarray, detectors: dict[str, Detector] | None = No
 
 
 def tile_artefacts(image: np.ndarray, coords: np.ndarray, size: int = PATCH_SIZE, *,
-                   detectors: dict[str, Detector] | None = None, min_share: float = MIN_SHARE) -> np.ndarray:
-    """(N,) str array: each tile's artefact kind ("" for none), the kind covering the largest share of the tile
-    when that share is at least `min_share` (ties: the first kind in `detectors`, DETECTORS by default)."""
+                   detectors: dict[str, Detector] | None = None, min_share: float = MIN_SHARE,
+                   tissue: np.ndarray | None = None) -> np.ndarray:
+    """(N,) str array: each tile's artefact kind ("" for none), the kind covering the largest share of the tile's
+    tissue when that share is at least `min_share` (ties: the first kind in `detectors`, DETECTORS by default).
+
+    tissue: (N,) share of tissue pixels in each tile (inference.tiles.tissue_fractions); None: the whole tile."""
     coords = check_coords(coords)
     if not 0.0 < min_share <= 1.0:
         raise ValueError(f"min_share must be in (0, 1], got {min_share}")
@@ -186,6 +200,8 @@ def tile_artefacts(image: np.ndarray, coords: np.ndarray, size: int = PATCH_SIZE
     if not kinds or not len(coords):
         return reasons.astype(str)
     shares = np.stack([tile_tissue_fraction(masks[kind], coords, size) for kind in kinds], axis=1)
+    if tissue is not None:
+        shares = np.minimum(1.0, shares / np.maximum(np.asarray(tissue, dtype=np.float32), 1e-6)[:, None])
     best = shares.argmax(axis=1)
     flagged = shares[np.arange(len(coords)), best] >= min_share
     reasons[flagged] = np.asarray(kinds, dtype=object)[best[flagged]]
