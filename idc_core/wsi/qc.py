@@ -73,14 +73,14 @@ def red_ink(image: np.ndarray) -> np.ndarray:
 def green_ink(image: np.ndarray) -> np.ndarray:
     """Green (and teal) marker ink: hue 30-100 (yellow-green to cyan) with saturation >= 50; H&E has no green."""
     hue, sat, _ = _hsv(image)
-    return _dense((hue >= 30) & (hue < 100) & (sat >= 50))
+    return _dense((hue >= 30) & (hue < 106) & (sat >= 50))
 
 
 def blue_ink(image: np.ndarray) -> np.ndarray:
     """Blue marker ink: hue 100-126 (blue) with saturation >= 90. Haematoxylin is violet (hue about 127-150) and
     paler; the dark teal of green ink also falls here (a tile's reason is then whichever colour covers more)."""
     hue, sat, _ = _hsv(image)
-    return _dense((hue >= 100) & (hue < 127) & (sat >= 90))
+    return _dense((hue >= 106) & (hue < 127) & (sat >= 90))
 
 
 def _black(hue: np.ndarray, sat: np.ndarray, val: np.ndarray) -> np.ndarray:
