@@ -17,6 +17,7 @@ scale, relative to the tile's own contrast, so pale fat and dense tumour are jud
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,10 +43,21 @@ BAND_PIXELS = 2**22
 """Pixels of one band: the detectors' float arrays stay a few tens of MB for a slide of any size."""
 
 
-def _hsv(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV hue (0-180), saturation and value (0-255) as int16 arrays."""
-    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV).astype(np.int16)
-    return hsv[..., 0], hsv[..., 1], hsv[..., 2]
+_BAND = threading.local()  # per thread (the slide page serves several sessions at once): the band being checked
+
+
+def _hsv(image: np.ndarray) -> np.ndarray:
+    """OpenCV HSV of `image` (uint8: hue 0-180, saturation and value 0-255); for the band that artefact_masks is
+    checking, computed once for all the colour detectors."""
+    band = getattr(_BAND, "value", None)
+    if band is not None and band[0] is image:
+        return band[1]
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+
+
+def _in(hsv: np.ndarray, low: tuple[int, int, int], high: tuple[int, int, int]) -> np.ndarray:
+    """uint8 0/255 mask of the pixels whose hue, saturation and value are within [low, high] (cv2.inRange)."""
+    return cv2.inRange(hsv, low, high)
 
 
 DENSE_WINDOW = 9
@@ -56,9 +68,11 @@ colour: ink over tissue is patchy pixel by pixel, and single pixels of an odd co
 
 
 def _dense(mask: np.ndarray) -> np.ndarray:
-    """Where at least DENSE_SHARE of the surrounding DENSE_WINDOW x DENSE_WINDOW pixels are in `mask`."""
-    share = cv2.blur(mask.astype(np.float32), (DENSE_WINDOW, DENSE_WINDOW))
-    return share >= DENSE_SHARE
+    """bool: where at least DENSE_SHARE of the surrounding DENSE_WINDOW x DENSE_WINDOW pixels are in `mask` (uint8
+    0/255 or bool)."""
+    share = cv2.blur(mask.view(np.uint8) * np.uint8(255) if mask.dtype == np.bool_ else mask,
+                     (DENSE_WINDOW, DENSE_WINDOW))
+    return share >= round(255 * DENSE_SHARE)
 
 
 def red_ink(image: np.ndarray) -> np.ndarray:
@@ -66,34 +80,32 @@ def red_ink(image: np.ndarray) -> np.ndarray:
 
     Eosin is pink: its hue is toward magenta (about 160-175) and its saturation stays lower (95% of the sample
     slide's eosin pixels are below 150). Fresh blood (red cells) can be as red: a haemorrhage may be flagged."""
-    hue, sat, val = _hsv(image)
-    return _dense(((hue <= 8) | (hue >= 172)) & (sat >= 150) & (val >= 90))
+    hsv = _hsv(image)
+    return _dense(_in(hsv, (0, 150, 90), (8, 255, 255)) | _in(hsv, (172, 150, 90), (180, 255, 255)))
 
 
 def green_ink(image: np.ndarray) -> np.ndarray:
-    """Green (and teal) marker ink: hue 30-100 (yellow-green to cyan) with saturation >= 50; H&E has no green."""
-    hue, sat, _ = _hsv(image)
-    return _dense((hue >= 30) & (hue < 106) & (sat >= 50))
+    """Green (and teal) marker ink: hue 30-105 (yellow-green to cyan) with saturation >= 50; H&E has no green."""
+    return _dense(_in(_hsv(image), (30, 50, 0), (105, 255, 255)))
 
 
 def blue_ink(image: np.ndarray) -> np.ndarray:
-    """Blue marker ink: hue 100-126 (blue) with saturation >= 90. Haematoxylin is violet (hue about 127-150) and
-    paler; the dark teal of green ink also falls here (a tile's reason is then whichever colour covers more)."""
-    hue, sat, _ = _hsv(image)
-    return _dense((hue >= 106) & (hue < 127) & (sat >= 90))
+    """Blue marker ink: hue 106-126 (blue) with saturation >= 90. Haematoxylin is violet (hue about 127-150) and
+    paler; the dark teal of green ink can fall here too (a tile's reason is then whichever colour covers more)."""
+    return _dense(_in(_hsv(image), (106, 90, 0), (126, 255, 255)))
 
 
-def _black(hue: np.ndarray, sat: np.ndarray, val: np.ndarray) -> np.ndarray:
-    """Nearly black (value < 70 of 255), not strongly coloured (saturation < 150) and not green or blue (dark
-    green or blue ink over tissue is that ink)."""
-    return (val < 70) & (sat < 150) & ~((hue >= 30) & (hue < 127) & (sat >= 50))
+def _black(hsv: np.ndarray) -> np.ndarray:
+    """uint8 0/255: nearly black (value < 70 of 255), not strongly coloured (saturation < 150) and not green or
+    blue (dark green or blue ink over tissue is that ink)."""
+    return cv2.subtract(_in(hsv, (0, 0, 0), (180, 149, 69)), _in(hsv, (30, 50, 0), (126, 255, 255)))
 
 
 def black_ink(image: np.ndarray) -> np.ndarray:
     """Black ink (a marker, or the India ink of a surgical margin) and other opaque dirt: nearly black without
     strong stain colour. Nuclei at the model's scale stay brighter (above 95 on the sample slide's IDC tiles); a
     fold or a necrotic centre is as dark but keeps a strong stain colour (saturation about 200)."""
-    return _dense(_black(*_hsv(image)))
+    return _dense(_black(_hsv(image)))
 
 
 FOLD_MIN_AREA = 5000
@@ -108,12 +120,15 @@ def fold(image: np.ndarray) -> np.ndarray:
     duct reaches it over a tile or less, while a fold runs along a strip of tissue: only connected regions of at
     least FOLD_MIN_AREA pixels count (a region cut by a band's edge is judged by its part in that band). A fold of
     pale tissue (pale stroma, fat, a pale slide) stays pale and is not found."""
-    hue, sat, val = _hsv(image)
-    stained = (hue >= 127) & (hue < 172) & ~_black(hue, sat, val)
-    dark = _dense(((sat - val) >= 50) & (val < 140) & stained).view(np.uint8)
+    hsv = _hsv(image)
+    saturated = cv2.compare(cv2.subtract(hsv[..., 1], hsv[..., 2]), 50, cv2.CMP_GE)
+    stained = cv2.subtract(_in(hsv, (127, 0, 0), (171, 255, 139)), _black(hsv))
+    dark = _dense(saturated & stained).view(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     large = stats[:, cv2.CC_STAT_AREA] >= FOLD_MIN_AREA
     large[0] = False  # the background
+    if not large.any():
+        return np.zeros(image.shape[:2], dtype=np.bool_)
     return large[labels]
 
 
@@ -176,11 +191,15 @@ def artefact_masks(image: np.ndarray, detectors: dict[str, Detector] | None = No
     detectors = DETECTORS if detectors is None else detectors
     height, width = image.shape[:2]
     masks = {kind: np.zeros((height, width), dtype=np.bool_) for kind in detectors}
-    for read, keep in _bands(height, width):
-        band = image[read]
-        rows = slice(read.start + keep.start, read.start + keep.stop)
-        for kind, detect in detectors.items():
-            masks[kind][rows] = detect(band)[keep]
+    try:
+        for read, keep in _bands(height, width):
+            band = image[read]
+            _BAND.value = (band, cv2.cvtColor(np.ascontiguousarray(band), cv2.COLOR_RGB2HSV))
+            rows = slice(read.start + keep.start, read.start + keep.stop)
+            for kind, detect in detectors.items():
+                masks[kind][rows] = detect(band)[keep]
+    finally:
+        _BAND.value = None
     return masks
 
 
