@@ -145,3 +145,15 @@ def test_the_slide_page_hatches_tiles_set_aside_and_its_toggle_turns_qc_off(tiny
     off = at.session_state["slide_result"]
     assert off.artefact is None and off.n_tissue == result.n_tissue + result.n_artefact
     assert "Hatched, not scored" not in " ".join(m.value for m in at.markdown)
+
+
+def test_ray_workers_set_the_same_tiles_aside_as_the_command_in_process(inked_slide, tmp_path):
+    pytest.importorskip("ray")
+    assert slide_main([str(inked_slide), "--out", str(tmp_path / "here")]) == 0
+    assert slide_main([str(inked_slide), "--out", str(tmp_path / "ray"), "--ray", "local"]) == 0
+    here, there = (_rows(tmp_path / side / "inked" / "tiles.csv") for side in ("here", "ray"))
+    assert [(t["x"], t["y"], t["label"], t["qc"]) for t in there] == [(t["x"], t["y"], t["label"], t["qc"])
+                                                                       for t in here]
+    assert "artefact" in {t["label"] for t in here}
+    assert (_rows(tmp_path / "ray" / "slides.csv")[0]["artefact_share"]
+            == _rows(tmp_path / "here" / "slides.csv")[0]["artefact_share"] != "")
