@@ -4,8 +4,9 @@
 
 1. Every complete slide (bench_tissue.COMPLETE) of a validation or test patient of the model's split (never a
    training patient) is rebuilt from its patches, then for each kind (red, green, blue and black marker ink, blur,
-   fold) an artefact is drawn over its tissue (bench/drawn_artefacts.py: a 40-px stroke through four tissue tiles,
-   a 300 x 200 px rectangle blurred with sigma 2 px, a 40-px fold through three tissue tiles; seeded), and QC is run
+   fold) DRAWS artefacts are drawn over its tissue, one at a time (bench/drawn_artefacts.py: a 40-px stroke through
+   four tissue tiles, a 300 x 200 px rectangle blurred with sigma 2 px, a 40-px fold through three tissue tiles;
+   seeded), and QC is run
    as `idc slide` runs it (inference.tiles.tissue_fractions, then wsi.qc.tile_artefacts). Counted on the tissue
    tiles: "artefact tiles" are those at least half under the drawn mask; "clean tiles" those it does not touch, and
    every tile of the slide as it is (no drawing). Reported: the share of artefact tiles flagged (any kind, and the
@@ -32,6 +33,8 @@ from bench_tissue import COMPLETE, rebuilt
 from drawn_artefacts import INKS, draw_blur, draw_fold, draw_ink
 
 KINDS = (*INKS, "blur", "fold")
+DRAWS = 3
+"""Artefacts of each kind drawn on each slide, one at a time (each on the clean slide)."""
 
 
 def draw(image: np.ndarray, kind: str, centres: np.ndarray, rng: np.random.Generator
@@ -73,7 +76,7 @@ def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0) -> d
                        "flagged_kinds": {str(k): int(n) for k, n in zip(*np.unique(
                            clean_kinds[tissue & (clean_kinds != "")], return_counts=True))}})
         centres = coords[tissue][:, ::-1] + 25
-        for kind in KINDS:
+        for kind in [k for k in KINDS for _ in range(DRAWS)]:
             drawn, mask = draw(image, kind, centres, rng)
             cover = tile_tissue_fraction(mask, coords)
             d_coords, d_fractions, _ = tissue_fractions(drawn)
