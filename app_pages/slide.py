@@ -23,9 +23,11 @@ from idc_core.workflows.slide_analysis import (
 )
 from idc_core.workflows.slide_truth import judge_slide
 from idc_core.wsi.annotations import TileTruth, read_annotations
+from idc_core.wsi.artefact_layer import artefact_color, hatch_artefacts
 from idc_core.wsi.context import apply_context
-from idc_core.wsi.outputs import slide_geojson, tile_rows, with_colour_bar
+from idc_core.wsi.outputs import slide_geojson, tile_rows, with_artefact_legend, with_colour_bar
 from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
+from idc_core.wsi.qc import qc_line
 from idc_core.wsi.reader import PYRAMID_SUFFIXES, READ_MODES, SlideInfo
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tiling import extract_patches
@@ -77,20 +79,21 @@ def chosen_input(source: str) -> tuple[str, Path, bytes | None, str | None] | No
 def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str,
                     outline_uncertain: bool = False) -> np.ndarray:
     """The P(IDC) heatmap blended on the slide at full size (tiles below `cut` left uncoloured); uncertain tiles
-    outlined in white when asked (and measured)."""
+    outlined in white when asked (and measured); tiles set aside by QC hatched in their artefact's colour."""
     shown = result.probs if cut is None else np.where(result.probs >= cut, result.probs, np.nan)
     overlay = blend(image, tile_map(result.coords, shown, image.shape, result.size, result.stride), alpha=alpha,
                     cmap=cmap)
     flags = result.uncertain
     if outline_uncertain and flags is not None:
         overlay = outline_tiles(overlay, result.coords[flags], result.size)
-    return overlay
+    return hatch_artefacts(overlay, result)
 
 
 def heatmap_png(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str,
                 outline_uncertain: bool = False) -> bytes:
     """The download: heatmap_overlay at full size with the P(IDC) colour bar on its right (as the command draws it)."""
-    return encode_png(with_colour_bar(heatmap_overlay(result, image, cut, alpha, cmap, outline_uncertain), cmap))
+    return encode_png(with_artefact_legend(
+        with_colour_bar(heatmap_overlay(result, image, cut, alpha, cmap, outline_uncertain), cmap), result))
 
 
 def table_rows(result: SlideResult, factor: float, threshold: float, truth: TileTruth | None = None,
@@ -100,7 +103,7 @@ def table_rows(result: SlideResult, factor: float, threshold: float, truth: Tile
     of the heatmap and the tile inspector)."""
     rows = tile_rows(replace(result, threshold=threshold), result.level0_boxes(factor, bounds), truth)
     return [{**row, "threshold": threshold, "x_model": x, "y_model": y}
-            for row, (y, x) in zip(rows, result.coords[result.tissue].tolist())]
+            for row, (y, x) in zip(rows, result.coords[result.listed].tolist())]
 
 
 def truth_view(result: SlideResult, slide: SlideInput, threshold: float, truth_area: np.ndarray | None = None,
@@ -189,6 +192,9 @@ with st.expander("Tiling and tissue detection", expanded=False):
         "Measure uncertainty", value=False, key=S + "measure", persist_state=KEEP,
         help=(uncertainty_help(model.config.uncertainty) + " Costs extra passes of the model per tile.")
         if model.config.uncertainty else None)
+    qc = c3.toggle("Set artefacts aside (QC)", value=True, key=S + "qc", persist_state=KEEP,
+                   help="Tiles under marker ink, a tissue fold or blur are hatched and not scored (label 'artefact'), "
+                        "nor counted in the IDC area. Off: every tissue tile is scored, for comparison.")
     threshold_used = c2.empty()  # filled once this run's result exists: the value used, never the previous one
 tissue_threshold = None if auto else float(manual)
 
@@ -227,7 +233,7 @@ if mpp_set and mpp_override is None:
 mpp = mpp_override if mpp_override is not None else (model.config.mpp if known_scale else None)
 mpp_source = known_scale if mpp_override is None else USER_SCALE
 options = SlideOptions(mpp=mpp, stride=stride, tissue_threshold=tissue_threshold, min_tissue=min_tissue,
-                       uncertainty=measure, read_mode=read_mode)
+                       uncertainty=measure, read_mode=read_mode, qc=qc)
 file_key = (name, str(path), path.stat().st_size, mpp, str(model.path), read_mode)
 settings = (*file_key, options)
 if st.session_state.get(S + "settings") != settings:
@@ -337,6 +343,12 @@ st.plotly_chart(figure, key=S + "chart", on_select=select_tile,
 st.caption(f"P(IDC) colour map '{cmap}': low → high. Zoom with the mouse wheel or a box; click a tile to inspect it "
            "(outlined in black and white)."
            + (" White outlines: tiles the model is uncertain about." if outline else ""))
+if result.n_artefact:
+    st.markdown("Hatched, not scored: " + ", ".join(
+        f"<span style='color:rgb{artefact_color(kind)}'>▨</span> {kind} ({count} tiles)"
+        for kind, count in result.artefact_counts().items()) + f" · {qc_line(result)}", unsafe_allow_html=True)
+elif qc:
+    st.caption("Artefact QC: " + qc_line(result) + ".")
 
 judged, annotation_key = None, None
 if annotation_file is not None and annotation_rules is not None:
@@ -383,14 +395,17 @@ if slide.truth is not None:
         k[7].metric("Predicted IDC share", percent(met["idc_fraction_pred"]))
     if n_not_analysed:
         st.caption(f"{n_not_analysed} of {len(slide.truth)} ground-truth patches were skipped as background "
-                   "and are not counted.")
+                   + ("or set aside as artefacts " if result.n_artefact else "") + "and are not counted.")
 
 st.subheader("Inspect a tile")
 c1, c2 = st.columns(2)
 x = c1.number_input("x (px)", 0, image.shape[1] - 1, key=S + "x", persist_state=KEEP)
 y = c2.number_input("y (px)", 0, image.shape[0] - 1, key=S + "y", persist_state=KEEP)
 tile = result.tile_at(x, y)  # an index into result.coords
-if tile is None:
+set_aside = result.tile_at(x, y, among=result.artefacts) if tile is None else None
+if set_aside is not None and result.artefact is not None:
+    st.info(f"This tile is set aside as an artefact ({result.artefact[set_aside]}): it is not scored.")
+elif tile is None:
     st.info("No tissue tile there: click a tile on the heatmap or type the coordinates of one.")
 else:
     patch = extract_patches(image, result.coords[[tile]])[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +43,15 @@ def test_fluorescence_greyscale_and_another_stain_are_refused_with_the_reason(sl
     brown = slide.copy()
     stained = slide.mean(axis=2) < 220
     brown[stained] = (150, 100, 50)  # DAB-like brown where the tissue is
-    assert "not those of H&E" in not_he_reason(brown)
+    assert "not those of H&E" in not_he_reason(brown) and "brown or yellow: another stain" in not_he_reason(brown)
+
+
+def test_an_image_mostly_under_green_ink_is_refused_as_ink_not_as_another_stain():
+    from PIL import Image
+
+    inked = np.asarray(Image.open(Path(__file__).parent / "data" / "qc" / "green_ink_on_glass.jpg").convert("RGB"))
+    reason = not_he_reason(inked)
+    assert "marker ink" in reason and "DAB" not in reason
 
 
 def test_the_slide_command_flags_a_fluorescence_image_and_goes_on(slide, tmp_path, capsys):

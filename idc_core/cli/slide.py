@@ -3,14 +3,15 @@
     python -m idc_core slide SLIDE_OR_FOLDER... --out DIR [--model M] [--mpp M]
                              [--override-mpp M | --mpp-table CSV] [--stride PX]
                              [--tissue-threshold SAT|otsu] [--min-tissue F]
-                             [--batch-size N] [--read MODE] [--no-context] [--force]
+                             [--batch-size N] [--read MODE] [--qc on|off] [--no-context] [--force]
                              [--ray local|auto|ray://HOST:PORT]
                              [--annotations FILE_OR_DIR [--idc-classes NAMES] [--roi-classes NAMES]]
 
 Each slide (OpenSlide formats, tiled TIFF, plain images, patient zips) is read at the model's microns
 per pixel and gets DIR/<stem>/ with tiles.csv, slide.geojson (QuPath: File > Import objects),
 heatmap.png and summary.json (with --annotations, a pathologist's QuPath GeoJSON: the metrics against it,
-a truth column in tiles.csv and agreement.png); DIR/slides.csv has one row per slide of the folder, this
+a truth column in tiles.csv and agreement.png); tiles under marker ink, a fold or blur are set aside as
+`artefact` (--qc off: scored like the rest); DIR/slides.csv has one row per slide of the folder, this
 run's or an earlier run's (ok; no tissue: all background, nothing classified; failed, with a one-line
 reason; or skipped: already done for the same model, file, scale and settings, or kept at the assumed or
 --mpp scale it was done at when this run's --mpp would change it), with the scale used and its source.
@@ -130,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-context", action="store_true",
                         help="score each tile alone, without the model's slide-context step (neighbouring tiles); "
                              "a slide done with the other choice is redone")
+    parser.add_argument("--qc", choices=("on", "off"), default="on",
+                        help="set tiles under marker ink, folds or blur aside as `artefact` instead of scoring them "
+                             "(default on; off: score every tissue tile, for comparison)")
     parser.add_argument("--force", action="store_true",
                         help="redo slides that are already done (a slide done with other settings or scales is "
                              "redone without it; one that states no scale and was done at another --mpp, or at "
@@ -169,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = SlideOptions(mpp=args.mpp, stride=args.stride, batch_size=args.batch_size, uncertainty=args.uncertainty,
                            read_mode=args.read_mode, tissue_threshold=args.tissue_threshold,
                            min_tissue=args.min_tissue, override_mpp=args.override_mpp, mpp_table=table,
-                           mpp_table_name=table_name, context=not args.no_context, annotations=annotations)
+                           mpp_table_name=table_name, context=not args.no_context, annotations=annotations,
+                           qc=args.qc == "on")
     unlisted = [file for file, _ in table if not any(names_slide(file, slide) for slide in slides)]
     if unlisted:
         print(f"warning: --mpp-table {table_name}: not among the slides: {', '.join(unlisted)}", file=sys.stderr)
@@ -200,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.write(f"{row['status']}: {row['reason']}", file=sys.stderr)
         if row["status"] != "failed" and warnings:
             bar.write(f"warning: {Path(row['slide']).name}: {warnings}", file=sys.stderr)
+        if row.get("qc"):
+            bar.write(f"qc: {Path(row['slide']).name}: {row['qc']}", file=sys.stderr)
         bar.update(1)
 
     for row in rows:

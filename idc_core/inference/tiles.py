@@ -11,6 +11,7 @@ from idc_core.config import UncertaintySettings
 from idc_core.errors import ImageError
 from idc_core.inference.predict import Model, predict_patches
 from idc_core.inference.uncertainty import predict_measured
+from idc_core.wsi.qc import Detector, tile_artefacts
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.stain_check import not_he_reason
 from idc_core.wsi.tiling import iter_patch_batches, tile_coordinates
@@ -28,12 +29,15 @@ def predict_slide(
     batch_size: int = 256,
     progress: Progress | None = None,
     uncertainty: UncertaintySettings | None = None,
+    artefacts: dict[str, Detector] | None = None,
 ) -> SlideResult:
     """Tile an RGB uint8 slide, skip tiles with less than `min_tissue` tissue, classify the rest.
 
     tissue_threshold: the saturation above which a pixel is tissue (None: Otsu's, per slide).
     uncertainty: a model's settings (ModelConfig.uncertainty) to also measure
     each tissue tile's uncertainty (idc_core.inference.uncertainty); None: not measured.
+    artefacts: the artefact detectors to run (wsi.qc.DETECTORS; None: no QC): a tissue tile under an artefact is
+    set aside (result.artefact says which), not scored.
     An image that does not look like H&E brightfield (stain_check) -> ImageError "not H&E: not scored".
     Patches are cut batch by batch, so only one batch is in memory at a time.
     progress(done, n_tissue_tiles) after each batch. No tissue -> n_tissue == 0.
@@ -46,7 +50,13 @@ def predict_slide(
     if reason is not None:
         raise ImageError(f"not H&E: not scored ({reason})")
     height, width = image.shape[:2]
-    coords, tissue, used_threshold = tissue_tiles(image, stride, tissue_threshold, min_tissue)
+    coords, fractions, used_threshold = tissue_fractions(image, stride, tissue_threshold)
+    tissue = fractions >= min_tissue
+    artefact = None
+    if artefacts is not None:
+        found = tile_artefacts(image, coords, PATCH_SIZE, detectors=artefacts, tissue=fractions)
+        artefact = np.where(tissue, found, "")
+        tissue = tissue & (artefact == "")
     probs = np.full(len(coords), np.nan, dtype=np.float32)
     spread = np.full(len(coords), np.nan, dtype=np.float32) if uncertainty else None
     index = np.flatnonzero(tissue)
@@ -69,6 +79,7 @@ def predict_slide(
         threshold=threshold,
         uncertainty=spread,
         uncertain_above=uncertainty.uncertain_above if uncertainty else None,
+        artefact=artefact,
     )
 
 
@@ -76,7 +87,15 @@ def tissue_tiles(image: np.ndarray, stride: int = PATCH_SIZE, tissue_threshold: 
                  min_tissue: float = MIN_TISSUE) -> tuple[np.ndarray, np.ndarray, float]:
     """The slide's tiles (row, col top-left corners), which of them hold at least `min_tissue` tissue, and the
     saturation threshold used (tissue_threshold, or Otsu's when None)."""
+    coords, fractions, used_threshold = tissue_fractions(image, stride, tissue_threshold)
+    return coords, fractions >= min_tissue, used_threshold
+
+
+def tissue_fractions(image: np.ndarray, stride: int = PATCH_SIZE, tissue_threshold: float | None = TISSUE_THRESHOLD
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The slide's tiles (row, col top-left corners), the share of tissue pixels in each, and the saturation
+    threshold used (tissue_threshold, or Otsu's when None)."""
     height, width = image.shape[:2]
     coords = tile_coordinates(height, width, PATCH_SIZE, stride)
     mask, used_threshold = tissue_mask(image, tissue_threshold)
-    return coords, tile_tissue_fraction(mask, coords, PATCH_SIZE) >= min_tissue, used_threshold
+    return coords, tile_tissue_fraction(mask, coords, PATCH_SIZE), used_threshold

@@ -34,6 +34,7 @@ from idc_core.workflows.slide_truth import (
 )
 from idc_core.wsi.context import ContextSettings, apply_context, context_summary
 from idc_core.wsi.outputs import heatmap_png, slide_geojson, tiles_csv
+from idc_core.wsi.qc import DETECTORS, qc_line, qc_summary
 from idc_core.wsi.reader import READ_MODES, Progress, SlideInfo, SlideReader, open_slide
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
@@ -61,6 +62,7 @@ class SlideOptions:
     mpp_table_name: str = ""  # where the table came from, for the source of its values
     context: bool = True  # apply the model's slide-context step, if it has one (--no-context: the tiles alone)
     annotations: AnnotationSource | None = None  # a pathologist's annotations to judge each slide against
+    qc: bool = True  # set tiles under an artefact aside (wsi.qc), not scored (--qc on|off)
 
     def __post_init__(self) -> None:
         if self.read_mode not in READ_MODES:
@@ -69,7 +71,7 @@ class SlideOptions:
     def scoring(self) -> dict[str, Any]:
         """How the tiles are found and scored (kept in summary.json: a re-run with other settings redoes a slide)."""
         return {"stride": self.stride, "tissue_threshold": self.tissue_threshold, "min_tissue": self.min_tissue,
-                "read_mode": self.read_mode, "uncertainty": self.uncertainty, "context": self.context}
+                "read_mode": self.read_mode, "uncertainty": self.uncertainty, "context": self.context, "qc": self.qc}
 
     def truth_request(self, slide: Path) -> dict[str, Any] | None:
         """The slide's annotation file and rules (kept in summary.json: a re-run with others redoes it); None: none."""
@@ -140,6 +142,7 @@ class SlideAnalysis:
                                           else None),
             "threshold": r.threshold,
             "context": context_summary(self.context),
+            **qc_summary(r),
             "tissue_threshold": r.tissue_threshold,
             "stride": r.stride,
             "seconds": round(self.seconds, 3),
@@ -208,7 +211,8 @@ def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, optio
     return predict_slide(model, image, threshold=threshold, stride=options.stride,
                          tissue_threshold=options.tissue_threshold, min_tissue=options.min_tissue,
                          batch_size=options.batch_size, progress=progress,
-                         uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None)
+                         uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None,
+                         artefacts=DETECTORS if options.qc else None)
 
 
 def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:
@@ -294,7 +298,9 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
         summary = analysis.summary()
         row.update(status="ok" if summary["tissue_tiles"] else NO_TISSUE, tiles=summary["tissue_tiles"],
                    idc_area_mm2=summary["idc_area_mm2"], mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"],
-                   warnings="; ".join(analysis.warnings), **truth_row(truth.summary() if truth else None))
+                   warnings="; ".join(analysis.warnings),
+                   artefact_share=summary["artefact_share"] if summary["artefact_share"] is not None else "",
+                   qc=qc_line(analysis.result), **truth_row(truth.summary() if truth else None))
         if not summary["tissue_tiles"]:
             row["reason"] = f"{path.name}: no tissue found (all {summary['tiles']} tiles background), nothing scored"
     except IDCError as exc:

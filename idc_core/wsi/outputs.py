@@ -15,6 +15,7 @@ import numpy as np
 
 from idc_core.data.image_io import encode_png
 from idc_core.wsi.annotations import TileTruth
+from idc_core.wsi.artefact_layer import artefact_features, artefact_legend, hatch_artefacts
 from idc_core.wsi.overlay import blend, colorize, tile_map
 from idc_core.wsi.reader import SlideInfo
 from idc_core.wsi.result import SlideResult
@@ -23,29 +24,41 @@ TILE_COLUMNS = ("x", "y", "width", "height", "prob_idc", "label")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
 CONTEXT_COLUMNS = ("prob_idc_tile",)
 TRUTH_COLUMNS = ("truth", "truth_idc_share")
+QC_COLUMNS = ("qc",)
+ARTEFACT_LABEL = "artefact"
 IDC_COLOR = (230, 40, 40)
 HEATMAP_MAX_SIDE = 2048
 _BAR_TITLE, _MIN_BAR_HEIGHT = "P(IDC)", 60
 
 
 def tile_rows(result: SlideResult, boxes: np.ndarray, truth: TileTruth | None = None) -> list[dict[str, Any]]:
-    """One dict per predicted (tissue) tile: its level-0 box x, y, width, height, P(IDC) and label at
-    result.threshold, the tile's own P(IDC) (prob_idc_tile) when P(IDC) is context-aware (wsi.context), and its
-    uncertainty and uncertain flag when they were measured: the rows of tiles.csv and of the slide page's table.
-    boxes: (N, 4) x, y, width, height of every tile in level-0 pixels (SlideResult.level0_boxes: edges rounded
-    alike, clipped to the slide). With the tiles' truth from annotations: `truth` (1, 0, None where not judged) and
-    `truth_idc_share`."""
+    """One dict per listed tile: its level-0 box x, y, width, height, P(IDC) and label at result.threshold, the
+    tile's own P(IDC) (prob_idc_tile) when P(IDC) is context-aware (wsi.context), and its uncertainty and uncertain
+    flag when they were measured: the rows of tiles.csv and of the slide page's table. boxes: (N, 4) x, y, width,
+    height of every tile in level-0 pixels (SlideResult.level0_boxes: edges rounded alike, clipped to the slide).
+    When QC ran (result.artefact), a tile set aside under an artefact is listed too, with label `artefact`, no
+    P(IDC), and its kind in `qc` ("" for the tiles scored). With the tiles' truth from annotations: `truth` (1, 0,
+    None where not judged) and `truth_idc_share`."""
     rows = []
-    for i in np.flatnonzero(result.tissue).tolist():
+    for i in np.flatnonzero(result.listed).tolist():
         x, y, width, height = boxes[i].tolist()
-        prob = float(result.probs[i])
-        row: dict[str, Any] = {"x": x, "y": y, "width": width, "height": height, "prob_idc": prob,
-                               "label": int(prob >= result.threshold)}
-        if result.probs_tile is not None:
-            row["prob_idc_tile"] = float(result.probs_tile[i])
-        if result.uncertainty is not None:
-            row["uncertainty"] = float(result.uncertainty[i])
-            row["uncertain"] = None if result.uncertain is None else int(result.uncertain[i])
+        row: dict[str, Any]
+        if result.artefact is not None and result.artefact[i]:
+            row = {"x": x, "y": y, "width": width, "height": height, "prob_idc": None, "label": ARTEFACT_LABEL,
+                   **({"prob_idc_tile": None} if result.probs_tile is not None else {}),
+                   **({"uncertainty": None, "uncertain": None} if result.uncertainty is not None else {}),
+                   "qc": str(result.artefact[i])}
+        else:
+            prob = float(result.probs[i])
+            row = {"x": x, "y": y, "width": width, "height": height, "prob_idc": prob,
+                   "label": int(prob >= result.threshold)}
+            if result.probs_tile is not None:
+                row["prob_idc_tile"] = float(result.probs_tile[i])
+            if result.uncertainty is not None:
+                row["uncertainty"] = float(result.uncertainty[i])
+                row["uncertain"] = None if result.uncertain is None else int(result.uncertain[i])
+            if result.artefact is not None:
+                row["qc"] = ""
         if truth is not None:
             judged = not np.isnan(truth.label[i])
             row["truth"] = int(truth.label[i]) if judged else None
@@ -57,7 +70,8 @@ def tile_rows(result: SlideResult, boxes: np.ndarray, truth: TileTruth | None = 
 def tiles_csv(result: SlideResult, boxes: np.ndarray, truth: TileTruth | None = None) -> str:
     """tile_rows as CSV, P(IDC) and uncertainty to 6 decimals."""
     columns = (TILE_COLUMNS + (CONTEXT_COLUMNS if result.probs_tile is not None else ())
-               + (UNCERTAINTY_COLUMNS if result.uncertainty is not None else ()) + (TRUTH_COLUMNS if truth else ()))
+               + (UNCERTAINTY_COLUMNS if result.uncertainty is not None else ())
+               + (QC_COLUMNS if result.artefact is not None else ()) + (TRUTH_COLUMNS if truth else ()))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
@@ -85,6 +99,7 @@ def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
     P(IDC) of its tiles, their count and its area in mm2 (of its whole tiles, as summary.json counts them);
     with `bounds` (the slide's level-0 width, height) the regions are clipped to the slide. `metadata` (strings,
     e.g. scale_metadata) goes with every region, and with the collection itself (its properties), IDC or none.
+    The tiles set aside by QC follow as regions of their own (wsi.artefact_layer.artefact_features).
     """
     import shapely
     from shapely.geometry import box, mapping
@@ -118,6 +133,7 @@ def geojson_regions(result: SlideResult, factor: float, model_mpp: float,
                     },
                 },
             })
+    features += artefact_features(result, factor, model_mpp, metadata)
     collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
     return {**collection, "properties": dict(metadata)} if metadata else collection
 
@@ -159,7 +175,7 @@ def _colour_bar(height: int, cmap: str) -> np.ndarray:
 def heatmap_image(image: np.ndarray, result: SlideResult, *, cmap: str = "jet", alpha: float = 0.45,
                   max_side: int = HEATMAP_MAX_SIDE) -> np.ndarray:
     """P(IDC) of the tissue tiles over the slide with a colour bar on the right, at most max_side pixels wide and
-    high, colour bar included."""
+    high, colour bar included; the tiles set aside by QC hatched, with the artefacts' legend below."""
     probs = tile_map(result.coords, result.probs, image.shape, result.size, result.stride)
     overlay = blend(image, probs, alpha=alpha, cmap=cmap)
     height, width = overlay.shape[:2]
@@ -170,7 +186,13 @@ def heatmap_image(image: np.ndarray, result: SlideResult, *, cmap: str = "jet", 
     if shrink > 1:
         overlay = cv2.resize(overlay, (max(1, round(width / shrink)), max(1, round(height / shrink))),
                              interpolation=cv2.INTER_AREA)
-    return with_colour_bar(overlay, cmap)
+    return with_artefact_legend(with_colour_bar(hatch_artefacts(overlay, result), cmap), result)
+
+
+def with_artefact_legend(picture: np.ndarray, result: SlideResult) -> np.ndarray:
+    """A heatmap with the legend of its hatched artefact tiles below it (unchanged when there are none)."""
+    legend = artefact_legend(result, picture.shape[1])
+    return picture if legend is None else np.concatenate([picture, legend], axis=0)
 
 
 def with_colour_bar(overlay: np.ndarray, cmap: str) -> np.ndarray:

@@ -36,6 +36,37 @@ class SlideResult:
     uncertainty: np.ndarray | None = None  # per tile, NaN off tissue; None when not measured
     uncertain_above: float | None = None  # the model's cut: a tile above it is flagged uncertain
     probs_tile: np.ndarray | None = None  # each tile's own P(IDC) when probs is context-aware (wsi.context)
+    artefact: np.ndarray | None = None  # per tile, the artefact kind (wsi.qc) of a tile set aside, "" for the rest;
+    # a tile set aside is not tissue here (not scored, not counted, no neighbour of the context step). None: no QC
+
+    @property
+    def artefacts(self) -> np.ndarray:
+        """bool (N,): the tiles set aside under an artefact (none when QC did not run)."""
+        return np.zeros(len(self.coords), dtype=bool) if self.artefact is None else self.artefact != ""
+
+    @property
+    def listed(self) -> np.ndarray:
+        """bool (N,): the tiles tiles.csv lists, tissue tiles and those set aside under an artefact."""
+        return self.tissue | self.artefacts
+
+    @property
+    def n_artefact(self) -> int:
+        return int(self.artefacts.sum())
+
+    def artefact_counts(self) -> dict[str, int]:
+        """Tiles set aside per artefact kind (sorted by kind; empty when none or QC did not run)."""
+        if self.artefact is None:
+            return {}
+        kinds, counts = np.unique(self.artefact[self.artefact != ""], return_counts=True)
+        return {str(kind): int(count) for kind, count in zip(kinds.tolist(), counts.tolist())}
+
+    @property
+    def artefact_share(self) -> float | None:
+        """Tiles set aside / (tissue tiles + tiles set aside): None when QC did not run, 0.0 with no tissue."""
+        if self.artefact is None:
+            return None
+        listed = self.n_tissue + self.n_artefact
+        return self.n_artefact / listed if listed else 0.0
 
     @property
     def n_tissue(self) -> int:
@@ -73,14 +104,16 @@ class SlideResult:
         x, y, width, height = self.tile_box(i)
         return x + width // 2, y + height // 2
 
-    def tile_at(self, x: float, y: float) -> int | None:
-        """Index (into coords) of the tissue tile containing the point (x, y) of the analysed image, or None.
+    def tile_at(self, x: float, y: float, among: np.ndarray | None = None) -> int | None:
+        """Index (into coords) of the tissue tile (or of the tiles `among`, a bool (N,) mask) containing the point
+        (x, y) of the analysed image, or None.
 
         A tile holds the pixels x0 <= x < x0 + size, y0 <= y < y0 + size. Where tiles overlap (stride < size),
         the one whose centre is nearest the point wins (the first in coords order on a tie).
         """
         ys, xs = self.coords[:, 0], self.coords[:, 1]
-        inside = self.tissue & (xs <= x) & (x < xs + self.size) & (ys <= y) & (y < ys + self.size)
+        chosen = self.tissue if among is None else among
+        inside = chosen & (xs <= x) & (x < xs + self.size) & (ys <= y) & (y < ys + self.size)
         candidates = np.flatnonzero(inside)
         if not len(candidates):
             return None

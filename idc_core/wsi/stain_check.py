@@ -4,8 +4,9 @@ The model was trained on H&E: haematoxylin (blue-purple) and eosin (pink) on a b
 Three things are refused, each measured on the image's own pixels:
 - a dark background with bright signal (fluorescence, e.g. DAPI): in brightfield the glass is bright;
 - no colour at all (greyscale): the tissue pixels have almost no saturation;
-- other colours than H&E's (another stain, e.g. DAB brown, or a false-colour image): most tissue pixels
-  have hues outside the pink-to-violet band of haematoxylin and eosin.
+- other colours than H&E's: most tissue pixels have hues outside the pink-to-violet band of haematoxylin and
+  eosin; the reason names the colour found: brown or yellow (another stain, such as DAB), or green or blue
+  (marker ink over much of the image, or an unusual colour such as a false-colour image).
 An image with no tissue at all passes (the tissue detector says so on its own).
 """
 
@@ -26,6 +27,9 @@ HE_HUES = ((0, 12), (120, 180))
 """OpenCV hues (0-180) of H&E: eosin pink/red (~150-180 and 0-12) and haematoxylin blue-violet (~120-150)."""
 MIN_HE_SHARE = 0.6
 """At least this share of coloured pixels must have an H&E hue."""
+BROWN_HUES = (12, 30)
+"""OpenCV hues of brown, orange and yellow (DAB and other chromogens); those above, up to H&E's violet, are green,
+cyan and blue: the colours of marker ink (wsi.qc) and of false-colour images, never of a brightfield stain."""
 
 
 def _subsample(image: np.ndarray) -> np.ndarray:
@@ -55,6 +59,11 @@ def not_he_reason(image: np.ndarray) -> str | None:
     for low, high in HE_HUES:
         in_band |= (hue[coloured] >= low) & (hue[coloured] <= high)
     if in_band.mean() < MIN_HE_SHARE:
+        other = hue[coloured][~in_band]
+        brown = float(((other >= BROWN_HUES[0]) & (other < BROWN_HUES[1])).mean())
+        colour = ("most of the rest is brown or yellow: another stain, such as DAB" if brown >= 0.5 else
+                  "most of the rest is green or blue: marker ink over much of the image, or an unusual colour, "
+                  "such as a false-colour image")
         return (f"colours are not those of H&E: only {in_band.mean():.0%} of the stained pixels are pink to violet "
-                "(another stain, such as DAB brown, or a false-colour image)")
+                f"({colour})")
     return None

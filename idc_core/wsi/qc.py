@@ -1,0 +1,252 @@
+"""Artefact QC per tile: marker ink, out-of-focus blur and tissue folds, found without a model.
+
+Each detector is a small function `image (RGB uint8, the slide at the model's scale) -> bool (H, W) mask` of the
+pixels under that artefact; DETECTORS lists them by kind, and a new check is one more entry (the shape of
+Slideflow's `WSI.qc(...)` callables and HistoQC's modules), not an edit of the pipeline. `tile_artefacts` runs them
+band by band over a slide and gives each tile the kind covering the largest share of it, when that share is at
+least MIN_SHARE: the tile is then set aside (label `artefact`), not scored as IDC or not-IDC.
+
+Why the model's scale (4 um/px for the shipped models) and not a finer pyramid level: QC is there to say when
+the model's input is not the tissue it learned from, and the model sees the slide at its own scale. Ink, folds
+and bubbles are large (tens of um and more), so they show at 4 um/px as they do at 0.25; a scan blurred by less
+than a few um loses detail the model never sees, so it does not change the model's input, and judging blur on a
+finer level would flag tiles whose scores are not affected (and cost a read of that level: the slide command reads
+only the level that serves the model's scale). The blur detector therefore measures what is lost at the model's
+scale, relative to the tile's own contrast, so pale fat and dense tumour are judged alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+
+from idc_core import PATCH_SIZE
+from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tiling import check_coords, check_rgb
+from idc_core.wsi.tissue import tile_tissue_fraction
+
+Detector = Callable[[np.ndarray], np.ndarray]
+"""image at the model's scale (RGB uint8, H x W x 3) -> bool (H, W) mask of the artefact's pixels."""
+
+MIN_SHARE = 0.25
+"""A tile is set aside when one artefact covers at least this share of its tissue (a quarter: the model's score
+then rests largely on the artefact; smaller specks at a tile's corner do not sway it). The share is of the tile's
+tissue pixels (those the tissue detector counts, ink included), so a tile of glass crossed by a pen line is set
+aside as well as a tile of tissue under a broad stroke."""
+MARGIN = 16
+"""Rows of context above and below each band: more than any detector's filter reaches (blur's 15 px window)."""
+BAND_PIXELS = 2**22
+"""Pixels of one band: the detectors' float arrays stay a few tens of MB for a slide of any size."""
+
+
+_BAND = threading.local()  # per thread (the slide page serves several sessions at once): the band being checked
+
+
+def _hsv(image: np.ndarray) -> np.ndarray:
+    """OpenCV HSV of `image` (uint8: hue 0-180, saturation and value 0-255); for the band that artefact_masks is
+    checking, computed once for all the colour detectors."""
+    band = getattr(_BAND, "value", None)
+    if band is not None and band[0] is image:
+        return band[1]
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+
+
+def _in(hsv: np.ndarray, low: tuple[int, int, int], high: tuple[int, int, int]) -> np.ndarray:
+    """uint8 0/255 mask of the pixels whose hue, saturation and value are within [low, high] (cv2.inRange)."""
+    return cv2.inRange(hsv, low, high)
+
+
+DENSE_WINDOW = 9
+"""Side (pixels at the model's scale, 36 um at 4 um/px) of the window in which a detector's pixels are counted."""
+DENSE_SHARE = 0.4
+"""A pixel is under an artefact when at least this share of the DENSE_WINDOW window around it has the artefact's
+colour: ink over tissue is patchy pixel by pixel, and single pixels of an odd colour are not an artefact."""
+
+
+def _dense(mask: np.ndarray) -> np.ndarray:
+    """bool: where at least DENSE_SHARE of the surrounding DENSE_WINDOW x DENSE_WINDOW pixels are in `mask` (uint8
+    0/255 or bool)."""
+    share = cv2.blur(mask.view(np.uint8) * np.uint8(255) if mask.dtype == np.bool_ else mask,
+                     (DENSE_WINDOW, DENSE_WINDOW))
+    return share >= round(255 * DENSE_SHARE)
+
+
+def red_ink(image: np.ndarray) -> np.ndarray:
+    """Red marker ink: pure red (hue within 8 of 0/180 on OpenCV's 0-180 scale) and saturated (>= 150 of 255).
+
+    Eosin is pink: its hue is toward magenta (about 160-175) and its saturation stays lower (95% of the sample
+    slide's eosin pixels are below 150). Fresh blood (red cells) can be as red: a haemorrhage may be flagged."""
+    hsv = _hsv(image)
+    return _dense(_in(hsv, (0, 150, 90), (8, 255, 255)) | _in(hsv, (172, 150, 90), (180, 255, 255)))
+
+
+def green_ink(image: np.ndarray) -> np.ndarray:
+    """Green (and teal) marker ink: hue 30-105 (yellow-green to cyan) with saturation >= 50; H&E has no green."""
+    return _dense(_in(_hsv(image), (30, 50, 0), (105, 255, 255)))
+
+
+def blue_ink(image: np.ndarray) -> np.ndarray:
+    """Blue marker ink: hue 106-126 (blue) with saturation >= 90. Haematoxylin is violet (hue about 127-150) and
+    paler; the dark teal of green ink can fall here too (a tile's reason is then whichever colour covers more)."""
+    return _dense(_in(_hsv(image), (106, 90, 0), (126, 255, 255)))
+
+
+def _black(hsv: np.ndarray) -> np.ndarray:
+    """uint8 0/255: nearly black (value < 70 of 255), not strongly coloured (saturation < 150) and not green or
+    blue (dark green or blue ink over tissue is that ink)."""
+    return cv2.subtract(_in(hsv, (0, 0, 0), (180, 149, 69)), _in(hsv, (30, 50, 0), (126, 255, 255)))
+
+
+def black_ink(image: np.ndarray) -> np.ndarray:
+    """Black ink (a marker, or the India ink of a surgical margin) and other opaque dirt: nearly black without
+    strong stain colour. Nuclei at the model's scale stay brighter (above 95 on the sample slide's IDC tiles); a
+    fold or a necrotic centre is as dark but keeps a strong stain colour (saturation about 200)."""
+    return _dense(_black(_hsv(image)))
+
+
+FOLD_MIN_AREA = 5000
+"""Fewest pixels (at the model's scale: 0.08 mm2 at 4 um/px, two tiles) of one connected fold region."""
+
+
+def fold(image: np.ndarray) -> np.ndarray:
+    """Tissue folds: two layers of stained tissue absorb twice, so a fold is dark and strongly saturated;
+    saturation minus value >= 50 (of 255) with value < 140 (the "S - V" rule of fold detectors), in the violet to
+    pink hues of H&E only (127-171: dark ink, green, blue or pure red, is not a fold), and not black (black_ink).
+    Dense tumour reaches it only in single nuclei, too sparse to count (DENSE_SHARE); the dark necrotic centre of a
+    duct reaches it over a tile or less, while a fold runs along a strip of tissue: only connected regions of at
+    least FOLD_MIN_AREA pixels count (a region cut by a band's edge is judged by its part in that band). A fold of
+    pale tissue (pale stroma, fat, a pale slide) stays pale and is not found."""
+    hsv = _hsv(image)
+    saturated = cv2.subtract(hsv[..., 1], hsv[..., 2]) >= 50
+    stained = cv2.subtract(_in(hsv, (127, 0, 0), (171, 255, 139)), _black(hsv)) > 0
+    dark = _dense(saturated & stained).view(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    large = stats[:, cv2.CC_STAT_AREA] >= FOLD_MIN_AREA
+    large[0] = False  # the background
+    if not large.any():
+        return np.zeros(image.shape[:2], dtype=np.bool_)
+    return large[labels]
+
+
+BLUR_WINDOW = 15
+"""Side (pixels at the model's scale) of the window blur is judged in: 60 um at 4 um/px, a few cells."""
+BLUR_RATIO = 0.3
+"""A window is blurred when its Laplacian energy is below this share of its intensity variance (see blur). Chosen
+on drawn blur (sigma 2 px) over the held-out development slides (bench/bench_qc.py), with no clean tile of them, of
+the sample slide or of tests/data/qc/clean_tissue.jpg flagged. An image finer than the scale it is taken at (a
+0.5 um/px photograph read as 4 um/px) has no steep edges at 4 um/px either, and reads as blurred: rightly, for
+the model, which never saw tissue that smooth."""
+BLUR_MIN_CONTRAST = 5.0
+"""Windows whose intensity variance is below this (nearly flat glass or pale stroma) are not judged."""
+BLUR_MAX_GLASS = 0.35
+"""Windows with more than this share of glass (grey level above GLASS_GREY) are not judged: one sharp edge between
+tissue and glass has a large variance for its few steep pixels, and would read as blur."""
+GLASS_GREY = 215
+
+
+def blur(image: np.ndarray) -> np.ndarray:
+    """Out-of-focus blur: fine detail lost where there is contrast to have it.
+
+    The local Laplacian variance (as Slideflow's and HistoQC's blur checks use) divided by the local intensity
+    variance, both over BLUR_WINDOW windows of the grey image: sharp tissue keeps edges as steep as its contrast
+    allows, blurred tissue keeps its contrast but loses its edges, so the ratio drops whatever the stain's
+    strength. Windows at the edge of tissue and glass are not judged (BLUR_MAX_GLASS). Judged at the model's
+    scale (see the module docstring)."""
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    window = (BLUR_WINDOW, BLUR_WINDOW)
+    mean = cv2.blur(grey, window)
+    variance = cv2.blur(grey * grey, window) - mean * mean
+    laplacian = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)
+    energy = cv2.blur(laplacian * laplacian, window)
+    glass = cv2.blur((grey > GLASS_GREY).astype(np.float32), window)
+    judged = (variance >= BLUR_MIN_CONTRAST) & (glass <= BLUR_MAX_GLASS)
+    return _dense(judged & (energy < BLUR_RATIO * np.maximum(variance, 1e-6)))
+
+
+DETECTORS: dict[str, Detector] = {
+    "red ink": red_ink,
+    "green ink": green_ink,
+    "blue ink": blue_ink,
+    "black ink": black_ink,
+    "fold": fold,
+    "blur": blur,
+}
+"""Artefact kind -> detector, as tiles.csv, summary.json and the GeoJSON name them."""
+
+
+def _bands(height: int, width: int) -> Iterator[tuple[slice, slice]]:
+    """(rows read, rows kept within them) of consecutive bands of about BAND_PIXELS, read with MARGIN rows of
+    context above and below."""
+    rows = max(1, BAND_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        start, stop = max(0, top - MARGIN), min(height, bottom + MARGIN)
+        yield slice(start, stop), slice(top - start, bottom - start)
+
+
+def artefact_masks(image: np.ndarray, detectors: dict[str, Detector] | None = None) -> dict[str, np.ndarray]:
+    """Each detector's bool (H, W) mask of `image` (RGB uint8 at the model's scale), computed band by band with
+    MARGIN rows of context, so the detectors' working arrays never cover the whole slide."""
+    check_rgb(image)
+    detectors = DETECTORS if detectors is None else detectors
+    height, width = image.shape[:2]
+    masks = {kind: np.zeros((height, width), dtype=np.bool_) for kind in detectors}
+    try:
+        for read, keep in _bands(height, width):
+            band = image[read]
+            _BAND.value = (band, cv2.cvtColor(np.ascontiguousarray(band), cv2.COLOR_RGB2HSV))
+            rows = slice(read.start + keep.start, read.start + keep.stop)
+            for kind, detect in detectors.items():
+                masks[kind][rows] = detect(band)[keep]
+    finally:
+        _BAND.value = None
+    return masks
+
+
+def tile_artefacts(image: np.ndarray, coords: np.ndarray, size: int = PATCH_SIZE, *,
+                   detectors: dict[str, Detector] | None = None, min_share: float = MIN_SHARE,
+                   tissue: np.ndarray | None = None) -> np.ndarray:
+    """(N,) str array: each tile's artefact kind ("" for none), the kind covering the largest share of the tile's
+    tissue when that share is at least `min_share` (ties: the first kind in `detectors`, DETECTORS by default).
+
+    tissue: (N,) share of tissue pixels in each tile (inference.tiles.tissue_fractions); None: the whole tile."""
+    coords = check_coords(coords)
+    if not 0.0 < min_share <= 1.0:
+        raise ValueError(f"min_share must be in (0, 1], got {min_share}")
+    masks = artefact_masks(image, detectors)
+    kinds = list(masks)
+    reasons = np.full(len(coords), "", dtype=object)
+    if not kinds or not len(coords):
+        return reasons.astype(str)
+    shares = np.stack([tile_tissue_fraction(masks[kind], coords, size) for kind in kinds], axis=1)
+    if tissue is not None:
+        shares = np.minimum(1.0, shares / np.maximum(np.asarray(tissue, dtype=np.float32), 1e-6)[:, None])
+    best = shares.argmax(axis=1)
+    flagged = shares[np.arange(len(coords)), best] >= min_share
+    reasons[flagged] = np.asarray(kinds, dtype=object)[best[flagged]]
+    return reasons.astype(str)
+
+
+def qc_summary(result: SlideResult) -> dict[str, Any]:
+    """What summary.json says about QC: whether it ran, the tiles set aside per artefact kind, and their share of
+    the tiles listed (tissue tiles and those set aside); None for both when QC was off."""
+    ran = result.artefact is not None
+    share = result.artefact_share
+    return {"qc": ran, "artefact_tiles": result.artefact_counts() if ran else None,
+            "artefact_share": round(share, 6) if share is not None else None}
+
+
+def qc_line(result: SlideResult) -> str:
+    """One line on the tiles QC set aside, e.g. "12 tiles set aside as artefacts (3.1%): blur 3, red ink 9" ("" when
+    QC did not run; "no artefact found" when it found none)."""
+    if result.artefact is None:
+        return ""
+    counts = result.artefact_counts()
+    if not counts:
+        return "no artefact found"
+    kinds = ", ".join(f"{kind} {count}" for kind, count in counts.items())
+    return f"{result.n_artefact} tiles set aside as artefacts ({result.artefact_share:.1%} of tissue): {kinds}"
