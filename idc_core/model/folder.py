@@ -5,6 +5,7 @@ Loading always uses safe_mode=True (no Lambda/arbitrary code) and compile=False.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from idc_core import PATCH_SIZE
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
 from idc_core.paths import models_root
+from idc_core.stats.familiarity import Familiarity, read_familiarity
 from idc_core.wsi.context import ContextSettings, read_context
 
 MODEL_FILE = "model.keras"
@@ -38,6 +40,7 @@ class LoadedModel:
     metrics: dict | None
     history: dict | None
     context: ContextSettings | None = None  # the slide-context step its config names (None: tiles alone)
+    familiarity: Familiarity | None = None  # the familiarity check its config names (None: unavailable)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -110,8 +113,9 @@ def read_model_card(path: str | Path) -> dict:
     }
 
 
-def load_model_dir(path: str | Path) -> LoadedModel:
-    """Load and check a model folder; every problem is a ModelError that names the folder."""
+def load_model_dir(path: str | Path, *, familiarity: bool = True) -> LoadedModel:
+    """Load and check a model folder; every problem is a ModelError that names the folder. familiarity False: its
+    familiarity check is not read (to fit it again)."""
     folder = Path(path)
     config = _read_config(folder)
     model_file = folder / MODEL_FILE
@@ -142,6 +146,7 @@ def load_model_dir(path: str | Path) -> LoadedModel:
         )
     try:
         context = read_context(folder, config.context)
+        checked = read_familiarity(folder, config.familiarity, _sha256(model_file)) if familiarity else None
     except ValueError as exc:
         raise ModelError(str(exc)) from exc
     return LoadedModel(
@@ -151,7 +156,16 @@ def load_model_dir(path: str | Path) -> LoadedModel:
         metrics=_read_json(folder / METRICS_FILE, required=False),
         history=_read_json(folder / HISTORY_FILE, required=False),
         context=context,
+        familiarity=checked,
     )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 * 2**20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def list_model_dirs(root: str | Path = "models") -> list[Path]:

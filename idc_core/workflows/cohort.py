@@ -26,7 +26,7 @@ from idc_core.workflows.slide_analysis import (
 
 SLIDES_CSV = "slides.csv"
 CSV_COLUMNS = ("slide", "status", "reason", "tiles", "idc_area_mm2", "mpp", "mpp_source", "seconds", "worker",
-               "warnings")
+               "warnings", "familiar", "familiarity_score")
 RowCallback = Callable[[dict[str, Any]], None]
 
 
@@ -86,7 +86,8 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
             rows.append({"slide": str(slide), "status": "skipped",
                          "reason": "already done for this model, file and settings",
                          "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
-                         "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", "")})
+                         "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", ""),
+                         "familiar": summary.get("familiar"), "familiarity_score": summary.get("familiarity_score")})
         else:
             todo.append((slide, checksum))
     return todo, rows
