@@ -29,7 +29,7 @@ from idc_core import PATCH_SIZE
 from idc_core.inference.familiarity import MAX_TILES, model_features, spread_sample
 from idc_core.inference.tiles import tissue_tiles
 from idc_core.model.folder import MODEL_FILE, load_model_dir
-from idc_core.stats.familiarity import MAX_FLAGGED, Familiarity, choose_threshold, flagged_share
+from idc_core.stats.familiarity import MAX_FLAGGED, Familiarity, flagged_checks
 from idc_core.workflows.familiarity_fit import (
     PatchFeatures,
     SlidePatches,
@@ -37,6 +37,8 @@ from idc_core.workflows.familiarity_fit import (
     dataset_features,
     fit_on_training,
     split_patients,
+    threshold_on,
+    verdicts,
 )
 from idc_core.workflows.slide_analysis import file_checksum, read_scaled_slide
 from idc_core.wsi.stain_check import not_he_reason
@@ -60,12 +62,12 @@ def columns(model: Any, layer: str) -> np.ndarray:
 
 def cached_features(loaded: Any, data: str, wanted: set[str], whole: set[str]) -> tuple[PatchFeatures, SlidePatches]:
     """dataset_features at every layer, kept in .cache/familiarity/ per model file (a re-run is quick)."""
-    key = (str(data), sorted(wanted), sorted(whole), LAYERS)
+    key = (str(data), sorted(wanted), LAYERS)
     cache = REPO / ".cache" / "familiarity" / f"{file_checksum(loaded.path / MODEL_FILE)[:16]}.pkl"
     if cache.is_file():
         found, slides, stored = pickle.loads(cache.read_bytes())
-        if stored == key:
-            return found, slides
+        if stored == key and whole <= set(slides.patches):
+            return found, SlidePatches({q: v for q, v in slides.patches.items() if q in whole})
     found, slides = dataset_features(loaded.model, data, wanted, layer="+".join(LAYERS), keep_whole=whole)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(pickle.dumps((found, slides, key)))
@@ -90,41 +92,40 @@ def judged(familiarity: Familiarity, found: dict[str, Any], cols: np.ndarray) ->
             "tiles": found["tiles"], "note": check.reason, "refused_by_stain_check": found["not_he"]}
 
 
-def breast_scores(familiarity: Familiarity, found: PatchFeatures, cols: np.ndarray, present: dict[str, list[str]],
-                  slides: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """The score of every validation and test patient (all its patches) and complete slide (as the slide check
-    judges it: workflows.familiarity_fit.unit_scores)."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for name in ("val", "test"):
-        patients = {p: familiarity.score(familiarity.distances(found.features[found.patients == p][:, cols]))
-                    for p in present[name]}
-        whole = {p: familiarity.check(f["features"][:, cols]).score for p, f in slides.items() if p in present[name]}
-        out[name] = {"patients": patients, "slides": {p: s for p, s in whole.items() if s is not None}}
-    return out
+def breast_distances(familiarity: Familiarity, found: PatchFeatures, cols: np.ndarray,
+                     present: dict[str, list[str]], slides: dict[str, dict[str, Any]]
+                     ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """The tile distances of every validation and test patient (all its patches) and complete slide (its tissue
+    tiles, as the slide check takes them), as workflows.familiarity_fit.unit_distances gives them."""
+    return {name: {"patients": {p: familiarity.distances(found.features[found.patients == p][:, cols])
+                                for p in present[name]},
+                   "slides": {p: familiarity.distances(f["features"][:, cols]) for p, f in slides.items()
+                              if p in present[name]}}
+            for name in ("val", "test")}
 
 
-def evaluate(familiarity: Familiarity, scores: dict[str, dict[str, dict[str, float]]], cols: np.ndarray,
+def evaluate(familiarity: Familiarity, units: dict[str, dict[str, dict[str, np.ndarray]]], cols: np.ndarray,
              images: dict[str, dict[str, Any]], *, choose: float | None) -> dict[str, Any]:
-    """Shares flagged and the verdicts on the unfamiliar images, the threshold chosen on validation (`choose`: the
-    largest share flagged) or the fitted one's (None)."""
+    """Shares flagged and the verdicts on the unfamiliar images, the threshold chosen on validation as the command
+    chooses it (`choose`: the largest share flagged) or the fitted one's (None)."""
     if choose is not None:
-        val = [*scores["val"]["patients"].values(), *scores["val"]["slides"].values()]
-        familiarity = replace(familiarity, threshold=choose_threshold(val, choose))
-    verdicts = {name: judged(familiarity, found, cols) for name, found in images.items()}
-    breast = [s for name in scores for kind in scores[name] for s in scores[name][kind].values()]
-    held_out = {f"{name}_{kind}": flagged_share(list(scores[name][kind].values()), familiarity.threshold)
-                for name in scores for kind in scores[name]}
-    held_out["all_breast_outside_training"] = flagged_share(breast, familiarity.threshold)
-    judged_images = [v for v in verdicts.values() if v["familiar"] is not None]
+        familiarity = replace(familiarity, threshold=threshold_on(familiarity, units["val"], choose))
+    checks = {name: verdicts(familiarity, units[name]) for name in units}
+    rates = {f"{name}_{kind}": flagged_checks(list(checks[name][kind].values()))
+             for name in checks for kind in checks[name]}
+    rates["all_breast_outside_training"] = flagged_checks([c for name in checks for kind in checks[name]
+                                                           for c in checks[name][kind].values()])
+    shown = {name: judged(familiarity, found, cols) for name, found in images.items()}
     return {
         "layer": familiarity.layer, "measure": familiarity.measure, "threshold": round(familiarity.threshold, 4),
-        "tile_cut": round(familiarity.tile_cut, 4), "rates": held_out,
-        "unfamiliar_images_flagged": {"units": len(judged_images),
-                                      "flagged": sum(v["familiar"] is False for v in judged_images)},
-        "breast_max": round(max(breast), 4),
-        "scores": {name: {kind: {p: round(s, 4) for p, s in v.items()} for kind, v in scores[name].items()}
-                   for name in scores},
-        "images": verdicts,
+        "tile_cut": round(familiarity.tile_cut, 4), "rates": rates,
+        "unfamiliar_images_flagged": {"units": sum(v["familiar"] is not None for v in shown.values()),
+                                      "flagged": sum(v["familiar"] is False for v in shown.values())},
+        "scores": {name: {kind: {p: None if c.score is None else round(c.score, 4) for p, c in v.items()}
+                          for kind, v in checks[name].items()} for name in checks},
+        "flagged": sorted(f"{name} {kind[:-1]} {p}" for name in checks for kind in checks[name]
+                          for p, c in checks[name][kind].items() if c.familiar is False),
+        "images": shown,
     }
 
 
@@ -135,12 +136,14 @@ def main() -> None:
     p.add_argument("--unfamiliar", required=True, type=Path,
                    help="a folder of unfamiliar images (other organs, stains): every .png/.tif in it and in tiles/")
     p.add_argument("--out", required=True, type=Path, help="the JSON report to write")
+    p.add_argument("--complete", nargs="+", metavar="PATIENT", help="as idc familiarity's --complete")
     args = p.parse_args()
     started = time.perf_counter()
     loaded = load_model_dir(args.model)
     splits = loaded.config.split_patients
     wanted = {q for name in ("train", "val", "test") for q in splits.get(name, [])}
-    whole = complete_patients(args.data, set(splits.get("val", [])) | set(splits.get("test", [])))
+    held_out = set(splits.get("val", [])) | set(splits.get("test", []))
+    whole = sorted(held_out & set(args.complete)) if args.complete else complete_patients(args.data, held_out)
     print("features of the data", flush=True)
     found, rebuilt = cached_features(loaded, args.data, wanted, set(whole))
     present = split_patients(splits, found)
@@ -158,7 +161,7 @@ def main() -> None:
         subset = PatchFeatures(found.patients, found.xs, found.ys, found.features[:, cols])
         for measure in MEASURES:
             fitted = fit_on_training(subset, present["train"], layer=layer, measure=measure)
-            row = evaluate(fitted, breast_scores(fitted, found, cols, present, slides), cols, images,
+            row = evaluate(fitted, breast_distances(fitted, found, cols, present, slides), cols, images,
                            choose=MAX_FLAGGED)
             report["candidates"].append(row)
             print(f"{layer:<36} {measure:<12} threshold {row['threshold']:<8} breast flagged "
@@ -168,7 +171,7 @@ def main() -> None:
     own = loaded.familiarity
     if own is not None:
         cols = columns(loaded.model, own.layer)
-        shipped = evaluate(own, breast_scores(own, found, cols, present, slides), cols, {**images, **bundled},
+        shipped = evaluate(own, breast_distances(own, found, cols, present, slides), cols, {**images, **bundled},
                            choose=None)
         report["shipped"] = {"rule": own.rule, "describe": own.describe(), **shipped}
     report["seconds"] = round(time.perf_counter() - started, 1)

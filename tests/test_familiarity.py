@@ -11,7 +11,9 @@ import pytest
 
 from idc_core.stats.familiarity import (
     Familiarity,
+    FamiliarityCheck,
     choose_threshold,
+    flagged_checks,
     fit_familiarity,
     flagged_share,
     measure_score,
@@ -54,11 +56,17 @@ def test_the_threshold_flags_at_most_the_stated_share_of_validation():
     assert threshold == 98.0
     assert flagged_share(scores, threshold) == {"units": 100, "flagged": 2, "rate": 0.02}
     assert choose_threshold(scores[:46], 0.02) == 46.0  # 46 units: 0.92 of a unit may be flagged, so none is
+    checks = [FamiliarityCheck(False, 9.0, 1.0, 50), FamiliarityCheck(True, 0.5, 1.0, 50),
+              FamiliarityCheck(None, None, 1.0, 0)]
+    assert flagged_checks(checks) == {"units": 2, "flagged": 1, "rate": 0.5}
 
 
-def test_too_few_tiles_give_a_score_but_no_verdict(fitted):
+def test_a_few_tiles_are_judged_against_one_training_tile_cut_not_the_slide_threshold(fitted):
     few = fitted.check(_world(7, 3))
-    assert few.familiar is None and few.score is not None and "only 3 tissue tiles" in few.reason
+    assert few.familiar is True and few.threshold == fitted.tile_cut and "only 3 tissue tiles" in few.reason
+    assert fitted.tile_cut > fitted.threshold  # stricter: a median of 3 tiles varies more than one of 150
+    far = fitted.check(_world(8, 3, shift=2.0))
+    assert far.familiar is False and far.score > fitted.tile_cut
     assert fitted.check(np.zeros((0, WIDTH))).familiar is None
 
 

@@ -2,6 +2,7 @@
 threshold on validation.
 
     python -m idc_core familiarity --model models/cnn-jpeg --data ../shared/data/idc [--layer NAME]
+                                   [--complete PATIENT...]
 
 Passes every patch of the model's training, validation and test patients through the model and keeps its
 penultimate features (the global-average-pool output, or the input of the last Dense layer; --layer another);
@@ -44,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "beyond the 99%% quantile of the training tiles")
     p.add_argument("--max-flagged", type=unit_interval, default=0.02,
                    help="the largest share of validation patients and slides the threshold may flag (default 0.02)")
+    p.add_argument("--complete", nargs="+", metavar="PATIENT",
+                   help="the patients whose slides are complete in the data (default: those with at least 100 "
+                        "tiles, most of them beside another)")
     add_batch_size(p)
     a = p.parse_args(argv)
     import_tensorflow()
@@ -55,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ExitStack() as stack:
             fitted = fit_familiarity_folder(folder, a.data, layer=a.layer, measure=a.measure,
                                             max_flagged=a.max_flagged, batch_size=a.batch_size,
+                                            complete=a.complete,
                                             progress=later_bar(stack, desc="patches", unit="patch"),
                                             log=lambda message: print(message, file=sys.stderr))
     except (IDCError, ValueError) as exc:

@@ -116,10 +116,14 @@ class Familiarity:
 
     def check(self, features: np.ndarray) -> FamiliarityCheck:
         """The verdict on one slide or batch from its tiles' features (N, width)."""
-        distances = self.distances(features)
+        return self.judge(self.distances(features))
+
+    def judge(self, distances: np.ndarray) -> FamiliarityCheck:
+        """The verdict on one slide or batch from its tiles' distances. Fewer than min_tiles tiles: their median
+        distance against tile_cut (a median of a few tiles varies too much for the slide threshold)."""
         if not len(distances):
             return FamiliarityCheck(None, None, self.threshold, 0, "no tissue tiles to judge")
-        if len(distances) < self.min_tiles:  # too few for the slide threshold: the median against one tile's cut
+        if len(distances) < self.min_tiles:
             median = float(np.median(distances))
             return FamiliarityCheck(bool(median <= self.tile_cut), median, self.tile_cut, len(distances),
                                     f"only {len(distances)} tissue tiles: their median distance is judged against "
@@ -219,6 +223,13 @@ def flagged_share(scores: Sequence[float], threshold: float) -> dict[str, Any]:
     values = [s for s in scores if s is not None and math.isfinite(s)]
     flagged = sum(s > threshold for s in values)
     return {"units": len(values), "flagged": int(flagged), "rate": round(flagged / len(values), 4) if values else None}
+
+
+def flagged_checks(checks: Sequence[FamiliarityCheck]) -> dict[str, Any]:
+    """How many of these verdicts say unfamiliar: units (those with a verdict), flagged, rate."""
+    judged = [c for c in checks if c.familiar is not None]
+    flagged = sum(c.familiar is False for c in judged)
+    return {"units": len(judged), "flagged": flagged, "rate": round(flagged / len(judged), 4) if judged else None}
 
 
 def read_familiarity(folder: str | Path, name: str, model_sha256: str | None = None) -> Familiarity | None:

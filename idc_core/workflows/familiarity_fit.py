@@ -27,10 +27,12 @@ from idc_core.stats.familiarity import (
     FAMILIARITY_FILE,
     MAX_FLAGGED,
     MEASURES,
+    TILE_QUANTILE,
     Familiarity,
+    FamiliarityCheck,
     choose_threshold,
     fit_familiarity,
-    flagged_share,
+    flagged_checks,
 )
 from idc_core.wsi.tiling import assemble_slide
 
@@ -126,31 +128,51 @@ def fit_on_training(found: PatchFeatures, train: Sequence[str], *, layer: str, m
     return fit_familiarity(found.features[index], layer=layer, measure=measure)
 
 
-def unit_scores(model: Any, familiarity: Familiarity, found: PatchFeatures, slides: SlidePatches,
-                patients: Sequence[str], complete: Sequence[str], *, batch_size: int = 256
-                ) -> dict[str, dict[str, float]]:
-    """Scores of `patients` (all their patches as one batch) and of their `complete` slides (rebuilt and judged as
-    a slide: its tissue tiles, inference.familiarity.check_image): {"patients": {id: score}, "slides": ...}."""
-    from idc_core.inference.familiarity import check_image
+def unit_distances(model: Any, familiarity: Familiarity, found: PatchFeatures, slides: SlidePatches,
+                   patients: Sequence[str], complete: Sequence[str], *, batch_size: int = 256
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """The tile distances of `patients` (all their patches, as a batch) and of their `complete` slides (rebuilt and
+    tiled as the slide check tiles a slide: its tissue tiles, at most MAX_TILES): {"patients": {id: distances},
+    "slides": ...}. Familiarity.judge turns each into a verdict."""
+    from idc_core.inference.familiarity import MAX_TILES, model_features, spread_sample
+    from idc_core.inference.tiles import tissue_tiles
+    from idc_core.wsi.tiling import extract_patches
 
-    scores: dict[str, dict[str, float]] = {"patients": {}, "slides": {}}
+    out: dict[str, dict[str, np.ndarray]] = {"patients": {}, "slides": {}}
     for patient in patients:
-        distances = familiarity.distances(found.features[found.patients == patient])
-        scores["patients"][patient] = familiarity.score(distances)
+        out["patients"][patient] = familiarity.distances(found.features[found.patients == patient])
     for patient in complete:
         if patient in slides.patches:
-            check = check_image(model, slides.image(patient), familiarity, batch_size=batch_size)
-            if check.score is not None:
-                scores["slides"][patient] = check.score
-    return scores
+            image = slides.image(patient)
+            coords, tissue, _ = tissue_tiles(image)
+            chosen = coords[tissue][spread_sample(int(tissue.sum()), MAX_TILES)]
+            features = model_features(model, extract_patches(image, chosen), layer=familiarity.layer,
+                                      batch_size=batch_size)
+            out["slides"][patient] = familiarity.distances(features)
+    return out
+
+
+def threshold_on(familiarity: Familiarity, val: dict[str, dict[str, np.ndarray]], max_flagged: float) -> float:
+    """choose_threshold on the scores of the validation units judged by the threshold (at least min_tiles tiles)."""
+    scores = [familiarity.score(d) for kind in val.values() for d in kind.values() if len(d) >= familiarity.min_tiles]
+    return choose_threshold(scores, max_flagged)
+
+
+def verdicts(familiarity: Familiarity, units: dict[str, dict[str, np.ndarray]]
+             ) -> dict[str, dict[str, FamiliarityCheck]]:
+    """Familiarity.judge of every unit."""
+    return {kind: {p: familiarity.judge(d) for p, d in found.items()} for kind, found in units.items()}
 
 
 def fit_familiarity_folder(folder: str | Path, data: str | Path, *, layer: str | None = None,
                            measure: str = "median", max_flagged: float = MAX_FLAGGED, batch_size: int = 256,
-                           progress: Progress | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+                           complete: Sequence[str] | None = None, progress: Progress | None = None,
+                           log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fit the familiarity check of the model in `folder` on its training patients in `data`, choose its threshold
     on the validation patients and complete slides (at most max_flagged of them flagged), measure it on the test
-    ones, and write familiarity.json and config.json's `familiarity`. Returns familiarity.json's content."""
+    ones, and write familiarity.json and config.json's `familiarity`. Returns familiarity.json's content.
+
+    complete: the patients whose slides are complete in the data (None: complete_patients finds them)."""
     from idc_core.config import ModelConfig
     from idc_core.model.features import penultimate_layer
     from idc_core.model.folder import CONFIG_FILE, MODEL_FILE, load_model_dir
@@ -168,26 +190,27 @@ def fit_familiarity_folder(folder: str | Path, data: str | Path, *, layer: str |
     wanted = {p for name in SPLITS for p in splits.get(name, [])}
     held_out = set(splits.get("val", [])) | set(splits.get("test", []))
     log(f"features at layer {layer!r} of the patches of {len(wanted)} patients")
-    whole = complete_patients(data, held_out)
+    whole = sorted(held_out & set(complete)) if complete is not None else complete_patients(data, held_out)
     found, slides = dataset_features(loaded.model, data, wanted, layer=layer, keep_whole=set(whole),
                                      batch_size=batch_size, progress=progress)
     present = split_patients(splits, found)
     familiarity = fit_on_training(found, present["train"], layer=layer, measure=measure)
-    scores = {name: unit_scores(loaded.model, familiarity, found, slides, present[name],
-                                [p for p in whole if p in present[name]], batch_size=batch_size)
-              for name in ("val", "test")}
-    val_scores = [*scores["val"]["patients"].values(), *scores["val"]["slides"].values()]
-    threshold = choose_threshold(val_scores, max_flagged)
+    units = {name: unit_distances(loaded.model, familiarity, found, slides, present[name],
+                                  [p for p in whole if p in present[name]], batch_size=batch_size)
+             for name in ("val", "test")}
+    familiarity = replace(familiarity, threshold=threshold_on(familiarity, units["val"], max_flagged))
+    judged = {name: verdicts(familiarity, units[name]) for name in units}
     rule = (f"the threshold is the lowest that flags at most {max_flagged:.0%} of the model's "
-            f"{len(scores['val']['patients'])} validation patients and {len(scores['val']['slides'])} complete "
-            "validation slides")
-    rates = {f"{name}_{kind}": flagged_share(list(scores[name][kind].values()), threshold)
+            f"{len(units['val']['patients'])} validation patients and {len(units['val']['slides'])} complete "
+            f"validation slides (a batch of fewer than {familiarity.min_tiles} tiles: its median against the "
+            f"{TILE_QUANTILE:.0%} quantile of single training tiles)")
+    rates = {f"{name}_{kind}": flagged_checks(list(judged[name][kind].values()))
              for name in ("val", "test") for kind in ("patients", "slides")}
-    familiarity = replace(familiarity, threshold=threshold, rule=rule,
-                          model_sha256=file_checksum(folder / MODEL_FILE), rates=rates,
-                          notes={**familiarity.notes, "data": str(data), "measure_tile_quantile": familiarity.tile_cut,
-                                 "scores": {name: {kind: {p: round(s, 4) for p, s in values.items()}
-                                                   for kind, values in scores[name].items()} for name in scores},
+    familiarity = replace(familiarity, rule=rule, model_sha256=file_checksum(folder / MODEL_FILE), rates=rates,
+                          notes={**familiarity.notes, "data": str(data),
+                                 "scores": {name: {kind: {p: None if c.score is None else round(c.score, 4)
+                                                          for p, c in values.items()}
+                                                   for kind, values in judged[name].items()} for name in judged},
                                  "seconds": round(time.perf_counter() - started, 1)})
     (folder / FAMILIARITY_FILE).write_text(json.dumps(familiarity.to_dict(), indent=1) + "\n")
     config = ModelConfig.load(folder / CONFIG_FILE)
