@@ -179,8 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_slides_csv(args.out, rows, earlier)  # after every slide: a killed run keeps what it did
         if row["status"] == "failed":
             bar.write(f"failed: {row['reason']}", file=sys.stderr)
-        elif row.get("warnings"):
-            bar.write(f"warning: {Path(row['slide']).name}: {row['warnings']}", file=sys.stderr)
+        else:
+            for warning in (row.get("warnings"), row.get("familiarity_warning")):
+                if warning:
+                    bar.write(f"warning: {Path(row['slide']).name}: {warning}", file=sys.stderr)
         bar.update(1)
 
     for row in rows:

@@ -271,9 +271,12 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
             shutil.rmtree(target)
         tmp.rename(target)
         summary = analysis.summary()
+        unfamiliar = unfamiliar_warning(analysis.familiarity)  # its own line on the command line
         row.update(status="ok", tiles=summary["tissue_tiles"], idc_area_mm2=summary["idc_area_mm2"],
-                   mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"], warnings="; ".join(analysis.warnings),
-                   familiar=summary["familiar"], familiarity_score=summary["familiarity_score"])
+                   mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"],
+                   warnings="; ".join(w for w in analysis.warnings if w not in unfamiliar),
+                   familiar=summary["familiar"], familiarity_score=summary["familiarity_score"],
+                   familiarity_warning="; ".join(unfamiliar))
     except IDCError as exc:
         row["reason"] = one_line(exc)
     except MemoryError:
