@@ -53,10 +53,17 @@ def test_a_lung_image_gets_the_warning_above_its_heatmap_and_its_tiles_are_still
     tiles = {m.label: m.value for m in at.metric}["Tissue tiles"]
     assert int(tiles.replace(",", "")) > 0
     # the warning comes before the heatmap on the page
-    order = [type(e).__name__ + ":" + str(getattr(e, "value", "")) for e in at.main]
-    first_error = next(i for i, e in enumerate(order) if UNFAMILIAR_WORDS in e)
-    first_chart = next(i for i, e in enumerate(order) if e.startswith("PlotlyChart"))
+    order = list(_walk(at.main))
+    first_error = next(i for i, e in enumerate(order) if UNFAMILIAR_WORDS in str(getattr(e, "value", "")))
+    first_chart = next(i for i, e in enumerate(order) if getattr(e, "type", "") == "plotly_chart")
     assert first_error < first_chart
+
+
+def _walk(node):
+    """The page's elements in the order they are drawn."""
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _walk(child)
 
 
 def test_the_bundled_breast_slide_gets_no_warning_and_says_it_looks_familiar():

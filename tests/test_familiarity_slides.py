@@ -129,3 +129,21 @@ def test_a_corrupt_or_mismatched_file_stops_the_model_with_one_line(tmp_path):
     with pytest.raises(ModelError, match="fitted for another model.keras.*idc familiarity"):
         load_model_dir(folder)
     assert load_model_dir(folder, familiarity=False).familiarity is None  # to fit it again
+
+
+def test_the_command_fits_the_check_on_training_patients_and_names_it_in_the_config(tmp_path, small_data, capsys):
+    from app_support import make_tiny_models_root
+
+    from idc_core.cli.familiarity import main as familiarity_main
+
+    folder = make_tiny_models_root(tmp_path) / "tiny"
+    assert familiarity_main(["--model", str(folder), "--data", str(small_data), "--max-flagged", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "familiarity check written" in out and "val patients: 0 of 1 flagged" in out
+    loaded = load_model_dir(folder)
+    assert loaded.config.familiarity == FAMILIARITY_FILE and loaded.familiarity is not None
+    assert loaded.familiarity.layer == "head_dropout"  # the tiny cnn has a flatten head: the last Dense's input
+    assert loaded.familiarity.notes["fitted_on_tiles"] > 0
+    assert familiarity_main(["--model", str(folder), "--data", str(tmp_path / "missing")]) == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("error: ") and "no such folder or zip file" in last
