@@ -41,6 +41,8 @@ def check_batch(model: Any, patches: np.ndarray, familiarity: Familiarity | None
     """The verdict on a batch of uint8 patches (N, 50, 50, 3) judged together (None: unavailable)."""
     if familiarity is None:
         return unavailable("the model has no familiarity check (idc familiarity fits one)")
+    if not len(patches):
+        return familiarity.judge(np.zeros(0))
     features = model_features(model, patches, layer=familiarity.layer, batch_size=batch_size)
     return familiarity.check(features)
 
