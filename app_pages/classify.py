@@ -15,6 +15,7 @@ from idc_core.inference.gradcam import compute_heatmaps
 from idc_core.wsi.overlay import blend
 from ui import DISCLAIMER, SAMPLE_PATCHES, handoff
 from ui.explanations import FLAT, cam_reading, is_flat
+from ui.familiarity import familiarity_notice
 from ui.figures import confusion_figure, thumbnails_figure
 from ui.models import require_model, uncertainty_help
 from ui.state import KEEP, threshold_follows
@@ -38,7 +39,8 @@ def run_classification(items: list[tuple[str, bytes]], signature: tuple) -> None
     with user_errors("Classifying"):
         with progress_bar(f"Classifying {len(expanded):,} images") as progress:
             result = classify_images(model.scorer, expanded, threshold=model.config.threshold, progress=progress,
-                                     uncertainty=model.config.uncertainty if measure else None)
+                                     uncertainty=model.config.uncertainty if measure else None,
+                                     familiarity=model.familiarity)
         by_name = dict((name, data) for name, data in expanded if isinstance(data, bytes))
         st.session_state[S + "result"] = result
         st.session_state[S + "slides"] = {item.name: by_name[item.name] for item in result.slides}
@@ -115,6 +117,7 @@ cols[2].metric("Uncertain", f"{len(uncertain):,}" if result.measured_uncertainty
                     "'off': not measured, turn on 'Measure uncertainty' above.")
 cols[3].metric("Not usable", f"{len(result.failed):,}")
 cols[4].metric("Slide-sized images", f"{len(result.slides):,}")
+familiarity_notice(result.familiarity, batch=True)
 
 repeats = st.session_state.get(S + "repeats") or []
 if repeats:

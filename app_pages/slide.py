@@ -13,6 +13,7 @@ import streamlit as st
 
 from idc_core import CLASS_NAMES
 from idc_core.data.image_io import encode_png
+from idc_core.inference.familiarity import check_slide
 from idc_core.inference.gradcam import compute_heatmaps
 from idc_core.workflows.slide_analysis import (
     SlideAnalysis,
@@ -36,6 +37,7 @@ from idc_core.wsi.truth import SlideInput, compare_to_truth, read_truth_csv
 from ui import ASSETS, DISCLAIMER, SAMPLE_PATIENT_GLOB, SAMPLE_SLIDE, SAMPLE_SLIDE_TILES, handoff
 from ui.annotations import annotation_controls, server_annotations
 from ui.explanations import FLAT, cam_reading, is_flat
+from ui.familiarity import familiarity_notice
 from ui.figures import display_jpeg, outline_box, slide_figure
 from ui.inspector import inspector_start, level0_point
 from ui.memo import clear_memos, session_memo
@@ -260,6 +262,8 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state[S + "result"] = score_scaled_slide(
                 slide.image, model.scorer, threshold=model.config.threshold, options=options, progress=progress,
                 uncertainty=model.config.uncertainty)
+            st.session_state[S + "familiarity"] = check_slide(model.model, slide.image, st.session_state[S + "result"],
+                                                              model.familiarity)
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]
@@ -331,6 +335,7 @@ m[4].metric("Max P(IDC)", f"{float(np.nanmax(tissue_probs)):.3f}")
 m[5].metric("Uncertain tissue", percent(result.uncertain_fraction) if result.uncertain is not None else "off",
             help="Share of tissue tiles the model is unsure about (as unsure as its least sure 20% on validation); "
                  "'off' until you turn on 'Measure uncertainty' under Tiling and tissue detection.")
+familiarity_notice(st.session_state.get(S + "familiarity"))
 st.info(model.config.scope, icon=":material/info:")  # the words of summary.json
 
 cut = threshold if only_idc else None

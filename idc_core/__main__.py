@@ -20,6 +20,7 @@ COMMANDS = {
     "export": ("idc_core.cli.export", "a TFLite export that scores without TensorFlow, if it agrees with the model"),
     "calibrate": ("idc_core.cli.calibrate", "calibrate P(IDC) and fix the uncertainty cut on validation patients"),
     "context": ("idc_core.cli.context", "fit and choose the slide-context step (neighbouring tiles) on validation"),
+    "familiarity": ("idc_core.cli.familiarity", "fit the check that a slide looks like the training data"),
 }
 
 

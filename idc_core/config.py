@@ -250,6 +250,9 @@ class ModelConfig:
     model has no measure of its own (not calibrated)."""
     context: str = ""
     """The file of the folder that holds its slide-context step (idc_core.wsi.context; "" = none)."""
+    familiarity: str = ""
+    """The file of the folder that holds its familiarity check (idc_core.stats.familiarity; "" = none: the check
+    is unavailable)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mpp, (int, float)) and 0.05 <= self.mpp <= 100):

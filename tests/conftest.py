@@ -58,10 +58,11 @@ def shipped_models_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
     load = model_io.load_model_dir
     shipped = (REPO / "models").resolve()
 
-    def load_once(path: str | Path, *, runtime: str = "auto") -> object:
+    def load_once(path: str | Path, **options: object) -> object:
         folder = Path(path).resolve()
-        if folder.parent != shipped:
-            return load(path, runtime=runtime)
+        runtime = options.get("runtime", "auto")
+        if folder.parent != shipped or set(options) - {"runtime"}:
+            return load(path, **options)
         key = (folder, (folder / model_io.MODEL_FILE).stat().st_mtime, runtime)
         if key not in _SHIPPED:
             _SHIPPED[key] = load(path, runtime=runtime)

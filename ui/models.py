@@ -24,6 +24,7 @@ from idc_core.model.folder import (
     read_model_card,
 )
 from idc_core.paths import models_root
+from ui.familiarity import familiarity_card
 from ui.widgets import percent
 
 APP_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -190,6 +191,7 @@ def _render_card(card: dict[str, Any], path: Path) -> None:
             if calibration else "**P(IDC)** a raw score, not calibrated")
         if config.get("uncertainty"):
             st.markdown(f"**Uncertainty** {uncertainty_help(UncertaintySettings.from_dict(config['uncertainty']))}")
+        st.markdown(familiarity_card(config, path))
         if metrics:
             st.markdown(
                 f"**Held-out metrics** ({evaluated_on(metrics) or 'test split'})  \n"

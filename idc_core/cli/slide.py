@@ -203,8 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings = warnings.replace(advice, "").strip("; ")
         if row["status"] in ("failed", NO_TISSUE):
             bar.write(f"{row['status']}: {row['reason']}", file=sys.stderr)
-        if row["status"] != "failed" and warnings:
-            bar.write(f"warning: {Path(row['slide']).name}: {warnings}", file=sys.stderr)
+        if row["status"] != "failed":
+            for warning in (warnings, row.get("familiarity_warning")):
+                if warning:
+                    bar.write(f"warning: {Path(row['slide']).name}: {warning}", file=sys.stderr)
         if row.get("qc"):
             bar.write(f"qc: {Path(row['slide']).name}: {row['qc']}", file=sys.stderr)
         bar.update(1)

@@ -7,13 +7,17 @@ slide page, which reads it at the model's scale. Bad items are rows with an erro
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from idc_core import Progress
 from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError
+from idc_core.inference.familiarity import check_batch
 from idc_core.inference.items import ItemResult, score_items
+from idc_core.stats.familiarity import Familiarity, FamiliarityCheck, unavailable
 from idc_core.stats.metrics import threshold_metrics
 
 
@@ -23,6 +27,8 @@ class ClassifyResult:
 
     items: list[ItemResult]
     threshold: float
+    familiarity: FamiliarityCheck = field(default_factory=lambda: unavailable("not checked"))
+    """Whether the scored patches, judged together, look like the training data."""
 
     @property
     def predicted(self) -> list[ItemResult]:
@@ -64,12 +70,19 @@ def classify_images(
     batch_size: int = 256,
     progress: Progress | None = None,
     uncertainty: UncertaintySettings | None = None,
+    familiarity: Familiarity | None = None,
 ) -> ClassifyResult:
     """Decode, fit and classify every item in batches of `batch_size`; failures become error rows.
 
     progress(done, total) is called after each batch (total = len(items) when known, else done).
     uncertainty: a model's settings (ModelConfig.uncertainty) to also measure each patch's uncertainty (None: not).
+    familiarity: the model's familiarity check (LoadedModel.familiarity), run on the scored patches as one batch
+    (None: unavailable).
     """
-    scored = score_items(model, items, threshold=threshold, batch_size=batch_size, uncertainty=uncertainty,
+    found = score_items(model, items, threshold=threshold, batch_size=batch_size, uncertainty=uncertainty,
                          slides="flag", progress=progress)
-    return ClassifyResult(list(scored), float(threshold))
+    scored = list(found)
+    patches = [item.patch for item in scored if item.patch is not None]
+    check = (check_batch(model, np.stack(patches), familiarity, batch_size=batch_size) if patches and familiarity
+             else unavailable("no patches scored" if familiarity else "the model has no familiarity check"))
+    return ClassifyResult(scored, float(threshold), check)

@@ -7,6 +7,7 @@ it is always loaded with safe_mode=True (no Lambda/arbitrary code) and compile=F
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from idc_core.model.lite import LiteScorer, verified_export
 from idc_core.model.scorer import KerasScorer, Scorer
 from idc_core.native_logs import import_tensorflow
 from idc_core.paths import default_model_path
+from idc_core.stats.familiarity import Familiarity, read_familiarity
 from idc_core.wsi.context import ContextSettings, read_context
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ class LoadedModel:
     metrics: dict | None
     history: dict | None
     context: ContextSettings | None = None  # the slide-context step its config names (None: tiles alone)
+    familiarity: Familiarity | None = None  # the familiarity check its config names (None: unavailable)
     runtime_note: str = field(default="", compare=False)  # why Keras scores a folder that has no export (else "")
 
     @cached_property
@@ -197,14 +200,15 @@ def load_scorer(folder: Path, config: ModelConfig, runtime: str = "auto") -> tup
     return KerasScorer(load_keras_model(folder, config)), note
 
 
-def load_model_dir(path: str | Path, *, runtime: str = "auto") -> LoadedModel:
+def load_model_dir(path: str | Path, *, runtime: str = "auto", familiarity: bool = True) -> LoadedModel:
     """Load and check a model folder, scored as `runtime` says (RUNTIMES); every problem is a ModelError that names
-    the folder."""
+    the folder. familiarity False: its familiarity check is not read (to fit it again)."""
     folder = Path(path)
     config = _read_config(folder)
-    _model_file(folder)
+    model_file = _model_file(folder)
     try:
         context = read_context(folder, config.context)
+        checked = read_familiarity(folder, config.familiarity, _sha256(model_file)) if familiarity else None
     except ValueError as exc:
         raise ModelError(str(exc)) from exc
     scorer, note = load_scorer(folder, config, runtime)
@@ -216,7 +220,16 @@ def load_model_dir(path: str | Path, *, runtime: str = "auto") -> LoadedModel:
         history=_read_json(folder / HISTORY_FILE, required=False),
         context=context,
         runtime_note=note,
+        familiarity=checked,
     )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 * 2**20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def list_model_dirs(root: str | Path = "models") -> list[Path]:

@@ -30,7 +30,7 @@ from idc_core.workflows.slide_truth import TRUTH_CSV_COLUMNS, truth_row
 
 SLIDES_CSV = "slides.csv"
 CSV_COLUMNS = ("slide", "status", "reason", "tiles", "idc_area_mm2", "mpp", "mpp_source", "seconds", "worker",
-               "warnings", "artefact_share")
+               "warnings", "artefact_share", "familiar", "familiarity_score")
 RowCallback = Callable[[dict[str, Any]], None]
 DONE_REASON = "already done for this model, file and settings"
 """The reason of a slide skipped as done (any other reason of a skipped row is a warning: see rescaled)."""
@@ -123,7 +123,8 @@ def plan(slides: Sequence[Path], out_root: Path, model_sha256: str, *, force: bo
         rows.append({"slide": str(slide), "status": "skipped", "reason": reason,
                      "tiles": summary.get("tissue_tiles", ""), "idc_area_mm2": summary.get("idc_area_mm2", ""),
                      "mpp": summary.get("slide_mpp", ""), "mpp_source": summary.get("mpp_source", ""),
-                     "artefact_share": summary.get("artefact_share", ""), **truth_row(summary.get("truth"))})
+                     "artefact_share": summary.get("artefact_share", ""), "familiar": summary.get("familiar"),
+                     "familiarity_score": summary.get("familiarity_score"), **truth_row(summary.get("truth"))})
     return todo, rows
 
 

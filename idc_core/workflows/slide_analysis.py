@@ -24,6 +24,8 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
+from idc_core.inference.familiarity import check_slide, unfamiliar_warning
+from idc_core.stats.familiarity import Familiarity, FamiliarityCheck, unavailable
 from idc_core.workflows.slide_truth import (
     AGREEMENT_FILE,
     AnnotationSource,
@@ -111,6 +113,7 @@ class SlideAnalysis:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     context: ContextSettings | None = None  # the slide-context step applied to result (None: tiles alone)
+    familiarity: FamiliarityCheck = field(default_factory=lambda: unavailable("not checked"))
 
     def level0_boxes(self) -> np.ndarray:
         """(N, 4) int64 x, y, width, height of every tile in level-0 pixels of the slide (x, y: top-left), clipped to
@@ -143,6 +146,7 @@ class SlideAnalysis:
             "threshold": r.threshold,
             "context": context_summary(self.context),
             **qc_summary(r),
+            **self.familiarity.summary(),
             "tissue_threshold": r.tissue_threshold,
             "stride": r.stride,
             "seconds": round(self.seconds, 3),
@@ -185,11 +189,12 @@ def read_tile_at_full_resolution(path: str | Path, box: tuple[int, int, int], *,
 def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshold: float,
                   options: SlideOptions = SlideOptions(), progress: Progress | None = None,
                   uncertainty: UncertaintySettings | None = None, context: ContextSettings | None = None,
-                  jpeg_trained: bool = False) -> SlideAnalysis:
+                  jpeg_trained: bool = False, familiarity: Familiarity | None = None) -> SlideAnalysis:
     """Read `reader` at the model's mpp (from the level options.read_mode chooses; `jpeg_trained`:
     ModelConfig.jpeg_trained), then score_scaled_slide; `context` (the model's slide-context step,
     LoadedModel.context) then makes P(IDC) and the labels context-aware, keeping each tile's own score as
-    result.probs_tile."""
+    result.probs_tile; `familiarity` (LoadedModel.familiarity; None: unavailable) judges whether the slide looks
+    like the training data (inference.familiarity.check_slide), a warning when it does not."""
     started = time.perf_counter()
     warnings = reader.scale_warnings()
     read = reader.choose_level(model_mpp, options.read_mode, jpeg_trained)
@@ -197,8 +202,10 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
     result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,
                                 uncertainty=uncertainty)
     result = apply_context(result, context)
+    check = check_slide(model, image, result, familiarity, batch_size=options.batch_size)
+    warnings += unfamiliar_warning(check)
     return SlideAnalysis(reader.describe(model_mpp, read), image, result, time.perf_counter() - started, warnings,
-                         context)
+                         context, check)
 
 
 def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
@@ -279,7 +286,7 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
                                      threshold=loaded.config.threshold, options=options, progress=progress,
                                      uncertainty=loaded.config.uncertainty,
                                      context=loaded.context if options.context else None,
-                                     jpeg_trained=loaded.config.jpeg_trained)
+                                     jpeg_trained=loaded.config.jpeg_trained, familiarity=loaded.familiarity)
         truth = None if annotations is None else judge_slide(annotations, analysis.result, analysis.info,
                                                              loaded.config.threshold)
         analysis.warnings.extend(notes + (annotations.warnings if annotations else []))
@@ -296,11 +303,14 @@ def analyse_slide_file(path: str | Path, out_root: str | Path, loaded: Any, *, o
             shutil.rmtree(target)
         tmp.rename(target)
         summary = analysis.summary()
+        unfamiliar = unfamiliar_warning(analysis.familiarity)  # its own line on the command line
         row.update(status="ok" if summary["tissue_tiles"] else NO_TISSUE, tiles=summary["tissue_tiles"],
                    idc_area_mm2=summary["idc_area_mm2"], mpp=summary["slide_mpp"], mpp_source=summary["mpp_source"],
-                   warnings="; ".join(analysis.warnings),
+                   warnings="; ".join(w for w in analysis.warnings if w not in unfamiliar),
                    artefact_share=summary["artefact_share"] if summary["artefact_share"] is not None else "",
-                   qc=qc_line(analysis.result), **truth_row(truth.summary() if truth else None))
+                   qc=qc_line(analysis.result), familiar=summary["familiar"],
+                   familiarity_score=summary["familiarity_score"], familiarity_warning="; ".join(unfamiliar),
+                   **truth_row(truth.summary() if truth else None))
         if not summary["tissue_tiles"]:
             row["reason"] = f"{path.name}: no tissue found (all {summary['tiles']} tiles background), nothing scored"
     except IDCError as exc:

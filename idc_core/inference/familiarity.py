@@ -1,0 +1,84 @@
+"""The familiarity check of a slide or a batch of patches: the model's features of its tiles
+(model.features) -> their distances to the training tiles -> one verdict (stats.familiarity).
+
+A slide is judged on at most MAX_TILES of its tissue tiles, spread evenly over them in grid order (a fixed
+choice: the same slide always gets the same score), so the check costs a bounded extra pass whatever the size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from idc_core import PATCH_SIZE
+from idc_core.stats.familiarity import UNFAMILIAR_WORDS, Familiarity, FamiliarityCheck, unavailable
+from idc_core.wsi.result import SlideResult
+from idc_core.wsi.tiling import extract_patches
+from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
+
+MAX_TILES = 2048
+"""Tissue tiles of one slide whose features are computed for its familiarity score."""
+
+
+def model_features(model: Any, patches: np.ndarray, *, layer: str, batch_size: int = 256) -> np.ndarray:
+    """(N, D) features of uint8 patches at `layer` from a scorer: the one place where the check gets them (a
+    Keras model: model.features.patch_features)."""
+    from idc_core.model.features import patch_features
+
+    return patch_features(model, patches, layer=layer, batch_size=batch_size)
+
+
+def spread_sample(n: int, most: int = MAX_TILES) -> np.ndarray:
+    """Indices of at most `most` of n items, evenly spread (all of them when n <= most)."""
+    if n <= most:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, most).round().astype(np.int64))
+
+
+def check_batch(model: Any, patches: np.ndarray, familiarity: Familiarity | None, *,
+                batch_size: int = 256) -> FamiliarityCheck:
+    """The verdict on a batch of uint8 patches (N, 50, 50, 3) judged together (None: unavailable)."""
+    if familiarity is None:
+        return unavailable("the model has no familiarity check (idc familiarity fits one)")
+    if not len(patches):
+        return familiarity.judge(np.zeros(0))
+    features = model_features(model, patches, layer=familiarity.layer, batch_size=batch_size)
+    return familiarity.check(features)
+
+
+def check_tiles(model: Any, image: np.ndarray, coords: np.ndarray, familiarity: Familiarity | None, *,
+                batch_size: int = 256) -> FamiliarityCheck:
+    """The verdict on a slide at the model's scale from the tiles at `coords` ((row, col) top-left corners of its
+    tissue tiles), at most MAX_TILES of them (spread_sample)."""
+    if familiarity is None:
+        return unavailable("the model has no familiarity check (idc familiarity fits one)")
+    chosen = np.asarray(coords)[spread_sample(len(coords))]
+    patches = extract_patches(image, chosen, PATCH_SIZE) if len(chosen) else np.zeros((0, PATCH_SIZE, PATCH_SIZE, 3),
+                                                                                        np.uint8)
+    return check_batch(model, patches, familiarity, batch_size=batch_size)
+
+
+def check_slide(model: Any, image: np.ndarray, result: SlideResult, familiarity: Familiarity | None, *,
+                batch_size: int = 256) -> FamiliarityCheck:
+    """The verdict on a scored slide (its tissue tiles, as result says) at the model's scale."""
+    return check_tiles(model, image, result.coords[result.tissue], familiarity, batch_size=batch_size)
+
+
+def check_image(model: Any, image: np.ndarray, familiarity: Familiarity | None, *,
+                tissue_threshold: float | None = TISSUE_THRESHOLD, min_tissue: float = MIN_TISSUE,
+                batch_size: int = 256) -> FamiliarityCheck:
+    """The verdict on an image at the model's scale that was not scored (its tissue tiles found here, as the
+    slide command finds them)."""
+    from idc_core.inference.tiles import tissue_tiles
+
+    coords, tissue, _ = tissue_tiles(image, PATCH_SIZE, tissue_threshold, min_tissue)
+    return check_tiles(model, image, coords[tissue], familiarity, batch_size=batch_size)
+
+
+def unfamiliar_warning(check: FamiliarityCheck) -> list[str]:
+    """The slide's warning line when the check says it is unfamiliar (else none)."""
+    if check.familiar is not False:
+        return []
+    return [f"unfamiliar: {UNFAMILIAR_WORDS} (familiarity score {check.score:.3g}, above the model's threshold "
+            f"{check.threshold:.3g})"]
