@@ -262,7 +262,7 @@ if st.session_state.get(S + "settings") != settings:
             st.session_state[S + "result"] = score_scaled_slide(
                 slide.image, model.scorer, threshold=model.config.threshold, options=options, progress=progress,
                 uncertainty=model.config.uncertainty)
-            st.session_state[S + "familiarity"] = check_slide(model.model, slide.image, st.session_state[S + "result"],
+            st.session_state[S + "familiarity"] = check_slide(model.scorer, slide.image, st.session_state[S + "result"],
                                                               model.familiarity)
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ASSETS, REPO
+from PIL import Image
 
 from idc_core.cli.slide import main as slide_main
 from idc_core.config import ModelConfig
 from idc_core.errors import ModelError
-from idc_core.inference.familiarity import check_image
+from idc_core.inference.familiarity import check_image, model_features
 from idc_core.model.features import patch_features, penultimate_layer
 from idc_core.model.folder import load_model_dir
 from idc_core.stats.familiarity import FAMILIARITY_FILE, UNFAMILIAR_WORDS
@@ -49,6 +50,16 @@ def test_the_penultimate_features_are_the_pool_of_a_gap_model_and_the_dense_inpu
     np.testing.assert_allclose(alone, together, rtol=1e-4, atol=1e-5)  # batch and padding do not change them
     with pytest.raises(ValueError, match="no layer 'nope'"):
         patch_features(shipped.model, patches, layer="nope")
+
+
+def test_the_shipped_defaults_litert_export_outputs_the_checks_features_so_it_needs_no_tensorflow(shipped):
+    assert shipped.scorer.runtime == "litert" and shipped.scorer.feature_layer == shipped.familiarity.layer
+    patches = np.stack([np.asarray(Image.open(p).convert("RGB"))
+                        for p in sorted((ASSETS / "patches").glob("*.png"))[:16]])
+    from_export = model_features(shipped.scorer, patches, layer=shipped.familiarity.layer)
+    from_keras = patch_features(shipped.model, patches, layer=shipped.familiarity.layer)
+    assert from_export.shape == (16, shipped.familiarity.width)
+    np.testing.assert_allclose(from_export, from_keras, rtol=1e-4, atol=1e-4)  # float32 export vs Keras: ~1e-5
 
 
 def test_the_shipped_default_has_its_check_with_the_rule_and_rates_on_its_card(shipped):

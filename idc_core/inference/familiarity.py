@@ -22,8 +22,15 @@ MAX_TILES = 2048
 
 
 def model_features(model: Any, patches: np.ndarray, *, layer: str, batch_size: int = 256) -> np.ndarray:
-    """(N, D) features of uint8 patches at `layer` from a scorer: the one place where the check gets them (a
-    Keras model: model.features.patch_features)."""
+    """(N, D) features of uint8 patches at `layer`: the one place where the check gets them. A scorer whose export
+    outputs these very features (LiteScorer.feature_layer) gives them without TensorFlow; else the Keras model
+    (a Keras model, or the scorer's) computes them (model.features.patch_features)."""
+    from idc_core.model.scorer import Scorer
+
+    if isinstance(model, Scorer):
+        if getattr(model, "feature_layer", None) == layer:
+            return model.predict_features(patches, batch_size=batch_size)[1]
+        model = model.keras_model()
     from idc_core.model.features import patch_features
 
     return patch_features(model, patches, layer=layer, batch_size=batch_size)

@@ -36,6 +36,19 @@ def penultimate_layer(model: keras.Model) -> str:
     return str(layers[dense[-1] - 1].name)
 
 
+def feature_output(model: keras.Model, layer: str) -> Any:
+    """The symbolic (N, D) features of `layer` (see patch_features): what the feature sub-model and a TFLite export
+    with features (workflows.export) output."""
+    outputs = []
+    for name in layer.split("+"):
+        try:
+            value = model.get_layer(name).output
+        except ValueError as exc:
+            raise ValueError(f"model {model.name!r} has no layer {name!r} to take features from") from exc
+        outputs.append(keras.ops.mean(value, axis=(1, 2)) if len(value.shape) == 4 else value)
+    return outputs[0] if len(outputs) == 1 else keras.ops.concatenate(outputs, axis=1)
+
+
 def _extractor(model: keras.Model, layer: str) -> Callable[[Any], Any]:
     """One compiled sub-model per live model and layer (dropped when the model is collected)."""
     import tensorflow as tf
@@ -44,19 +57,11 @@ def _extractor(model: keras.Model, layer: str) -> Callable[[Any], Any]:
     with _LOCK:
         fn = _EXTRACTORS.get(key)
         if fn is None:
-            outputs = []
-            for name in layer.split("+"):
-                try:
-                    outputs.append(model.get_layer(name).output)
-                except ValueError as exc:
-                    raise ValueError(f"model {model.name!r} has no layer {name!r} to take features from") from exc
-            inner = keras.Model(model.inputs, outputs)
+            inner = keras.Model(model.inputs, feature_output(model, layer))
 
             @tf.function
             def features(patches: tf.Tensor) -> tf.Tensor:
-                values = inner(tf.cast(patches, tf.float32), training=False)
-                values = values if isinstance(values, (list, tuple)) else [values]
-                return tf.concat([tf.reduce_mean(v, axis=[1, 2]) if len(v.shape) == 4 else v for v in values], axis=1)
+                return inner(tf.cast(patches, tf.float32), training=False)
 
             fn = _EXTRACTORS[key] = features
             weakref.finalize(model, _EXTRACTORS.pop, key, None)

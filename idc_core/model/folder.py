@@ -191,7 +191,8 @@ def load_scorer(folder: Path, config: ModelConfig, runtime: str = "auto") -> tup
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     export = verified_export(folder) if runtime != "keras" else None
     if export is not None:
-        return LiteScorer.load(export[0], keras_loader=lambda: load_keras_model(folder, config)), ""
+        return LiteScorer.load(export[0], keras_loader=lambda: load_keras_model(folder, config),
+                               feature_layer=export[1].get("features")), ""
     if runtime == "litert":
         raise ModelError(f"{folder} has no verified TFLite export (export.json): make one with "
                          f"`idc export --model {folder}`")

@@ -45,10 +45,13 @@ class LiteScorer(Scorer):
     runtime = "litert"
 
     def __init__(self, content: bytes, *, file: str = "model.tflite", num_threads: int | None = None,
-                 keras_loader: Callable[[], keras.Model] | None = None) -> None:
+                 keras_loader: Callable[[], keras.Model] | None = None, feature_layer: str | None = None) -> None:
+        """feature_layer: the layers whose features the export outputs (export.json's `features`: the familiarity
+        check's), None for the penultimate ones."""
         from ai_edge_litert.interpreter import Interpreter
 
         self.file = file
+        self.feature_layer = feature_layer
         try:
             with filtered_stderr():  # LiteRT's note, once per process, that it uses XNNPACK
                 self._interpreter = Interpreter(model_content=content, num_threads=num_threads or default_threads())
@@ -72,12 +75,13 @@ class LiteScorer(Scorer):
 
     @classmethod
     def load(cls, path: str | Path, *, num_threads: int | None = None,
-             keras_loader: Callable[[], keras.Model] | None = None) -> LiteScorer:
+             keras_loader: Callable[[], keras.Model] | None = None, feature_layer: str | None = None) -> LiteScorer:
         """Load a .tflite file; missing or invalid -> ModelError naming it."""
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"TFLite model {str(path)!r} not found")
-        return cls(path.read_bytes(), file=path.name, num_threads=num_threads, keras_loader=keras_loader)
+        return cls(path.read_bytes(), file=path.name, num_threads=num_threads, keras_loader=keras_loader,
+                   feature_layer=feature_layer)
 
     @property
     def has_features(self) -> bool:

@@ -40,15 +40,19 @@ MAX_DIFF = 0.02
 MIN_AGREEMENT = 0.995
 
 
-def to_tflite(model: keras.Model, *, quantize: str = "dynamic") -> bytes:
-    """The model as a TFLite flatbuffer with two outputs, P(IDC) and the penultimate features: float32 ("none"),
+def to_tflite(model: keras.Model, *, quantize: str = "dynamic", features: str | None = None) -> bytes:
+    """The model as a TFLite flatbuffer with two outputs, P(IDC) and features: those of the layers `features`
+    names (model.features.feature_output: the familiarity check's), else the penultimate ones; float32 ("none"),
     float16 weights ("float16") or dynamic-range int8 weights ("dynamic")."""
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     import keras
     import tensorflow as tf
 
-    both = keras.Model(model.inputs, [model.outputs[0], penultimate_layer_input(model)], name=model.name)
+    from idc_core.model.features import feature_output
+
+    extra = feature_output(model, features) if features else penultimate_layer_input(model)
+    both = keras.Model(model.inputs, [model.outputs[0], extra], name=model.name)
     converter = tf.lite.TFLiteConverter.from_keras_model(both)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -119,14 +123,16 @@ def export_model_dir(
     from idc_core.model.folder import load_model_dir
 
     loaded = load_model_dir(folder, runtime="keras")
-    content = to_tflite(loaded.model, quantize=quantize)
+    features = loaded.familiarity.layer if loaded.familiarity is not None else None  # the check runs on LiteRT too
+    content = to_tflite(loaded.model, quantize=quantize, features=features)
     out = Path(folder) / FILE_NAMES[quantize]
     agreement = compare(loaded.model, LiteScorer(content, file=out.name), check, loaded.config.threshold)
     if not agreement.ok(max_diff, min_agreement):
         return None, agreement
     out.write_bytes(content)
     report = {"file": out.name, "quantize": quantize, "tensorflow": tf.__version__,
-              "limits": {"max_abs_diff": max_diff, "min_label_agreement": min_agreement}, **asdict(agreement)}
+              "limits": {"max_abs_diff": max_diff, "min_label_agreement": min_agreement}, **asdict(agreement),
+              "features": features}
     others = [r for r in read_exports(folder) if r["file"] != out.name and (Path(folder) / r["file"]).is_file()]
     (Path(folder) / REPORT_FILE).write_text(json.dumps({"exports": [*others, report]}, indent=2) + "\n")
     return out, agreement
