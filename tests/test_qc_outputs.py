@@ -72,8 +72,8 @@ def test_the_command_sets_inked_tiles_aside_and_says_so_everywhere(inked_slide, 
     assert ink and sum(f["properties"]["measurements"]["tiles"] for f in ink) == len(aside)
     union = shapely.unary_union([shape(f["geometry"]) for f in ink])
     for t in aside:  # level-0 boxes (200 px at 1 um/px), merged into regions like the IDC ones
-        x, y, s = int(t["x"]), int(t["y"]), int(t["size"])
-        assert union.buffer(1).contains(box(x, y, x + s, y + s))
+        x, y, w, h = (int(t[c]) for c in ("x", "y", "width", "height"))
+        assert union.buffer(1).contains(box(x, y, x + w, y + h))
     assert Image.open(out / "heatmap.png").size[1] > 600  # the slide, then the artefacts' legend below it
 
 
@@ -114,7 +114,7 @@ def test_a_tile_set_aside_is_not_idc_not_tissue_and_no_neighbour_of_the_context_
     assert np.isnan(with_qc.probs[1]) and with_qc.probs[2] != pytest.approx(float(without.probs[2]), abs=1e-4)
     rows = tile_rows(result, result.level0_boxes(1.0))
     assert [r["label"] for r in rows] == [1, "artefact", 0, 0] and [r["qc"] for r in rows] == ["", "blur", "", ""]
-    assert tiles_csv(result, result.level0_boxes(1.0)).splitlines()[2] == "50,0,50,,artefact,blur"
+    assert tiles_csv(result, result.level0_boxes(1.0)).splitlines()[2] == "50,0,50,50,,artefact,blur"
     geo = geojson_regions(result, 2.0, 4.0)
     names = [f["properties"]["classification"]["name"] for f in geo["features"]]
     assert names == ["IDC", "Artefact: blur"]

@@ -68,8 +68,10 @@ def check_tiles(model: Any, image: np.ndarray, coords: np.ndarray, familiarity: 
 
 def check_slide(model: Any, image: np.ndarray, result: SlideResult, familiarity: Familiarity | None, *,
                 batch_size: int = 256) -> FamiliarityCheck:
-    """The verdict on a scored slide (its tissue tiles, as result says) at the model's scale."""
-    return check_tiles(model, image, result.coords[result.tissue], familiarity, batch_size=batch_size)
+    """The verdict on a scored slide at the model's scale, on all its tissue tiles: those scored and those QC set
+    aside (result.listed), as the threshold was chosen on slides without QC; a slide mostly set aside (a thumbnail
+    read at the wrong scale looks blurred everywhere) is still judged on what it shows."""
+    return check_tiles(model, image, result.coords[result.listed], familiarity, batch_size=batch_size)
 
 
 def check_image(model: Any, image: np.ndarray, familiarity: Familiarity | None, *,
