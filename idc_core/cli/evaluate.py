@@ -47,9 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         loaded = load_scoring_model(a)  # a missing model is said before TensorFlow's import
-    except IDCError as exc:
-        return error(exc, 2)
-    try:
         model_method = (loaded.config.uncertainty or UncertaintySettings()).method
         method = model_method if a.uncertainty == "model" else a.uncertainty
         with ExitStack() as bars:  # one bar per phase, each of N patches
