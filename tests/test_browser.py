@@ -190,8 +190,14 @@ def test_uncertain_patches_filter_and_the_referral_curve_in_the_browser(page, ap
         pytest.skip("the model in use measures no uncertainty")
     page.get_by_text("Show uncertain patches only").first.click()
     _settle(page)
-    rows = page.locator("[data-testid='stDataFrame']").first.evaluate(
-        "el => el.querySelectorAll('[role=row]').length - 1")  # glide grid's accessible rows, minus the header
+    table = page.locator("[data-testid='stDataFrame']").first
+    count = "el => el.querySelectorAll('[role=row]').length - 1"  # glide grid's accessible rows, minus the header
+    try:  # the click's rerun may start after _settle looked: wait for the filtered table (a wrong one times out)
+        page.wait_for_function(f"([el, n]) => ({count})(el) === n", arg=[table.element_handle(), int(uncertain)],
+                               timeout=30_000)
+    except playwright.TimeoutError:
+        pass  # the assertion below says what the table shows
+    rows = table.evaluate(count)
     assert rows == int(uncertain)
     total = int(page.locator("[data-testid='stMetric']", has_text="Patches classified")
                 .locator("[data-testid='stMetricValue']").first.inner_text())
