@@ -188,7 +188,7 @@ def test_default_model_dir_follows_the_default_file(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no default model: .*DEFAULT' is missing"), ("", "is empty"), ("gone", "names 'gone', but")],
+    [(None, "no default model: no '.*DEFAULT'; pass --model DIR"), ("", "is empty"), ("gone", "names 'gone', but")],
 )
 def test_default_model_dir_errors_say_what_is_wrong(tmp_path, content, message) -> None:
     if content is not None:
