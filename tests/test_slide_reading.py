@@ -107,7 +107,7 @@ def test_a_rerun_with_other_scoring_settings_redoes_the_slide_and_the_same_ones_
     assert statuses("--read", "model", "--min-tissue", "0.5") == "ok"
     summary = json.loads((tmp_path / "jpeg" / "summary.json").read_text())
     assert summary["scoring"] == {"stride": 50, "tissue_threshold": 15.0, "min_tissue": 0.5, "read_mode": "model",
-                                  "uncertainty": False, "context": True}
+                                  "uncertainty": False, "context": True, "qc": True}
 
 
 def test_auto_reads_the_nearest_level_for_a_model_trained_on_jpeg(pyramids):
