@@ -378,7 +378,14 @@ def test_slide_and_explain_pages_keep_their_state_when_you_visit_another_page(pa
     page.get_by_text("Tiling and tissue detection").first.click()
     measure = page.locator("[data-testid='stCheckbox']", has_text="Measure uncertainty").first
     measure.wait_for(state="visible")  # the expander has opened: a click before that can be lost
-    measure.locator("input").first.check(force=True)  # Playwright checks that the toggle is on afterwards
+    for attempt in range(3):  # a rerun that redraws the expander during the click can swallow it: click again
+        try:
+            measure.locator("input").first.check(force=True, timeout=15_000)  # Playwright checks it is on after
+            break
+        except playwright.Error:
+            if attempt == 2:
+                raise
+            _settle(page)
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetric]')].some(m => "
                            "m.innerText.includes('Uncertain tissue') && !m.innerText.includes('off'))")
     _settle(page)
