@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import common
-from bench_startup import TIMEOUT_S, _browser, _free_port, _wait_ok
+from bench_startup import TIMEOUT_S, _browser, _free_port, _stop, _wait_ok
 
 CHARTS = 6  # confusion, ROC, PR, reliability, referral, training curves
 DRAWN = ("n => document.querySelector(\"[data-testid='stApp']\")?.dataset.testScriptState === 'notRunning' && "
@@ -113,11 +113,7 @@ def browser_times(repeat: int) -> dict[str, Any]:
                 again.append(_visit(tab, url))
                 moves.append(_move_threshold(tab))
         finally:
-            server.terminate()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            _stop(server)
             browser.close()
             manager.stop()
     return {"first_s": first, "again_s": statistics.median(again), "threshold_s": statistics.median(moves),

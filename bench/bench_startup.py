@@ -86,6 +86,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop(server: subprocess.Popen) -> None:
+    """Ask a Streamlit server to stop; kill it after 15 s."""
+    server.terminate()
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def _wait_ok(url: str, server: subprocess.Popen, deadline: float) -> None:
     while True:
         try:
@@ -128,11 +137,7 @@ def start_once(models_root: Path, browser) -> dict:
                 tab.get_by_text(RESULT_MARKER, exact=True).first.wait_for(timeout=TIMEOUT_S * 1000)
                 row["result_s"] = time.perf_counter() - start
         finally:
-            server.terminate()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            _stop(server)
             if tab is not None:
                 tab.close()
     return row
