@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +74,73 @@ def shipped_models_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
         return _SHIPPED[key]
 
     monkeypatch.setattr(model_io, "load_model_dir", load_once)
+
+
+# --- the real-browser tests (tests/test_browser*.py): one app server and one Chromium tab per test module ---------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run app.py` on a free port (the shipped models, else a tiny untrained one); its URL."""
+    from app_support import make_tiny_models_root
+
+    shipped = REPO / "models"
+    root = shipped if (shipped / "DEFAULT").is_file() else make_tiny_models_root(tmp_path_factory.mktemp("models"))
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, "IDC_MODELS_DIR": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180  # a busy machine can take over a minute to import streamlit
+        while True:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+
+@pytest.fixture(scope="module")
+def page(app_url: str, request: pytest.FixtureRequest) -> Iterator[object]:
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, REQUESTS, WAIT_MS, playwright_api
+
+    seen = REQUESTS.setdefault(request.module.__name__, [])
+    with playwright_api().sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 2400})
+        tab.on("request", lambda req: seen.append(req.url))
+        tab.set_default_timeout(WAIT_MS)
+        yield tab
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: assets/screenshots/ with IDC_SCREENSHOTS=1, else a tmp dir."""
+    if os.environ.get("IDC_SCREENSHOTS") == "1":
+        folder = REPO / "assets" / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return tmp_path_factory.mktemp("screenshots")
