@@ -1,6 +1,6 @@
 """Whole-slide analysis on synthetic 40x pyramids: end-to-end tiles/s against the model alone, and peak RSS.
 
-    python bench/bench_wsi.py [--quick] [--gigapixels 0.07,0.27,1.08] [--read MODE] [--runtime R] [--ray]
+    python bench/bench_wsi.py [--quick] [--gigapixels 0.07,0.27,1.08] [--read MODE] [--runtime R] [--repeat N] [--ray]
 
 Each pyramid is an Aperio-style .svs (JPEG q90 tiles, levels 1, 4, 16, 64; 0.25 um/px, AppMag 40) whose
 tissue is the bundled sample slide (patient 8863, 4 um/px) upsampled 16x and repeated, written tile by tile.
@@ -196,7 +196,7 @@ def run(args) -> dict:
                          "other_s": result["end_to_end_s"] - result["read_resample_s"] - result["tissue_s"]
                          - result["model_only_s"]})
             if gigapixels == max(sizes):
-                commands = slide_commands(path, Path(tmp), repeat=1 if args.quick else 2)
+                commands = slide_commands(path, Path(tmp), repeat=1 if args.quick else args.repeat)
             path.unlink()
     common.print_table("Whole-slide analysis (synthetic 40x pyramids)", rows, [
         ("level0", "level 0", "s"), ("gigapixels", "Gpx", ".2f"), ("tissue_tiles", "tiles", "d"),
@@ -272,6 +272,8 @@ def main() -> None:
     p.add_argument("--read", default="auto", help="the slide command's --read mode (default auto)")
     p.add_argument("--runtime", default="auto", choices=("auto", "litert", "keras"),
                    help="what scores in the end-to-end runs (default auto: the export when the model has one)")
+    p.add_argument("--repeat", type=int, default=2,
+                   help="runs of the whole slide command per runtime, best kept (default 2; --quick: 1)")
     p.add_argument("--ray", action="store_true", help="also: slides per minute in-process vs --ray local, and the "
                                                       "peak RSS of a Ray worker per runtime")
     args = p.parse_args()

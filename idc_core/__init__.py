@@ -7,17 +7,25 @@ that use a model.
 
 import os
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides our own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-try:
-    __version__ = version("idc-core")  # pyproject.toml is the one place the version is written
-except PackageNotFoundError:  # a checkout that was never installed
-    __version__ = "unknown"
 
 PATCH_SIZE = 50
 CLASS_NAMES = ("no IDC", "IDC")
 Progress = Callable[[int, int], None]
 """progress(done, total): what every long-running function of the package calls as it goes."""
+
+
+def __getattr__(name: str) -> str:
+    """__version__, looked up on first use (importlib.metadata's import is a cost that --help and scoring skip)."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("idc-core")  # pyproject.toml is the one place the version is written
+    except PackageNotFoundError:  # a checkout that was never installed
+        found = "unknown"
+    globals()["__version__"] = found
+    return found

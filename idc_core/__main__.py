@@ -10,8 +10,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from idc_core import __version__
-
 COMMANDS = {
     "train": ("idc_core.cli.train", "train a model on data in the dataset layout"),
     "evaluate": ("idc_core.cli.evaluate", "held-out metrics of a model on labelled data"),
@@ -27,6 +25,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] in (["--version"], ["-V"]):
+        from idc_core import __version__
+
         print(f"idc {__version__}")
         return 0
     if not args or args[0] not in COMMANDS:

@@ -23,7 +23,8 @@ IMBALANCE_MODES = ("class_weight", "oversample", "none")
 ARCHITECTURES = ("cnn", "cancernet", "resnet50", "mobilenetv2", "efficientnetb0")
 TRANSFER_ARCHS = ("resnet50", "mobilenetv2", "efficientnetb0")
 HEADS = ("flatten", "gap")
-"""The model builders by name (idc_core.model.builders), here so that the command lines' options need no TensorFlow."""
+"""The model builders by name (idc_core.model.builders), here so that the command lines' options need no TensorFlow.
+These choices and the defaults below are here for that reason too: a command's --help imports no numpy."""
 AUGMENT_MODES = ("jitter", "dihedral", "hed")
 """jitter: dihedral + zoom + HSV/brightness/contrast jitter (the original recipe); dihedral: the 8
 flips/90-degree rotations only; hed: dihedral + stain augmentation in HED optical-density space."""
@@ -32,6 +33,36 @@ UNCERTAINTY_METHODS = ("mc", "tta", "confidence")
 augmentation, closeness to the threshold."""
 DEFAULT_SAMPLES = 16
 """Monte-Carlo dropout passes per patch when a model's settings do not say."""
+CALIBRATION_METHODS = ("temperature", "platt")
+"""How P(IDC) is calibrated (idc_core.stats.calibration)."""
+QUANTIZATIONS = ("none", "float16", "dynamic")
+"""The TFLite exports (idc_core.model.lite.FILE_NAMES), most exact first."""
+EXPORT_MAX_DIFF = 0.02
+"""Largest |dP| between an export and its Keras model on the check inputs (idc_core.workflows.export)."""
+EXPORT_MIN_AGREEMENT = 0.995
+"""Smallest share of equal labels between an export and its Keras model on the check inputs."""
+READ_MODES = ("auto", "model", "2x", "4x")
+"""Which pyramid level serves the model's scale. model: the coarsest level at least as fine as the model's mpp;
+2x / 4x: the coarsest level at least 2x / 4x finer, area-downsampled, which averages a JPEG file's 8x8 blocks
+away at the price of decoding 4x / 16x the pixels; auto: the nearest level for a file stored lossless or a model
+trained on JPEG re-encoded patches, else (a lossy file: JPEG, JPEG 2000 or unknown, as nearly every scanner file
+is, and a model that never saw JPEG) 4x. Chosen by bench/bench_jpeg_reading.py (README, "JPEG"). Used by
+idc_core.wsi.reader."""
+TISSUE_THRESHOLD = 15.0
+"""Default saturation threshold (0-255) for tissue: one value for the app and every command (idc_core.wsi.tissue).
+
+Chosen on the 26 complete slides of the development data (python bench/bench_tissue.py): Otsu's
+per-slide threshold (20-60 there) with tiles of >= 50% tissue skipped 36% of the dataset's own labelled
+patches on average (76% on the worst slide); a fixed 15 with MIN_TISSUE 0.1 skips 1.4% (10% on the worst),
+while white and grey glass (saturation < 15) stays background."""
+MIN_TISSUE = 0.1
+"""Default minimum tissue fraction of a tile for it to be predicted (see TISSUE_THRESHOLD)."""
+IDC_CLASSES = ("IDC", "Tumor", "Tumour", "Invasive")
+"""Annotation classes that mean IDC, by default (idc_core.wsi.annotations)."""
+ROI_CLASS = "Region*"
+"""QuPath's own class for a region to analyse."""
+MIN_SHARE = 0.5
+"""A tile is IDC in the annotations when at least this share of its area lies inside IDC annotations."""
 
 
 def _what(tp: Any) -> str:
@@ -52,7 +83,10 @@ def _what(tp: Any) -> str:
 def _problem(value: Any, tp: Any, name: str) -> str | None:
     """Why a JSON value does not fit the type `tp` of field `name` (None: it fits), naming the innermost field."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    wrong = f'"{name}" must be {_what(tp)}, got {json.dumps(value)[:80]}'
+
+    def wrong() -> str:  # built only for a value that does not fit: a large file has thousands that do
+        return f'"{name}" must be {_what(tp)}, got {json.dumps(value)[:80]}'
+
     if tp is Any:
         return None
     if origin in (typing.Union, types.UnionType):
@@ -61,25 +95,31 @@ def _problem(value: Any, tp: Any, name: str) -> str | None:
             return None
         if len(options) == 1:  # X | None: what is wrong inside X
             return _problem(value, options[0], name)
-        return None if any(_problem(value, a, name) is None for a in options) else wrong
+        return None if any(_problem(value, a, name) is None for a in options) else wrong()
     if dataclasses.is_dataclass(tp):
-        return wrong if not isinstance(value, dict) else _fields_problem(tp, value, f"{name}.")  # type: ignore[arg-type]
+        return wrong() if not isinstance(value, dict) else _fields_problem(tp, value, f"{name}.")  # type: ignore[arg-type]
     if origin in (tuple, list):
         items = args if origin is tuple else (args[0],) * len(value) if isinstance(value, (list, tuple)) else ()
         if not isinstance(value, (list, tuple)) or len(value) != len(items):
-            return wrong
+            return wrong()
+        if origin is list and args[0] in (float, int):  # a long list of numbers: one sweep, named when one is wrong
+            bad = next((i for i, v in enumerate(value) if not _is_number(v, args[0])), None)
+            return None if bad is None else _problem(value[bad], args[0], f"{name}[{bad}]")
         return next((p for i, (v, a) in enumerate(zip(value, items)) if (p := _problem(v, a, f"{name}[{i}]"))), None)
     if origin is dict:
         if not isinstance(value, dict):
-            return wrong
+            return wrong()
         return next((p for k, v in value.items() if (p := _problem(v, args[1], f"{name}.{k}"))), None)
-    if tp is float:
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else wrong
-    if tp is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else wrong
+    if tp in (float, int):
+        return None if _is_number(value, tp) else wrong()
     if tp is type(None):
-        return None if value is None else wrong
-    return None if isinstance(value, tp) else wrong
+        return None if value is None else wrong()
+    return None if isinstance(value, tp) else wrong()
+
+
+def _is_number(value: Any, tp: type) -> bool:
+    """Whether a JSON value is a `tp` (float: an integer or a float; int: an integer; never true or false)."""
+    return isinstance(value, (int, float) if tp is float else int) and not isinstance(value, bool)
 
 
 def _fields_problem(cls: type, data: dict[str, Any], prefix: str = "") -> str | None:

@@ -84,3 +84,16 @@ def test_quick_jpeg_reading_benchmark_scores_every_file_and_read_mode(tmp_path, 
         (f"20x {codec}", mode) for codec in ("lossless", "JPEG Q90", "JPEG Q70") for mode in ("model", "2x", "4x")}
     assert all(r["truth_tiles_scored"] for r in rows)  # each read was scored against the patient's labels
     assert all(r["auto"] == (r["mode"] == "model") for r in rows if r["mode"] != "-")  # cnn-jpeg: the nearest level
+
+
+def test_quick_phases_benchmark_times_the_slide_command_with_one_scoring_pass(tmp_path, monkeypatch, capsys):
+    out = _run_quick("bench_phases.py", tmp_path, monkeypatch, capsys)
+    assert "idc_core slide SLIDE" in out and "idc_core predict ONE.png" in out
+    results = json.loads((tmp_path / "phases.json").read_text())["results"]
+    slide = results["slide"]
+    assert slide["status"] == 0 and results["predict"]["status"] == 0
+    phases = slide["phases"]
+    # the tiles are scored once, P(IDC) and the familiarity features together, and the check passes no tile again
+    assert "scoring (P(IDC) and features, one pass)" in phases and "scoring (P(IDC) only)" not in phases
+    assert {"read at the model's scale", "QC", "familiarity check", "heatmap.png"} <= phases.keys()
+    assert slide["total_s"] >= sum(v for k, v in phases.items() if not k.startswith("  "))

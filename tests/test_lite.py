@@ -17,6 +17,7 @@ from idc_core.inference.predict import predict_patches
 from idc_core.model.builders import build_model
 from idc_core.model.folder import load_model_dir, save_model_dir
 from idc_core.model.lite import REPORT_FILE, LiteScorer, read_exports, verified_export
+from idc_core.workflows.evaluate import evaluate_model
 from idc_core.workflows.export import export_model_dir
 
 
@@ -95,7 +96,7 @@ def test_evaluate_cli_lite_reports_what_scored(exported, small_data, tmp_path, c
     assert evaluate.main(["--model", str(exported), "--data", str(small_data), "--out", str(out)]) == 0
     assert "scored by LiteRT (model.tflite)" in capsys.readouterr().out
     lite_report = json.loads(out.read_text())
-    keras_report = evaluate.evaluate_model(load_model_dir(exported, runtime="keras"), small_data)
+    keras_report = evaluate_model(load_model_dir(exported, runtime="keras"), small_data)
     assert lite_report["model"]["scored_by"] == {"runtime": "litert", "file": "model.tflite"}
     assert keras_report["model"]["scored_by"] == {"runtime": "keras", "file": "model.keras"}
     assert lite_report["confusion_matrix"] == keras_report["confusion_matrix"]

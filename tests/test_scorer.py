@@ -86,7 +86,7 @@ def test_a_bare_keras_model_is_wrapped_once_and_refuses_bad_batches(model, patch
 
 
 @pytest.mark.skipif(verified_export(REPO / "models" / "cnn-jpeg") is None, reason="models/cnn-jpeg has no export")
-def test_a_slide_run_and_a_predict_run_never_import_tensorflow(tmp_path):
+def test_a_slide_run_and_a_predict_run_never_import_tensorflow_nor_scipy(tmp_path):
     code = f"""
 import json, sys
 from idc_core.__main__ import main
@@ -94,7 +94,8 @@ slide = main(["slide", {str(ASSETS / "sample_slide.png")!r}, "--out", {str(tmp_p
               "--model", {str(REPO / "models" / "cnn-jpeg")!r}])
 patches = main(["predict", {str(ASSETS / "patches")!r}, "--csv", {str(tmp_path / "p.csv")!r},
                 "--model", {str(REPO / "models" / "cnn-jpeg")!r}])
-print(json.dumps({{"status": [slide, patches], "loaded": [m for m in ("tensorflow", "keras") if m in sys.modules]}}))
+heavy = ("tensorflow", "keras", "scipy", "sklearn")
+print(json.dumps({{"status": [slide, patches], "loaded": [m for m in heavy if m in sys.modules]}}))
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,

@@ -20,10 +20,8 @@ import sys
 
 from idc_core.cli.export import default_check
 from idc_core.cli.options import command_prog, error, import_tensorflow
-from idc_core.config import DEFAULT_SAMPLES, UNCERTAINTY_METHODS
+from idc_core.config import CALIBRATION_METHODS, DEFAULT_SAMPLES, UNCERTAINTY_METHODS
 from idc_core.errors import IDCError
-from idc_core.stats.calibration import CALIBRATION_METHODS
-from idc_core.workflows.calibrate import calibrate_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="Monte-Carlo dropout passes per patch")
     a = p.parse_args(argv)
     import_tensorflow()
+    from idc_core.workflows.calibrate import calibrate_folder
+
     try:
         metrics = calibrate_folder(a.model, a.data, method=a.method, uncertainty=a.uncertainty, samples=a.samples,
                                    log=lambda message: print(message, file=sys.stderr), check=default_check())

@@ -23,7 +23,6 @@ from idc_core.cli.options import (
 )
 from idc_core.config import UNCERTAINTY_METHODS, UncertaintySettings
 from idc_core.errors import IDCError, one_line
-from idc_core.workflows.evaluate import evaluate_model, format_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                         "saved as JPEG")
     p.add_argument("--out", default=None, help="write the full report as JSON here")
     a = p.parse_args(argv)
+    from idc_core.workflows.evaluate import evaluate_model, format_report
+
     try:
         loaded = load_scoring_model(a)  # a missing model is said before TensorFlow's import
         model_method = (loaded.config.uncertainty or UncertaintySettings()).method

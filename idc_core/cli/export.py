@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from idc_core.cli.options import add_model, command_prog, error, import_tensorflow, model_folder
+from idc_core.config import EXPORT_MAX_DIFF as MAX_DIFF
+from idc_core.config import EXPORT_MIN_AGREEMENT as MIN_AGREEMENT
+from idc_core.config import QUANTIZATIONS
 from idc_core.errors import IDCError
 from idc_core.paths import assets_root
-from idc_core.workflows.export import MAX_DIFF, MIN_AGREEMENT, QUANTIZATIONS, export_model_dir, read_check_patches
 
 CHECK_ASSETS = ("patches", "sample_slide.png", "sample_patient_8980.zip")
 
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IDCError as exc:
         return error(exc, 2)
     import_tensorflow()
+    from idc_core.workflows.export import export_model_dir, read_check_patches
+
     try:
         out, agreement = export_model_dir(folder, quantize=args.quantize, check=read_check_patches(args.check),
                                           max_diff=args.max_diff, min_agreement=args.min_agreement)

@@ -149,7 +149,7 @@ def class_names(text: str) -> tuple[str, ...]:
 
 def add_annotations(parser: argparse.ArgumentParser) -> None:
     """The slide command's ground truth: a pathologist's annotations (QuPath GeoJSON) to judge each slide against."""
-    from idc_core.wsi.annotations import IDC_CLASSES, MIN_SHARE, ROI_CLASS
+    from idc_core.config import IDC_CLASSES, MIN_SHARE, ROI_CLASS
 
     group = parser.add_argument_group("ground truth from annotations (QuPath: File > Export objects as GeoJSON)")
     group.add_argument("--annotations", type=Path, metavar="FILE_OR_DIR",

@@ -25,7 +25,7 @@ import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idc_core.cli.options import (
     add_batch_size,
@@ -38,10 +38,10 @@ from idc_core.cli.options import (
     unit_interval,
 )
 from idc_core.config import UncertaintySettings
-from idc_core.data.dataset import IMAGE_EXTENSIONS, count_image_inputs, iter_image_inputs
 from idc_core.errors import IDCError, ImageError
-from idc_core.inference.items import ItemResult, score_items
-from idc_core.wsi.reader import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, whole_slide_format
+
+if TYPE_CHECKING:
+    from idc_core.inference.items import ItemResult
 
 CSV_COLUMNS = ("file", "prob_idc", "label", "note", "error")
 UNCERTAINTY_COLUMNS = ("uncertainty", "uncertain")
@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 def refuse_whole_slide(path: Path) -> IDCError | None:
     """The error for a whole-slide file (tiled here at its own pixels it would be scored at the wrong scale),
     None for any other file; files named as plain images (.png, .jpg, ...) are not looked into."""
+    from idc_core.wsi.reader import IMAGE_SUFFIXES, whole_slide_format
+
     fmt = None if path.suffix.lower() in IMAGE_SUFFIXES else whole_slide_format(path)
     if fmt is None:
         return None
@@ -103,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream = open(args.csv, "w", newline="") if args.csv else sys.stdout
     except OSError as exc:
         return error(f"cannot write {args.csv} ({exc.strerror or exc})", 2)
+    from idc_core.data.dataset import IMAGE_EXTENSIONS, count_image_inputs, iter_image_inputs
+    from idc_core.inference.items import score_items
+    from idc_core.wsi.reader import PYRAMID_SUFFIXES
+
     rows, failed, tiled = [], 0, []
     extensions = IMAGE_EXTENSIONS + PYRAMID_SUFFIXES  # a folder's whole-slide files are refused, not passed over
     inputs = iter_image_inputs(args.paths, refuse=refuse_whole_slide, extensions=extensions)

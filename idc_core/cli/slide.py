@@ -92,8 +92,7 @@ def _mpp_table(text: str) -> tuple[str, tuple[tuple[str, float], ...]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from idc_core.wsi.reader import READ_MODES
-    from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD
+    from idc_core.config import MIN_TISSUE, READ_MODES, TISSUE_THRESHOLD
 
     parser = argparse.ArgumentParser(prog=command_prog("slide"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,6 +13,7 @@ from idc_core.cli.options import command_prog, error, follow, import_tensorflow,
 from idc_core.config import (
     ARCHITECTURES,
     AUGMENT_MODES,
+    CALIBRATION_METHODS,
     HEADS,
     IMBALANCE_MODES,
     SPLIT_MODES,
@@ -21,8 +22,6 @@ from idc_core.config import (
 )
 from idc_core.errors import IDCError
 from idc_core.model.distribute import DISTRIBUTE_MODES
-from idc_core.stats.calibration import CALIBRATION_METHODS
-from idc_core.workflows.train import train
 
 
 def _stderr(message: str) -> None:
@@ -105,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_args(args)
         import_tensorflow()
+        from idc_core.workflows.train import train
+
         with progress_bar(desc="decoding patches", unit="patch") as bar:
             # closed when decoding is done: Keras prints the epochs next
             train(config, command="python -m idc_core train " + shlex.join(args), log=_stderr,

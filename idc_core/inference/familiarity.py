@@ -7,6 +7,7 @@ choice: the same slide always gets the same score), so the check costs a bounded
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,45 @@ def model_features(model: Any, patches: np.ndarray, *, layer: str, batch_size: i
     from idc_core.model.features import patch_features
 
     return patch_features(model, patches, layer=layer, batch_size=batch_size)
+
+
+def features_in_pass(model: Any, familiarity: Familiarity | None) -> PassFeatures | None:
+    """A PassFeatures to gather the check's features while the slide is scored, when the scorer's own pass outputs
+    them (a LiteRT export of these features: model_features would run that very pass again); else None."""
+    from idc_core.model.scorer import Scorer
+
+    if familiarity is None or not isinstance(model, Scorer):
+        return None
+    if getattr(model, "feature_layer", None) != familiarity.layer:
+        return None
+    return PassFeatures(familiarity.layer)
+
+
+@dataclass
+class PassFeatures:
+    """The check's features of a slide's tiles, kept as the scoring pass (inference.tiles.predict_slide) makes them:
+    only those of the tiles check_slide will judge (`rows` of result.coords: spread_sample of the listed tiles)."""
+
+    layer: str
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    values: np.ndarray | None = None  # (len(rows), D) once a batch has been kept
+    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # which rows have their features
+
+    def choose(self, listed: np.ndarray) -> None:
+        """Keep the features of these of the slide's tiles: spread_sample of `listed` (bool (N,): result.listed)."""
+        rows = np.flatnonzero(listed)
+        self.rows, self.values = rows[spread_sample(len(rows))], None
+        self.kept = np.zeros(len(self.rows), bool)
+
+    def keep(self, rows: np.ndarray, features: np.ndarray) -> None:
+        """The features (len(rows), D) of the tiles `rows` of one scored batch: those chosen are kept."""
+        at = np.searchsorted(self.rows, rows)
+        hit = at < len(self.rows)
+        hit[hit] = self.rows[at[hit]] == rows[hit]
+        if self.values is None:
+            self.values = np.zeros((len(self.rows), features.shape[1]), np.float32)
+        self.values[at[hit]] = features[hit]
+        self.kept[at[hit]] = True
 
 
 def spread_sample(n: int, most: int = MAX_TILES) -> np.ndarray:
@@ -67,11 +107,28 @@ def check_tiles(model: Any, image: np.ndarray, coords: np.ndarray, familiarity: 
 
 
 def check_slide(model: Any, image: np.ndarray, result: SlideResult, familiarity: Familiarity | None, *,
-                batch_size: int = 256) -> FamiliarityCheck:
+                batch_size: int = 256, gathered: PassFeatures | None = None) -> FamiliarityCheck:
     """The verdict on a scored slide at the model's scale, on all its tissue tiles: those scored and those QC set
     aside (result.listed), as the threshold was chosen on slides without QC; a slide mostly set aside (a thumbnail
-    read at the wrong scale looks blurred everywhere) is still judged on what it shows."""
-    return check_tiles(model, image, result.coords[result.listed], familiarity, batch_size=batch_size)
+    read at the wrong scale looks blurred everywhere) is still judged on what it shows.
+    gathered: the features kept by the scoring pass (features_in_pass): only the tiles it did not score (QC set
+    them aside) are passed through the model again."""
+    if familiarity is None or gathered is None or gathered.layer != familiarity.layer:
+        return check_tiles(model, image, result.coords[result.listed], familiarity, batch_size=batch_size)
+    rows = np.flatnonzero(result.listed)
+    if not np.array_equal(gathered.rows, rows[spread_sample(len(rows))]):
+        raise ValueError("the features gathered while scoring are of other tiles than this slide's check")
+    if not len(rows):
+        return familiarity.judge(np.zeros(0))
+    features, missing = gathered.values, np.flatnonzero(~gathered.kept)
+    if len(missing):
+        patches = extract_patches(image, result.coords[gathered.rows[missing]], PATCH_SIZE)
+        found = model_features(model, patches, layer=familiarity.layer, batch_size=batch_size)
+        if features is None:
+            features = np.zeros((len(gathered.rows), found.shape[1]), np.float32)
+        features[missing] = found
+    assert features is not None
+    return familiarity.check(features)
 
 
 def check_image(model: Any, image: np.ndarray, familiarity: Familiarity | None, *,

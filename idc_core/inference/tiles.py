@@ -4,18 +4,30 @@ tiles' uncertainty when asked (inference.uncertainty).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from idc_core import PATCH_SIZE, Progress
 from idc_core.config import UncertaintySettings
 from idc_core.errors import ImageError
-from idc_core.inference.predict import Model, predict_patches
+from idc_core.inference.predict import Model, predict_features, predict_patches
 from idc_core.inference.uncertainty import predict_measured
 from idc_core.wsi.qc import Detector, tile_artefacts
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.stain_check import not_he_reason
 from idc_core.wsi.tiling import iter_patch_batches, tile_coordinates
 from idc_core.wsi.tissue import MIN_TISSUE, TISSUE_THRESHOLD, tile_tissue_fraction, tissue_mask
+
+
+class FeatureSink(Protocol):
+    """Keeps features of some of a slide's tiles from the scoring pass (inference.familiarity.PassFeatures)."""
+
+    def choose(self, listed: np.ndarray) -> None:
+        """The slide's listed tiles (bool (N,)), before any is scored: which of them to keep."""
+
+    def keep(self, rows: np.ndarray, features: np.ndarray) -> None:
+        """The features (len(rows), D) of the scored tiles `rows` (indices into the slide's tiles)."""
 
 
 def predict_slide(
@@ -30,6 +42,7 @@ def predict_slide(
     progress: Progress | None = None,
     uncertainty: UncertaintySettings | None = None,
     artefacts: dict[str, Detector] | None = None,
+    features: FeatureSink | None = None,
 ) -> SlideResult:
     """Tile an RGB uint8 slide, skip tiles with less than `min_tissue` tissue, classify the rest.
 
@@ -38,6 +51,8 @@ def predict_slide(
     each tissue tile's uncertainty (idc_core.inference.uncertainty); None: not measured.
     artefacts: the artefact detectors to run (wsi.qc.DETECTORS; None: no QC): a tissue tile under an artefact is
     set aside (result.artefact says which), not scored.
+    features: the familiarity check's features to keep from the scoring pass (inference.familiarity.features_in_pass;
+    not with uncertainty, whose pass is another): P(IDC) and the features come from one pass of the scorer.
     An image that does not look like H&E brightfield (stain_check) -> ImageError "not H&E: not scored".
     Patches are cut batch by batch, so only one batch is in memory at a time.
     progress(done, n_tissue_tiles) after each batch. No tissue -> n_tissue == 0.
@@ -46,6 +61,8 @@ def predict_slide(
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
+    if features is not None and uncertainty is not None:
+        raise ValueError("features are kept from the scoring pass, and uncertainty has a pass of its own")
     reason = not_he_reason(image)
     if reason is not None:
         raise ImageError(f"not H&E: not scored ({reason})")
@@ -60,8 +77,13 @@ def predict_slide(
     probs = np.full(len(coords), np.nan, dtype=np.float32)
     spread = np.full(len(coords), np.nan, dtype=np.float32) if uncertainty else None
     index = np.flatnonzero(tissue)
+    if features is not None:
+        features.choose(fractions >= min_tissue)  # result.listed: tissue, set aside by QC or not
     for part, patches in iter_patch_batches(image, coords[index], batch_size, PATCH_SIZE):
-        if spread is None or uncertainty is None:
+        if features is not None:
+            probs[index[part]], found = predict_features(model, patches, batch_size=batch_size)
+            features.keep(index[part], found)
+        elif spread is None or uncertainty is None:
             probs[index[part]] = predict_patches(model, patches, batch_size=batch_size)
         else:
             probs[index[part]], spread[index[part]] = predict_measured(model, patches, uncertainty, threshold,

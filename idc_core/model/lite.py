@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from idc_core import PATCH_SIZE
+from idc_core.config import QUANTIZATIONS
 from idc_core.errors import ModelError
 from idc_core.model.scorer import Scorer
 from idc_core.native_logs import filtered_stderr
@@ -24,7 +25,7 @@ from idc_core.native_logs import filtered_stderr
 if TYPE_CHECKING:
     import keras
 
-FILE_NAMES = {"none": "model.tflite", "float16": "model-float16.tflite", "dynamic": "model-int8.tflite"}
+FILE_NAMES = dict(zip(QUANTIZATIONS, ("model.tflite", "model-float16.tflite", "model-int8.tflite"), strict=True))
 """The export of each quantisation, most exact first (the order verified_export prefers them in)."""
 REPORT_FILE = "export.json"
 

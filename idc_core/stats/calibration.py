@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from idc_core.config import CALIBRATION_METHODS
 from idc_core.stats.metrics import Labels, Probs, checked_scores
 
-CALIBRATION_METHODS = ("temperature", "platt")
 # Scores are float32: 1 - 1e-7 is the largest one below 1 that still has a distinct logit (~16.1).
 EPSILON = 1e-7
 

@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from idc_core.config import EXPORT_MAX_DIFF as MAX_DIFF
+from idc_core.config import EXPORT_MIN_AGREEMENT as MIN_AGREEMENT
+from idc_core.config import QUANTIZATIONS
 from idc_core.data.dataset import iter_image_inputs
 from idc_core.errors import ModelError
 from idc_core.inference.items import fit_item
@@ -35,9 +38,6 @@ from idc_core.wsi.tiling import extract_patches
 if TYPE_CHECKING:
     import keras
 
-QUANTIZATIONS = tuple(FILE_NAMES)
-MAX_DIFF = 0.02
-MIN_AGREEMENT = 0.995
 
 
 def to_tflite(model: keras.Model, *, quantize: str = "dynamic", features: str | None = None) -> bytes:

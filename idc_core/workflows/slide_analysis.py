@@ -24,7 +24,7 @@ import numpy as np
 from idc_core import PATCH_SIZE
 from idc_core.config import UncertaintySettings
 from idc_core.errors import IDCError, one_line
-from idc_core.inference.familiarity import check_slide, unfamiliar_warning
+from idc_core.inference.familiarity import PassFeatures, check_slide, features_in_pass, unfamiliar_warning
 from idc_core.stats.familiarity import Familiarity, FamiliarityCheck, unavailable
 from idc_core.workflows.slide_truth import (
     AGREEMENT_FILE,
@@ -199,27 +199,30 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
     warnings = reader.scale_warnings()
     read = reader.choose_level(model_mpp, options.read_mode, jpeg_trained)
     image = reader.read_at_mpp(model_mpp, level=read.level)
+    gathered = None if options.uncertainty else features_in_pass(model, familiarity)  # one pass: P(IDC), features
     result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,
-                                uncertainty=uncertainty)
+                                uncertainty=uncertainty, features=gathered)
     result = apply_context(result, context)
-    check = check_slide(model, image, result, familiarity, batch_size=options.batch_size)
+    check = check_slide(model, image, result, familiarity, batch_size=options.batch_size, gathered=gathered)
     warnings += unfamiliar_warning(check)
     return SlideAnalysis(reader.describe(model_mpp, read), image, result, time.perf_counter() - started, warnings,
                          context, check)
 
 
 def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
-                       progress: Progress | None = None, uncertainty: UncertaintySettings | None = None) -> SlideResult:
+                       progress: Progress | None = None, uncertainty: UncertaintySettings | None = None,
+                       features: PassFeatures | None = None) -> SlideResult:
     """Tile a slide already at the model's scale, detect tissue and predict its tissue tiles as `options` say (see
     inference.tiles.predict_slide): the one scoring step of the slide page, the slide command and the Ray actors.
-    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set."""
+    `uncertainty` (the model's settings; None: confidence) is used when options.uncertainty is set; `features`:
+    the familiarity check's features to keep from the same pass (inference.familiarity.features_in_pass)."""
     from idc_core.inference.tiles import predict_slide
 
     return predict_slide(model, image, threshold=threshold, stride=options.stride,
                          tissue_threshold=options.tissue_threshold, min_tissue=options.min_tissue,
                          batch_size=options.batch_size, progress=progress,
                          uncertainty=(uncertainty or UncertaintySettings()) if options.uncertainty else None,
-                         artefacts=DETECTORS if options.qc else None)
+                         artefacts=DETECTORS if options.qc else None, features=features)
 
 
 def file_checksum(path: str | Path, chunk: int = 8 * 2**20) -> str:

@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from idc_core.config import IDC_CLASSES, MIN_SHARE
+from idc_core.config import ROI_CLASS as ROI_CLASS  # defined in config (numpy-free for --help); named here too
 from idc_core.errors import AnnotationError
 from idc_core.wsi.overlay import area_means, tile_map
 from idc_core.wsi.result import SlideResult
 
-IDC_CLASSES = ("IDC", "Tumor", "Tumour", "Invasive")
-ROI_CLASS = "Region*"  # QuPath's own class for a region to analyse
-MIN_SHARE = 0.5
 MAX_BYTES = 100 * 2**20
 MAX_VERTICES = 5_000_000
 MAX_FEATURES = 200_000

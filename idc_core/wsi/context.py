@@ -1,4 +1,4 @@
-"""The slide-context step: from the grid of tile logits to a context-aware P(IDC) per tile (numpy and scipy only).
+"""The slide-context step: from the grid of tile logits to a context-aware P(IDC) per tile (numpy and OpenCV only).
 
 A tile's own score sees 50x50 pixels; invasive carcinoma is a region, so the neighbours of a tile say a great
 deal about it. The step works on the logits z = logit(P(IDC)) of the tissue tiles of one slide at their grid
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from idc_core import PATCH_SIZE
 from idc_core.wsi.result import SlideResult
@@ -135,6 +135,16 @@ def grid_positions(coords: np.ndarray, stride: int) -> np.ndarray:
     return np.rint((coords - coords.min(axis=0)) / stride).astype(np.int64)
 
 
+def gaussian_filter(values: np.ndarray, sigma: float) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter(values, sigma, mode="constant", truncate=TRUNCATE) of a 2-D float64 grid, as
+    OpenCV's separable filter (the same normalised kernel; equal to 1e-15, and no scipy import on the scoring path)."""
+    radius = int(TRUNCATE * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 / (sigma * sigma) * x**2)
+    kernel /= kernel.sum()
+    return cv2.sepFilter2D(values, cv2.CV_64F, kernel, kernel, borderType=cv2.BORDER_CONSTANT)
+
+
 def smoothed(positions: np.ndarray, values: np.ndarray, sigmas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """For tiles of ONE slide at grid `positions` (every other position is not tissue): per width in `sigmas`
     (grid positions), the Gaussian-weighted mean of `values` over the tiles around each tile, and the Gaussian
@@ -165,8 +175,8 @@ def smoothed(positions: np.ndarray, values: np.ndarray, sigmas: Sequence[float])
         mask[at[:, 0], at[:, 1]] = 1.0
         here = positions[own] - low
         for j, sigma in enumerate(sigmas):
-            top = gaussian_filter(weighted, sigma, mode="constant", truncate=TRUNCATE)[here[:, 0], here[:, 1]]
-            bottom = gaussian_filter(mask, sigma, mode="constant", truncate=TRUNCATE)[here[:, 0], here[:, 1]]
+            top = gaussian_filter(weighted, sigma)[here[:, 0], here[:, 1]]
+            bottom = gaussian_filter(mask, sigma)[here[:, 0], here[:, 1]]
             means[own, j], tissue[own, j] = top / bottom, bottom
     return means, tissue
 

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from idc_core import Progress
-from idc_core.config import DATASET_MPP
+from idc_core.config import DATASET_MPP, READ_MODES
 from idc_core.data.image_io import DEFAULT_MAX_PIXELS, read_image
 from idc_core.errors import IDCError, ImageTooLargeError, SlideError, one_line
 from idc_core.wsi.scale import (
@@ -45,12 +45,6 @@ PYRAMID_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", "
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 SLIDE_SUFFIXES = PYRAMID_SUFFIXES + IMAGE_SUFFIXES + (".zip",)
 DATASET_SCALE_SOURCE = "the dataset's own scale (its patches are 40x scans downsampled 16:1)"
-READ_MODES = ("auto", "model", "2x", "4x")
-"""Which pyramid level serves the model's scale. model: the coarsest level at least as fine as the model's mpp;
-2x / 4x: the coarsest level at least 2x / 4x finer, area-downsampled, which averages a JPEG file's 8x8 blocks
-away at the price of decoding 4x / 16x the pixels; auto: the nearest level for a file stored lossless or a model
-trained on JPEG re-encoded patches, else (a lossy file: JPEG, JPEG 2000 or unknown, as nearly every scanner file
-is, and a model that never saw JPEG) 4x. Chosen by bench/bench_jpeg_reading.py (README, "JPEG")."""
 _FINER = {"model": 1.0, "2x": 2.0, "4x": 4.0}
 LOSSLESS = ("none", "deflate", "lzw", "zstd", "packbits", "png", "lzma")
 

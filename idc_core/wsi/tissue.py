@@ -8,21 +8,12 @@ import cv2
 import numpy as np
 
 from idc_core import PATCH_SIZE
+from idc_core.config import MIN_TISSUE as MIN_TISSUE  # defined in config (numpy-free for --help); named here too
+from idc_core.config import TISSUE_THRESHOLD as TISSUE_THRESHOLD
 from idc_core.wsi.tiling import check_coords, check_int, check_rgb
 
 MIN_OTSU = 20.0
 """Lowest threshold Otsu may pick: a blank (white) image must give no tissue, not noise."""
-
-TISSUE_THRESHOLD = 15.0
-"""Default saturation threshold (0-255) for tissue: one value for the app and every command.
-
-Chosen on the 26 complete slides of the development data (python bench/bench_tissue.py): Otsu's
-per-slide threshold (20-60 there) with tiles of >= 50% tissue skipped 36% of the dataset's own labelled
-patches on average (76% on the worst slide); a fixed 15 with MIN_TISSUE 0.1 skips 1.4% (10% on the worst),
-while white and grey glass (saturation < 15) stays background."""
-
-MIN_TISSUE = 0.1
-"""Default minimum tissue fraction of a tile for it to be predicted (see TISSUE_THRESHOLD)."""
 
 BAND_BYTES = 4 * 2**20
 """Working memory of one band of rows: tissue_mask and tile_tissue_fraction never copy a whole image."""
