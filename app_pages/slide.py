@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,17 @@ import numpy as np
 import streamlit as st
 
 from idc_core import CLASS_NAMES
+from idc_core.config import ModelConfig
 from idc_core.data.image_io import encode_png
-from idc_core.inference.familiarity import check_slide
 from idc_core.inference.gradcam import compute_heatmaps
+from idc_core.model.folder import LoadedModel
 from idc_core.workflows.slide_analysis import (
+    CheckedSlide,
     SlideAnalysis,
     SlideOptions,
     read_scaled_slide,
     read_tile_at_full_resolution,
-    score_scaled_slide,
+    score_checked_slide,
 )
 from idc_core.workflows.slide_truth import judge_slide
 from idc_core.wsi.annotations import TileTruth, read_annotations
@@ -40,7 +43,7 @@ from ui.explanations import FLAT, cam_reading, is_flat
 from ui.familiarity import familiarity_notice
 from ui.figures import display_jpeg, outline_box, slide_figure
 from ui.inspector import inspector_start, level0_point
-from ui.memo import clear_memos, session_memo
+from ui.memo import clear_memos, process_memo, session_memo
 from ui.models import require_model, uncertainty_help
 from ui.slide_sources import SLIDES_DIR_ENV, server_slide_path, server_slides, slides_dir, upload_path
 from ui.state import KEEP, keep_upload, threshold_follows
@@ -76,6 +79,26 @@ def chosen_input(source: str) -> tuple[str, Path, bytes | None, str | None] | No
         return (choice, server_slide_path(root, choice), None, None) if root and choice else None
     upload = st.session_state.get(S + "uploaded")  # kept by keep_upload: the uploader is empty after a page visit
     return (upload.name, upload_path(upload.name, upload.getvalue()), None, None) if upload is not None else None
+
+
+def read_input(name: str, path: Path, truth_csv: bytes | None, mpp: float | None, mpp_source: str | None,
+               read_mode: str, config: ModelConfig) -> tuple[SlideInput, tuple[SlideInfo, list[str]]]:
+    """The chosen file read at the model's scale, with its truth tiles (a patient zip's, or the sample's CSV), and
+    (where its scale came from, the scale warnings)."""
+    with progress_bar(f"Reading {name} at {config.mpp:g} µm/px") as progress:
+        scaled = read_scaled_slide(path, model_mpp=config.mpp, mpp=mpp, name=name, mpp_source=mpp_source,
+                                   progress=progress, read_mode=read_mode, jpeg_trained=config.jpeg_trained)
+    truth = read_truth_csv(truth_csv, name=f"{name} truth") if truth_csv is not None else None
+    slide = scaled.source if scaled.source is not None else SlideInput(name, scaled.image, truth)
+    return slide, (scaled.info, scaled.warnings)
+
+
+def score_input(image: np.ndarray, model: LoadedModel, options: SlideOptions) -> CheckedSlide:
+    """The slide's tiles scored and checked for familiarity, with a progress bar."""
+    with progress_bar("Classifying tissue tiles") as progress:
+        return score_checked_slide(image, model.scorer, threshold=model.config.threshold, options=options,
+                                   progress=progress, uncertainty=model.config.uncertainty,
+                                   familiarity=model.familiarity)
 
 
 def heatmap_overlay(result: SlideResult, image: np.ndarray, cut: float | None, alpha: float, cmap: str,
@@ -246,24 +269,20 @@ if st.session_state.get(S + "settings") != settings:
     st.session_state.pop(S + "result", None)
     clear_memos(*MEMOS)
     with user_errors(f"Reading {name}", name):
+        # a file on the server (a bundled sample, the slides folder) is read and scored once per app process and
+        # setting, for every visitor; an upload only in its own session
+        on_server = source in (SAMPLE, PATIENT, SERVER)
+        version = (path.stat().st_mtime_ns, (Path(model.path) / "config.json").stat().st_mtime_ns)
         if st.session_state.get(S + "input_key") != file_key:
             st.session_state.pop(S + "input", None)
-            with progress_bar(f"Reading {name} at {model.config.mpp:g} µm/px") as progress:
-                scaled = read_scaled_slide(path, model_mpp=model.config.mpp, mpp=mpp, name=name,
-                                           mpp_source=mpp_source, progress=progress, read_mode=read_mode,
-                                           jpeg_trained=model.config.jpeg_trained)
-            zipped = scaled.source
-            truth = read_truth_csv(truth_csv, name=f"{name} truth") if truth_csv is not None else None
-            st.session_state[S + "input"] = zipped if zipped is not None else SlideInput(name, scaled.image, truth)
-            st.session_state[S + "scale"] = (scaled.info, scaled.warnings)
+            read = partial(read_input, name, path, truth_csv, mpp, mpp_source, read_mode, model.config)
+            st.session_state[S + "input"], st.session_state[S + "scale"] = (
+                process_memo(("slide read", *file_key, *version), read) if on_server else read())
             st.session_state[S + "input_key"] = file_key
         slide: SlideInput = st.session_state[S + "input"]
-        with progress_bar("Classifying tissue tiles") as progress:
-            st.session_state[S + "result"] = score_scaled_slide(
-                slide.image, model.scorer, threshold=model.config.threshold, options=options, progress=progress,
-                uncertainty=model.config.uncertainty)
-            st.session_state[S + "familiarity"] = check_slide(model.scorer, slide.image, st.session_state[S + "result"],
-                                                              model.familiarity)
+        score = partial(score_input, slide.image, model, options)
+        scored = process_memo(("slide scored", *settings, *version), score) if on_server else score()
+        st.session_state[S + "result"], st.session_state[S + "familiarity"] = scored.result, scored.familiarity
         st.session_state[S + "settings"] = settings
         st.session_state[S + "cams"] = {}
         result = st.session_state[S + "result"]

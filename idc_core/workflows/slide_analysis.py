@@ -199,14 +199,33 @@ def analyse_slide(reader: SlideReader, model: Any, *, model_mpp: float, threshol
     warnings = reader.scale_warnings()
     read = reader.choose_level(model_mpp, options.read_mode, jpeg_trained)
     image = reader.read_at_mpp(model_mpp, level=read.level)
+    scored = score_checked_slide(image, model, threshold=threshold, options=options, progress=progress,
+                                 uncertainty=uncertainty, familiarity=familiarity)
+    result = apply_context(scored.result, context)
+    warnings += unfamiliar_warning(scored.familiarity)
+    return SlideAnalysis(reader.describe(model_mpp, read), image, result, time.perf_counter() - started, warnings,
+                         context, scored.familiarity)
+
+
+@dataclass(frozen=True)
+class CheckedSlide:
+    """A slide scored at the model's scale (its tiles' own scores, before any context step) and the familiarity
+    check's verdict on it."""
+
+    result: SlideResult
+    familiarity: FamiliarityCheck
+
+
+def score_checked_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
+                        progress: Progress | None = None, uncertainty: UncertaintySettings | None = None,
+                        familiarity: Familiarity | None = None) -> CheckedSlide:
+    """score_scaled_slide, then the familiarity check of its tissue tiles (`familiarity`: LoadedModel.familiarity;
+    None: unavailable), with the check's features kept from the scoring pass where the scorer outputs them."""
     gathered = None if options.uncertainty else features_in_pass(model, familiarity)  # one pass: P(IDC), features
     result = score_scaled_slide(image, model, threshold=threshold, options=options, progress=progress,
                                 uncertainty=uncertainty, features=gathered)
-    result = apply_context(result, context)
-    check = check_slide(model, image, result, familiarity, batch_size=options.batch_size, gathered=gathered)
-    warnings += unfamiliar_warning(check)
-    return SlideAnalysis(reader.describe(model_mpp, read), image, result, time.perf_counter() - started, warnings,
-                         context, check)
+    return CheckedSlide(result, check_slide(model, image, result, familiarity, batch_size=options.batch_size,
+                                            gathered=gathered))
 
 
 def score_scaled_slide(image: np.ndarray, model: Any, *, threshold: float, options: SlideOptions = SlideOptions(),
