@@ -1,6 +1,6 @@
 """Artefact QC (idc_core.wsi.qc) on development slides with drawn artefacts, and what it costs.
 
-    python bench/bench_qc.py --data ../shared/data/idc [--model models/cnn-jpeg] [--quick]
+    python bench/bench_qc.py --data ../shared/data/idc [--model models/cnn-jpeg] [--note TEXT] [--quick]
 
 1. Every complete slide (bench_tissue.COMPLETE) of a validation or test patient of the model's split (never a
    training patient) is rebuilt from its patches, then for each kind (red, green, blue and black marker ink, blur,
@@ -154,6 +154,7 @@ def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("--data", type=Path, required=True, help="the dataset folder (patient folders)")
     p.add_argument("--model", default="models/cnn-jpeg", help="model folder whose validation/test patients are used")
+    p.add_argument("--note", default="", help="what else ran on the machine meanwhile, kept in the JSON")
     args = p.parse_args()
     started = time.time()
     common.quiet_tensorflow()
@@ -175,8 +176,8 @@ def main() -> None:
     common.print_table("QC time against the slide's end-to-end time", [cost], [
         ("level0", "level 0", "s"), ("tissue_tiles", "tiles", "d"), ("qc_s", "QC s", ".3f"),
         ("end_to_end_qc_on_s", "end to end s", ".2f"), ("qc_share_of_end_to_end", "QC share", ".1%")])
-    common.write_json(args.out, "qc", {"model": args.model, "patients": patients, "summary": table, **drawn,
-                                       "timing": cost}, quick=args.quick, started=started)
+    common.write_json(args.out, "qc", {"model": args.model, "note": args.note, "patients": patients,
+                                       "summary": table, **drawn, "timing": cost}, quick=args.quick, started=started)
 
 
 if __name__ == "__main__":

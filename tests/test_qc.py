@@ -85,6 +85,37 @@ def test_a_fold_of_dense_tissue_is_flagged_as_a_fold(slide):
     assert not kinds[untouched & tissue].any()
 
 
+def paler(image: np.ndarray, factor: float = 0.6) -> np.ndarray:
+    """The slide stained more lightly: every pixel's optical density times `factor`."""
+    return (255 * (image / 255.0) ** factor).round().astype(np.uint8)
+
+
+def test_a_fold_is_judged_against_the_slides_own_tissue_so_a_paler_slides_folds_are_found(slide):
+    pale = paler(slide)  # no pixel of a fold there is as dark as the fixed "S - V" rule asks
+    assert qc.slide_tone(pale).density == pytest.approx(0.6 * qc.slide_tone(slide).density, rel=0.1)
+    assert not reasons(pale)[1].any()  # its dense tumour, necrotic ducts, fat and stroma
+    for points, width, share in ((STROKE, 40, 0.6), (TUMOUR_STRIP, 60, 0.9)):  # across all tissues; tumour
+        drawn, mask = draw_fold(pale, points, width)
+        coords, kinds, tissue = reasons(drawn)
+        folded, untouched = under(mask, coords)
+        assert (folded & tissue).sum() >= 10
+        assert (kinds[folded & tissue] == "fold").mean() >= share
+        assert not kinds[untouched & tissue].any()
+
+
+def test_the_tiles_at_the_border_of_blurred_regions_are_flagged(slide):
+    drawn, mask = slide, np.zeros(slide.shape[:2], bool)
+    for box in ((825, 925, 650, 450), (1625, 425, 550, 350), (425, 1425, 500, 400)):  # edges across tiles
+        drawn, drawn_mask = draw_blur(drawn, box, sigma=2.0)
+        mask |= drawn_mask
+    coords, kinds, tissue = reasons(drawn)
+    cover = tile_tissue_fraction(mask, coords)
+    border = tissue & (cover >= 0.5) & (cover < 1)
+    assert border.sum() >= 60
+    assert (kinds[border] == "blur").mean() >= 0.85
+    assert not kinds[tissue & (cover == 0)].any()
+
+
 def test_clean_tissue_dense_tumour_fat_and_stroma_is_not_flagged(slide):
     coords, kinds, tissue = reasons(slide)
     assert tissue.sum() == 979 and not kinds.any()  # the whole sample slide: IDC nests, necrotic ducts, fat, stroma
