@@ -209,6 +209,31 @@ def test_slide_upload_shows_the_heatmap_counts_and_a_tile_with_gradcam(small_dat
     assert any("resampled to the model's 4 µm/px" in c.value for c in at.caption)
 
 
+def test_a_file_on_the_server_is_scored_once_for_every_session_and_an_upload_only_in_its_own(monkeypatch, small_data):
+    import streamlit as st
+
+    from idc_core.workflows import slide_analysis
+
+    scored: list[int] = []
+    score = slide_analysis.score_checked_slide
+    monkeypatch.setattr(slide_analysis, "score_checked_slide",
+                        lambda image, *args, **kwargs: scored.append(len(image)) or score(image, *args, **kwargs))
+    st.cache_resource.clear()  # no result of an earlier test's visit
+    first, second = open_page("slide"), open_page("slide")  # two sessions on the bundled sample slide
+    assert len(scored) == 1
+    assert second.session_state["slide_result"] is first.session_state["slide_result"]
+    assert {m.label: m.value for m in second.metric} == {m.label: m.value for m in first.metric}
+    first.slider(key="slide_min_tissue").set_value(0.5).run()  # another setting: scored again, once
+    open_page("slide", slide_min_tissue=0.5)
+    assert len(scored) == 2
+    region = ("region.png", _slide_png(small_data), "image/png")
+    for _ in range(2):  # the same bytes uploaded in two sessions: each scores its own
+        at = open_page("slide", slide_source="Upload")
+        at.file_uploader(key="slide_upload").set_value(region).run()
+        assert not at.exception and not at.error
+    assert len(scored) == 4
+
+
 def test_slide_upload_of_a_pyramid_is_read_at_the_model_scale(tmp_path):
     from slide_files import sample_crop, upsample, write_pyramid
 
