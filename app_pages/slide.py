@@ -30,7 +30,7 @@ from idc_core.wsi.annotations import TileTruth, read_annotations
 from idc_core.wsi.artefact_layer import artefact_color, hatch_artefacts
 from idc_core.wsi.context import apply_context
 from idc_core.wsi.outputs import slide_geojson, tile_rows, with_artefact_legend, with_colour_bar
-from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, blend, outline_tiles, tile_map
+from idc_core.wsi.overlay import COLORMAPS, OUTCOME_COLORS, OUTCOME_WORDS, blend, outline_tiles, tile_map
 from idc_core.wsi.qc import qc_line
 from idc_core.wsi.reader import PYRAMID_SUFFIXES, READ_MODES, SlideInfo
 from idc_core.wsi.result import SlideResult
@@ -403,8 +403,7 @@ if slide.truth is not None:
     t2.image(pred_image, caption=f"predicted at threshold {threshold:.3f}")
     t3.image(outcome, caption="agreement and errors (legend below)")
     st.markdown(" ".join(
-        f"<span style='color:rgb{OUTCOME_COLORS[k]}'>■</span> {label}" for k, label in
-        (("TP", "IDC found"), ("FN", "IDC missed"), ("FP", "false alarm"), ("TN", f"{NO_IDC}, rightly"))),
+        f"<span style='color:rgb{OUTCOME_COLORS[k]}'>■</span> {label}" for k, label in OUTCOME_WORDS.items()),
         unsafe_allow_html=True)
     if met is not None:
         k = [*st.columns(4), *st.columns(4)]

@@ -15,6 +15,7 @@ from PIL import Image
 from idc_core.errors import AnnotationError, IDCError
 from idc_core.wsi import annotations as annotations_module
 from idc_core.wsi.annotations import AnnotationRules, check_fits, rasterise, read_annotations, truth_for_tiles
+from idc_core.wsi.overlay import OUTCOME_COLORS
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tiling import tile_coordinates
 
@@ -302,7 +303,9 @@ def test_the_slide_command_with_annotations_gives_the_patient_zips_metrics_on_a_
     assert all(t["truth"] in ("0", "1") and 0 <= float(t["truth_idc_share"]) <= 1 for t in scored)
     assert all(t["truth"] == "" for t in tiles if t["label"] == "artefact")
     agreement = Image.open(out / pyramid.stem / "agreement.png")
-    assert agreement.size == (2048, 1472)  # the 3200 x 2300 px slide at the model's scale, at most 2048 px
+    assert agreement.size == (2048, 1472 + 24)  # the 3200 x 2300 px slide at the model's scale, at most 2048 px,
+    legend = {tuple(c) for c in np.asarray(agreement.convert("RGB"))[1472:].reshape(-1, 3)}  # and a legend below
+    assert set(OUTCOME_COLORS.values()) <= legend
 
     # A re-run with the same annotations (the file itself this time) skips it; other annotations redo it.
     assert slide_main([str(pyramid), "--out", str(out), "--annotations", str(geojson)]) == 0

@@ -26,7 +26,7 @@ from idc_core.wsi.annotations import (
     read_annotations,
     truth_for_tiles,
 )
-from idc_core.wsi.overlay import agreement_overlay
+from idc_core.wsi.overlay import agreement_overlay, with_outcome_legend
 from idc_core.wsi.reader import SlideInfo
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.truth import SlideComparison, TruthTiles, compare_to_truth, truth_summary
@@ -86,13 +86,14 @@ class SlideTruth:
                 **self.metrics}
 
     def agreement_png(self, image: np.ndarray) -> bytes:
-        """The agreement map over the slide at the model's scale (at most AGREEMENT_MAX_SIDE px), as PNG."""
+        """The agreement map over the slide at the model's scale (at most AGREEMENT_MAX_SIDE px), with the legend
+        of its colours below it, as PNG."""
         overlay = agreement_overlay(image, self.comparison.outcome)
         shrink = max(overlay.shape[:2]) / AGREEMENT_MAX_SIDE
         if shrink > 1:
             size = (max(1, round(overlay.shape[1] / shrink)), max(1, round(overlay.shape[0] / shrink)))
             overlay = cv2.resize(overlay, size, interpolation=cv2.INTER_AREA)
-        return encode_png(overlay)
+        return encode_png(with_outcome_legend(overlay))
 
 
 def load_annotations(source: AnnotationSource | None, slide: Path) -> tuple[Annotations | None, list[str]]:

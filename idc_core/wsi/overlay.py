@@ -11,7 +11,7 @@ import math
 import cv2
 import numpy as np
 
-from idc_core import PATCH_SIZE
+from idc_core import CLASS_NAMES, PATCH_SIZE
 from idc_core.wsi.tiling import check_coords, check_int, check_rgb
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma")
@@ -30,6 +30,8 @@ OUTCOME_COLORS: dict[str, tuple[int, int, int]] = {
     "TN": (0, 158, 115),  # bluish green: correctly no IDC
 }
 """RGB colours of outcome_map (Okabe-Ito, distinguishable with colour blindness)."""
+OUTCOME_WORDS = {"TP": "IDC found", "FN": "IDC missed", "FP": "false alarm", "TN": f"{CLASS_NAMES[0]}, rightly"}
+"""What each outcome colour means, in the legends of the slide page and of agreement.png."""
 
 _WHITE = 255
 
@@ -217,3 +219,15 @@ def outline_tiles(image: np.ndarray, coords: np.ndarray, size: int, color: tuple
     for y, x in np.asarray(coords, dtype=np.int64).tolist():
         cv2.rectangle(out, (x, y), (x + size - 1, y + size - 1), color, thickness)
     return out
+
+
+def with_outcome_legend(picture: np.ndarray) -> np.ndarray:
+    """An agreement map (RGB uint8) with the legend of its outcome colours (OUTCOME_WORDS) in a strip below it."""
+    check_rgb(picture)
+    strip = np.full((24, picture.shape[1], 3), 255, dtype=np.uint8)
+    x = 6
+    for key, words in OUTCOME_WORDS.items():
+        cv2.rectangle(strip, (x, 6), (x + 11, 17), OUTCOME_COLORS[key], cv2.FILLED)
+        cv2.putText(strip, words, (x + 16, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 16 + cv2.getTextSize(words, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 14
+    return np.concatenate([picture, strip], axis=0)
