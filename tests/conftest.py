@@ -21,21 +21,6 @@ SMALL_DATA = REPO / "tests" / "data" / "idc_small"
 ASSETS = REPO / "assets"
 
 
-SLOWEST_FIRST = ("test_browser_slide_files.py", "test_browser_slide.py", "test_browser.py", "test_app_pages.py",
-                 "test_train.py", "test_golden.py", "test_wsi.py", "test_distribute.py", "test_ray.py",
-                 "test_scorer.py", "test_models.py", "test_annotations.py", "test_qc_outputs.py",
-                 "test_familiarity_slides.py", "test_annotations_page.py")
-"""The test files that take longest (pytest --durations), started first: the parallel workers (pytest.ini) take
-files in collection order, and a long file taken last leaves the other workers idle until it ends."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files of SLOWEST_FIRST first, in that order; the others after them as collected. Tests in a file keep
-    their order."""
-    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 @pytest.fixture(scope="session")
 def small_data() -> Path:
     """A few dozen real patches of 7 patients in the dataset layout (one border crop)."""
