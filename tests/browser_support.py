@@ -1,7 +1,10 @@
-"""What the real-browser tests share: the Chromium they drive, and the waits and readings of Streamlit's page.
+"""What the real-browser tests (tests/test_browser*.py) share: the Chromium they drive, and the waits and readings of
+Streamlit's page.
 
-The fixtures `app_url` (`streamlit run app.py` on a free port) and `page` (one Chromium tab per test module) are in
-conftest.py. Playwright (and so the browser tests) is skipped where the package or Chromium is missing.
+The real app in a real browser: `streamlit run app.py` on a free port (fixture `app_url` in conftest.py), driven by
+Playwright with Debian's Chromium (fixture `page`: one tab per test module). Screenshots go to assets/screenshots/
+when IDC_SCREENSHOTS=1, else to the test's tmp dir. The app uses the shipped models/ when it has a default model, else
+a tiny untrained model built in tmp. The tests are skipped where Playwright or Chromium is missing.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The pages and the patches: Home, Classify, Explain, Evaluation and their hand-offs.
 
-The real app in a real browser: `streamlit run app.py`, driven by Playwright with Debian's Chromium (fixtures in
-conftest.py, shared steps in browser_support.py). Screenshots go to assets/screenshots/ when IDC_SCREENSHOTS=1, else to
-the test's tmp dir. Uses the shipped models/ when it has a default model, else a tiny untrained model built in tmp.
+In the real browser (browser_support.py says how).
 """
 
 from __future__ import annotations
