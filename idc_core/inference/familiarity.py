@@ -28,9 +28,9 @@ def model_features(model: Any, patches: np.ndarray, *, layer: str, batch_size: i
     (a Keras model, or the scorer's) computes them (model.features.patch_features)."""
     from idc_core.model.scorer import Scorer
 
+    if _outputs(model, layer):
+        return model.predict_features(patches, batch_size=batch_size)[1]
     if isinstance(model, Scorer):
-        if getattr(model, "feature_layer", None) == layer:
-            return model.predict_features(patches, batch_size=batch_size)[1]
         model = model.keras_model()
     from idc_core.model.features import patch_features
 
@@ -40,13 +40,16 @@ def model_features(model: Any, patches: np.ndarray, *, layer: str, batch_size: i
 def features_in_pass(model: Any, familiarity: Familiarity | None) -> PassFeatures | None:
     """A PassFeatures to gather the check's features while the slide is scored, when the scorer's own pass outputs
     them (a LiteRT export of these features: model_features would run that very pass again); else None."""
-    from idc_core.model.scorer import Scorer
-
-    if familiarity is None or not isinstance(model, Scorer):
-        return None
-    if getattr(model, "feature_layer", None) != familiarity.layer:
+    if familiarity is None or not _outputs(model, familiarity.layer):
         return None
     return PassFeatures(familiarity.layer)
+
+
+def _outputs(model: Any, layer: str) -> bool:
+    """Whether `model` is a scorer whose own pass outputs the features of `layer` (LiteScorer.feature_layer)."""
+    from idc_core.model.scorer import Scorer
+
+    return isinstance(model, Scorer) and getattr(model, "feature_layer", None) == layer
 
 
 @dataclass
