@@ -199,8 +199,15 @@ class TrainConfig:
     init_from: str | None = None
     """A model folder whose network (without its calibration) is the starting point; the architecture options
     must match it."""
+    distill_from: str | None = None
+    """A model folder (the teacher) whose P(IDC) on each plain training patch the model also learns, whatever copy
+    of the patch it sees (JPEG, augmented): see idc_core.data.pipeline.distillation_targets."""
+    distill_weight: float = 1.0
+    """The teacher's weight in the loss beside the label's (class-weighted) one."""
 
     def __post_init__(self) -> None:
+        if not self.distill_weight > 0:
+            raise ValueError(f"distill_weight must be > 0, got {self.distill_weight}")
         if not 0.0 <= self.jpeg_augment <= 1.0:
             raise ValueError(f"jpeg_augment must be in [0, 1], got {self.jpeg_augment}")
         low, high = self.jpeg_quality

@@ -84,6 +84,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
                    help="start from this model folder's network (same architecture options; its calibration is "
                         "left out and fitted anew)")
+    p.add_argument("--distill-from", default=None, metavar="MODEL_DIR",
+                   help="also learn this model's P(IDC) on each plain training patch, whatever copy of it the "
+                        "model sees (JPEG, augmented): distillation. The teacher must be of the same split")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight, metavar="W",
+                   help=f"the teacher's weight in the loss beside the label's (default {d.distill_weight})")
     a = p.parse_args(argv)
     weights = None if a.weights in (None, "none") else a.weights
     return TrainConfig(
@@ -96,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         dense_units=a.dense_units, augment_mode=a.augment_mode, test_patients_from=a.test_patients_from,
         distribute=a.distribute, calibration=a.calibration, uncertainty=a.uncertainty,
         jpeg_augment=a.jpeg_augment, jpeg_quality=tuple(a.jpeg_quality), init_from=a.init_from,
+        distill_from=a.distill_from, distill_weight=a.distill_weight,
     )
 
 

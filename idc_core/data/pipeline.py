@@ -162,6 +162,9 @@ def make_dataset(
     drop_remainder: bool = False,
     jpeg_augment: float = 0.0,
     jpeg_quality: tuple[int, int] = (50, 95),
+    start_epoch: int = 0,
+    targets: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """A batched, prefetched dataset of (float32 patches 0-255, float32 labels) and its steps per epoch.
 
@@ -175,6 +178,9 @@ def make_dataset(
     each training patch drawn is, with probability p, one of its JPEG_COPIES copies re-encoded as JPEG at a
     quality drawn uniformly from `jpeg_quality` (made once, before training: JPEG inside the graph is slow),
     before the other augmentations.
+    A training set starts at epoch `start_epoch` of that sequence (a resumed training). Its batches yield
+    `targets` (default: the labels; soft targets of distillation, see distillation_targets) and, when
+    `sample_weights` is given, (patches, targets, weights).
     drop_remainder keeps every batch full (tf.distribute splits batches evenly across replicas).
     """
     if augment_mode not in AUGMENT_MODES:
@@ -188,13 +194,13 @@ def make_dataset(
     if training:
         bank = jpeg_bank(patches, jpeg_quality, seed) if jpeg_augment > 0 else patches[None]
         ds = _training_batches(bank, labels, batch_size, drop_remainder, seed,
-                               steps * batch_size if oversample else None, jpeg_augment)
+                               steps * batch_size if oversample else None, jpeg_augment, start_epoch,
+                               labels if targets is None else np.asarray(targets, np.float32), sample_weights)
     else:
         ds = tf.data.Dataset.from_tensor_slices((patches, labels)).batch(batch_size, drop_remainder=drop_remainder)
-    if training and augment:
-        ds = ds.map(lambda x, y: (augment_batch(x, augment_mode), y), num_parallel_calls=AUTOTUNE)
-    else:
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    transform = (lambda x: augment_batch(x, augment_mode)) if training and augment else (
+        lambda x: tf.cast(x, tf.float32))
+    ds = ds.map(lambda x, *rest: (transform(x), *rest), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE), steps
 
 
@@ -207,11 +213,13 @@ def jpeg_bank(patches: np.ndarray, quality: tuple[int, int], seed: int) -> np.nd
 
 
 def _training_batches(bank: np.ndarray, labels: np.ndarray, batch_size: int, drop_remainder: bool, seed: int,
-                      oversample_to: int | None, jpeg_augment: float = 0.0) -> tf.data.Dataset:
-    """Endless batches. Epoch e holds every patch once, in an order drawn by stateless random ops keyed by
-    (seed, e); with `oversample_to`, that many patches instead, half of either class (each class cycled
-    through in its own order). `bank` holds the patches (bank[0]) and their JPEG copies (bank[1:]); a drawn
-    patch is one of its copies with probability `jpeg_augment`, by stateless ops keyed by (seed, batch)."""
+                      oversample_to: int | None, jpeg_augment: float, start_epoch: int, targets: np.ndarray,
+                      sample_weights: np.ndarray | None) -> tf.data.Dataset:
+    """Endless batches of (patches, targets[, sample_weights]) from epoch `start_epoch` on. Epoch e holds every
+    patch once, in an order drawn by stateless random ops keyed by (seed, e); with `oversample_to`, that many
+    patches instead, half of either class (each class cycled through in its own order). `bank` holds the patches
+    (bank[0]) and their JPEG copies (bank[1:]); a drawn patch is one of its copies with probability
+    `jpeg_augment`, by stateless ops keyed by (seed, batch)."""
     members = [np.flatnonzero(labels == cls) for cls in (0.0, 1.0)]
     if oversample_to is not None and not all(len(m) for m in members):
         raise ValueError(f"oversample needs both classes; class {[len(m) for m in members].index(0)} has no patches")
@@ -232,19 +240,40 @@ def _training_batches(bank: np.ndarray, labels: np.ndarray, batch_size: int, dro
         return tf.where(positive, drawn[1], drawn[0])
 
     copies = len(bank) - 1
-    images, targets = tf.constant(bank if copies else bank[0]), tf.constant(labels)
-    ds = tf.data.Dataset.counter().flat_map(
+    images = tf.constant(bank if copies else bank[0])
+    columns = [tf.constant(targets)] + ([] if sample_weights is None else [tf.constant(sample_weights, tf.float32)])
+    ds = tf.data.Dataset.counter(start=start_epoch).flat_map(
         lambda epoch: tf.data.Dataset.from_tensor_slices(order(epoch)).batch(batch_size, drop_remainder=drop_remainder))
-    if not copies:
-        return ds.map(lambda idx: (tf.gather(images, idx), tf.gather(targets, idx)), num_parallel_calls=AUTOTUNE)
 
-    def gather(step: tf.Tensor, idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def gather(step: tf.Tensor, idx: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        rest = tuple(tf.gather(column, idx) for column in columns)
+        if not copies:
+            return (tf.gather(images, idx), *rest)
         draws = tf.random.stateless_uniform([2, tf.size(idx)], seed=tf.stack([tf.constant(seed, tf.int64), -1 - step]))
         copy = 1 + tf.minimum(tf.cast(draws[1] * copies, tf.int64), copies - 1)
         variant = tf.where(draws[0] < jpeg_augment, copy, tf.zeros_like(copy))
-        return tf.gather_nd(images, tf.stack([variant, tf.cast(idx, tf.int64)], axis=1)), tf.gather(targets, idx)
+        return (tf.gather_nd(images, tf.stack([variant, tf.cast(idx, tf.int64)], axis=1)), *rest)
 
-    return ds.enumerate().map(gather, num_parallel_calls=AUTOTUNE)
+    per_epoch = len(labels) if oversample_to is None else oversample_to
+    per_epoch = per_epoch // batch_size if drop_remainder else math.ceil(per_epoch / batch_size)
+    return ds.enumerate(start=start_epoch * per_epoch).map(gather, num_parallel_calls=AUTOTUNE)
+
+
+def distillation_targets(labels: np.ndarray, teacher: np.ndarray, weights: dict[int, float] | None,
+                         teacher_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and per-patch weights that learn the labels and a teacher's P(IDC) at once (distillation).
+
+    Cross-entropy is linear in its target, so w_y BCE(y, p) + a BCE(t, p) = (w_y + a) BCE((w_y y + a t) / (w_y + a), p):
+    the label (weighted by its class weight w_y) and the teacher's probability t on the plain patch (weight a)
+    become one blended target and one weight. Whatever copy the student sees (a JPEG one, augmented), its
+    output is pulled towards the teacher's on the plain patch.
+    """
+    labels = np.asarray(labels, np.float64)
+    if teacher.shape != labels.shape or not np.isfinite(teacher).all() or (teacher < 0).any() or (teacher > 1).any():
+        raise ValueError(f"teacher probabilities must be one value in [0, 1] per label, got shape {teacher.shape}")
+    w = np.ones_like(labels) if weights is None else np.where(labels == 1, weights[1], weights[0])
+    total = w + teacher_weight
+    return ((w * labels + teacher_weight * teacher) / total).astype(np.float32), total.astype(np.float32)
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:

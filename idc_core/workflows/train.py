@@ -40,6 +40,8 @@ from idc_core.data.split import (
 )
 
 FINE_TUNE_BLOCKS = 1
+RESUME_DIR = ".resume"
+"""Inside the model folder: the state of a training stopped mid-way (model.resume), until the run completes."""
 RECALIBRATION_PATCHES = 2000
 
 
@@ -67,13 +69,13 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
     """
     import keras  # TensorFlow is imported when a training runs, not with this module (fast --help)
 
-    from idc_core.data.pipeline import cached_patches, class_weights, make_dataset
+    from idc_core.data.pipeline import cached_patches, class_weights, distillation_targets, make_dataset
     from idc_core.model.builders import build_model, freeze_base
     from idc_core.model.folder import save_model_dir
+    from idc_core.model.resume import saved_epoch
 
     say = log or (lambda _message: None)
     keras.utils.set_random_seed(config.seed)
-    out = Path(config.out or f"models/{config.arch}")
     scan = scan_dataset(config.data)
     say(f"data: {json.dumps(scan.summary())}")
     split = make_split(config, scan)
@@ -98,6 +100,19 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
         if config.init_from:
             start_from(model, config.init_from)
             say(f"init: the network of {config.init_from} (without its calibration)")
+    weights = class_weights(train_y) if config.imbalance == "class_weight" else None
+    targets = sample_weights = None
+    if config.distill_from:
+        teacher = teacher_probabilities(config.distill_from, split, train_x)
+        targets, sample_weights = distillation_targets(train_y, teacher, weights, config.distill_weight)
+        weights = None  # inside sample_weights now
+        say(f"distill: the P(IDC) of {config.distill_from} on the plain training patches, weight "
+            f"{config.distill_weight}")
+    out = Path(config.out or f"models/{config.arch}")
+    final_out, out = out, write_dir(out)  # other workers than the chief write to a scratch folder
+    start = saved_epoch(out / RESUME_DIR / "train")
+    if start:
+        say(f"resume: {out / RESUME_DIR} holds this training stopped after epoch {start}; it goes on from there")
     train_ds, steps = make_dataset(
         train_x,
         train_y,
@@ -110,26 +125,27 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
         drop_remainder=strategy.num_replicas_in_sync > 1,
         jpeg_augment=config.jpeg_augment,
         jpeg_quality=config.jpeg_quality,
+        start_epoch=start,
+        targets=targets,
+        sample_weights=sample_weights,
     )
     val_ds, _ = make_dataset(val_x, val_y, batch_size=config.batch_size, training=False,
                              drop_remainder=strategy.num_replicas_in_sync > 1)
     if config.distribute == "multiworker":
         train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
-    weights = class_weights(train_y) if config.imbalance == "class_weight" else None
 
     started = time.time()
-    final_out, out = out, write_dir(out)  # other workers than the chief write to a scratch folder
     out.mkdir(parents=True, exist_ok=True)
     if config.arch in TRANSFER_ARCHS:
         freeze_base(model, config.arch, trainable_top_blocks=0)
     clean = _sample(train_x, RECALIBRATION_PATCHES, config.seed)
     fit_args = (model, config, train_ds, val_ds, steps, weights, clean, out, verbose)
     with strategy.scope():
-        history = _fit(*fit_args, config.epochs, config.learning_rate)
+        history = _fit(*fit_args, "train", config.epochs, config.learning_rate)
     if config.arch in TRANSFER_ARCHS and config.fine_tune_epochs > 0:
         freeze_base(model, config.arch, trainable_top_blocks=FINE_TUNE_BLOCKS)
         with strategy.scope():
-            more = _fit(*fit_args, config.fine_tune_epochs, config.fine_tune_learning_rate)
+            more = _fit(*fit_args, "fine_tune", config.fine_tune_epochs, config.fine_tune_learning_rate)
         history = {k: history.get(k, []) + more.get(k, []) for k in set(history) | set(more)}
     recalibrate_batchnorm(model, clean)
     train_seconds = time.time() - started
@@ -166,6 +182,7 @@ def train(config: TrainConfig, *, command: str = "", verbose: int = 2, log: Call
         uncertainty=uncertainty,
     )
     save_model_dir(out, model, model_config, history=history, metrics=metrics)
+    shutil.rmtree(out / RESUME_DIR, ignore_errors=True)  # the run is complete: nothing left to resume
     if out != final_out:  # not the chief: its copy was written only to take part in the collective save
         shutil.rmtree(out, ignore_errors=True)
         return final_out
@@ -188,6 +205,23 @@ def start_from(model: keras.Model, folder: str | Path) -> None:
         raise IDCError(f"--init-from {folder}: its network is not built like this one ({detail}); give the same "
                        "--arch, --head, --width, --convs-per-block and --dense-units as its config.json")
     model.set_weights(theirs)
+
+
+def teacher_probabilities(folder: str | Path, split: Split, patches: np.ndarray) -> np.ndarray:
+    """The uncalibrated P(IDC) of the model folder's network on `patches` (the training ones, plain); a teacher
+    that was trained on a patient this split keeps for validation or test -> IDCError (its answers would leak
+    their labels into this model)."""
+    from idc_core.model.builders import uncalibrated
+    from idc_core.model.folder import load_model_dir
+
+    loaded = load_model_dir(folder)
+    held_out = set(split.patients.get("val", [])) | set(split.patients.get("test", []))
+    leaked = sorted(held_out & set(loaded.config.split_patients.get("train", [])))
+    if leaked:
+        raise IDCError(f"--distill-from {folder}: it was trained on {len(leaked)} patient(s) that this split holds "
+                       f"out for validation or test (first: {leaked[0]}); use a teacher of the same split "
+                       "(--test-patients-from and --seed as its config.json)")
+    return predict_patches(uncalibrated(loaded.model), patches)
 
 
 def recalibrate_batchnorm(model: keras.Model, patches: np.ndarray, batch_size: int = 256) -> None:
@@ -258,10 +292,15 @@ def _fit(
     clean: np.ndarray,
     out: Path,
     verbose: int,
+    phase: str,
     epochs: int,
     learning_rate: float,
 ) -> dict[str, list[float]]:
+    """One stage of training; its state is kept in out/RESUME_DIR/phase after every epoch, and a run of the same
+    config resumes from it (the folder is removed once the model folder is written)."""
     import keras
+
+    from idc_core.model.resume import ResumableFit
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -280,18 +319,20 @@ def _fit(
             str(out / "checkpoint.keras"), monitor="val_auc", mode="max", save_best_only=True
         ),
     ]
-    fit = model.fit(
+    settings = {k: v for k, v in config.to_dict().items() if k != "epochs"}  # more epochs may be asked on resume
+    resume = ResumableFit(out / RESUME_DIR / phase, callbacks, {**settings, "phase": phase})
+    model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
         steps_per_epoch=steps,
         class_weight=weights,
         shuffle=False,  # the tf.data pipeline shuffles
-        callbacks=callbacks,
+        callbacks=[*callbacks, resume],  # last: it restores the others' state after they reset
         verbose=verbose,
     )
     (out / "checkpoint.keras").unlink(missing_ok=True)
-    return {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    return resume.history  # every epoch's logs, those before a resume included
 
 
 def _held_out_metrics(
