@@ -92,6 +92,7 @@ def child(command: str, argv: list[str]) -> None:
 def run_child(command: str, argv: list[str], repeat: int) -> dict[str, Any]:
     import common
 
+    common.compile_bytecode()
     runs = []
     for _ in range(repeat):
         done = subprocess.run([sys.executable, __file__, "--child", command, *argv], capture_output=True, text=True,

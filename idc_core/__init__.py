@@ -17,6 +17,11 @@ Progress = Callable[[int, int], None]
 """progress(done, total): what every long-running function of the package calls as it goes."""
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def __getattr__(name: str) -> str:
     """__version__, looked up on first use (importlib.metadata's import is a cost that --help and scoring skip)."""
     if name != "__version__":

@@ -48,6 +48,8 @@ class Scorer(ABC):
 
     runtime: str  # "litert" or "keras"
     file: str  # the file in the model folder that scores ("model.tflite", "model.keras", ...)
+    max_rows: int | None = None
+    """Rows per model call at most, whatever batch_size asks (None: batch_size's)."""
 
     def predict(self, patches: np.ndarray, *, batch_size: int = 256, progress: Progress | None = None) -> np.ndarray:
         """P(IDC) float32 (N,); progress(done, N) after each batch."""
@@ -77,7 +79,7 @@ class Scorer(ABC):
         feats: np.ndarray | None = None
         if n == 0:
             return probs, np.empty((0, 0), np.float32) if features else None
-        rows = batch_rows(n, batch_size)
+        rows = batch_rows(n, min(batch_size, self.max_rows or batch_size))
         for start in range(0, n, rows):
             batch = patches[start : start + rows]
             real = len(batch)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-from idc_core import PATCH_SIZE
+from idc_core import PATCH_SIZE, usable_cpus
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tiling import check_coords, check_rgb
 from idc_core.wsi.tissue import tile_tissue_fraction
@@ -270,9 +271,8 @@ def blur(image: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
     window = (BLUR_WINDOW, BLUR_WINDOW)
     mean = cv2.blur(grey, window)
-    variance = cv2.blur(grey * grey, window) - mean * mean
-    laplacian = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)
-    energy = cv2.blur(laplacian * laplacian, window)
+    variance = cv2.sqrBoxFilter(grey, -1, window) - mean * mean  # the window's mean square, less its squared mean
+    energy = cv2.sqrBoxFilter(cv2.Laplacian(grey, cv2.CV_32F, ksize=1), -1, window)
     glass = cv2.blur((grey > GLASS_GREY).astype(np.float32), window)
     judged = (variance >= BLUR_MIN_CONTRAST) & (glass <= BLUR_MAX_GLASS)
     smooth = judged & (energy < BLUR_RATIO * np.maximum(variance, 1e-6))
@@ -296,10 +296,10 @@ DETECTORS: dict[str, Detector] = {
 """Artefact kind -> detector, as tiles.csv, summary.json and the GeoJSON name them."""
 
 
-def _bands(height: int, width: int) -> Iterator[tuple[slice, slice]]:
-    """(rows read, rows kept within them) of consecutive bands of about BAND_PIXELS, read with MARGIN rows of
-    context above and below."""
-    rows = max(1, BAND_PIXELS // max(1, width))
+def _bands(height: int, width: int, workers: int = 1) -> Iterator[tuple[slice, slice]]:
+    """(rows read, rows kept within them) of consecutive bands, read with MARGIN rows of context above and below:
+    at least one band per worker (unless a band would be thinner than its margins), together at most BAND_PIXELS."""
+    rows = max(2 * MARGIN, min(BAND_PIXELS // workers // max(1, width), -(-height // workers)))
     for top in range(0, height, rows):
         bottom = min(top + rows, height)
         start, stop = max(0, top - MARGIN), min(height, bottom + MARGIN)
@@ -314,15 +314,22 @@ def artefact_masks(image: np.ndarray, detectors: dict[str, Detector] | None = No
     height, width = image.shape[:2]
     masks = {kind: np.zeros((height, width), dtype=np.bool_) for kind in detectors}
     tone = slide_tone(image)
-    try:
-        for read, keep in _bands(height, width):
-            band = image[read]
-            _BAND.value = (band, cv2.cvtColor(np.ascontiguousarray(band), cv2.COLOR_RGB2HSV), tone)
+
+    def check(band_rows: tuple[slice, slice]) -> None:
+        read, keep = band_rows
+        band = image[read]
+        _BAND.value = (band, cv2.cvtColor(np.ascontiguousarray(band), cv2.COLOR_RGB2HSV), tone)
+        try:
             rows = slice(read.start + keep.start, read.start + keep.stop)
             for kind, detect in detectors.items():
                 masks[kind][rows] = detect(band)[keep]
-    finally:
-        _BAND.value = None
+        finally:
+            _BAND.value = None
+
+    workers = usable_cpus()  # bands are checked on every CPU at once (OpenCV and numpy let go of the GIL)
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(check, _bands(height, width, workers)):
+            pass
     return masks
 
 

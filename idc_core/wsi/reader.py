@@ -13,6 +13,7 @@ import re
 import struct
 import zipfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from idc_core import Progress
+from idc_core import Progress, usable_cpus
 from idc_core.config import DATASET_MPP, READ_MODES
 from idc_core.data.image_io import DEFAULT_MAX_PIXELS, read_image
 from idc_core.errors import IDCError, ImageTooLargeError, SlideError, one_line
@@ -40,7 +41,7 @@ from idc_core.wsi.scale import (
 MAX_SCALED_PIXELS = 150_000_000
 """Largest slide AT THE MODEL'S SCALE (about 49 x 49 mm at 4 um/px); its level 0 may be any size."""
 BAND_BYTES = 64 * 2**20
-"""Level pixels read at once (RGBA) while resampling a slide."""
+"""Level pixels read at once per thread (RGBA) while resampling a slide."""
 PYRAMID_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 SLIDE_SUFFIXES = PYRAMID_SUFFIXES + IMAGE_SUFFIXES + (".zip",)
@@ -177,15 +178,24 @@ class SlideReader:
         band_rows = max(1, int(BAND_BYTES // (4 * level_w) / max(per_out, 1.0)))
         out = np.empty((out_h, out_w, 3), dtype=np.uint8)
         interp = cv2.INTER_AREA if per_out >= 1 else cv2.INTER_LINEAR
-        for top in range(0, out_h, band_rows):
+
+        def read_band(top: int) -> int:
             bottom = min(out_h, top + band_rows)
             y0 = y + int(np.floor(top * factor))
             y1 = y + int(np.ceil(bottom * factor)) if bottom < out_h else y + height
-            rows = max(1, round((y1 - y0) / ds))
+            # never past the level's last row (its downsample is rarely exact: a row more would be blank)
+            rows = max(1, min(round((y1 - y0) / ds), self.level_dimensions[level][1] - int(y0 // ds)))
             block = self._read_level(level, x, y0, level_w, rows)
             out[top:bottom] = cv2.resize(block, (out_w, bottom - top), interpolation=interp)
-            if progress is not None:
-                progress(bottom, out_h)
+            return bottom
+
+        # Several bands are decoded at once, one per CPU (OpenSlide and OpenCV let go of the GIL). A slide is not cut
+        # into more bands for it: a band that starts between two rows of a level (most downsamples are not whole)
+        # is sampled by OpenSlide at that fractional position, which blends rows, and the last one with the blank.
+        with ThreadPoolExecutor(usable_cpus()) as pool:
+            for bottom in pool.map(read_band, range(0, out_h, band_rows)):
+                if progress is not None:
+                    progress(bottom, out_h)
         return out
 
     def read_at_mpp(self, mpp: float, progress: Progress | None = None, level: int | None = None) -> np.ndarray:
