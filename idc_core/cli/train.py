@@ -1,6 +1,9 @@
 """Train a model by name on data in the dataset layout and write models/<name>/.
 
     python -m idc_core train --data PATH --arch cnn --out models/cnn
+
+A training that was stopped (Ctrl-C, a lost machine) goes on from its last finished epoch when the same command
+runs again: its state is kept in <out>/.resume/ until the model folder is written.
 """
 
 from __future__ import annotations
