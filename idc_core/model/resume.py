@@ -77,7 +77,7 @@ class ResumableFit(keras.callbacks.BackupAndRestore):
         best = self.folder / BEST_WEIGHTS_FILE
         for callback in self.kept:
             if isinstance(callback, keras.callbacks.EarlyStopping) and best.is_file():
-                with np.load(best) as stored:
+                with np.load(best, allow_pickle=False) as stored:
                     callback.best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
         if state["stopped"]:
             self.model._initial_epoch = self.params["epochs"]  # ended by early stopping: no epoch more
