@@ -21,6 +21,22 @@ SMALL_DATA = REPO / "tests" / "data" / "idc_small"
 ASSETS = REPO / "assets"
 
 
+# The longest test files, longest first (summed test times of a full run with --durations): they start first, so
+# that pytest-xdist (`--dist loadfile --no-loadscope-reorder` in pytest.ini, which then keeps this order) ends the two
+# workers close together instead of leaving one long file to run alone at the end. Other files follow in name order.
+LONGEST_FILES_FIRST = (
+    "test_browser_slide_files.py", "test_browser_slide.py", "test_browser.py", "test_train.py", "test_distribute.py",
+    "test_app_pages.py", "test_annotations.py", "test_golden.py", "test_ray.py", "test_scorer.py", "test_resume.py",
+    "test_bench_smoke.py", "test_models.py", "test_export.py", "test_qc_outputs.py", "test_native_logs.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each file's tests kept together and in file order; the files of LONGEST_FILES_FIRST first, in that order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order within a file
+
+
 @pytest.fixture(scope="session")
 def small_data() -> Path:
     """A few dozen real patches of 7 patients in the dataset layout (one border crop)."""
