@@ -261,6 +261,8 @@ def _doubled(image: np.ndarray) -> np.ndarray:
     double = ((density >= FOLD_DENSITY * tone.density) & (saturation >= FOLD_SATURATION * tone.saturation)
               & (density >= FOLD_CONTRAST * surround))
     seeds = _strips(_dense(double & stained, DENSE_WINDOW // 2 | 1), FOLD_MIN_LENGTH / 2)
+    if not seeds.any():  # most bands of most slides: no fold to follow
+        return np.zeros((height, width), dtype=np.bool_)
     beside = cv2.morphologyEx(density, cv2.MORPH_OPEN,
                               cv2.getStructuringElement(cv2.MORPH_RECT, (FOLD_BESIDE // 2 | 1,) * 2))
     faint = ((density >= FOLD_FAINT_DENSITY * tone.density) & (saturation >= FOLD_FAINT_SATURATION * tone.saturation)
