@@ -62,7 +62,8 @@ def idc_share(model, image: np.ndarray, coords: np.ndarray, threshold: float) ->
     return float((predict_patches(model, extract_patches(image, coords)) >= threshold).mean())
 
 
-def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0, kinds: tuple[str, ...] = KINDS) -> dict:
+def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0, drawn_kinds: tuple[str, ...] = KINDS
+                    ) -> dict:
     from idc_core.inference.tiles import tissue_fractions
     from idc_core.wsi.qc import tile_artefacts
     from idc_core.wsi.tissue import MIN_TISSUE, tile_tissue_fraction
@@ -81,7 +82,7 @@ def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0, kind
                        "flagged_kinds": {str(k): int(n) for k, n in zip(*np.unique(
                            clean_kinds[tissue & (clean_kinds != "")], return_counts=True))}})
         centres = coords[tissue][:, ::-1] + 25
-        for kind in [k for k in kinds for _ in range(DRAWS)]:
+        for kind in [k for k in drawn_kinds for _ in range(DRAWS)]:
             drawn, mask = draw(image, kind, centres, rng)
             cover = tile_tissue_fraction(mask, coords)
             d_coords, d_fractions, _ = tissue_fractions(drawn)
@@ -176,7 +177,7 @@ def main() -> None:
     chosen = set(split["train"]) if args.development else set(split["val"]) | set(split["test"])
     patients = [q for q in COMPLETE if q in chosen and (args.data / q).is_dir()]
     patients = patients[:1] if args.quick else patients
-    drawn = drawn_artefacts(args.data, loaded, patients, kinds=kinds)
+    drawn = drawn_artefacts(args.data, loaded, patients, drawn_kinds=kinds)
     table = summarise(drawn["rows"], drawn["slides"], kinds)
     which = "development (training-patient)" if args.development else "held-out"
     common.print_table(f"Artefact QC on {len(patients)} {which} complete slides with drawn artefacts", table, [
