@@ -173,10 +173,11 @@ FOLD_STEP times the tissue beside it: the grey opening of the density with a FOL
 um/px, wider than a fold's strip, so the strip itself is opened away), floored at FOLD_FAINT_FLOOR times the slide's
 density (so a membrane between fat cells, beside glass, is not a step). Such pixels count only in a connected region
 that holds a seed (hysteresis, as in Canny's edges) and is itself a strip (_strips): a faint strip alone is too
-like pale tissue. Chosen on folds drawn over the 18 complete development slides of training patients (3 per slide,
-bench/drawn_artefacts.py, scored with a copy of bench_qc.py's counting): fold tiles flagged 65.0% -> 71.1%, their
-clean tiles flagged 0.27% -> 0.45% (fold alone); a wider square or a step of 1.4 flags more clean tissue for no more
-fold, a floor of 0.5 or seeds at 1.1 x the slide's tone (74.5% flagged, 1.8% of clean tiles) cost more than they gain."""
+like pale tissue. Chosen on folds drawn over the 18 complete development slides of training patients (3 per slide;
+`bench/bench_qc.py --development --kinds fold`, bench/results/qc_development.json) among steps 1.4-1.6, squares of
+51 and 63 px, floors 0.3-0.5 and lower seed factors, which flagged more clean tissue for little more fold. On the
+held-out slides (bench_qc.py): fold tiles flagged 48.7% -> 60.3%, tiles of the slides as they are flagged (any kind)
+0.73% -> 0.88% (9036's elongated duct, already a seed, grows from 6 to 17 fold tiles)."""
 
 
 FOLD_ELONGATION = 8.0
