@@ -18,6 +18,11 @@
    off), in this process. Target: under 10%.
 Targets: >= 0.90 of ink and blur tiles flagged, >= 0.80 of fold tiles, <= 0.02 of clean tiles. Writes
 bench/results/qc.json.
+
+    python bench/bench_qc.py --data ../shared/data/idc --development [--kinds fold]
+
+runs part 1 on the complete slides of the model's TRAINING patients instead, where QC's rules are chosen (they are
+never reported as the result), for the kinds given (default all), without part 2; writes qc_development.json.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ def idc_share(model, image: np.ndarray, coords: np.ndarray, threshold: float) ->
     return float((predict_patches(model, extract_patches(image, coords)) >= threshold).mean())
 
 
-def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0) -> dict:
+def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0, drawn_kinds: tuple[str, ...] = KINDS
+                    ) -> dict:
     from idc_core.inference.tiles import tissue_fractions
     from idc_core.wsi.qc import tile_artefacts
     from idc_core.wsi.tissue import MIN_TISSUE, tile_tissue_fraction
@@ -76,7 +82,7 @@ def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0) -> d
                        "flagged_kinds": {str(k): int(n) for k, n in zip(*np.unique(
                            clean_kinds[tissue & (clean_kinds != "")], return_counts=True))}})
         centres = coords[tissue][:, ::-1] + 25
-        for kind in [k for k in KINDS for _ in range(DRAWS)]:
+        for kind in [k for k in drawn_kinds for _ in range(DRAWS)]:
             drawn, mask = draw(image, kind, centres, rng)
             cover = tile_tissue_fraction(mask, coords)
             d_coords, d_fractions, _ = tissue_fractions(drawn)
@@ -96,10 +102,10 @@ def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0) -> d
     return {"rows": rows, "slides": slides}
 
 
-def summarise(rows: list[dict], slides: list[dict]) -> list[dict]:
+def summarise(rows: list[dict], slides: list[dict], kinds: tuple[str, ...] = KINDS) -> list[dict]:
     """One row per kind (all slides pooled), and one for the clean slides as they are."""
     table = []
-    for kind in KINDS:
+    for kind in kinds:
         mine = [r for r in rows if r["kind"] == kind]
         n = sum(r["artefact_tiles"] for r in mine)
 
@@ -155,29 +161,39 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="the dataset folder (patient folders)")
     p.add_argument("--model", default="models/cnn-jpeg", help="model folder whose validation/test patients are used")
     p.add_argument("--note", default="", help="what else ran on the machine meanwhile, kept in the JSON")
+    p.add_argument("--development", action="store_true",
+                   help="the complete slides of the model's training patients (where rules are chosen), no timing")
+    p.add_argument("--kinds", default=",".join(KINDS), help="artefact kinds to draw, comma-separated")
     args = p.parse_args()
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    if set(kinds) - set(KINDS):
+        p.error(f"--kinds: unknown {sorted(set(kinds) - set(KINDS))}; known: {', '.join(KINDS)}")
     started = time.time()
     common.quiet_tensorflow()
     from idc_core.model.folder import load_model_dir
 
     loaded = load_model_dir(common.REPO / args.model)
     split = json.loads((common.REPO / args.model / "config.json").read_text())["split_patients"]
-    held_out = set(split["val"]) | set(split["test"])
-    patients = [q for q in COMPLETE if q in held_out and (args.data / q).is_dir()]
+    chosen = set(split["train"]) if args.development else set(split["val"]) | set(split["test"])
+    patients = [q for q in COMPLETE if q in chosen and (args.data / q).is_dir()]
     patients = patients[:1] if args.quick else patients
-    drawn = drawn_artefacts(args.data, loaded, patients)
-    table = summarise(drawn["rows"], drawn["slides"])
-    common.print_table(f"Artefact QC on {len(patients)} held-out complete slides with drawn artefacts", table, [
+    drawn = drawn_artefacts(args.data, loaded, patients, drawn_kinds=kinds)
+    table = summarise(drawn["rows"], drawn["slides"], kinds)
+    which = "development (training-patient)" if args.development else "held-out"
+    common.print_table(f"Artefact QC on {len(patients)} {which} complete slides with drawn artefacts", table, [
         ("kind", "artefact", "s"), ("artefact_tiles", "tiles", "d"), ("flagged_share", "flagged", ".1%"),
         ("flagged_as_drawn_share", "as drawn", ".1%"), ("clean_flagged_share", "clean flagged", ".2%"),
         ("idc_called_clean", "IDC called (clean)", ".1%"), ("idc_called_drawn", "IDC called (drawn)", ".1%"),
         ("idc_true", "IDC true", ".1%")])
+    results = {"model": args.model, "note": args.note, "patients": patients, "summary": table, **drawn}
+    if args.development:
+        common.write_json(args.out, "qc_development", results, quick=args.quick, started=started)
+        return
     cost = timing(loaded, 0.02 if args.quick else 1.08, 1 if args.quick else 3)
     common.print_table("QC time against the slide's end-to-end time", [cost], [
         ("level0", "level 0", "s"), ("tissue_tiles", "tiles", "d"), ("qc_s", "QC s", ".3f"),
         ("end_to_end_qc_on_s", "end to end s", ".2f"), ("qc_share_of_end_to_end", "QC share", ".1%")])
-    common.write_json(args.out, "qc", {"model": args.model, "note": args.note, "patients": patients,
-                                       "summary": table, **drawn, "timing": cost}, quick=args.quick, started=started)
+    common.write_json(args.out, "qc", {**results, "timing": cost}, quick=args.quick, started=started)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from drawn_artefacts import INKS, draw_blur, draw_fold, draw_ink  # noqa: E402  
 QC_DATA = Path(__file__).parent / "data" / "qc"
 STROKE = [(300, 1300), (900, 1000), (1500, 1200), (2100, 900), (2600, 1100)]  # (x, y) across the sample slide
 TUMOUR_STRIP = [(1000, 1050), (1550, 1150)]  # through the sample slide's densest IDC
+PALE_STRIP = [(825, 1875), (2675, 1475)]  # from tumour across pale stroma and fat
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,17 @@ def test_a_fold_of_dense_tissue_is_flagged_as_a_fold(slide):
     assert (folded & tissue).sum() >= 10
     assert (kinds[folded & tissue] == "fold").mean() >= 0.8
     assert not kinds[untouched & tissue].any()
+
+
+def test_a_fold_is_followed_from_its_dense_part_over_pale_tissue(slide, monkeypatch):
+    drawn, mask = draw_fold(slide, PALE_STRIP, 40)  # from dense tumour over stroma and fat
+    coords, kinds, tissue = reasons(drawn)
+    folded, untouched = under(mask, coords)
+    assert (folded & tissue).sum() >= 25
+    assert (kinds[folded & tissue] == "fold").mean() >= 0.75
+    assert not kinds[untouched & tissue].any()
+    monkeypatch.setattr(qc, "FOLD_FAINT_DENSITY", np.inf)  # the seeds alone (the rule before the faint parts)
+    assert (reasons(drawn)[1][folded & tissue] == "fold").mean() <= 0.65
 
 
 def paler(image: np.ndarray, factor: float = 0.6) -> np.ndarray:

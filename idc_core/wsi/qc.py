@@ -158,7 +158,26 @@ FOLD_CONTRAST = 1.2
 """A pixel is in a fold when its FOLD_WINDOW mean optical density is at least FOLD_DENSITY times the slide's
 (Tone), its saturation FOLD_SATURATION times the slide's, and its density FOLD_CONTRAST times that of the tissue
 in the FOLD_SURROUND window around it. Chosen on folds drawn over the complete development slides of training
-patients (bench/drawn_artefacts.py), none of the held-out slides bench_qc.py reports on."""
+patients (bench/drawn_artefacts.py), none of the held-out slides bench_qc.py reports on. These pixels are the
+fold's seeds: a fold is followed from them into its fainter parts (FOLD_FAINT_DENSITY)."""
+FOLD_FAINT_DENSITY = 0.6
+FOLD_FAINT_SATURATION = 0.8
+FOLD_STEP = 1.5
+FOLD_BESIDE = 51
+FOLD_FAINT_FLOOR = 0.3
+"""Where a fold crosses pale tissue (fat, loose stroma) its doubled layer stays paler than the slide's typical tissue,
+but still about twice as dense as the tissue right beside it. A pixel is in a fold's fainter part when its
+FOLD_WINDOW mean density is at least FOLD_FAINT_DENSITY times the slide's (Tone), its saturation
+FOLD_FAINT_SATURATION times the slide's, its density at least that of its FOLD_SURROUND surroundings, and at least
+FOLD_STEP times the tissue beside it: the grey opening of the density with a FOLD_BESIDE-px square (0.2 mm at 4
+um/px, wider than a fold's strip, so the strip itself is opened away), floored at FOLD_FAINT_FLOOR times the slide's
+density (so a membrane between fat cells, beside glass, is not a step). Such pixels count only in a connected region
+that holds a seed (hysteresis, as in Canny's edges) and is itself a strip (_strips): a faint strip alone is too
+like pale tissue. Chosen on folds drawn over the 18 complete development slides of training patients (3 per slide;
+`bench/bench_qc.py --development --kinds fold`, bench/results/qc_development.json) among steps 1.4-1.6, squares of
+51 and 63 px, floors 0.3-0.5 and lower seed factors, which flagged more clean tissue for little more fold. On the
+held-out slides (bench_qc.py): fold tiles flagged 48.7% -> 60.3%, tiles of the slides as they are flagged (any kind)
+0.73% -> 0.88% (9036's elongated duct, already a seed, grows from 6 to 17 fold tiles)."""
 
 
 FOLD_ELONGATION = 8.0
@@ -184,6 +203,15 @@ def _strips(mask: np.ndarray, min_length: float) -> np.ndarray:
     keep = (stats[:, cv2.CC_STAT_AREA] >= FOLD_ELONGATION * largest**2) & (length >= min_length)
     keep[0] = False  # the background
     return keep[labels]
+
+
+def _holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """bool: the connected regions of `mask` (bool) that hold at least one pixel of `seeds` (bool, within mask)."""
+    count, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+    held = np.zeros(count, dtype=np.bool_)
+    held[labels[seeds]] = True
+    held[0] = False  # the background
+    return held[labels]
 
 
 def _tone(image: np.ndarray) -> Tone:
@@ -216,7 +244,8 @@ def fold(image: np.ndarray) -> np.ndarray:
 
 def _doubled(image: np.ndarray) -> np.ndarray:
     """bool (H, W): fold's strips of tissue darker and more saturated than the slide's and than their surroundings,
-    found on `image` at half its size (a fold is tens of pixels wide; a quarter of the pixels to filter)."""
+    followed into their fainter parts over pale tissue (FOLD_FAINT_DENSITY), found on `image` at half its size (a
+    fold is tens of pixels wide; a quarter of the pixels to filter)."""
     height, width = image.shape[:2]
     small = cv2.resize(np.ascontiguousarray(image), (max(1, width // 2), max(1, height // 2)),
                        interpolation=cv2.INTER_AREA)
@@ -232,7 +261,15 @@ def _doubled(image: np.ndarray) -> np.ndarray:
     saturation = cv2.blur(hsv[..., 1], window)
     double = ((density >= FOLD_DENSITY * tone.density) & (saturation >= FOLD_SATURATION * tone.saturation)
               & (density >= FOLD_CONTRAST * surround))
-    strips = _strips(_dense(double & stained, DENSE_WINDOW // 2 | 1), FOLD_MIN_LENGTH / 2)
+    seeds = _strips(_dense(double & stained, DENSE_WINDOW // 2 | 1), FOLD_MIN_LENGTH / 2)
+    if not seeds.any():  # most bands of most slides: no fold to follow
+        return np.zeros((height, width), dtype=np.bool_)
+    beside = cv2.morphologyEx(density, cv2.MORPH_OPEN,
+                              cv2.getStructuringElement(cv2.MORPH_RECT, (FOLD_BESIDE // 2 | 1,) * 2))
+    faint = ((density >= FOLD_FAINT_DENSITY * tone.density) & (saturation >= FOLD_FAINT_SATURATION * tone.saturation)
+             & (density >= surround) & (density >= FOLD_STEP * np.maximum(beside, FOLD_FAINT_FLOOR * tone.density)))
+    faint = _dense(faint & stained, DENSE_WINDOW // 2 | 1) | seeds
+    strips = seeds | _strips(_holding(faint, seeds), FOLD_MIN_LENGTH / 2)
     return cv2.resize(strips.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).view(np.bool_)
 
 
