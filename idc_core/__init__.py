@@ -6,7 +6,11 @@ that use a model.
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) hides our own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,6 +24,20 @@ Progress = Callable[[int, int], None]
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity, where the system tells it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threaded_map(fn: Callable[[_In], _Out], items: Iterable[_In]) -> Iterator[_Out]:
+    """fn over items, results in order, on one thread per usable CPU: for work that lets go of the GIL (OpenCV,
+    numpy, OpenSlide). One item (or one CPU) runs in this thread: a worker thread would only add its own heap."""
+    items = list(items)
+    workers = min(usable_cpus(), len(items))
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(fn, items)
 
 
 def __getattr__(name: str) -> str:

@@ -78,19 +78,18 @@ def main() -> None:
     p.add_argument("--data", required=True, help="the dataset (folder or zip)")
     p.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), help="these candidates only (default all)")
     args = p.parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    rows = json.loads(RESULTS.read_text()).get("models", {}) if RESULTS.is_file() else {}
+    rows[REFERENCE] = rows.get(REFERENCE) or validation_row(Path("models") / REFERENCE, args.data)
     for name in args.only or CANDIDATES:
         folder = Path("models") / name
         if not (folder / "metrics.json").is_file():
             command = train_command(name, args.data)
-            print("$ " + shlex.join(command[1:]).replace("-m idc_core", "python -m idc_core", 1), flush=True)
+            print("$ python " + shlex.join(command[1:]), flush=True)
             if subprocess.run(command).returncode:
                 sys.exit(f"{name}: the training failed; run the sweep again to resume it")
-        results[name] = validation_row(folder, args.data)
-        results[REFERENCE] = results.get(REFERENCE) or validation_row(Path("models") / REFERENCE, args.data)
+        rows[name] = validation_row(folder, args.data)
         RESULTS.write_text(json.dumps({"command": "python scripts/jpeg_sweep.py --data " + args.data,
-                                       "split": "validation patients only", **results}, indent=2) + "\n")
-    rows = {k: v for k, v in results.items() if isinstance(v, dict) and "png" in v}
+                                       "split": "validation patients only", "models": rows}, indent=2) + "\n")
     print(table(rows))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class ResumableFit(keras.callbacks.BackupAndRestore):
 
     Put it AFTER the callbacks it restores (`callbacks`): Keras resets them at the start of a fit, in list order.
     `settings` describes the run (the training config); a backup of other settings is refused, not mixed in.
-    `history` is what the epochs before the resumed one logged (empty on a fresh start).
+    `history` holds what every epoch of the fit logged, those before a resume included.
     """
 
     def __init__(self, backup_dir: str | Path, callbacks: list[keras.callbacks.Callback], settings: dict[str, Any]):
@@ -55,7 +56,6 @@ class ResumableFit(keras.callbacks.BackupAndRestore):
         self.kept = [c for c in callbacks if type(c) in _KEPT]
         self.settings = json.loads(json.dumps(settings))  # as it reads back from JSON (tuples become lists)
         self.history: dict[str, list[float]] = {}
-        self.resumed_at = 0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         state_path = self.folder / STATE_FILE
@@ -70,15 +70,13 @@ class ResumableFit(keras.callbacks.BackupAndRestore):
                            "delete that folder to start afresh, or write to another --out")
         super().on_train_begin(logs)
         self.history = state["history"]
-        self.resumed_at = int(state["epoch"])
         for callback, saved in zip(self.kept, state["callbacks"]):
             for name, value in saved.items():
                 setattr(callback, name, value)
-        best = self.folder / BEST_WEIGHTS_FILE
-        for callback in self.kept:
-            if isinstance(callback, keras.callbacks.EarlyStopping) and best.is_file():
-                with np.load(best, allow_pickle=False) as stored:
-                    callback.best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
+        early, best = self._early_stopping(), self.folder / BEST_WEIGHTS_FILE
+        if early is not None and best.is_file():
+            with np.load(best, allow_pickle=False) as stored:
+                early.best_weights = [stored[f"w{i}"] for i in range(len(stored.files))]
         if state["stopped"]:
             self.model._initial_epoch = self.params["epochs"]  # ended by early stopping: no epoch more
 
@@ -89,15 +87,18 @@ class ResumableFit(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)  # the weights, the optimizer and Keras' own epoch count
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        for callback in self.kept:
-            if isinstance(callback, keras.callbacks.EarlyStopping) and callback.best_epoch == epoch \
-                    and callback.best_weights is not None:
-                _atomic(self.folder / BEST_WEIGHTS_FILE,
-                        lambda tmp, c=callback: np.savez(tmp, **{f"w{i}": w for i, w in enumerate(c.best_weights)}))
+        early = self._early_stopping()
+        if early is not None and early.best_epoch == epoch and early.best_weights is not None:
+            arrays = {f"w{i}": w for i, w in enumerate(early.best_weights)}
+            _atomic(self.folder / BEST_WEIGHTS_FILE, lambda tmp: np.savez(tmp, **arrays))
         state = {"epoch": epoch + 1, "stopped": bool(self.model.stop_training), "settings": self.settings,
                  "history": self.history,
                  "callbacks": [{name: _plain(getattr(c, name)) for name in _KEPT[type(c)]} for c in self.kept]}
         _atomic(self.folder / STATE_FILE, lambda tmp: tmp.write_text(json.dumps(state)))
+
+
+    def _early_stopping(self) -> keras.callbacks.EarlyStopping | None:
+        return next((c for c in self.kept if isinstance(c, keras.callbacks.EarlyStopping)), None)
 
 
 def _plain(value: Any) -> Any:
@@ -105,7 +106,7 @@ def _plain(value: Any) -> Any:
     return None if value is None else float(value) if isinstance(value, (float, np.floating)) else value
 
 
-def _atomic(path: Path, write: Any) -> None:
+def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     """Write a file through a temporary name, so a stop mid-write never leaves half a file under `path`."""
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     write(tmp)

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-from idc_core import PATCH_SIZE, usable_cpus
+from idc_core import PATCH_SIZE, threaded_map, usable_cpus
 from idc_core.wsi.result import SlideResult
 from idc_core.wsi.tiling import check_coords, check_rgb
 from idc_core.wsi.tissue import tile_tissue_fraction
@@ -363,10 +362,8 @@ def artefact_masks(image: np.ndarray, detectors: dict[str, Detector] | None = No
         finally:
             _BAND.value = None
 
-    workers = usable_cpus()  # bands are checked on every CPU at once (OpenCV and numpy let go of the GIL)
-    with ThreadPoolExecutor(workers) as pool:
-        for _ in pool.map(check, _bands(height, width, workers)):
-            pass
+    for _ in threaded_map(check, _bands(height, width, usable_cpus())):  # every CPU checks a band at once
+        pass
     return masks
 
 

@@ -13,7 +13,6 @@ import re
 import struct
 import zipfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from idc_core import Progress, usable_cpus
+from idc_core import Progress, threaded_map
 from idc_core.config import DATASET_MPP, READ_MODES
 from idc_core.data.image_io import DEFAULT_MAX_PIXELS, read_image
 from idc_core.errors import IDCError, ImageTooLargeError, SlideError, one_line
@@ -192,10 +191,9 @@ class SlideReader:
         # Several bands are decoded at once, one per CPU (OpenSlide and OpenCV let go of the GIL). A slide is not cut
         # into more bands for it: a band that starts between two rows of a level (most downsamples are not whole)
         # is sampled by OpenSlide at that fractional position, which blends rows, and the last one with the blank.
-        with ThreadPoolExecutor(usable_cpus()) as pool:
-            for bottom in pool.map(read_band, range(0, out_h, band_rows)):
-                if progress is not None:
-                    progress(bottom, out_h)
+        for bottom in threaded_map(read_band, range(0, out_h, band_rows)):
+            if progress is not None:
+                progress(bottom, out_h)
         return out
 
     def read_at_mpp(self, mpp: float, progress: Progress | None = None, level: int | None = None) -> np.ndarray:
