@@ -48,13 +48,20 @@ BAND_PIXELS = 2**22
 _BAND = threading.local()  # per thread (the slide page serves several sessions at once): the band being checked
 
 
-def _hsv(image: np.ndarray) -> np.ndarray:
-    """OpenCV HSV of `image` (uint8: hue 0-180, saturation and value 0-255); for the band that artefact_masks is
-    checking, computed once for all the colour detectors."""
+def _shared(image: np.ndarray, name: str, compute: Callable[[np.ndarray], Any]) -> Any:
+    """compute(image), computed once per band for all the detectors when `image` is the band that artefact_masks
+    is checking (its arrays named `name` are kept until the band is done)."""
     band = getattr(_BAND, "value", None)
-    if band is not None and band[0] is image:
-        return band[1]
-    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+    if band is None or band[0] is not image:
+        return compute(image)
+    if name not in band[1]:
+        band[1][name] = compute(image)
+    return band[1][name]
+
+
+def _hsv(image: np.ndarray) -> np.ndarray:
+    """OpenCV HSV of `image` (uint8: hue 0-180, saturation and value 0-255), once per band."""
+    return _shared(image, "hsv", lambda im: cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2HSV))
 
 
 def _in(hsv: np.ndarray, low: tuple[int, int, int], high: tuple[int, int, int]) -> np.ndarray:
@@ -102,11 +109,16 @@ def _black(hsv: np.ndarray) -> np.ndarray:
     return cv2.subtract(_in(hsv, (0, 0, 0), (180, 149, 69)), _in(hsv, (30, 50, 0), (126, 255, 255)))
 
 
+def _black_of(image: np.ndarray) -> np.ndarray:
+    """_black of `image`'s HSV, once per band (black_ink and fold both use it)."""
+    return _shared(image, "black", lambda im: _black(_hsv(im)))
+
+
 def black_ink(image: np.ndarray) -> np.ndarray:
     """Black ink (a marker, or the India ink of a surgical margin) and other opaque dirt: nearly black without
     strong stain colour. Nuclei at the model's scale stay brighter (above 95 on the sample slide's IDC tiles); a
     fold or a necrotic centre is as dark but keeps a strong stain colour (saturation about 200)."""
-    return _dense(_black(_hsv(image)))
+    return _dense(_black_of(image))
 
 
 FOLD_MIN_AREA = 5000
@@ -192,15 +204,15 @@ def _strips(mask: np.ndarray, min_length: float) -> np.ndarray:
     """bool: the connected regions of `mask` (bool) at least FOLD_ELONGATION times as large as the square of
     their largest inscribed radius and at least `min_length` pixels long (their bounding box's diagonal)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    if count <= 1:
+    keep = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_length
+    keep[0] = False  # the background
+    if not keep.any():  # most bands: no region long enough, no distance transform to make
         return np.zeros(mask.shape, dtype=np.bool_)
     radius = cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, 3)
     largest = np.zeros(count, dtype=np.float32)
     inside = mask.view(np.bool_)
     np.maximum.at(largest, np.asarray(labels[inside], dtype=np.intp), radius[inside])
-    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
-    keep = (stats[:, cv2.CC_STAT_AREA] >= FOLD_ELONGATION * largest**2) & (length >= min_length)
-    keep[0] = False  # the background
+    keep &= stats[:, cv2.CC_STAT_AREA] >= FOLD_ELONGATION * largest**2
     return keep[labels]
 
 
@@ -214,10 +226,9 @@ def _holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 
 
 def _tone(image: np.ndarray) -> Tone:
-    band = getattr(_BAND, "value", None)
-    if band is not None and band[0] is image:
-        return band[2]
-    return slide_tone(image)
+    """The slide's Tone for a band artefact_masks is checking, else `image`'s own."""
+    tone: Tone = _shared(image, "tone", slide_tone)
+    return tone
 
 
 def fold(image: np.ndarray) -> np.ndarray:
@@ -230,12 +241,17 @@ def fold(image: np.ndarray) -> np.ndarray:
     FOLD_MIN_AREA pixels (the dark necrotic centre of a duct reaches it over a tile or less; a region cut by a
     band's edge is judged by its part in that band). A fold of fat or glass stays pale and is not found."""
     hsv = _hsv(image)
-    stained = cv2.subtract(_in(hsv, (127, 0, 0), (171, 255, 255)), _black(hsv)) > 0
-    dark = _dense((cv2.subtract(hsv[..., 1], hsv[..., 2]) >= 50) & (hsv[..., 2] < 140) & stained).view(np.uint8)
+    stained = cv2.subtract(_in(hsv, (127, 0, 0), (171, 255, 255)), _black_of(image))
+    saturation, value = hsv[..., 1], hsv[..., 2]
+    dark = cv2.bitwise_and(cv2.bitwise_and(cv2.compare(cv2.subtract(saturation, value), 50, cv2.CMP_GE),
+                                           cv2.compare(value, 140, cv2.CMP_LT)), stained)
+    dark = _dense(dark).view(np.uint8)
+    doubled = _doubled(image)
+    if cv2.countNonZero(dark) < FOLD_MIN_AREA:  # no region large enough (most bands)
+        return doubled
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     large = stats[:, cv2.CC_STAT_AREA] >= FOLD_MIN_AREA
     large[0] = False  # the background
-    doubled = _doubled(image)
     if large.any():
         doubled |= large[labels]
     return doubled
@@ -244,9 +260,11 @@ def fold(image: np.ndarray) -> np.ndarray:
 def _doubled(image: np.ndarray) -> np.ndarray:
     """bool (H, W): fold's strips of tissue darker and more saturated than the slide's and than their surroundings,
     followed into their fainter parts over pale tissue (FOLD_FAINT_DENSITY), found on `image` at half its size (a
-    fold is tens of pixels wide; a quarter of the pixels to filter)."""
+    fold is tens of pixels wide; a quarter of the pixels to filter: the mean of each 2 x 2 pixels, an odd last row
+    or column left out)."""
     height, width = image.shape[:2]
-    small = cv2.resize(np.ascontiguousarray(image), (max(1, width // 2), max(1, height // 2)),
+    half = (max(1, width // 2), max(1, height // 2))
+    small = cv2.resize(np.ascontiguousarray(image[:max(1, height // 2 * 2), :max(1, width // 2 * 2)]), half,
                        interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     stained = cv2.subtract(_in(hsv, (127, 0, 0), (171, 255, 255)), _black(hsv)) > 0
@@ -304,21 +322,26 @@ def blur(image: np.ndarray) -> np.ndarray:
     strength. Windows at the edge of tissue and glass are not judged (BLUR_MAX_GLASS); a blurred region takes in
     the unjudged pixels within BLUR_REACH of it, never a pixel judged sharp. Judged at the model's scale (see the
     module docstring)."""
-    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     window = (BLUR_WINDOW, BLUR_WINDOW)
-    mean = cv2.blur(grey, window)
-    variance = cv2.sqrBoxFilter(grey, -1, window) - mean * mean  # the window's mean square, less its squared mean
-    energy = cv2.sqrBoxFilter(cv2.Laplacian(grey, cv2.CV_32F, ksize=1), -1, window)
-    glass = cv2.blur((grey > GLASS_GREY).astype(np.float32), window)
-    judged = (variance >= BLUR_MIN_CONTRAST) & (glass <= BLUR_MAX_GLASS)
-    smooth = judged & (energy < BLUR_RATIO * np.maximum(variance, 1e-6))
+    mean = cv2.boxFilter(grey, cv2.CV_32F, window)
+    variance = cv2.subtract(cv2.sqrBoxFilter(grey, cv2.CV_32F, window), cv2.multiply(mean, mean))  # mean sq - mean^2
+    energy = cv2.sqrBoxFilter(cv2.Laplacian(grey, cv2.CV_16S, ksize=1), cv2.CV_32F, window)
+    glass = cv2.boxFilter(cv2.compare(grey, GLASS_GREY, cv2.CMP_GT), cv2.CV_32F, window, normalize=False)
+    judged = cv2.bitwise_and(cv2.compare(variance, BLUR_MIN_CONTRAST, cv2.CMP_GE),  # glass: 255 x its count
+                             cv2.compare(glass, 255 * BLUR_MAX_GLASS * BLUR_WINDOW**2, cv2.CMP_LE))
+    smooth = cv2.bitwise_and(judged, cv2.compare(energy, variance * np.float32(BLUR_RATIO), cv2.CMP_LT))
     blurred = _dense(smooth)
+    if cv2.countNonZero(blurred.view(np.uint8)) < BLUR_MIN_AREA:  # no region large enough (most bands)
+        return blurred
     count, labels, stats, _ = cv2.connectedComponentsWithStats(blurred.view(np.uint8), connectivity=8)
     large = stats[:, cv2.CC_STAT_AREA] >= BLUR_MIN_AREA
     large[0] = False  # the background
+    if not large.any():
+        return blurred
     reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (BLUR_REACH, BLUR_REACH))
     grown = cv2.dilate(large[labels].view(np.uint8), reach).view(np.bool_)
-    return blurred | (grown & ~(judged & ~smooth))
+    return blurred | (grown & (cv2.subtract(judged, smooth) == 0))  # never a pixel judged sharp
 
 
 DETECTORS: dict[str, Detector] = {
@@ -354,7 +377,7 @@ def artefact_masks(image: np.ndarray, detectors: dict[str, Detector] | None = No
     def check(band_rows: tuple[slice, slice]) -> None:
         read, keep = band_rows
         band = image[read]
-        _BAND.value = (band, cv2.cvtColor(np.ascontiguousarray(band), cv2.COLOR_RGB2HSV), tone)
+        _BAND.value = (band, {"tone": tone})
         try:
             rows = slice(read.start + keep.start, read.start + keep.stop)
             for kind, detect in detectors.items():
