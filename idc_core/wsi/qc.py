@@ -241,11 +241,8 @@ def fold(image: np.ndarray) -> np.ndarray:
     FOLD_MIN_AREA pixels (the dark necrotic centre of a duct reaches it over a tile or less; a region cut by a
     band's edge is judged by its part in that band). A fold of fat or glass stays pale and is not found."""
     hsv = _hsv(image)
-    stained = cv2.subtract(_in(hsv, (127, 0, 0), (171, 255, 255)), _black_of(image))
-    saturation, value = hsv[..., 1], hsv[..., 2]
-    dark = cv2.bitwise_and(cv2.bitwise_and(cv2.compare(cv2.subtract(saturation, value), 50, cv2.CMP_GE),
-                                           cv2.compare(value, 140, cv2.CMP_LT)), stained)
-    dark = _dense(dark).view(np.uint8)
+    stained = cv2.subtract(_in(hsv, (127, 0, 0), (171, 255, 255)), _black_of(image)) > 0
+    dark = _dense((cv2.subtract(hsv[..., 1], hsv[..., 2]) >= 50) & (hsv[..., 2] < 140) & stained).view(np.uint8)
     doubled = _doubled(image)
     if cv2.countNonZero(dark) < FOLD_MIN_AREA:  # no region large enough (most bands)
         return doubled
@@ -327,10 +324,9 @@ def blur(image: np.ndarray) -> np.ndarray:
     mean = cv2.boxFilter(grey, cv2.CV_32F, window)
     variance = cv2.subtract(cv2.sqrBoxFilter(grey, cv2.CV_32F, window), cv2.multiply(mean, mean))  # mean sq - mean^2
     energy = cv2.sqrBoxFilter(cv2.Laplacian(grey, cv2.CV_16S, ksize=1), cv2.CV_32F, window)
-    glass = cv2.boxFilter(cv2.compare(grey, GLASS_GREY, cv2.CMP_GT), cv2.CV_32F, window, normalize=False)
-    judged = cv2.bitwise_and(cv2.compare(variance, BLUR_MIN_CONTRAST, cv2.CMP_GE),  # glass: 255 x its count
-                             cv2.compare(glass, 255 * BLUR_MAX_GLASS * BLUR_WINDOW**2, cv2.CMP_LE))
-    smooth = cv2.bitwise_and(judged, cv2.compare(energy, variance * np.float32(BLUR_RATIO), cv2.CMP_LT))
+    glass = cv2.boxFilter((grey > GLASS_GREY).view(np.uint8), cv2.CV_32F, window, normalize=False)  # a count
+    judged = (variance >= BLUR_MIN_CONTRAST) & (glass <= BLUR_MAX_GLASS * BLUR_WINDOW**2)
+    smooth = judged & (energy < variance * np.float32(BLUR_RATIO))
     blurred = _dense(smooth)
     if cv2.countNonZero(blurred.view(np.uint8)) < BLUR_MIN_AREA:  # no region large enough (most bands)
         return blurred
@@ -341,7 +337,7 @@ def blur(image: np.ndarray) -> np.ndarray:
         return blurred
     reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (BLUR_REACH, BLUR_REACH))
     grown = cv2.dilate(large[labels].view(np.uint8), reach).view(np.bool_)
-    return blurred | (grown & (cv2.subtract(judged, smooth) == 0))  # never a pixel judged sharp
+    return blurred | (grown & ~(judged & ~smooth))  # never a pixel judged sharp
 
 
 DETECTORS: dict[str, Detector] = {
