@@ -195,6 +195,34 @@ def test_artefacts_on_a_jpeg_pyramid_are_found_at_the_model_scale(tmp_path):
     assert not kinds[clean_of_ink & clean_of_blur & tissue].any()
 
 
+def reference_blur(image: np.ndarray) -> np.ndarray:
+    """blur()'s rule written plainly in float64 numpy (as it was before its arithmetic moved to OpenCV)."""
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    window = (qc.BLUR_WINDOW, qc.BLUR_WINDOW)
+    mean = cv2.blur(grey, window)
+    variance = cv2.blur(grey * grey, window) - mean * mean
+    energy = cv2.blur(cv2.Laplacian(grey, cv2.CV_64F, ksize=1) ** 2, window)
+    glass = cv2.blur((grey > qc.GLASS_GREY).astype(np.float64), window)
+    judged = (variance >= qc.BLUR_MIN_CONTRAST) & (glass <= qc.BLUR_MAX_GLASS)
+    smooth = judged & (energy < qc.BLUR_RATIO * variance)
+    blurred = cv2.blur(smooth.astype(np.float64), (qc.DENSE_WINDOW,) * 2) >= round(255 * qc.DENSE_SHARE) / 255
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(blurred.astype(np.uint8), connectivity=8)
+    large = stats[:, cv2.CC_STAT_AREA] >= qc.BLUR_MIN_AREA
+    large[0] = False
+    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (qc.BLUR_REACH,) * 2)
+    grown = cv2.dilate(large[labels].astype(np.uint8), reach) > 0
+    return blurred | (grown & ~(judged & ~smooth))
+
+
+def test_the_blur_mask_is_the_plain_float_formulas_mask(slide):
+    for image in (slide, draw_blur(slide, (800, 900, 700, 500))[0], real("clean_tissue.jpg")):
+        fast, plain = qc.blur(image), reference_blur(image)
+        assert (fast != plain).mean() <= 1e-4  # rounding at the thresholds only
+        assert fast.sum() == pytest.approx(plain.sum(), rel=1e-3, abs=50)
+
+
 def test_masks_made_band_by_band_match_the_whole_image(slide, monkeypatch):
     drawn, _ = draw_blur(draw_ink(slide, "red ink", STROKE)[0], (800, 900, 700, 500))
     whole = artefact_masks(drawn)
