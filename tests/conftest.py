@@ -132,21 +132,23 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         try:
-            server.wait(10)
+            server.wait(2)  # a test server has nothing to save: not the 10 s it can take to stop after a slide
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()
 
 
 
 @pytest.fixture(scope="module")
 def page(app_url: str, request: pytest.FixtureRequest) -> Iterator[object]:
-    from browser_support import CHROMIUM, CHROMIUM_ARGS, REQUESTS, WAIT_MS, playwright_api
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, REQUESTS, WAIT_MS, WATCH_RUNS, playwright_api
 
     seen = REQUESTS.setdefault(request.module.__name__, [])
     with playwright_api().sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 2400})
         tab.on("request", lambda req: seen.append(req.url))
+        tab.add_init_script(WATCH_RUNS)
         tab.set_default_timeout(WAIT_MS)
         yield tab
         browser.close()
