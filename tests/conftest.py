@@ -25,7 +25,7 @@ ASSETS = REPO / "assets"
 # that pytest-xdist (`--dist loadfile --no-loadscope-reorder` in pytest.ini, which then keeps this order) ends the two
 # workers close together instead of leaving one long file to run alone at the end. Other files follow in name order.
 LONGEST_FILES_FIRST = (
-    "test_browser_slide_files.py", "test_browser_slide.py", "test_browser.py", "test_train.py", "test_distribute.py",
+    "test_browser_slide_files.py", "test_browser.py", "test_train.py", "test_distribute.py", "test_browser_slide.py",
     "test_app_pages.py", "test_annotations.py", "test_golden.py", "test_ray.py", "test_scorer.py", "test_resume.py",
     "test_bench_smoke.py", "test_models.py", "test_export.py", "test_qc_outputs.py", "test_native_logs.py",
 )
