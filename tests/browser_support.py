@@ -31,10 +31,12 @@ def playwright_api():
 
 
 def assert_offline(tab, app_url: str, module: str) -> None:
-    """Every request the browser made during `module`'s tests went to the app's own address."""
-    tab.goto(app_url)
-    tab.get_by_text("not a medical device").first.wait_for()
-    settle(tab)
+    """Every request the browser made during `module`'s tests went to the app's own address, those of the home page
+    included (opened here unless a test of the module opened it)."""
+    if app_url.rstrip("/") + "/" not in REQUESTS.get(module, []):
+        tab.goto(app_url)
+        tab.get_by_text("not a medical device").first.wait_for()
+        settle(tab)
     seen = REQUESTS.get(module, [])
     assert seen
     outside = sorted({url for url in seen if not url.startswith(("http://127.0.0.1", "data:", "blob:"))})
@@ -57,14 +59,53 @@ def shoot(tab, path: Path) -> None:
     tab.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1400, "height": min(2400, height + 80)})
 
 
+# Installed in every page of the tab before the app's own scripts (fixture `page`): counts the messages the page
+# sends the server (a widget's rerun request among them) and notes each change of the app's script state, so that
+# settle() can tell a finished run from one that was asked for and has not started yet.
+WATCH_RUNS = """(() => {
+    if (window.__idcRuns) return;
+    const runs = window.__idcRuns = {sent: 0, sentAt: 0, answered: 0, state: null, changedAt: performance.now()};
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+        runs.sent += 1;
+        runs.sentAt = performance.now();
+        return send.call(this, data);
+    };
+    new MutationObserver(() => {
+        const app = document.querySelector("[data-testid='stApp']");
+        const state = app ? app.getAttribute("data-test-script-state") : null;
+        if (state === runs.state) return;
+        runs.state = state;
+        runs.changedAt = performance.now();
+        if (state === "running") runs.answered = runs.sent;  // the run started after every message sent so far
+    }).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-test-script-state"]});
+})()"""
+SETTLED = """([quiet, pending, since]) => {
+    const runs = window.__idcRuns, now = performance.now();
+    const app = document.querySelector("[data-testid='stApp']");
+    if (!runs || !app || app.getAttribute("data-test-script-state") !== "notRunning") return false;
+    if (runs.sent > runs.answered && now - runs.sentAt < pending) return false;  // a rerun asked for, not begun
+    return now - Math.max(runs.changedAt, runs.sentAt, since) >= quiet;
+}"""
+QUIET_MS = 250  # no run and no message for this long: the page has drawn the last run
+PENDING_MS = 2_000  # a message that no run followed within this time asked for none (an upload's URLs, say)
+
+
 def settle(tab) -> None:
-    """Wait until the script run finished (no running indicator) and the page has drawn."""
-    tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
-    tab.wait_for_timeout(800)
+    """Wait until the script run finished (no running indicator), no rerun the page asked for is still to come,
+    and the page has stayed so for QUIET_MS: what a fixed sleep used to approximate, usually sooner."""
+    since = tab.evaluate("performance.now()")
+    tab.wait_for_function(SETTLED, arg=[QUIET_MS, PENDING_MS, since], polling=50)
 
 
-def classify_the_samples(tab, app_url: str) -> None:
-    """Open Classify, press "Try the sample patches" and wait for the results and the Grad-CAM of the first."""
+def classify_the_samples(tab, app_url: str, *, reuse: bool = False) -> None:
+    """Open Classify, press "Try the sample patches" and wait for the results and the Grad-CAM of the first.
+
+    reuse: keep the results when the tab shows them already (the previous test left them: the same session, the
+    patch it selected still selected)."""
+    if reuse and tab.url.endswith("/classify") and tab.get_by_text("Confusion matrix of this batch").count():
+        settle(tab)
+        return
     tab.goto(f"{app_url}/classify")
     tab.get_by_text("Try the sample patches").first.wait_for()
     settle(tab)

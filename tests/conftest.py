@@ -25,9 +25,10 @@ ASSETS = REPO / "assets"
 # that pytest-xdist (`--dist loadfile --no-loadscope-reorder` in pytest.ini, which then keeps this order) ends the two
 # workers close together instead of leaving one long file to run alone at the end. Other files follow in name order.
 LONGEST_FILES_FIRST = (
-    "test_browser_slide_files.py", "test_browser_slide.py", "test_browser.py", "test_train.py", "test_distribute.py",
-    "test_app_pages.py", "test_annotations.py", "test_golden.py", "test_ray.py", "test_scorer.py", "test_resume.py",
-    "test_bench_smoke.py", "test_models.py", "test_export.py", "test_qc_outputs.py", "test_native_logs.py",
+    "test_browser.py", "test_browser_slide_files.py", "test_app_pages.py", "test_distribute.py", "test_train.py",
+    "test_golden.py", "test_models.py", "test_scorer.py", "test_browser_slide.py", "test_annotations.py",
+    "test_resume.py", "test_export.py", "test_bench_smoke.py", "test_ray.py", "test_qc_outputs.py", "test_gradcam.py",
+    "test_familiarity_slides.py", "test_qc.py", "test_wsi.py", "test_cli_hostile_inputs.py", "test_native_logs.py",
 )
 
 
@@ -132,21 +133,23 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         try:
-            server.wait(10)
+            server.wait(2)  # a test server has nothing to save: not the 10 s it can take to stop after a slide
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()
 
 
 
 @pytest.fixture(scope="module")
 def page(app_url: str, request: pytest.FixtureRequest) -> Iterator[object]:
-    from browser_support import CHROMIUM, CHROMIUM_ARGS, REQUESTS, WAIT_MS, playwright_api
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, REQUESTS, WAIT_MS, WATCH_RUNS, playwright_api
 
     seen = REQUESTS.setdefault(request.module.__name__, [])
     with playwright_api().sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 2400})
         tab.on("request", lambda req: seen.append(req.url))
+        tab.add_init_script(WATCH_RUNS)
         tab.set_default_timeout(WAIT_MS)
         yield tab
         browser.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app_support import REPO
 from browser_support import (
     NEEDS_CHROMIUM,
     assert_offline,
@@ -16,6 +15,7 @@ from browser_support import (
     nav,
     playwright_api,
     settle,
+    shapes,
     shoot,
     slide_threshold,
     slider_value,
@@ -50,7 +50,7 @@ def test_upload_a_patch_and_see_its_prediction_and_gradcam(page, app_url, shots,
     shoot(page, shots / "classify_one.png")
 
 
-def test_sample_patches_give_a_table_a_confusion_matrix_and_thumbnails(page, app_url, shots):
+def test_sample_patches_give_a_table_a_confusion_matrix_and_outlined_thumbnails(page, app_url, shots):
     from ui import SAMPLE_PATCHES
 
     n_samples = len(list(SAMPLE_PATCHES.glob("*.png")))
@@ -60,6 +60,57 @@ def test_sample_patches_give_a_table_a_confusion_matrix_and_thumbnails(page, app
     classified = page.locator("[data-testid='stMetric']", has_text="Patches classified")
     assert classified.locator("[data-testid='stMetricValue']").first.inner_text() == str(n_samples)
     shoot(page, shots / "classify.png")
+
+    thumbs = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").last
+    assert {(s["x0"], s["y0"]) for s in shapes(page, thumbs)} == {(-1, -1)}  # the first patch, selected at start
+    grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+    page.mouse.click(grid["x"] + 14, grid["y"] + 35 + 4 * 35 + 17)  # the row marker of the fifth row
+    name = thumbs.evaluate("gd => gd.data[1].customdata[4][0]")
+    page.get_by_text(f"Selected: {name}").first.wait_for()
+    settle(page)
+    assert {(s["x0"], s["y0"]) for s in shapes(page, thumbs)} == {(4 * 58 - 1, -1)}  # its thumbnail, outlined
+
+
+def test_explain_this_patch_explains_the_clicked_patch(page, app_url):
+    classify_the_samples(page, app_url, reuse=True)  # the results of the test above, the fifth patch selected
+    heading = page.locator("h3", has_text="Selected:").first
+    initial = heading.inner_text()
+    thumbs = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").last
+    target = thumbs.evaluate("""gd => {
+        const L = gd._fullLayout, r = gd.getBoundingClientRect(), p = gd.calcdata[1][5];
+        return {px: r.left + L.xaxis._offset + L.xaxis.l2p(p.x), py: r.top + L.yaxis._offset + L.yaxis.l2p(p.y)};
+    }""")
+    page.mouse.click(target["px"] + 28, target["py"] + 28)  # near a corner of the thumbnail, not its centre
+    page.wait_for_function("t => [...document.querySelectorAll('h3')].some(h => h.innerText.startsWith('Selected:')"
+                           " && h.innerText !== t)", arg=initial)
+    settle(page)
+    selected = heading.inner_text().split("Selected: ", 1)[1].strip()
+    assert selected not in initial  # another patch than the one selected at first
+    page.get_by_text("Explain this patch").first.click()
+    page.get_by_text("Explain a prediction").first.wait_for()
+    page.get_by_text(f"{selected} ·").first.wait_for()
+    settle(page)
+    assert page.get_by_text("From Classify patches").first.is_visible()
+
+
+def test_explain_and_evaluation_pages(page, app_url, shots, small_data):
+    page.goto(f"{app_url}/explain")
+    page.get_by_text("Explain a prediction").first.wait_for()
+    from ui import SAMPLE_PATCHES
+
+    if not any(SAMPLE_PATCHES.glob("*.png")):
+        page.get_by_text("Upload", exact=True).click()
+        patch = sorted((small_data / "10253" / "1").glob("*.png"))[0]
+        page.locator("input[type=file]").first.set_input_files(str(patch))
+    page.get_by_text("Grad-CAM++ ·").first.wait_for()
+    settle(page)
+    shoot(page, shots / "explain.png")
+    page.goto(f"{app_url}/evaluation")
+    page.locator("[data-testid='stMetric']", has_text="Balanced accuracy").first.wait_for()
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    settle(page)
+    shoot(page, shots / "evaluation.png")
+    assert np.all([(shots / f"{n}.png").stat().st_size > 10_000 for n in ("explain", "evaluation")])
 
 
 def test_uncertain_patches_filter_and_the_referral_curve_in_the_browser(page, app_url):
@@ -87,48 +138,6 @@ def test_uncertain_patches_filter_and_the_referral_curve_in_the_browser(page, ap
     page.get_by_text("Reliability: of the patches scored near p").first.wait_for()
 
 
-def test_explain_and_evaluation_pages(page, app_url, shots, small_data):
-    page.goto(f"{app_url}/explain")
-    page.get_by_text("Explain a prediction").first.wait_for()
-    from ui import SAMPLE_PATCHES
-
-    if not any(SAMPLE_PATCHES.glob("*.png")):
-        page.get_by_text("Upload", exact=True).click()
-        patch = sorted((small_data / "10253" / "1").glob("*.png"))[0]
-        page.locator("input[type=file]").first.set_input_files(str(patch))
-    page.get_by_text("Grad-CAM++ ·").first.wait_for()
-    settle(page)
-    shoot(page, shots / "explain.png")
-    page.goto(f"{app_url}/evaluation")
-    page.locator("[data-testid='stMetric']", has_text="Balanced accuracy").first.wait_for()
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
-    settle(page)
-    shoot(page, shots / "evaluation.png")
-    assert np.all([(shots / f"{n}.png").stat().st_size > 10_000 for n in ("explain", "evaluation")])
-
-
-def test_explain_this_patch_explains_the_clicked_patch(page, app_url):
-    classify_the_samples(page, app_url)
-    heading = page.locator("h3", has_text="Selected:").first
-    initial = heading.inner_text()
-    thumbs = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").last
-    target = thumbs.evaluate("""gd => {
-        const L = gd._fullLayout, r = gd.getBoundingClientRect(), p = gd.calcdata[1][5];
-        return {px: r.left + L.xaxis._offset + L.xaxis.l2p(p.x), py: r.top + L.yaxis._offset + L.yaxis.l2p(p.y)};
-    }""")
-    page.mouse.click(target["px"] + 28, target["py"] + 28)  # near a corner of the thumbnail, not its centre
-    page.wait_for_function("t => [...document.querySelectorAll('h3')].some(h => h.innerText.startsWith('Selected:')"
-                           " && h.innerText !== t)", arg=initial)
-    settle(page)
-    selected = heading.inner_text().split("Selected: ", 1)[1].strip()
-    assert selected not in initial  # another patch than the one selected at first
-    page.get_by_text("Explain this patch").first.click()
-    page.get_by_text("Explain a prediction").first.wait_for()
-    page.get_by_text(f"{selected} ·").first.wait_for()
-    settle(page)
-    assert page.get_by_text("From Classify patches").first.is_visible()
-
-
 def test_switching_models_moves_the_slide_threshold_and_clears_classify(page, app_url):
     page.goto(app_url)
     page.get_by_text("not a medical device").first.wait_for()
@@ -147,7 +156,6 @@ def test_switching_models_moves_the_slide_threshold_and_clears_classify(page, ap
     nav(page, "Classify patches", "Try the sample patches")
     assert page.get_by_text("were cleared when you chose cnn-gap-hed").first.is_visible()
     assert page.locator("[data-testid='stDataFrame']").count() == 0  # no table of the old model
-    choose(page, picker, (REPO / "models" / "DEFAULT").read_text().strip())
 
 
 def test_explain_hands_a_slide_sized_image_to_the_slide_page(page, app_url, tmp_path):

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from app_support import REPO
 from browser_support import (
     NEEDS_CHROMIUM,
     assert_offline,
-    classify_the_samples,
     metric,
     number_input,
     playwright_api,
@@ -28,7 +26,18 @@ playwright = playwright_api()
 pytestmark = NEEDS_CHROMIUM
 
 
-def test_slide_page_shows_the_heatmap(page, app_url, shots, small_data):
+def the_sample_slide(page, app_url) -> None:
+    """The slide page on the scored sample slide: the one already open in this tab when the previous test left it
+    there (the same session, as a user goes on from one check to the next), else opened in a new session."""
+    if not (page.url.endswith("/slide") and page.locator("[data-testid='stPlotlyChart'] .main-svg").count()):
+        page.goto(f"{app_url}/slide")
+        page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+    settle(page)
+
+
+def test_slide_page_shows_the_heatmap_outlines_the_inspected_tile_and_reads_its_grad_cam(page, app_url, shots,
+                                                                                       small_data):
+    """What a new session shows of the sample slide, read from one page state."""
     from ui import SAMPLE_SLIDE
 
     page.goto(f"{app_url}/slide")
@@ -42,18 +51,31 @@ def test_slide_page_shows_the_heatmap(page, app_url, shots, small_data):
         page.locator("input[type=file]").first.set_input_files(str(archive))
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
     page.get_by_text("Tissue tiles").first.wait_for()
+    page.get_by_text("Grad-CAM overlay").first.wait_for()
     settle(page)
     tissue = page.locator("[data-testid='stMetric']", has_text="Tissue tiles").locator("[data-testid='stMetricValue']")
     assert int(tissue.first.inner_text().replace(",", "")) > 0
     assert page.locator("[data-testid='stPlotlyChart'] image").count() >= 1  # the slide with its heatmap
     shoot(page, shots / "slide.png")
 
+    chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
+    x, y = number_input(page, "x (px)"), number_input(page, "y (px)")  # the tile chosen automatically, outlined
+    assert {(s["x0"], s["y0"], s["x1"], s["y1"]) for s in shapes(page, chart)} == {(x - 25, y - 25, x + 25, y + 25)}
+
+    # The Grad-CAM reading of the inspected tile uses its own score with neighbouring tiles on (where the default
+    # model has a slide-context step; the others have no score with neighbours to tell apart).
+    if json.loads((REPO / "models" / (REPO / "models" / "DEFAULT").read_text().strip() / "config.json")
+                  .read_text()).get("context"):
+        own = page.get_by_text("The tile alone: P(IDC) ").first.inner_text().split("P(IDC) ", 1)[1].split(" ", 1)[0]
+        with_neighbours = metric(page, "P(IDC) with neighbours")
+        reading = page.get_by_text("The map explains the tile's own score.").first.inner_text()
+        assert f"P(IDC) {own} is " in reading  # the tile model's score, which the map explains
+        assert f"With its neighbouring tiles the tile scores a different P(IDC), {with_neighbours}" in reading
+
 
 def test_clicking_a_tile_on_the_heatmap_selects_it(page, app_url):
     """In the browser plotly sends a point's customdata as an object keyed "0", "1", ...: the click must still land."""
-    page.goto(f"{app_url}/slide")
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
-    settle(page)
+    the_sample_slide(page, app_url)
     chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
     start = (number_input(page, "x (px)"), number_input(page, "y (px)"))
     # a tissue tile away from the one selected at start: its centre in data and in page coordinates
@@ -76,63 +98,21 @@ def test_clicking_a_tile_on_the_heatmap_selects_it(page, app_url):
     assert page.get_by_text(f"tile at x={round(target['x']) - 25}, y={round(target['y']) - 25}").first.is_visible()
 
 
-def test_the_inspected_tile_and_the_selected_thumbnail_are_outlined(page, app_url):
-    page.goto(f"{app_url}/slide")
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
-    settle(page)
-    chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
-    x, y = number_input(page, "x (px)"), number_input(page, "y (px)")  # the tile chosen automatically
-    assert {(s["x0"], s["y0"], s["x1"], s["y1"]) for s in shapes(page, chart)} == {(x - 25, y - 25, x + 25, y + 25)}
-    target = chart.evaluate("""(gd, start) => {
-        const xs = gd.calcdata[1].map(p => p.x), ys = gd.calcdata[1].map(p => p.y);
-        let i = 0;
-        while (Math.abs(xs[i] - start[0]) < 100 && Math.abs(ys[i] - start[1]) < 100) i += 7;
-        return [Math.round(xs[i]), Math.round(ys[i])];
-    }""", [x, y])
-    type_tile(page, *target)  # typed coordinates, x then y
-    settle(page)
-    assert {(s["x0"], s["y0"]) for s in shapes(page, chart)} == {(target[0] - 25, target[1] - 25)}
-
-    classify_the_samples(page, app_url)
-    thumbs = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").last
-    assert {(s["x0"], s["y0"]) for s in shapes(page, thumbs)} == {(-1, -1)}  # the first patch, selected at start
-    grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
-    page.mouse.click(grid["x"] + 14, grid["y"] + 35 + 4 * 35 + 17)  # the row marker of the fifth row
-    name = thumbs.evaluate("gd => gd.data[1].customdata[4][0]")
-    page.get_by_text(f"Selected: {name}").first.wait_for()
-    settle(page)
-    assert {(s["x0"], s["y0"]) for s in shapes(page, thumbs)} == {(4 * 58 - 1, -1)}  # its thumbnail, outlined
-
-
-def test_the_grad_cam_reading_of_a_slide_tile_uses_its_own_score_with_neighbouring_tiles_on(page, app_url):
-    if not json.loads((REPO / "models" / (REPO / "models" / "DEFAULT").read_text().strip() / "config.json")
-                      .read_text()).get("context"):
-        pytest.skip("the default model has no slide-context step")
-    page.goto(f"{app_url}/slide")
-    page.get_by_text("Grad-CAM overlay").first.wait_for()
-    settle(page)
-    own = page.get_by_text("The tile alone: P(IDC) ").first.inner_text().split("P(IDC) ", 1)[1].split(" ", 1)[0]
-    with_neighbours = metric(page, "P(IDC) with neighbours")
-    reading = page.get_by_text("The map explains the tile's own score.").first.inner_text()
-    assert f"P(IDC) {own} is " in reading  # the tile model's score, which the map explains
-    assert f"With its neighbouring tiles the tile scores a different P(IDC), {with_neighbours}" in reading
-
-
-def test_the_inspected_tile_stays_when_a_scoring_setting_changes(page, app_url):
+def test_a_typed_tile_is_outlined_and_stays_inspected_when_a_scoring_setting_changes(page, app_url):
     """A higher minimum tissue per tile scores the slide again (as Otsu's threshold, the uncertainty or a scale
-    would): the tile typed stays inspected."""
-    page.goto(f"{app_url}/slide")
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
-    settle(page)
+    would): the tile typed stays inspected and outlined."""
+    the_sample_slide(page, app_url)
     chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
-    start = [number_input(page, "x (px)"), number_input(page, "y (px)")]  # the most suspicious tile
+    start = [number_input(page, "x (px)"), number_input(page, "y (px)")]  # the tile inspected now
     target = chart.evaluate("""(gd, start) => {
         const xs = gd.calcdata[1].map(p => p.x), ys = gd.calcdata[1].map(p => p.y);
         let i = 0;
         while (Math.abs(xs[i] - start[0]) < 100 && Math.abs(ys[i] - start[1]) < 100) i += 7;
         return [Math.round(xs[i]), Math.round(ys[i])];
     }""", start)
-    type_tile(page, *target)
+    type_tile(page, *target)  # typed coordinates, x then y
+    settle(page)
+    assert {(s["x0"], s["y0"]) for s in shapes(page, chart)} == {(target[0] - 25, target[1] - 25)}
     tissue = metric(page, "Tissue tiles")
     page.get_by_text("Tiling and tissue detection").first.click()
     thumb = page.locator("[data-testid='stSlider']", has_text="Min. tissue per tile").get_by_role("slider").first
@@ -144,6 +124,8 @@ def test_the_inspected_tile_stays_when_a_scoring_setting_changes(page, app_url):
     settle(page)
     assert [number_input(page, "x (px)"), number_input(page, "y (px)")] == target
     assert page.get_by_text(f"tile at x={target[0] - 25}, y={target[1] - 25}").first.is_visible()
+    chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first  # the heatmap drawn anew
+    assert {(s["x0"], s["y0"]) for s in shapes(page, chart)} == {(target[0] - 25, target[1] - 25)}
 
 
 def test_the_app_asks_no_host_but_its_own(page, app_url):
