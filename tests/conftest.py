@@ -25,10 +25,10 @@ ASSETS = REPO / "assets"
 # that pytest-xdist (`--dist loadfile --no-loadscope-reorder` in pytest.ini, which then keeps this order) ends the two
 # workers close together instead of leaving one long file to run alone at the end. Other files follow in name order.
 LONGEST_FILES_FIRST = (
-    "test_browser.py", "test_browser_slide_files.py", "test_app_pages.py", "test_distribute.py", "test_train.py",
-    "test_golden.py", "test_models.py", "test_scorer.py", "test_browser_slide.py", "test_annotations.py",
-    "test_resume.py", "test_export.py", "test_bench_smoke.py", "test_ray.py", "test_qc_outputs.py", "test_gradcam.py",
-    "test_familiarity_slides.py", "test_qc.py", "test_wsi.py", "test_cli_hostile_inputs.py", "test_native_logs.py",
+    "test_browser_slide_files.py", "test_browser.py", "test_app_pages.py", "test_train.py", "test_browser_slide.py",
+    "test_annotations.py", "test_distribute.py", "test_golden.py", "test_ray.py", "test_models.py",
+    "test_bench_smoke.py", "test_resume.py", "test_wsi.py", "test_scorer.py", "test_export.py", "test_qc_outputs.py",
+    "test_annotations_page.py", "test_cli_hostile_inputs.py", "test_familiarity_slides.py", "test_native_logs.py",
 )
 
 
