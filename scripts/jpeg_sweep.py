@@ -26,8 +26,8 @@ BASE = ["--arch", "cnn", "--test-patients-from", "models/cnn-wide/config.json", 
 """What every candidate shares: cnn-2conv's network, split and schedule, with a longer budget and patience."""
 CANDIDATES = {
     "jpeg-q40-p50": ["--jpeg-augment", "0.5", "--jpeg-quality", "40", "95"],
-    "jpeg-q40-p30": ["--jpeg-augment", "0.3", "--jpeg-quality", "40", "95"],
     "distil-q40-p50": ["--jpeg-augment", "0.5", "--jpeg-quality", "40", "95", "--distill-from", "models/cnn-2conv"],
+    "jpeg-q40-p30": ["--jpeg-augment", "0.3", "--jpeg-quality", "40", "95"],
     "wide-q40-p50": ["--jpeg-augment", "0.5", "--jpeg-quality", "40", "95", "--width", "1.5"],
 }
 QUALITIES = (None, 90, 70)
