@@ -3,6 +3,8 @@ and distillation's blended targets (data.pipeline.distillation_targets, workflow
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import REPO
@@ -54,8 +56,24 @@ def _data() -> tuple[np.ndarray, np.ndarray]:
     return x, (x[:, 0] + 0.3 * rng.normal(size=64) > 0).astype(np.float32)
 
 
-def _run(folder, *extra, settings=None, min_delta=0.0):
-    """A fresh model fitted EPOCHS epochs with the training's callbacks, ResumableFit last but for `extra`."""
+class TearWeightsAt(keras.callbacks.Callback):
+    """Stands for a process killed while it writes an epoch's weights: half a file, then the stop."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            def torn(path, overwrite=True):
+                Path(path).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+                raise Stop
+            self.model.save_weights = torn
+
+
+def _run(folder, *extra, settings=None, min_delta=0.0, before=()):
+    """A fresh model fitted EPOCHS epochs with the training's callbacks, ResumableFit last but for `extra`
+    (`before`: callbacks just before it)."""
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
                               keras.layers.Dense(1, activation="sigmoid")])
@@ -70,7 +88,7 @@ def _run(folder, *extra, settings=None, min_delta=0.0):
     x, y = _data()
     try:
         model.fit(x, y, validation_data=(x[:32], y[:32]), epochs=EPOCHS, batch_size=16, verbose=0,
-                  callbacks=[seen, *callbacks, resume, *extra])
+                  callbacks=[seen, *callbacks, *before, resume, *extra])
     except Stop:
         pass
     return model, resume, seen, callbacks
@@ -97,6 +115,27 @@ def test_a_stopped_fit_resumes_at_its_next_epoch_with_weights_optimizer_schedule
     assert early.best == pytest.approx(min(resumed.history["val_loss"]), rel=1e-6)
     assert early.best_epoch == best
     assert model._initial_epoch is None  # the model's next fit starts at its own epoch
+
+
+def test_a_stop_while_an_epoch_is_written_resumes_from_the_epoch_before_as_if_never_stopped(tmp_path):
+    folder = tmp_path / "resume"
+    _run(folder, before=[TearWeightsAt(3)])  # epochs 0-2 backed up, epoch 3's weights torn mid-write
+    assert saved_epoch(folder) == 3
+    model, resumed, seen, _ = _run(folder)
+    assert sorted(seen.epochs) == [3, 4]  # epoch 3 is run again, from epoch 2's backup
+    reference, uninterrupted, _, _ = _run(tmp_path / "other")
+    assert resumed.history["loss"] == pytest.approx(uninterrupted.history["loss"], rel=1e-5)
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(model.get_weights(), reference.get_weights()))
+    best = 1 + int(np.argmin(resumed.history["val_loss"]))
+    assert sorted(p.name for p in folder.iterdir()) == [f"best-{best}.npz", "epoch-5.weights.h5", "state.json"]
+
+
+def test_a_backup_that_cannot_be_read_is_refused_in_words(tmp_path):
+    folder = tmp_path / "resume"
+    _run(folder, StopAfter(1))
+    (folder / "epoch-2.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(IDCError, match=r"holds a stopped training that cannot be read .*delete that folder"):
+        _run(folder)
 
 
 def test_a_fit_that_early_stopping_ended_resumes_as_ended_with_its_best_weights(tmp_path):
