@@ -40,6 +40,27 @@ from drawn_artefacts import INKS, draw_blur, draw_fold, draw_ink
 KINDS = (*INKS, "blur", "fold")
 DRAWS = 3
 """Artefacts of each kind drawn on each slide, one at a time (each on the clean slide)."""
+ADDED_BINS = (0.0, 0.25, 0.5, 1.0, np.inf)
+"""Bins of a drawn fold tile's added density: the mean optical density (sum over R, G, B) the second layer adds
+over the tile's folded pixels, as a share of the slide's typical tissue density (qc.slide_tone). A fold of fat
+over fat adds almost nothing: no detector sees it; a fold of tumour over tumour adds about the slide's density."""
+
+
+def added_density(clean: np.ndarray, drawn: np.ndarray, mask: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """float (N,): per tile at `coords` (y, x), the mean optical density `drawn` adds to `clean` over the tile's
+    pixels under `mask`, as a share of the clean slide's tissue density (nan where the tile has none of them)."""
+    from idc_core.wsi.qc import slide_tone
+
+    def density(image: np.ndarray) -> np.ndarray:
+        return -np.log10((image.astype(np.float32) + 1) / 256).sum(axis=2)
+
+    added = np.where(mask, density(drawn) - density(clean), 0.0)
+    out = np.full(len(coords), np.nan)
+    for i, (y, x) in enumerate(coords.tolist()):
+        under = mask[y:y + 50, x:x + 50]
+        if under.any():
+            out[i] = added[y:y + 50, x:x + 50][under].mean()
+    return out / slide_tone(clean).density
 
 
 def draw(image: np.ndarray, kind: str, centres: np.ndarray, rng: np.random.Generator
@@ -91,8 +112,15 @@ def drawn_artefacts(data: Path, loaded, patients: list[str], seed: int = 0, draw
             under, untouched = d_tissue & (cover >= 0.5), d_tissue & (cover == 0)
             truth = [labels.get((int(y), int(x))) for y, x in d_coords[under].tolist()]
             known = [t for t in truth if t is not None]
+            by_added = {}
+            if kind == "fold":  # how visible each fold tile is, and which of them QC flagged
+                bins = np.digitize(added_density(image, drawn, mask, d_coords[under]), ADDED_BINS[1:-1])
+                flagged = kinds[under] != ""
+                by_added = {"fold_tiles_by_added_density": np.bincount(bins, minlength=len(ADDED_BINS) - 1).tolist(),
+                            "flagged_by_added_density": np.bincount(bins[flagged],
+                                                                    minlength=len(ADDED_BINS) - 1).tolist()}
             rows.append({
-                "patient": patient, "kind": kind, "artefact_tiles": int(under.sum()),
+                "patient": patient, "kind": kind, "artefact_tiles": int(under.sum()), **by_added,
                 "flagged": int((kinds[under] != "").sum()), "flagged_as_drawn": int((kinds[under] == kind).sum()),
                 "clean_tiles": int(untouched.sum()), "clean_flagged": int((kinds[untouched] != "").sum()),
                 "idc_called_clean": idc_share(loaded.model, image, d_coords[under], loaded.config.threshold),
@@ -120,6 +148,12 @@ def summarise(rows: list[dict], slides: list[dict], kinds: tuple[str, ...] = KIN
                       "clean_flagged_share": (sum(r["clean_flagged"] for r in mine)
                                               / max(1, sum(r["clean_tiles"] for r in mine))),
                       **{key: weighted(key) for key in ("idc_called_clean", "idc_called_drawn", "idc_true")}})
+    folds = [r for r in rows if "fold_tiles_by_added_density" in r]
+    for i, (low, high) in enumerate(zip(ADDED_BINS[:-1], ADDED_BINS[1:])):
+        n = sum(r["fold_tiles_by_added_density"][i] for r in folds)
+        if folds:
+            table.append({"kind": f"fold adding {low:g}-{high:g} x the slide's density", "artefact_tiles": n,
+                          "flagged_share": sum(r["flagged_by_added_density"][i] for r in folds) / n if n else None})
     tissue = sum(s["tissue_tiles"] for s in slides)
     table.append({"kind": "none (slides as they are)", "slides": len(slides), "artefact_tiles": 0,
                   "clean_flagged_share": sum(s["flagged_clean_slide"] for s in slides) / max(1, tissue)})
