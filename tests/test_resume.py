@@ -24,17 +24,27 @@ EPOCHS = 5
 
 
 class Stop(Exception):
-    """Stands for a killed process: raised after an epoch's backup."""
+    """Stands for a killed process."""
 
 
 class StopAfter(keras.callbacks.Callback):
-    def __init__(self, epoch: int) -> None:
+    """Stops the fit at the end of `epoch`: after its backup (put it after ResumableFit), or, with `mid_write`
+    (put it before), while the backup writes the epoch's weights: half a file, then the stop."""
+
+    def __init__(self, epoch: int, mid_write: bool = False) -> None:
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.mid_write = epoch, mid_write
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
+        if epoch != self.epoch:
+            return
+        if not self.mid_write:
             raise Stop
+
+        def torn(path, overwrite=True):
+            Path(path).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+            raise Stop
+        self.model.save_weights = torn
 
 
 class Seen(keras.callbacks.Callback):
@@ -54,21 +64,6 @@ def _data() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype(np.float32)
     return x, (x[:, 0] + 0.3 * rng.normal(size=64) > 0).astype(np.float32)
-
-
-class TearWeightsAt(keras.callbacks.Callback):
-    """Stands for a process killed while it writes an epoch's weights: half a file, then the stop."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            def torn(path, overwrite=True):
-                Path(path).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
-                raise Stop
-            self.model.save_weights = torn
 
 
 def _run(folder, *extra, settings=None, min_delta=0.0, before=()):
@@ -119,7 +114,7 @@ def test_a_stopped_fit_resumes_at_its_next_epoch_with_weights_optimizer_schedule
 
 def test_a_stop_while_an_epoch_is_written_resumes_from_the_epoch_before_as_if_never_stopped(tmp_path):
     folder = tmp_path / "resume"
-    _run(folder, before=[TearWeightsAt(3)])  # epochs 0-2 backed up, epoch 3's weights torn mid-write
+    _run(folder, before=[StopAfter(3, mid_write=True)])  # epochs 0-2 backed up, epoch 3's weights torn mid-write
     assert saved_epoch(folder) == 3
     model, resumed, seen, _ = _run(folder)
     assert sorted(seen.epochs) == [3, 4]  # epoch 3 is run again, from epoch 2's backup
