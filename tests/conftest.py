@@ -33,14 +33,28 @@ LONGEST_FILES_FIRST = (
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Streamlit's scan of every installed package's metadata for components done once per test process, not for
-    every AppTest (0.3 s each: about 14 s of test_app_pages.py, measured): what is installed does not change during
-    a run, and every AppTest still registers the components found."""
+    """What Streamlit's AppTest redoes for every run, done once per test process, as the real server does once per
+    process: the scan of every installed package's metadata for components (0.3 s per AppTest: about 14 s of
+    test_app_pages.py, measured), and the compilation of the app's scripts (a new ScriptCache per run; kept here
+    per file path, modification time and size, so a changed script is compiled again)."""
     import functools
 
     from streamlit.components.v2 import manifest_scanner
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test
 
     manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
+    compiled: dict[tuple[str, int, int], object] = {}
+
+    class ProcessScriptCache(ScriptCache):
+        def get_bytecode(self, script_path: str) -> object:
+            stat = os.stat(script_path)
+            key = (os.path.abspath(script_path), stat.st_mtime_ns, stat.st_size)
+            if key not in compiled:
+                compiled[key] = super().get_bytecode(script_path)
+            return compiled[key]
+
+    app_test.ScriptCache = ProcessScriptCache  # type: ignore[misc]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
