@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.heap import freeze_new_imports
 from ui.models import sidebar_picker
 
 st.set_page_config(page_title="IDC detector (research demo)", page_icon="🔬", layout="wide")
@@ -16,4 +17,7 @@ page = st.navigation(
     ]
 )
 sidebar_picker()
-page.run()
+try:
+    page.run()
+finally:
+    freeze_new_imports()  # the libraries this run imported (TensorFlow, say) out of every later full collection

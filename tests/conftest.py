@@ -32,6 +32,31 @@ LONGEST_FILES_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """What Streamlit's AppTest redoes for every run, done once per test process, as the real server does once per
+    process: the scan of every installed package's metadata for components (0.3 s per AppTest: about 14 s of
+    test_app_pages.py, measured), and the compilation of the app's scripts (a new ScriptCache per run; kept here
+    per file path, modification time and size, so a changed script is compiled again)."""
+    import functools
+
+    from streamlit.components.v2 import manifest_scanner
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test
+
+    manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
+    compiled: dict[tuple[str, int, int], object] = {}
+
+    class ProcessScriptCache(ScriptCache):
+        def get_bytecode(self, script_path: str) -> object:
+            stat = os.stat(script_path)
+            key = (os.path.abspath(script_path), stat.st_mtime_ns, stat.st_size)
+            if key not in compiled:
+                compiled[key] = super().get_bytecode(script_path)
+            return compiled[key]
+
+    app_test.ScriptCache = ProcessScriptCache  # type: ignore[misc]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each file's tests kept together and in file order; the files of LONGEST_FILES_FIRST first, in that order."""
     rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
@@ -115,7 +140,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with open(log, "w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],  # no test edits the sources: no module paths walked per session
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
