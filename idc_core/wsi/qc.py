@@ -401,7 +401,10 @@ def tile_artefacts(image: np.ndarray, coords: np.ndarray, size: int = PATCH_SIZE
     reasons = np.full(len(coords), "", dtype=object)
     if not kinds or not len(coords):
         return reasons.astype(str)
-    shares = np.stack([tile_tissue_fraction(masks[kind], coords, size) for kind in kinds], axis=1)
+    shares = np.zeros((len(coords), len(kinds)), dtype=np.float32)
+    for i, kind in enumerate(kinds):
+        if masks[kind].any():  # most kinds find nothing on most slides: no tile to measure
+            shares[:, i] = tile_tissue_fraction(masks[kind], coords, size)
     if tissue is not None:
         shares = np.minimum(1.0, shares / np.maximum(np.asarray(tissue, dtype=np.float32), 1e-6)[:, None])
     best = shares.argmax(axis=1)
